@@ -1,0 +1,3 @@
+"""streamrec: a streaming, real-time recommendation engine for e-commerce on Kafka."""
+
+__version__ = "0.1.0"

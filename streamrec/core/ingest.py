@@ -1,0 +1,180 @@
+"""Ingest: raw bytes -> a validated, pseudonymised, minimised `Event`, or a reason why not.
+
+Checks, in order: size, JSON, object, the topic's JSON Schema (types, event
+type, per-type required fields), timestamp sanity, then de-duplication by
+event_id. Every message ends as exactly one of Accepted / Rejected / Duplicate,
+which is what makes `in = valid + dlq + duplicates` hold.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import fastjsonschema
+
+from streamrec import serde
+from streamrec.contracts import STOREFRONT_EVENTS, load_contract
+from streamrec.core.privacy import Pseudonymizer
+from streamrec.errors import SerdeError
+from streamrec.records import DeadLetter, Event
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """One consumed record, stripped of any Kafka client type."""
+
+    value: bytes | None
+    key: bytes | None
+    partition: int
+    offset: int
+    timestamp_ms: int
+    topic: str = STOREFRONT_EVENTS
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    reason: str
+    detail: str
+    event_id: str | None = None
+
+    def dead_letter(self, msg: RawMessage, now_ms: int) -> DeadLetter:
+        return DeadLetter(
+            reason=self.reason,
+            detail=self.detail,
+            source_topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            original=msg.value or b"",
+            dlq_ts=now_ms,
+            event_id=self.event_id,
+        )
+
+
+class Duplicate:
+    """Marker: the event id was seen inside the de-duplication window."""
+
+    __slots__ = ()
+
+
+DUPLICATE = Duplicate()
+
+
+class Deduplicator:
+    """Remembers event ids for `window_ms` of event time, at most `max_ids` of them.
+
+    Partition-local by construction (events are keyed by user, so a retried
+    event lands on the same partition). Memory only: ids seen before a worker
+    restart are forgotten, so a retry that straddles a restart can pass once.
+    """
+
+    def __init__(self, window_ms: int, max_ids: int) -> None:
+        self.window_ms = window_ms
+        self.max_ids = max_ids
+        self._seen: OrderedDict[str, int] = OrderedDict()
+        self._watermark = 0
+
+    def seen(self, event_id: str, ts: int) -> bool:
+        if event_id in self._seen:
+            return True
+        self._seen[event_id] = ts
+        if ts > self._watermark:
+            self._watermark = ts
+        horizon = self._watermark - self.window_ms
+        seen = self._seen
+        while seen and (len(seen) > self.max_ids or next(iter(seen.values())) < horizon):
+            seen.popitem(last=False)
+        return False
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+class Ingestor:
+    """Validation, pseudonymisation, minimisation and de-duplication of raw events."""
+
+    def __init__(
+        self,
+        pseudonymize: Callable[[str], str],
+        *,
+        max_event_bytes: int = 16_384,
+        min_ts_ms: int = 631_152_000_000,
+        max_future_skew_ms: int = 300_000,
+        dedup: Deduplicator | None = None,
+    ) -> None:
+        self.pseudonymize = pseudonymize
+        self.max_event_bytes = max_event_bytes
+        self.min_ts_ms = min_ts_ms
+        self.max_future_skew_ms = max_future_skew_ms
+        self.dedup = dedup or Deduplicator(86_400_000, 2_000_000)
+        self._validate = load_contract(STOREFRONT_EVENTS).validator
+
+    @classmethod
+    def with_key(cls, key: bytes, **kwargs: Any) -> Ingestor:
+        return cls(Pseudonymizer(key), **kwargs)
+
+    def ingest(self, msg: RawMessage, now_ms: int) -> Event | Rejection | Duplicate:
+        raw = msg.value
+        if raw is None:
+            return Rejection("not_object", "empty message (null value)")
+        if len(raw) > self.max_event_bytes:
+            return Rejection(
+                "oversized", f"{len(raw)} bytes is over the limit of {self.max_event_bytes}"
+            )
+        try:
+            doc = serde.loads(raw)
+        except SerdeError as exc:
+            return Rejection("not_json", str(exc))
+        if not isinstance(doc, dict):
+            return Rejection("not_object", f"expected a JSON object, got {type(doc).__name__}")
+        event_id = doc.get("event_id") if isinstance(doc.get("event_id"), str) else None
+        try:
+            self._validate(doc)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            return Rejection("schema", _explain(exc, doc), event_id)
+        ts = doc["ts"]
+        if ts < self.min_ts_ms:
+            return Rejection(
+                "bad_timestamp",
+                f"ts={ts} is before {self.min_ts_ms} (1990): ts must be epoch milliseconds",
+                event_id,
+            )
+        if ts > now_ms + self.max_future_skew_ms:
+            return Rejection(
+                "bad_timestamp",
+                f"ts={ts} is {(ts - now_ms) / 1000:.0f} s in the future "
+                f"(allowed skew {self.max_future_skew_ms / 1000:.0f} s)",
+                event_id,
+            )
+        assert event_id is not None  # the schema requires it
+        if self.dedup.seen(event_id, ts):
+            return DUPLICATE
+        etype = doc["type"]
+        # Data minimisation: only what the engine uses survives; context and
+        # unknown fields stop here, and the raw user id is replaced.
+        return Event(
+            event_id=event_id,
+            type=etype,
+            user=self.pseudonymize(doc["user_id"]),
+            ts=ts,
+            session_id=doc.get("session_id"),
+            item_id=doc.get("item_id"),
+            query=doc.get("query") if etype == "search" else None,
+            price=doc.get("price") if etype == "purchase" else None,
+            quantity=doc.get("quantity", 1) if etype == "purchase" else 1,
+            shown=tuple(doc["shown"]) if etype == "impression" else (),
+            ingest_ts=msg.timestamp_ms,
+            partition=msg.partition,
+            offset=msg.offset,
+        )
+
+
+def _explain(exc: fastjsonschema.JsonSchemaValueException, doc: dict[str, Any]) -> str:
+    """fastjsonschema's message, made specific for the common cases."""
+    if exc.rule == "enum" and exc.name == "data.type":
+        return f"unknown event type {doc.get('type')!r}; expected one of {exc.definition['enum']}"
+    if exc.rule == "required" and exc.name == "data" and "type" in doc:
+        return f"{exc.message} (for a {doc['type']!r} event)"
+    return str(exc.message)

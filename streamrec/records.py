@@ -1,0 +1,199 @@
+"""Typed records for every topic payload. No anonymous dicts cross a topic boundary.
+
+Each record has `to_dict()` (what goes on the wire, via `streamrec.serde`) and
+`from_dict()` (what comes off it). The JSON Schemas in topics/ are the contract;
+these classes are its Python face.
+
+>>> e = Event(event_id="e1", type="view", user="p", ts=1, item_id="42")
+>>> Event.from_dict(e.to_dict()) == e
+True
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+EVENT_TYPES = ("view", "click", "search", "add_to_cart", "purchase", "impression")
+ITEM_EVENT_TYPES = frozenset({"view", "click", "add_to_cart", "purchase"})
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class RawEvent:
+    """What a storefront sends to storefront.events (the client builds it)."""
+
+    event_id: str
+    type: str
+    user_id: str
+    ts: int
+    session_id: str | None = None
+    item_id: str | None = None
+    query: str | None = None
+    price: float | None = None
+    quantity: int | None = None
+    shown: list[str] | None = None
+    context: dict[str, str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none(asdict(self))
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A validated, pseudonymised, minimised event: what the engine works on.
+
+    `user` is the pseudonym; the raw user id never gets past ingest. Context
+    (device, page) and unknown fields are dropped: the engine does not use them.
+    """
+
+    event_id: str
+    type: str
+    user: str
+    ts: int
+    session_id: str | None = None
+    item_id: str | None = None
+    query: str | None = None
+    price: float | None = None
+    quantity: int = 1
+    shown: tuple[str, ...] = ()
+    ingest_ts: int = 0
+    partition: int = 0
+    offset: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["shown"] = list(self.shown)
+        return _drop_none(d)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Event:
+        d = dict(d)
+        d["shown"] = tuple(d.get("shown", ()))
+        return cls(**d)
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogItem:
+    item_id: str
+    title: str
+    category: tuple[str, ...] = ()
+    price: float | None = None
+    brand: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    available: bool = True
+    ts: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["category"] = list(self.category)
+        return _drop_none(d)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CatalogItem:
+        return cls(
+            item_id=str(d["item_id"]),
+            title=str(d["title"]),
+            category=tuple(d.get("category") or ()),
+            price=d.get("price"),
+            brand=d.get("brand"),
+            attributes=dict(d.get("attributes") or {}),
+            available=bool(d.get("available", True)),
+            ts=d.get("ts"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    reason: str
+    detail: str
+    source_topic: str
+    partition: int
+    offset: int
+    original: bytes
+    dlq_ts: int
+    event_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["original"] = base64.b64encode(self.original).decode("ascii")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DeadLetter:
+        d = dict(d)
+        d["original"] = base64.b64decode(d["original"])
+        return cls(**d)
+
+
+@dataclass(frozen=True, slots=True)
+class RecItem:
+    item_id: str
+    score: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    user: str
+    items: tuple[RecItem, ...]
+    model_version: str
+    event_id: str
+    event_type: str
+    event_ts: int
+    ingest_ts: int
+    produced_ts: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "user": self.user,
+            "items": [
+                {"item_id": i.item_id, "score": round(i.score, 6), "reason": i.reason}
+                for i in self.items
+            ],
+            "model_version": self.model_version,
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "event_ts": self.event_ts,
+            "ingest_ts": self.ingest_ts,
+            "produced_ts": self.produced_ts,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Recommendation:
+        return cls(
+            user=d["user"],
+            items=tuple(RecItem(i["item_id"], float(i["score"]), i["reason"]) for i in d["items"]),
+            model_version=d["model_version"],
+            event_id=d["event_id"],
+            event_type=d["event_type"],
+            event_ts=int(d["event_ts"]),
+            ingest_ts=int(d["ingest_ts"]),
+            produced_ts=int(d["produced_ts"]),
+        )
+
+    @property
+    def item_ids(self) -> list[str]:
+        return [i.item_id for i in self.items]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsWindow:
+    worker: str
+    window_start: int
+    window_end: int
+    counts: dict[str, int]
+    by_type: dict[str, int]
+    dlq_reasons: dict[str, int] = field(default_factory=dict)
+    freshness_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MetricsWindow:
+        return cls(**d)

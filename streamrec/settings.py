@@ -1,0 +1,247 @@
+"""The one settings object, read from the environment in one place.
+
+Every knob is a `STREAMREC_*` environment variable (names are the constants
+below); the CLI's flags only override them. Secrets are `Secret` values whose
+repr never shows the content.
+
+>>> s = Settings.from_env({"STREAMREC_TOP_K": "10"})
+>>> s.top_k, s.mode, s.is_embedded
+(10, 'dev', True)
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from streamrec.errors import ConfigError
+
+PREFIX = "STREAMREC_"
+
+ENV_MODE = "STREAMREC_MODE"
+ENV_KAFKA_BOOTSTRAP = "STREAMREC_KAFKA_BOOTSTRAP"
+ENV_PSEUDONYM_KEY = "STREAMREC_PSEUDONYM_KEY"
+
+# Only usable with the embedded (loopback) broker: production refuses it.
+DEV_PSEUDONYM_KEY = "streamrec-dev-key-not-for-production"
+
+T = TypeVar("T")
+
+
+class Secret:
+    """A string that does not print itself."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self._value else "Secret('')"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _bool(raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in {"1", "true", "yes", "on"}:
+        return True
+    if low in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected true/false, got {raw!r}")
+
+
+_PARSERS: dict[Any, Callable[[str], Any]] = {
+    "int": int,
+    "float": float,
+    "str": str,
+    "bool": _bool,
+    "Path": Path,
+    "Secret": Secret,
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All of streamrec's configuration. Field `foo_bar` is env var `STREAMREC_FOO_BAR`."""
+
+    #: "dev" (embedded broker, dev key allowed) or "production" (real key required).
+    mode: str = "dev"
+    #: Kafka bootstrap servers, comma separated. Loopback means the embedded broker.
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    #: Kafka security: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: Secret = field(default_factory=lambda: Secret(""))
+    kafka_ssl_cafile: str = ""
+    #: Port of `streamrec broker` (the embedded tansu broker) on 127.0.0.1.
+    broker_port: int = 9092
+    #: Prepended to every topic name: isolates tests and tenants on one cluster.
+    topic_prefix: str = ""
+    #: Default partition count for `streamrec topics create` (contracts may override).
+    partitions: int = 4
+    replication: int = 1
+    #: Faust application id: the consumer group and the changelog topic prefix.
+    app_id: str = "streamrec"
+    #: Where Faust keeps table stores and the worker its recommender snapshot.
+    data_dir: Path = Path(".streamrec")
+    #: Table store: "rocksdb" (survives restarts locally) or "memory" (tests).
+    store: str = "rocksdb"
+    #: Keyed-HMAC secret for user ids. Required in production mode.
+    pseudonym_key: Secret = field(default_factory=lambda: Secret(""))
+    #: Consumer fetch max wait. The embedded broker does not wake a waiting fetch,
+    #: so latency per hop is about half of this; real Kafka answers at once.
+    fetch_max_wait_ms: int = 100
+    #: Consumer-group session timeout; the embedded broker makes joins wait half of it.
+    session_timeout_s: float = 6.0
+    heartbeat_interval_s: float = 1.0
+    producer_linger_ms: int = 5
+    #: Micro-batch of the main agent: at most this many events or this long.
+    batch_max: int = 500
+    batch_within_ms: int = 10
+    #: Recommendations per user in each published list.
+    top_k: int = 20
+    #: Dead-letter any raw event larger than this.
+    max_event_bytes: int = 16_384
+    #: Events stamped further in the future than this (clock skew) are rejected.
+    max_future_skew_s: float = 300.0
+    #: Events older than this epoch-ms are rejected: catches seconds sent as ms.
+    min_event_ts_ms: int = 631_152_000_000  # 1990-01-01
+    #: De-duplication window (event time) and the most event ids remembered.
+    dedup_window_s: float = 86_400.0
+    dedup_max_ids: int = 2_000_000
+    #: Profile shape.
+    recent_items: int = 50
+    purchased_items: int = 500
+    affinity_half_life_s: float = 7 * 86_400.0
+    session_gap_s: float = 1_800.0
+    #: Recommender.
+    trending_half_life_s: float = 86_400.0
+    covisit_window: int = 5
+    covisit_max_neighbours: int = 100
+    exclude_purchased: bool = True
+    exclude_recent: bool = True
+    #: Seconds between worker metrics windows and recommender snapshots.
+    metrics_interval_s: float = 10.0
+    snapshot_interval_s: float = 60.0
+    #: Faust's web server (off by default; the monitoring issue turns it on).
+    web_enabled: bool = False
+    web_port: int = 6066
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read every `STREAMREC_*` variable; unknown ones are an error (typos bite)."""
+        env = os.environ if env is None else env
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, raw in env.items():
+            if not key.startswith(PREFIX):
+                continue
+            name = key[len(PREFIX) :].lower()
+            if name not in known:
+                raise ConfigError(
+                    f"unknown setting {key}; known: "
+                    + ", ".join(PREFIX + n.upper() for n in sorted(known))
+                )
+            parser = _PARSERS[str(known[name].type)]
+            try:
+                values[name] = parser(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{key}={raw!r} is not a valid value: {exc}") from exc
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        changed = replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        changed.validate()
+        return changed
+
+    def validate(self) -> None:
+        if self.mode not in {"dev", "production"}:
+            raise ConfigError(f"{ENV_MODE} must be 'dev' or 'production', not {self.mode!r}")
+        if self.store not in {"rocksdb", "memory"}:
+            raise ConfigError(f"STREAMREC_STORE must be 'rocksdb' or 'memory', not {self.store!r}")
+        if self.top_k < 1 or self.batch_max < 1 or self.partitions < 1:
+            raise ConfigError("STREAMREC_TOP_K, _BATCH_MAX and _PARTITIONS must be >= 1")
+        if self.session_timeout_s <= self.heartbeat_interval_s:
+            raise ConfigError(
+                "STREAMREC_SESSION_TIMEOUT_S must be larger than STREAMREC_HEARTBEAT_INTERVAL_S"
+            )
+
+    # -- derived values -------------------------------------------------------
+
+    @property
+    def is_embedded(self) -> bool:
+        """True when every bootstrap server is on loopback (the embedded broker)."""
+        for server in self.kafka_bootstrap.split(","):
+            host = server.strip().rsplit(":", 1)[0].strip("[]")
+            if host == "localhost":
+                continue
+            try:
+                if not ipaddress.ip_address(host).is_loopback:
+                    return False
+            except ValueError:
+                return False
+        return True
+
+    def topic(self, name: str) -> str:
+        """The physical name of contract topic `name` (with the prefix)."""
+        return f"{self.topic_prefix}{name}"
+
+    def resolved_pseudonym_key(self) -> bytes:
+        """The HMAC key; refuses the dev key anywhere but the embedded broker in dev mode."""
+        if self.pseudonym_key:
+            key = self.pseudonym_key.get()
+            if self.mode == "production" and key == DEV_PSEUDONYM_KEY:
+                raise ConfigError(f"{ENV_PSEUDONYM_KEY} is the public dev key; set a real secret")
+            return key.encode()
+        if self.mode == "production":
+            raise ConfigError(
+                f"production mode needs {ENV_PSEUDONYM_KEY}: a long random secret, e.g. "
+                "`python -c 'import secrets; print(secrets.token_hex(32))'`. "
+                "Keep it stable: changing it changes every user's pseudonym."
+            )
+        if not self.is_embedded:
+            raise ConfigError(
+                f"{ENV_KAFKA_BOOTSTRAP}={self.kafka_bootstrap} is not the embedded broker; "
+                f"the built-in dev key is only allowed on loopback. Set {ENV_PSEUDONYM_KEY}."
+            )
+        return DEV_PSEUDONYM_KEY.encode()
+
+    def kafka_python_security(self) -> dict[str, Any]:
+        """Security keyword arguments for kafka-python clients."""
+        out: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol.startswith("SASL"):
+            out |= {
+                "sasl_mechanism": self.kafka_sasl_mechanism,
+                "sasl_plain_username": self.kafka_sasl_username,
+                "sasl_plain_password": self.kafka_sasl_password.get(),
+            }
+        if self.kafka_ssl_cafile:
+            out["ssl_cafile"] = self.kafka_ssl_cafile
+        return out
+
+    def bootstrap_list(self) -> list[str]:
+        return [s.strip() for s in self.kafka_bootstrap.split(",") if s.strip()]
+
+    def hostname(self) -> str:
+        return socket.gethostname()
