@@ -77,3 +77,14 @@ def load_contract(name: str) -> Contract:
 
 def all_contracts() -> list[Contract]:
     return [load_contract(p.stem) for p in sorted(contracts_dir().glob("*.json"))]
+
+
+#: Topics keyed by user or item: their partition count scales with the deployment.
+KEYED_TOPICS = frozenset({STOREFRONT_EVENTS, CATALOG_ITEMS, RECOMMENDATIONS})
+
+
+def partitions_for(name: str, override: int = 0) -> int:
+    """Partitions of topic `name`: `override` (STREAMREC_PARTITIONS) for keyed topics, else the contract."""
+    if override and name in KEYED_TOPICS:
+        return override
+    return load_contract(name).partitions

@@ -94,13 +94,16 @@ class Settings:
     broker_port: int = 9092
     #: Prepended to every topic name: isolates tests and tenants on one cluster.
     topic_prefix: str = ""
-    #: Default partition count for `streamrec topics create` (contracts may override).
-    partitions: int = 4
+    #: Partitions of the keyed topics (events, catalog, recommendations) and of the
+    #: profile changelog; 0 = what the contracts in topics/ say.
+    partitions: int = 0
     replication: int = 1
     #: Faust application id: the consumer group and the changelog topic prefix.
     app_id: str = "streamrec"
     #: Where Faust keeps table stores and the worker its recommender snapshot.
     data_dir: Path = Path(".streamrec")
+    #: Where downloaded sample data (the recbole wheel with MovieLens-100k) is cached.
+    cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "streamrec")
     #: Table store: "rocksdb" (survives restarts locally) or "memory" (tests).
     store: str = "rocksdb"
     #: Keyed-HMAC secret for user ids. Required in production mode.
@@ -134,7 +137,7 @@ class Settings:
     #: Recommender.
     trending_half_life_s: float = 86_400.0
     covisit_window: int = 5
-    covisit_max_neighbours: int = 100
+    covisit_max_neighbours: int = 30
     exclude_purchased: bool = True
     exclude_recent: bool = True
     #: Seconds between worker metrics windows and recommender snapshots.
@@ -180,8 +183,8 @@ class Settings:
             raise ConfigError(f"{ENV_MODE} must be 'dev' or 'production', not {self.mode!r}")
         if self.store not in {"rocksdb", "memory"}:
             raise ConfigError(f"STREAMREC_STORE must be 'rocksdb' or 'memory', not {self.store!r}")
-        if self.top_k < 1 or self.batch_max < 1 or self.partitions < 1:
-            raise ConfigError("STREAMREC_TOP_K, _BATCH_MAX and _PARTITIONS must be >= 1")
+        if self.top_k < 1 or self.batch_max < 1 or self.partitions < 0:
+            raise ConfigError("STREAMREC_TOP_K and _BATCH_MAX must be >= 1, _PARTITIONS >= 0")
         if self.session_timeout_s <= self.heartbeat_interval_s:
             raise ConfigError(
                 "STREAMREC_SESSION_TIMEOUT_S must be larger than STREAMREC_HEARTBEAT_INTERVAL_S"

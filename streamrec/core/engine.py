@@ -15,6 +15,7 @@ plain class: the agent, offline evaluation and tests all call
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from streamrec.core.profile import Profile, ProfileUpdater
 from streamrec.core.recommender import Recommender
 from streamrec.records import DeadLetter, Event, Recommendation
 from streamrec.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class ProfileStore(Protocol):
@@ -73,7 +76,8 @@ class Counters:
 @dataclass
 class BatchOutput:
     recommendations: list[Recommendation] = field(default_factory=list)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
+    #: (original key, dead letter): the DLQ keeps the original key.
+    dead_letters: list[tuple[bytes | None, DeadLetter]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
 
 
@@ -125,59 +129,76 @@ class Engine:
         out = BatchOutput()
         profiles: dict[str, tuple[Profile, int]] = {}
         counts = self.counters.counts
-        catalog = self.catalog
         for msg in batch:
             counts["in"] += 1
             result = self.ingestor.ingest(msg, now_ms)
             if isinstance(result, Rejection):
                 counts["dlq"] += 1
                 self.counters.dlq_reasons[result.reason] += 1
-                out.dead_letters.append(result.dead_letter(msg, now_ms))
+                out.dead_letters.append((msg.key, result.dead_letter(msg, now_ms)))
                 continue
             if isinstance(result, Duplicate):
                 counts["duplicates"] += 1
                 continue
             event = result
+            try:
+                rec = self._apply(event, msg.partition, store, profiles, now_ms)
+            except Exception as exc:  # a bug must cost one event, never the worker
+                log.exception("processing error at partition %s offset %s", msg.partition, msg.offset)
+                counts["dlq"] += 1
+                self.counters.dlq_reasons["processing_error"] += 1
+                rejection = Rejection("processing_error", f"{type(exc).__name__}: {exc}", event.event_id)
+                out.dead_letters.append((msg.key, rejection.dead_letter(msg, now_ms)))
+                continue
             counts["valid"] += 1
             self.counters.by_type[event.type] += 1
-
-            cached = profiles.get(event.user)
-            if cached is None:
-                raw = store.get(event.user, msg.partition)
-                profile = Profile.from_bytes(raw) if raw else Profile.new(event.user)
-                profiles[event.user] = (profile, msg.partition)
-            else:
-                profile = cached[0]
-
-            # Co-visitation learns from the session as it was *before* this event.
-            session_items = (
-                [] if self.updater.is_new_session(profile, event) else profile.session_item_ids()
-            )
-            self.recommender.observe(event, session_items)
-            categories = catalog.categories(event.item_id) if event.item_id else ()
-            self.updater.update(profile, event, categories)
-
-            items = self.recommender.recommend(
-                profile,
-                event.item_id,
-                categories_of=catalog.categories,
-                is_available=catalog.is_available,
-            )
+            if event.ingest_ts > 0:
+                self.counters.freshness.record(now_ms - event.ingest_ts)
             out.events.append(event)
-            out.recommendations.append(
-                Recommendation(
-                    user=event.user,
-                    items=tuple(items),
-                    model_version=self.recommender.model_version,
-                    event_id=event.event_id,
-                    event_type=event.type,
-                    event_ts=event.ts,
-                    ingest_ts=event.ingest_ts,
-                    produced_ts=now_ms,
-                )
-            )
+            out.recommendations.append(rec)
         counts["recommendations"] += len(out.recommendations)
         for user, (profile, partition) in profiles.items():
             store.put(user, profile.to_bytes(), partition)
         return out
+
+    def _apply(
+        self,
+        event: Event,
+        partition: int,
+        store: ProfileStore,
+        profiles: dict[str, tuple[Profile, int]],
+        now_ms: int,
+    ) -> Recommendation:
+        cached = profiles.get(event.user)
+        if cached is None:
+            raw = store.get(event.user, partition)
+            profile = Profile.from_bytes(raw) if raw else Profile.new(event.user)
+            profiles[event.user] = (profile, partition)
+        else:
+            profile = cached[0]
+
+        # Co-visitation learns from the session as it was *before* this event.
+        session_items = (
+            [] if self.updater.is_new_session(profile, event) else profile.session_item_ids()
+        )
+        self.recommender.observe(event, session_items)
+        catalog = self.catalog
+        categories = catalog.categories(event.item_id) if event.item_id else ()
+        self.updater.update(profile, event, categories)
+        items = self.recommender.recommend(
+            profile,
+            event.item_id,
+            categories_of=catalog.categories,
+            is_available=catalog.is_available,
+        )
+        return Recommendation(
+            user=event.user,
+            items=tuple(items),
+            model_version=self.recommender.model_version,
+            event_id=event.event_id,
+            event_type=event.type,
+            event_ts=event.ts,
+            ingest_ts=event.ingest_ts,
+            produced_ts=now_ms,
+        )
 

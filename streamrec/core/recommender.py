@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import heapq
 import pickle
+from operator import itemgetter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,13 +34,15 @@ MODEL_VERSION = "trending-covisit-1"
 class Trending:
     """Time-decayed popularity. score(t) = sum_i w_i * 2^-((t - t_i) / half_life)."""
 
-    def __init__(self, half_life_s: float = 86_400.0, pool: int = 200) -> None:
+    def __init__(self, half_life_s: float = 86_400.0, pool: int = 200, refresh_every: int = 100) -> None:
         self.half_life_ms = half_life_s * 1000.0
         self.pool = pool
+        self.refresh_every = refresh_every
         self._scaled: dict[str, float] = {}  # w * 2^((t - origin) / half_life)
         self._origin = 0
         self._now = 0
-        self._top: list[tuple[str, float]] | None = None
+        self._top: list[tuple[str, float]] = []
+        self._stale = 0
 
     def add(self, item: str, weight: float, ts: int) -> None:
         if not self._scaled:
@@ -51,7 +54,7 @@ class Trending:
         self._scaled[item] = self._scaled.get(item, 0.0) + weight * 2.0**exponent
         if ts > self._now:
             self._now = ts
-        self._top = None
+        self._stale += 1
 
     def _rebase(self, ts: int) -> None:
         factor = 2.0 ** (-(ts - self._origin) / self.half_life_ms)
@@ -59,15 +62,19 @@ class Trending:
         self._origin = ts
 
     def top(self) -> list[tuple[str, float]]:
-        """The `pool` most popular items now, scores normalised so the first is 1.0.
+        """The `pool` most popular items, best first, scores normalised so the first is 1.0.
 
-        Cached until the next `add`; the engine calls it at most once per batch
-        in steady state, so its cost is shared by the whole batch.
+        Recomputed after every `refresh_every` adds (scaled up for big catalogs,
+        so the O(items) scan stays a small share per event). Counting adds, not
+        batches or seconds, keeps results identical however events are batched.
         """
-        if self._top is None:
-            best = heapq.nlargest(self.pool, self._scaled.items(), key=lambda kv: kv[1])
+        if self._stale >= max(self.refresh_every, len(self._scaled) // 50) or (
+            self._stale and not self._top
+        ):
+            best = heapq.nlargest(self.pool, self._scaled.items(), key=itemgetter(1))
             norm = best[0][1] if best else 1.0
             self._top = [(item, s / norm) for item, s in best]
+            self._stale = 0
         return self._top
 
     def score(self, item: str) -> float:
@@ -101,11 +108,11 @@ class CoVisitation:
                 if row is None:
                     row = nbrs[a] = {}
                 row[b] = row.get(b, 0.0) + w
-                if len(row) > 2 * self.max_neighbours:
+                if len(row) > self.max_neighbours + self.max_neighbours // 2:
                     self._prune(a, row)
 
     def _prune(self, item: str, row: dict[str, float]) -> None:
-        keep = heapq.nlargest(self.max_neighbours, row.items(), key=lambda kv: kv[1])
+        keep = heapq.nlargest(self.max_neighbours, row.items(), key=itemgetter(1))
         self._nbrs[item] = dict(keep)
 
     def neighbours(self, item: str) -> dict[str, float]:
@@ -125,8 +132,8 @@ class Recommender:
         trending_half_life_s: float = 86_400.0,
         trending_pool: int = 200,
         covisit_window: int = 5,
-        covisit_max_neighbours: int = 100,
-        anchors: int = 5,
+        covisit_max_neighbours: int = 30,
+        anchors: int = 3,
         w_covisit: float = 1.0,
         w_trending: float = 0.3,
         w_affinity: float = 0.2,
@@ -168,6 +175,13 @@ class Recommender:
         is_available: Callable[[str], bool] = lambda _item: True,
         k: int | None = None,
     ) -> list[RecItem]:
+        """Top-k for `profile`, each with its score and the reason it is there.
+
+        Scores: w_covisit * co-visitation (normalised) + w_trending * trending
+        (normalised) + w_affinity * best category affinity. Affinity, availability
+        and reasons are only worked out for a 3k shortlist: that keeps a list at
+        tens of microseconds whatever the catalog size.
+        """
         k = k or self.top_k
         excluded: set[str] = set()
         if self.exclude_purchased:
@@ -179,49 +193,54 @@ class Recommender:
 
         covisit: dict[str, float] = {}
         anchor_of: dict[str, str] = {}
-        anchors = profile.recent_item_ids()[-self.anchors :]
-        for rank, anchor in enumerate(reversed(anchors)):
-            row = self.covisit.neighbours(anchor)
+        for rank, anchor in enumerate(reversed(profile.recent[-self.anchors :])):
+            row = self.covisit.neighbours(anchor[0])
             if not row:
                 continue
-            top = max(row.values())
-            recency = 1.0 / (1 + rank)
+            scale = 1.0 / ((1 + rank) * max(row.values()))
             for item, w in row.items():
-                s = recency * w / top
-                if s > covisit.get(item, 0.0):
-                    anchor_of[item] = anchor
-                covisit[item] = covisit.get(item, 0.0) + s
-        if covisit:
-            norm = max(covisit.values())
-            covisit = {i: s / norm for i, s in covisit.items()}
+                prev = covisit.get(item)
+                if prev is None:
+                    covisit[item] = w * scale
+                    anchor_of[item] = anchor[0]  # the most recent anchor that led here
+                else:
+                    covisit[item] = prev + w * scale
+        wc = self.w_covisit / max(covisit.values()) if covisit else 0.0
+        scores = {item: wc * c for item, c in covisit.items() if item not in excluded}
 
-        trending = dict(self.trending.top())
+        trending: dict[str, float] = {}
+        for item, t in self.trending.top():
+            if item in excluded:
+                continue
+            trending[item] = t
+            scores[item] = scores.get(item, 0.0) + self.w_trending * t
+            if len(trending) >= 2 * k:
+                break
+
         affinity = profile.affinity
         aff_norm = max(affinity.values()) if affinity else 0.0
-
-        scored: list[tuple[float, str, str]] = []
-        for item in set(covisit).union(trending):
-            if item in excluded or not is_available(item):
+        final: list[tuple[float, str, str]] = []
+        for item, base in heapq.nlargest(3 * k, scores.items(), key=itemgetter(1)):
+            if not is_available(item):
                 continue
-            c = self.w_covisit * covisit.get(item, 0.0)
-            t = self.w_trending * trending.get(item, 0.0)
-            a = 0.0
-            best_cat = ""
+            a, best_cat = 0.0, ""
             if aff_norm > 0:
                 for cat in categories_of(item):
-                    v = affinity.get(cat, 0.0) / aff_norm
+                    v = affinity.get(cat, 0.0)
                     if v > a:
                         a, best_cat = v, cat
-                a *= self.w_affinity
-            if c >= t and c >= a and c > 0:
+                a *= self.w_affinity / aff_norm
+            c = wc * covisit.get(item, 0.0)
+            t = self.w_trending * trending.get(item, 0.0)
+            if c > 0 and c >= t and c >= a:
                 reason = f"co-visited with {anchor_of[item]}"
             elif a > t:
                 reason = f"matches your interest in {best_cat}"
             else:
                 reason = "trending"
-            scored.append((c + t + a, item, reason))
-        best = heapq.nlargest(k, scored, key=lambda x: (x[0], x[1]))
-        return [RecItem(item, score, reason) for score, item, reason in best]
+            final.append((base + a, item, reason))
+        final.sort(key=lambda x: (-x[0], x[1]))
+        return [RecItem(item, score, reason) for score, item, reason in final[:k]]
 
     # -- checkpoints ------------------------------------------------------------
 

@@ -1,0 +1,3 @@
+from streamrec.cli import main
+import sys
+sys.exit(main())

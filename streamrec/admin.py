@@ -1,0 +1,72 @@
+"""`streamrec topics create`: create every contract topic, idempotently, on any Kafka cluster."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from streamrec.contracts import all_contracts, partitions_for
+from streamrec.errors import BrokerError
+from streamrec.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TopicResult:
+    name: str
+    partitions: int
+    created: bool
+    note: str = ""
+
+
+def admin_client(settings: Settings, timeout_s: float = 30.0) -> KafkaAdminClient:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return KafkaAdminClient(
+                bootstrap_servers=settings.bootstrap_list(),
+                client_id="streamrec-admin",
+                request_timeout_ms=30_000,
+                **settings.kafka_python_security(),
+            )
+        except KafkaError as exc:
+            if time.monotonic() > deadline:
+                raise BrokerError(
+                    f"no Kafka broker answers at {settings.kafka_bootstrap}; start one with "
+                    "`streamrec broker` or set STREAMREC_KAFKA_BOOTSTRAP"
+                ) from exc
+            time.sleep(0.2)
+
+
+def create_topics(settings: Settings) -> list[TopicResult]:
+    """Create the contract topics that do not exist; report (never alter) those that do."""
+    admin = admin_client(settings)
+    try:
+        existing = set(admin.list_topics())
+        results: list[TopicResult] = []
+        for contract in all_contracts():
+            name = settings.topic(contract.name)
+            parts = partitions_for(contract.name, settings.partitions)
+            if name in existing:
+                have = len(admin.describe_topics([name])[0]["partitions"])
+                note = "" if have == parts else f"has {have} partitions, contract says {parts}"
+                if note:
+                    log.warning("topic %s %s; leaving it as it is", name, note)
+                results.append(TopicResult(name, have, False, note))
+                continue
+            topic = NewTopic(name, parts, settings.replication, topic_configs=contract.config)
+            try:
+                admin.create_topics([topic])
+                results.append(TopicResult(name, parts, True))
+            except TopicAlreadyExistsError:  # created concurrently by another process
+                results.append(TopicResult(name, parts, False))
+            except KafkaError as exc:
+                raise BrokerError(f"could not create topic {name}: {exc}") from exc
+        return results
+    finally:
+        admin.close()

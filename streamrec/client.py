@@ -1,0 +1,210 @@
+"""Client library for storefront backends and consumer apps.
+
+* `EventProducer` (kafka-python, synchronous): storefront backends call
+  `.track(...)`; events are keyed by the raw user id so one user's events stay
+  on one partition, in order.
+* `RecommendationReader`: follows the compacted `recommendations` topic and
+  answers "latest list for this raw user id", applying the same keyed HMAC as
+  the worker, so apps never handle pseudonyms themselves.
+
+    with EventProducer(Settings.from_env()) as events:
+        events.track("search", "alice", query="running shoes")
+        events.track("view", "alice", item_id="sku-123")
+    reader = RecommendationReader(Settings.from_env())
+    rec = reader.wait_for("alice", timeout_s=5)
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import fastjsonschema
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from streamrec import serde
+from streamrec.contracts import CATALOG_ITEMS, RECOMMENDATIONS, STOREFRONT_EVENTS, load_contract
+from streamrec.core.privacy import Pseudonymizer
+from streamrec.errors import BrokerError, StreamrecError
+from streamrec.records import CatalogItem, RawEvent, Recommendation
+from streamrec.settings import Settings
+
+
+class InvalidEvent(StreamrecError, ValueError):
+    """`track()` was called with an event the worker would reject."""
+
+
+class EventProducer:
+    """Publishes storefront events and catalog items."""
+
+    def __init__(self, settings: Settings, *, linger_ms: int = 5, **kafka_kwargs: Any) -> None:
+        self.settings = settings
+        self._topic = settings.topic(STOREFRONT_EVENTS)
+        self._catalog_topic = settings.topic(CATALOG_ITEMS)
+        self._validate = load_contract(STOREFRONT_EVENTS).validator
+        self._validate_item = load_contract(CATALOG_ITEMS).validator
+        try:
+            self._producer = KafkaProducer(
+                bootstrap_servers=settings.bootstrap_list(),
+                acks=1,
+                linger_ms=linger_ms,
+                batch_size=256 * 1024,
+                max_in_flight_requests_per_connection=1,  # keeps per-user order on retries
+                retries=5,
+                **settings.kafka_python_security(),
+                **kafka_kwargs,
+            )
+        except Exception as exc:
+            raise BrokerError(
+                f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}. Is the broker "
+                "running (`streamrec broker`)? Is STREAMREC_KAFKA_BOOTSTRAP right?"
+            ) from exc
+
+    def track(
+        self,
+        type: str,
+        user_id: str,
+        *,
+        item_id: str | None = None,
+        query: str | None = None,
+        price: float | None = None,
+        quantity: int | None = None,
+        shown: list[str] | None = None,
+        session_id: str | None = None,
+        context: dict[str, str] | None = None,
+        event_id: str | None = None,
+        ts: int | None = None,
+    ) -> RawEvent:
+        """Validate and send one event; returns it (with its generated id and ts)."""
+        event = RawEvent(
+            event_id=event_id or uuid.uuid4().hex,
+            type=type,
+            user_id=user_id,
+            ts=ts if ts is not None else int(time.time() * 1000),
+            session_id=session_id,
+            item_id=item_id,
+            query=query,
+            price=price,
+            quantity=quantity,
+            shown=shown,
+            context=context,
+        )
+        self.send_event(event)
+        return event
+
+    def send_event(self, event: RawEvent) -> None:
+        doc = event.to_dict()
+        try:
+            self._validate(doc)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            raise InvalidEvent(f"event {event.event_id}: {exc.message}") from exc
+        self._producer.send(self._topic, key=event.user_id.encode(), value=serde.dumps(doc))
+
+    def send_raw(self, value: bytes | None, key: bytes | None = None) -> None:
+        """Send bytes as they are (replays of logs that may hold bad lines; tests)."""
+        self._producer.send(self._topic, key=key, value=value)
+
+    def publish_item(self, item: CatalogItem) -> None:
+        doc = item.to_dict()
+        try:
+            self._validate_item(doc)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            raise InvalidEvent(f"catalog item {item.item_id}: {exc.message}") from exc
+        self._producer.send(self._catalog_topic, key=item.item_id.encode(), value=serde.dumps(doc))
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        self._producer.flush(timeout=timeout_s)
+
+    def close(self) -> None:
+        self._producer.flush()
+        self._producer.close()
+
+    def __enter__(self) -> EventProducer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RecommendationReader:
+    """Keeps the newest recommendation list per user from the `recommendations` topic.
+
+    Reads every partition from the beginning (the topic is compacted, so this is
+    the latest list per user), then follows new messages on each `poll()`.
+    """
+
+    def __init__(self, settings: Settings, *, from_beginning: bool = True) -> None:
+        self.settings = settings
+        self._pseudonym = Pseudonymizer(settings.resolved_pseudonym_key())
+        self._topic = settings.topic(RECOMMENDATIONS)
+        self._latest: dict[str, Recommendation] = {}
+        self.received = 0
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=settings.bootstrap_list(),
+            enable_auto_commit=False,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            **settings.kafka_python_security(),
+        )
+        parts = _wait_partitions(self._consumer, self._topic)
+        tps = [TopicPartition(self._topic, p) for p in parts]
+        self._consumer.assign(tps)
+        if from_beginning:
+            self._consumer.seek_to_beginning(*tps)
+        else:
+            self._consumer.seek_to_end(*tps)
+
+    def pseudonym(self, user_id: str) -> str:
+        return self._pseudonym(user_id)
+
+    def poll(self, timeout_s: float = 0.2) -> int:
+        """Fetch what has arrived; returns how many lists were read."""
+        n = 0
+        for records in self._consumer.poll(timeout_ms=int(timeout_s * 1000)).values():
+            for r in records:
+                if r.value is None:
+                    continue
+                rec = Recommendation.from_dict(serde.loads(r.value))
+                self._latest[rec.user] = rec
+                n += 1
+        self.received += n
+        return n
+
+    def latest(self, user_id: str) -> Recommendation | None:
+        """The newest list read so far for raw `user_id` (call `poll` to catch up)."""
+        return self._latest.get(self._pseudonym(user_id))
+
+    def wait_for(
+        self,
+        user_id: str,
+        timeout_s: float = 10.0,
+        until: Callable[[Recommendation], bool] | None = None,
+    ) -> Recommendation | None:
+        """Poll until `user_id` has a list (satisfying `until`, if given), or time out."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            rec = self.latest(user_id)
+            if rec is not None and (until is None or until(rec)):
+                return rec
+            if time.monotonic() > deadline:
+                return None
+            self.poll(0.1)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def _wait_partitions(consumer: KafkaConsumer, topic: str, timeout_s: float = 15.0) -> list[int]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        parts = consumer.partitions_for_topic(topic)
+        if parts:
+            return sorted(parts)
+        if time.monotonic() > deadline:
+            raise BrokerError(
+                f"topic {topic} does not exist on {consumer.config['bootstrap_servers']}; "
+                "run `streamrec topics create`"
+            )
+        consumer.topics()  # refreshes metadata
+        time.sleep(0.2)

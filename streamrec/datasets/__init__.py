@@ -1,0 +1,1 @@
+"""Data sets and event-log readers: what `streamrec replay` feeds into Kafka."""

@@ -1,0 +1,335 @@
+"""The streaming shell: one Faust agent does ingest + profile + recommend.
+
+storefront.events --(take_events micro-batch)--> Engine.process_batch
+    --> recommendations (keyed by pseudonym), events.dlq (reason + original bytes)
+
+The agent decodes nothing itself: it hands raw bytes to the core and sends
+what the core returns. Each Faust hop costs ~300 us of CPU per message here,
+so there is exactly one on the main path. Around it:
+
+* a catalog follower (plain aiokafka, all partitions, from the beginning of
+  the compacted catalog.items) keeps every item's title, categories and
+  availability in memory on every worker;
+* a timer publishes counter windows to `metrics`;
+* a timer snapshots the recommender (trending, co-visitation) to the data
+  dir, loaded again at start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import fastjsonschema
+import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streamrec import serde
+from streamrec.contracts import (
+    CATALOG_ITEMS,
+    EVENTS_DLQ,
+    METRICS,
+    RECOMMENDATIONS,
+    STOREFRONT_EVENTS,
+    load_contract,
+    partitions_for,
+)
+from streamrec.core.engine import Counters, Engine
+from streamrec.core.ingest import RawMessage, Rejection
+from streamrec.core.recommender import Recommender
+from streamrec.errors import SerdeError
+from streamrec.faust_tuning import as_current_event, set_fetch_max_wait_ms
+from streamrec.records import CatalogItem, DeadLetter, MetricsWindow
+from streamrec.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class TableProfileStore:
+    """Profiles in a Faust table, read and written on the right partition for each user."""
+
+    def __init__(self, table: Any, events: Sequence[Any]) -> None:
+        self.table = table
+        # One event per partition is enough: Faust only reads its partition.
+        self._event_of = {ev.message.partition: ev for ev in events}
+
+    def get(self, user: str, partition: int) -> bytes | None:
+        with as_current_event(self._event_of[partition]):
+            value: bytes | None = self.table.get(user.encode())
+            return value
+
+    def put(self, user: str, value: bytes, partition: int) -> None:
+        with as_current_event(self._event_of[partition]):
+            self.table[user.encode()] = value
+
+
+class Worker:
+    """Builds the Faust app around one `Engine` and owns its side tasks."""
+
+    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+        self.settings = s = settings
+        set_fetch_max_wait_ms(s.fetch_max_wait_ms)
+        Path(s.data_dir, "faust").mkdir(parents=True, exist_ok=True)
+        self.worker_id = f"{s.hostname()}-{os.getpid()}"
+        self.snapshot_path = Path(s.data_dir) / f"{s.app_id}-recommender.pkl"
+        self.engine = engine or Engine.from_settings(s, recommender=self._load_snapshot())
+        self.t_events = s.topic(STOREFRONT_EVENTS)
+        self.t_recs = s.topic(RECOMMENDATIONS)
+        self.t_dlq = s.topic(EVENTS_DLQ)
+        self.t_metrics = s.topic(METRICS)
+        self.t_catalog = s.topic(CATALOG_ITEMS)
+        self._window_start = now_ms()
+        self.app = self._build_app()
+
+    # -- app --------------------------------------------------------------------
+
+    def _build_app(self) -> faust.App:
+        s = self.settings
+        partitions = partitions_for(STOREFRONT_EVENTS, s.partitions)
+        app = faust.App(
+            s.app_id,
+            broker=[f"kafka://{b}" for b in s.bootstrap_list()],
+            broker_credentials=_faust_credentials(s),
+            store="rocksdb://" if s.store == "rocksdb" else "memory://",
+            datadir=str(Path(s.data_dir) / "faust"),
+            topic_partitions=partitions,
+            topic_allow_declare=True,
+            topic_disable_leader=True,
+            broker_session_timeout=s.session_timeout_s,
+            broker_heartbeat_interval=s.heartbeat_interval_s,
+            broker_request_timeout=max(90.0, s.session_timeout_s + 10),
+            producer_linger=s.producer_linger_ms / 1000.0,
+            consumer_auto_offset_reset="earliest",
+            table_standby_replicas=0,
+            web_enabled=s.web_enabled,
+            web_port=s.web_port,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        events = app.topic(
+            self.t_events,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=partitions,
+        )
+        self.profiles = app.Table(
+            "profiles",
+            default=None,
+            schema=faust.Schema(
+                key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+            ),
+            partitions=partitions,
+        )
+
+        async def process(stream: faust.StreamT) -> None:
+            within = s.batch_within_ms / 1000.0
+            async for batch in stream.take_events(s.batch_max, within):
+                await self.handle_batch(app, batch)
+
+        app.agent(events, name=f"{s.app_id}.process")(process)
+        app.task(self.follow_catalog)
+        app.timer(s.metrics_interval_s)(self.publish_metrics)
+        app.timer(s.snapshot_interval_s)(self.save_snapshot)
+        return app
+
+    async def handle_batch(self, app: faust.App, batch: Sequence[Any]) -> None:
+        msgs = [
+            RawMessage(
+                value=ev.value,
+                key=ev.key,
+                partition=ev.message.partition,
+                offset=ev.message.offset,
+                timestamp_ms=int((ev.message.timestamp or 0) * 1000),
+                topic=ev.message.topic,
+            )
+            for ev in batch
+        ]
+        out = self.engine.process_batch(msgs, TableProfileStore(self.profiles, batch), now_ms())
+        producer = app.producer
+        futures = []
+        for rec in out.recommendations:
+            value = serde.dumps(rec.to_dict())
+            futures.append(
+                await producer.send(self.t_recs, rec.user.encode(), value, None, None, None)
+            )
+        for key, dead in out.dead_letters:
+            futures.append(await self.send_dead_letter(key, dead))
+        # Await delivery before take_events acks the batch: at-least-once, so a
+        # crashed worker's uncommitted events are re-processed, never lost.
+        if futures:
+            await asyncio.gather(*futures)
+
+    async def send_dead_letter(self, key: bytes | None, dead: DeadLetter) -> Any:
+        """Log topic/partition/offset and the reason, send to events.dlq, carry on."""
+        log.warning(
+            "dead letter %s at %s[%d]@%d: %s",
+            dead.reason, dead.source_topic, dead.partition, dead.offset, dead.detail,
+        )
+        value = serde.dumps(dead.to_dict())
+        return await self.app.producer.send(self.t_dlq, key, value, None, None, None)
+
+    # -- side tasks -------------------------------------------------------------
+
+    async def follow_catalog(self) -> None:
+        """Keep the whole catalog: every partition of the compacted topic, from the start."""
+        s = self.settings
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.bootstrap_list(),
+            enable_auto_commit=False,
+            fetch_max_wait_ms=s.fetch_max_wait_ms,
+            **_aiokafka_security(s),
+        )
+        await consumer.start()
+        validate = load_contract(CATALOG_ITEMS).validator
+        try:
+            parts = consumer.partitions_for_topic(self.t_catalog)
+            while not parts:
+                await asyncio.sleep(1.0)
+                await consumer.topics()
+                parts = consumer.partitions_for_topic(self.t_catalog)
+            tps = [TopicPartition(self.t_catalog, p) for p in sorted(parts)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            while True:
+                batches = await consumer.getmany(timeout_ms=1000, max_records=5000)
+                for records in batches.values():
+                    for r in records:
+                        dead = self._apply_catalog_record(r, validate)
+                        if dead is not None:
+                            await self.send_dead_letter(r.key, dead)
+        finally:
+            await consumer.stop()
+
+    def _apply_catalog_record(self, r: Any, validate: Any) -> DeadLetter | None:
+        if r.value is None:
+            if r.key is not None:  # tombstone on the compacted topic: item deleted
+                self.engine.catalog.remove(r.key.decode("utf-8", "replace"))
+            return None
+        try:
+            doc = validate(serde.loads(r.value))
+        except SerdeError as exc:
+            rejection = Rejection("not_json", str(exc))
+        except fastjsonschema.JsonSchemaValueException as exc:
+            rejection = Rejection("schema", f"catalog item: {exc.message}")
+        else:
+            self.engine.catalog.upsert(CatalogItem.from_dict(doc))
+            return None
+        msg = RawMessage(r.value, r.key, r.partition, r.offset, r.timestamp, r.topic)
+        return rejection.dead_letter(msg, now_ms())
+
+    async def publish_metrics(self) -> None:
+        window = self.engine.counters.reset()
+        end = now_ms()
+        record = metrics_window(self.worker_id, self._window_start, end, window)
+        self._window_start = end
+        await self.app.producer.send(
+            self.t_metrics, self.worker_id.encode(), serde.dumps(record.to_dict()), None, None, None
+        )
+        c = record.counts
+        if c["in"]:
+            log.info(
+                "window: in=%d valid=%d dlq=%d dup=%d freshness p50=%s p99=%s ms",
+                c["in"], c["valid"], c["dlq"], c["duplicates"],
+                record.freshness_ms.get("p50"), record.freshness_ms.get("p99"),
+            )
+
+    async def save_snapshot(self) -> None:
+        self._write_snapshot()
+
+    def _write_snapshot(self) -> None:
+        path = self.snapshot_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(self.engine.recommender.snapshot())
+        os.replace(tmp, path)
+
+    def _load_snapshot(self) -> Recommender | None:
+        if not self.snapshot_path.is_file():
+            return None
+        try:
+            rec = Recommender.restore(self.snapshot_path.read_bytes())
+        except Exception as exc:
+            log.warning("ignoring unreadable recommender snapshot %s: %s", self.snapshot_path, exc)
+            return None
+        log.info("restored recommender snapshot %s: %s", self.snapshot_path, rec.stats())
+        return rec
+
+    # -- running ----------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run in the foreground until SIGINT/SIGTERM; then publish and snapshot once more."""
+        from faust.worker import Worker as FaustWorker
+
+        @self.app.on_before_shutdown.connect
+        async def _final(app: Any, **kwargs: Any) -> None:  # pragma: no cover - shutdown path
+            try:
+                await self.publish_metrics()
+                await app.producer.flush()
+            except Exception as exc:
+                log.warning("final metrics window not published: %s", exc)
+            self._write_snapshot()
+
+        worker = FaustWorker(
+            self.app,
+            loglevel=self.settings.log_level,
+            quiet=True,
+            redirect_stdouts=False,
+            override_logging=True,
+        )
+        worker.execute_from_commandline()
+
+
+def metrics_window(worker: str, start: int, end: int, window: Counters) -> MetricsWindow:
+    return MetricsWindow(
+        worker=worker,
+        window_start=start,
+        window_end=end,
+        counts=window.snapshot(),
+        by_type=dict(window.by_type),
+        dlq_reasons=dict(window.dlq_reasons),
+        freshness_ms=window.freshness.summary() if window.freshness.count else {},
+    )
+
+
+def _faust_credentials(s: Settings) -> Any:
+    if s.kafka_security_protocol == "PLAINTEXT":
+        return None
+    ssl_context = None
+    if "SSL" in s.kafka_security_protocol:
+        import ssl
+
+        ssl_context = ssl.create_default_context(cafile=s.kafka_ssl_cafile or None)
+    if s.kafka_security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=s.kafka_sasl_username,
+            password=s.kafka_sasl_password.get(),
+            mechanism=s.kafka_sasl_mechanism,
+            ssl_context=ssl_context,
+        )
+    return faust.SSLCredentials(ssl_context)
+
+
+def _aiokafka_security(s: Settings) -> dict[str, Any]:
+    out: dict[str, Any] = {"security_protocol": s.kafka_security_protocol}
+    if s.kafka_security_protocol.startswith("SASL"):
+        out |= {
+            "sasl_mechanism": s.kafka_sasl_mechanism,
+            "sasl_plain_username": s.kafka_sasl_username,
+            "sasl_plain_password": s.kafka_sasl_password.get(),
+        }
+    if "SSL" in s.kafka_security_protocol:
+        import ssl
+
+        out["ssl_context"] = ssl.create_default_context(cafile=s.kafka_ssl_cafile or None)
+    return out
