@@ -32,6 +32,39 @@ from streamrec.records import CatalogItem, RawEvent, Recommendation
 from streamrec.settings import Settings
 
 
+def tail(settings: Settings, topic: str, *, from_beginning: bool = True) -> KafkaConsumer:
+    """A consumer assigned every partition of contract topic `topic` (no group)."""
+    name = settings.topic(topic)
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_list(),
+        enable_auto_commit=False,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        **settings.kafka_python_security(),
+    )
+    tps = [TopicPartition(name, p) for p in _wait_partitions(consumer, name)]
+    consumer.assign(tps)
+    if from_beginning:
+        consumer.seek_to_beginning(*tps)
+    else:
+        consumer.seek_to_end(*tps)
+        # kafka-python resolves "end" lazily at the first poll; resolve it now, or
+        # everything produced between here and that poll would be skipped.
+        for tp in tps:
+            consumer.position(tp)
+    return consumer
+
+
+def read_all(consumer: KafkaConsumer, idle_s: float = 0.5) -> list[Any]:
+    """Every record the consumer can get until nothing arrives for `idle_s`."""
+    out: list[Any] = []
+    while True:
+        batch = consumer.poll(timeout_ms=int(idle_s * 1000))
+        if not batch:
+            return out
+        for records in batch.values():
+            out.extend(records)
+
+
 class InvalidEvent(StreamrecError, ValueError):
     """`track()` was called with an event the worker would reject."""
 
@@ -141,35 +174,23 @@ class RecommendationReader:
         self._topic = settings.topic(RECOMMENDATIONS)
         self._latest: dict[str, Recommendation] = {}
         self.received = 0
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=settings.bootstrap_list(),
-            enable_auto_commit=False,
-            fetch_max_wait_ms=settings.fetch_max_wait_ms,
-            **settings.kafka_python_security(),
-        )
-        parts = _wait_partitions(self._consumer, self._topic)
-        tps = [TopicPartition(self._topic, p) for p in parts]
-        self._consumer.assign(tps)
-        if from_beginning:
-            self._consumer.seek_to_beginning(*tps)
-        else:
-            self._consumer.seek_to_end(*tps)
+        self._consumer = tail(settings, RECOMMENDATIONS, from_beginning=from_beginning)
 
     def pseudonym(self, user_id: str) -> str:
         return self._pseudonym(user_id)
 
-    def poll(self, timeout_s: float = 0.2) -> int:
-        """Fetch what has arrived; returns how many lists were read."""
-        n = 0
+    def poll(self, timeout_s: float = 0.2) -> list[Recommendation]:
+        """Fetch what has arrived; returns the lists read, in partition order."""
+        got: list[Recommendation] = []
         for records in self._consumer.poll(timeout_ms=int(timeout_s * 1000)).values():
             for r in records:
                 if r.value is None:
                     continue
                 rec = Recommendation.from_dict(serde.loads(r.value))
                 self._latest[rec.user] = rec
-                n += 1
-        self.received += n
-        return n
+                got.append(rec)
+        self.received += len(got)
+        return got
 
     def latest(self, user_id: str) -> Recommendation | None:
         """The newest list read so far for raw `user_id` (call `poll` to catch up)."""

@@ -190,6 +190,18 @@ class Settings:
                 "STREAMREC_SESSION_TIMEOUT_S must be larger than STREAMREC_HEARTBEAT_INTERVAL_S"
             )
 
+    def to_env(self) -> dict[str, str]:
+        """The STREAMREC_* variables that reproduce these settings in a child process."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Secret):
+                value = value.get()
+            elif isinstance(value, bool):
+                value = "true" if value else "false"
+            out[PREFIX + f.name.upper()] = str(value)
+        return out
+
     # -- derived values -------------------------------------------------------
 
     @property

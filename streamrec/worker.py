@@ -126,9 +126,10 @@ class Worker:
         self.profiles = app.Table(
             "profiles",
             default=None,
-            schema=faust.Schema(
-                key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-            ),
+            # bytes types make Faust pick the raw codec for store and changelog alike
+            # (a Schema would leave the store on JSON); the core owns the encoding.
+            key_type=bytes,
+            value_type=bytes,
             partitions=partitions,
         )
 

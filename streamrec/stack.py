@@ -1,0 +1,123 @@
+"""A local stack of processes: embedded broker, topics, N worker processes.
+
+Used by `streamrec demo`, `streamrec bench` and the integration tests, so they
+all run the pipeline the way an operator does: `streamrec worker` processes
+against a Kafka-protocol broker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from types import TracebackType
+
+from streamrec.admin import create_topics
+from streamrec.broker import EmbeddedBroker, free_port
+from streamrec.client import EventProducer, RecommendationReader
+from streamrec.errors import BrokerError
+from streamrec.settings import Settings
+
+PROBE_USER = "__streamrec_probe__"
+
+
+class LocalStack:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        workers: int = 1,
+        log_dir: Path,
+        broker: EmbeddedBroker | None = None,
+        start_broker: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.n_workers = workers
+        self.log_dir = Path(log_dir)
+        self.broker = broker
+        self.start_broker = start_broker and broker is None
+        self.workers: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> LocalStack:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        if self.start_broker:
+            self.broker = EmbeddedBroker(free_port(), log_path=self.log_dir / "broker.log").start()
+        if self.broker is not None:
+            self.settings = self.settings.with_overrides(kafka_bootstrap=self.broker.bootstrap)
+        create_topics(self.settings)
+        for _ in range(self.n_workers):
+            self.start_worker()
+        return self
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        i = len(self.workers)
+        env = {**os.environ, **self.settings.to_env()}
+        log = open(self.log_dir / f"worker-{i}.log", "ab")  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamrec", "worker"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches us; we stop workers in order
+        )
+        self.workers.append(proc)
+        return proc
+
+    def wait_ready(self, timeout_s: float = 60.0) -> float:
+        """Send a probe search and wait for its recommendation; returns seconds waited."""
+        t0 = time.monotonic()
+        reader = RecommendationReader(self.settings, from_beginning=False)
+        try:
+            with EventProducer(self.settings) as producer:
+                ev = producer.track("search", PROBE_USER, query="probe", event_id=uuid.uuid4().hex)
+            rec = reader.wait_for(
+                PROBE_USER, timeout_s=timeout_s, until=lambda r: r.event_id == ev.event_id
+            )
+        finally:
+            reader.close()
+        if rec is None:
+            dead = [p.args for p in self.workers if p.poll() is not None]
+            raise BrokerError(
+                f"the worker did not answer within {timeout_s:.0f} s "
+                f"(exited: {dead or 'none'}); see {self.log_dir}/worker-*.log"
+            )
+        return time.monotonic() - t0
+
+    def stop_worker(self, proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def stop(self) -> None:
+        for proc in self.workers:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.workers:
+            self.stop_worker(proc)
+        self.workers.clear()
+        if self.start_broker and self.broker is not None:
+            self.broker.stop()
+
+    def __enter__(self) -> LocalStack:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
