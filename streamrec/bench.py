@@ -1,0 +1,238 @@
+"""`streamrec bench`: sustained throughput, freshness at fixed offered loads, and the raw ceiling.
+
+Starts its own embedded broker and worker processes (or attaches to a running
+pipeline with --bootstrap / --topic-prefix) and prints one JSON object:
+
+* ``events_per_s``: sustained rate of the worker(s) on a backlog of synthetic
+  events (middle 80% of the recommendations, by produce time);
+* ``freshness_ms``: per offered load, p50/p95/p99 of event produced -> list
+  produced (``produced_ts - ingest_ts``), and ``e2e_ms`` to the reader;
+* ``raw_passthrough_per_s``: a plain aiokafka consume -> produce loop on the
+  same broker in the same run: the ceiling any Kafka consumer here could reach.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from streamrec import serde
+from streamrec.admin import admin_client
+from streamrec.client import EventProducer, RecommendationReader
+from streamrec.core.histogram import LogHistogram
+from streamrec.datasets.synthetic import SyntheticShop
+from streamrec.settings import Settings
+from streamrec.stack import LocalStack
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    loads = [int(x) for x in str(args.loads).split(",") if x.strip()]
+    base = Settings.from_env()
+    with tempfile.TemporaryDirectory(prefix="streamrec-bench-") as tmp:
+        if args.bootstrap:
+            settings = base.with_overrides(
+                kafka_bootstrap=args.bootstrap, topic_prefix=args.topic_prefix
+            )
+            result = _measure(settings, args, loads, attached=True)
+        else:
+            settings = base.with_overrides(
+                data_dir=Path(tmp) / "data", app_id=f"bench-{uuid.uuid4().hex[:6]}"
+            )
+            with LocalStack(settings, workers=args.workers, log_dir=Path(tmp) / "logs") as stack:
+                stack.wait_ready()
+                result = _measure(stack.settings, args, loads, attached=False)
+    text = serde.dumps(result).decode()
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    if args.json:
+        print(text)
+    else:
+        _print_human(result)
+    return 0
+
+
+def _measure(settings: Settings, args: argparse.Namespace, loads: list[int], attached: bool) -> dict[str, Any]:
+    shop = SyntheticShop(seed=int(time.time()))
+    _log(f"throughput: {args.events:,} events as a backlog")
+    throughput = measure_throughput(settings, shop, args.events)
+    freshness: dict[str, Any] = {}
+    for load in loads:
+        _log(f"freshness: {load} events/s offered for {args.seconds:.0f} s")
+        freshness[str(load)] = measure_freshness(settings, shop, load, args.seconds)
+    if attached:
+        raw = None
+    else:
+        _log("raw aiokafka consume -> produce ceiling")
+        raw = asyncio.run(raw_passthrough(settings, n=min(100_000, args.events * 2)))
+    return {
+        "events_per_s": round(throughput["events_per_s"], 1),
+        "throughput": throughput,
+        "freshness_ms": {k: v["freshness_ms"] for k, v in freshness.items()},
+        "e2e_ms": {k: v["e2e_ms"] for k, v in freshness.items()},
+        "offered": freshness,
+        "raw_passthrough_per_s": round(raw, 1) if raw else None,
+        "config": {
+            "workers": None if attached else args.workers,
+            "broker": settings.kafka_bootstrap if attached else "embedded tansu (memory)",
+            "fetch_max_wait_ms": settings.fetch_max_wait_ms,
+            "batch_max": settings.batch_max,
+            "batch_within_ms": settings.batch_within_ms,
+            "top_k": settings.top_k,
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+        },
+    }
+
+
+def measure_throughput(settings: Settings, shop: SyntheticShop, n: int) -> dict[str, Any]:
+    """Send n events as fast as the producer goes; rate from the lists' produce times."""
+    reader = RecommendationReader(settings, from_beginning=False)
+    now = int(time.time() * 1000)
+    events = shop.events(n, start_ts=now - n, step_ms=1)
+    ids = {e.event_id for e in events}
+    produced: list[int] = []
+    t0 = time.monotonic()
+    with EventProducer(settings) as producer:
+        for ev in events:
+            producer.send_event(ev)
+    send_s = time.monotonic() - t0
+    # Wait for the backlog to drain without reading it (a reader here would take
+    # CPU from the workers on a small machine), then read every list.
+    # The embedded broker reports end offsets up to the last record *batch*, so
+    # "drained" is judged by the lag holding still, not by an exact count.
+    deadline = time.monotonic() + max(120.0, n / 200)
+    last, still = -1, 0
+    while time.monotonic() < deadline and still < 3:
+        time.sleep(0.5)
+        lag = reader.lag()
+        still = still + 1 if lag == last and lag > 0 else 0
+        last = lag
+    idle_deadline = time.monotonic() + 10
+    while len(produced) < n and time.monotonic() < idle_deadline:
+        got = reader.poll(0.5)
+        if got:
+            idle_deadline = time.monotonic() + 10
+        produced.extend(r.produced_ts for r in got if r.event_id in ids)
+    reader.close()
+    produced.sort()
+    lo, hi = int(len(produced) * 0.1), int(len(produced) * 0.9) - 1
+    span_s = (produced[hi] - produced[lo]) / 1000 if hi > lo else 0.0
+    rate = (hi - lo) / span_s if span_s > 0 else 0.0
+    return {
+        "events": n,
+        "received": len(produced),
+        "events_per_s": rate,
+        "producer_events_per_s": round(n / send_s, 1),
+    }
+
+
+def measure_freshness(
+    settings: Settings, shop: SyntheticShop, rate: int, seconds: float
+) -> dict[str, Any]:
+    """Offer `rate` events/s for `seconds`; freshness of each event's list."""
+    reader = RecommendationReader(settings, from_beginning=False)
+    produced_hist, e2e_hist = LogHistogram(), LogHistogram()
+    pending: set[str] = set()
+    n = int(rate * seconds)
+
+    def collect(timeout_s: float) -> None:
+        for rec in reader.poll(timeout_s):
+            if rec.event_id in pending:
+                pending.discard(rec.event_id)
+                produced_hist.record(rec.produced_ts - rec.ingest_ts)
+                e2e_hist.record(time.time() * 1000 - rec.ingest_ts)
+
+    with EventProducer(settings, linger_ms=1) as producer:
+        t0 = time.monotonic()
+        for i in range(n):
+            due = t0 + i / rate
+            while (lag := due - time.monotonic()) > 0:
+                collect(min(lag, 0.005))
+            ev = shop.event_for(shop.user(), int(time.time() * 1000))
+            producer.send_event(ev)
+            pending.add(ev.event_id)
+            if i % max(1, rate // 200) == 0:
+                producer.flush()
+        producer.flush()
+        achieved = n / (time.monotonic() - t0)
+    deadline = time.monotonic() + 15
+    while pending and time.monotonic() < deadline:
+        collect(0.05)
+    reader.close()
+    return {
+        "offered_per_s": rate,
+        "achieved_per_s": round(achieved, 1),
+        "events": n,
+        "missing": len(pending),
+        "freshness_ms": produced_hist.summary((50, 95, 99)),
+        "e2e_ms": e2e_hist.summary((50, 95, 99)),
+    }
+
+
+async def raw_passthrough(settings: Settings, n: int, size: int = 400) -> float:
+    """aiokafka consume -> produce on the same broker: the ceiling for any consumer here."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    from kafka.admin import NewTopic
+
+    tag = uuid.uuid4().hex[:8]
+    src, dst = f"bench-raw-in-{tag}", f"bench-raw-out-{tag}"
+    admin = admin_client(settings)
+    admin.create_topics([NewTopic(src, 4, 1), NewTopic(dst, 4, 1)])
+    admin.close()
+    payload = serde.dumps(
+        {"event_id": "e" * 32, "type": "view", "user_id": "u" * 16, "ts": 1_700_000_000_000,
+         "item_id": "sku-1", "context": {"page": "p" * max(0, size - 150)}}
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_list(), linger_ms=5)
+    await producer.start()
+    try:
+        for i in range(n):
+            await producer.send(src, payload, key=str(i % 1000).encode())
+        await producer.flush()
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.bootstrap_list(),
+            enable_auto_commit=False,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        await consumer.start()
+        try:
+            tps = [TopicPartition(src, p) for p in range(4)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            done = 0
+            t0 = time.perf_counter()
+            while done < n:
+                batches = await consumer.getmany(timeout_ms=1000, max_records=5000)
+                futures = []
+                for records in batches.values():
+                    for r in records:
+                        value = serde.dumps(serde.loads(r.value))  # decode + encode, no logic
+                        futures.append(await producer.send(dst, value, key=r.key))
+                done += len(futures)
+                if futures:
+                    await asyncio.gather(*futures)
+            return n / (time.perf_counter() - t0)
+        finally:
+            await consumer.stop()
+    finally:
+        await producer.stop()
+
+
+def _log(msg: str) -> None:
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def _print_human(r: dict[str, Any]) -> None:
+    print(f"sustained throughput   {r['events_per_s']:>10,.0f} events/s")
+    for load, f in r["freshness_ms"].items():
+        print(f"freshness at {load:>5}/s  p50 {f['p50']:.0f} ms  p95 {f['p95']:.0f} ms  p99 {f['p99']:.0f} ms")
+    if r["raw_passthrough_per_s"]:
+        print(f"raw aiokafka ceiling   {r['raw_passthrough_per_s']:>10,.0f} msg/s")
