@@ -41,6 +41,7 @@ from streamrec.contracts import (
 )
 from streamrec.core.engine import Counters, Engine
 from streamrec.core.ingest import RawMessage, Rejection
+from streamrec.core.profile import Profile
 from streamrec.core.recommender import Recommender
 from streamrec.errors import SerdeError
 from streamrec.faust_tuning import as_current_event, set_fetch_max_wait_ms
@@ -55,21 +56,53 @@ def now_ms() -> int:
 
 
 class TableProfileStore:
-    """Profiles in a Faust table, read and written on the right partition for each user."""
+    """Profiles in a Faust table, with a decoded-object cache in front of it.
 
-    def __init__(self, table: Any, events: Sequence[Any]) -> None:
+    Reads hit the cache, then the table's local store (RocksDB or memory, on
+    the right partition). Writes go to the cache and the local store, and
+    queue a changelog record that the worker sends on the raw producer path:
+    the same store, changelog topic and recovery as `table[key] = value`,
+    without Faust's per-write machinery, which measured ~40% of the worker's
+    CPU. The cache is dropped on every rebalance, so a partition that moves
+    away and back is read again from the table.
+    """
+
+    def __init__(self, table: Any, max_cached: int = 200_000) -> None:
         self.table = table
+        self.max_cached = max_cached
+        self.cache: dict[str, Profile] = {}
+        self.pending: list[tuple[bytes, bytes, int]] = []
+        self._event_of: dict[int, Any] = {}
+
+    def begin_batch(self, events: Sequence[Any]) -> None:
         # One event per partition is enough: Faust only reads its partition.
         self._event_of = {ev.message.partition: ev for ev in events}
 
-    def get(self, user: str, partition: int) -> bytes | None:
+    def get(self, user: str, partition: int) -> Profile | None:
+        profile = self.cache.get(user)
+        if profile is not None:
+            return profile
         with as_current_event(self._event_of[partition]):
-            value: bytes | None = self.table.get(user.encode())
-            return value
+            raw = self.table.data.get(user.encode())
+        if raw is None:
+            return None
+        return Profile.from_bytes(raw)
 
-    def put(self, user: str, value: bytes, partition: int) -> None:
+    def put(self, user: str, profile: Profile, partition: int) -> None:
+        if len(self.cache) >= self.max_cached and user not in self.cache:
+            self.cache.clear()  # cheap bound; misses fall through to the store
+        self.cache[user] = profile
+        key, value = user.encode(), profile.to_bytes()
         with as_current_event(self._event_of[partition]):
-            self.table[user.encode()] = value
+            self.table.data[key] = value
+        self.pending.append((key, value, partition))
+
+    def take_pending(self) -> list[tuple[bytes, bytes, int]]:
+        pending, self.pending = self.pending, []
+        return pending
+
+    def clear_cache(self) -> None:
+        self.cache.clear()
 
 
 class Worker:
@@ -133,6 +166,12 @@ class Worker:
             value_type=bytes,
             partitions=partitions,
         )
+        self.store = TableProfileStore(self.profiles)
+        self.changelog_topic = self.profiles.changelog_topic.get_topic_name()
+
+        @app.on_partitions_revoked.connect
+        async def _revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+            self.store.clear_cache()
 
         async def process(stream: faust.StreamT) -> None:
             within = s.batch_within_ms / 1000.0
@@ -157,13 +196,18 @@ class Worker:
             )
             for ev in batch
         ]
-        out = self.engine.process_batch(msgs, TableProfileStore(self.profiles, batch), now_ms())
+        self.store.begin_batch(batch)
+        out = self.engine.process_batch(msgs, self.store, now_ms())
         if self._send_error is not None:
             # A message that aiokafka could not deliver after its retries: stop here,
             # before more offsets are committed past it. The restarted worker
             # re-processes from the last commit (at-least-once).
             raise self._send_error
         producer = app.producer
+        changelog = self.changelog_topic
+        for key, value, partition in self.store.take_pending():
+            fut = await producer.send(changelog, key, value, partition, None, None)
+            fut.add_done_callback(self._on_sent)
         for rec in out.recommendations:
             value = serde.dumps(rec.to_dict())
             fut = await producer.send(self.t_recs, rec.user.encode(), value, None, None, None)

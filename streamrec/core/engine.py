@@ -36,19 +36,19 @@ log = logging.getLogger(__name__)
 class ProfileStore(Protocol):
     """Where profiles live. `partition` is the source partition of the user's events."""
 
-    def get(self, user: str, partition: int) -> bytes | None: ...
+    def get(self, user: str, partition: int) -> Profile | None: ...
 
-    def put(self, user: str, value: bytes, partition: int) -> None: ...
+    def put(self, user: str, profile: Profile, partition: int) -> None: ...
 
 
-class DictProfileStore(dict[str, bytes]):
+class DictProfileStore(dict[str, Profile]):
     """In-process profile store (offline evaluation, tests)."""
 
-    def get(self, user: str, partition: int = 0) -> bytes | None:  # type: ignore[override]
+    def get(self, user: str, partition: int = 0) -> Profile | None:  # type: ignore[override]
         return dict.get(self, user)
 
-    def put(self, user: str, value: bytes, partition: int = 0) -> None:
-        self[user] = value
+    def put(self, user: str, profile: Profile, partition: int = 0) -> None:
+        self[user] = profile
 
 
 @dataclass
@@ -158,7 +158,7 @@ class Engine:
             out.recommendations.append(rec)
         counts["recommendations"] += len(out.recommendations)
         for user, (profile, partition) in profiles.items():
-            store.put(user, profile.to_bytes(), partition)
+            store.put(user, profile, partition)
         return out
 
     def _apply(
@@ -171,8 +171,7 @@ class Engine:
     ) -> Recommendation:
         cached = profiles.get(event.user)
         if cached is None:
-            raw = store.get(event.user, partition)
-            profile = Profile.from_bytes(raw) if raw else Profile.new(event.user)
+            profile = store.get(event.user, partition) or Profile.new(event.user)
             profiles[event.user] = (profile, partition)
         else:
             profile = cached[0]
