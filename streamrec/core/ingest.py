@@ -108,7 +108,7 @@ class Ingestor:
         self.max_event_bytes = max_event_bytes
         self.min_ts_ms = min_ts_ms
         self.max_future_skew_ms = max_future_skew_ms
-        self.dedup = dedup or Deduplicator(86_400_000, 2_000_000)
+        self.dedup = dedup if dedup is not None else Deduplicator(86_400_000, 2_000_000)
         self._validate = load_contract(STOREFRONT_EVENTS).validator
 
     @classmethod
@@ -133,6 +133,8 @@ class Ingestor:
         try:
             self._validate(doc)
         except fastjsonschema.JsonSchemaValueException as exc:
+            if exc.name == "data.ts" and exc.rule == "minimum":
+                return Rejection("bad_timestamp", f"ts={doc['ts']} is negative", event_id)
             return Rejection("schema", _explain(exc, doc), event_id)
         ts = doc["ts"]
         if ts < self.min_ts_ms:

@@ -72,9 +72,10 @@ class Trending:
         so the O(items) scan stays a small share per event). Counting adds, not
         batches or seconds, keeps results identical however events are batched.
         """
-        if self._stale >= max(self.refresh_every, len(self._scaled) // 50) or (
-            self._stale and not self._top
-        ):
+        threshold = max(self.refresh_every, len(self._scaled) // 50)
+        if len(self._top) < self.pool:  # young catalog: cheap to refresh, and it grows fast
+            threshold = min(threshold, max(1, len(self._top)))
+        if self._stale >= threshold:
             best = heapq.nlargest(self.pool, self._scaled.items(), key=itemgetter(1))
             norm = best[0][1] if best else 1.0
             self._top = [(item, s / norm) for item, s in best]

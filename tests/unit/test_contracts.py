@@ -1,0 +1,74 @@
+import fastjsonschema
+import pytest
+
+from streamrec.contracts import (
+    KEYED_TOPICS,
+    all_contracts,
+    compile_validator,
+    load_contract,
+    partitions_for,
+)
+from streamrec.datasets.malformed import malformed_events
+from streamrec.records import EVENT_TYPES
+from streamrec import serde
+
+REQUIRED_TOPICS = {"storefront.events", "catalog.items", "events.dlq", "recommendations", "metrics"}
+
+
+def test_every_topic_has_a_complete_contract():
+    contracts = {c.name: c for c in all_contracts()}
+    assert REQUIRED_TOPICS <= set(contracts)
+    for c in contracts.values():
+        assert c.partitions >= 1
+        assert c.config.get("cleanup.policy") in {"delete", "compact"}
+        assert c.key["description"]
+        assert c.value_schema["type"] == "object"
+
+
+def test_event_schema_covers_the_fields_producers_need():
+    props = load_contract("storefront.events").value_schema["properties"]
+    for name in ("event_id", "type", "user_id", "session_id", "ts", "item_id", "query",
+                 "price", "quantity", "shown", "context"):
+        assert name in props
+    assert props["type"]["enum"] == list(EVENT_TYPES)
+
+
+def test_catalog_schema_fields():
+    props = load_contract("catalog.items").value_schema["properties"]
+    for name in ("item_id", "title", "category", "price", "brand", "attributes", "available"):
+        assert name in props
+
+
+def _corpus():
+    base = {"event_id": "e", "user_id": "u", "ts": 1_700_000_000_000}
+    docs = [
+        base | {"type": t, "item_id": "1", "query": "q", "price": 1.0, "shown": ["1"]}
+        for t in EVENT_TYPES
+    ]
+    docs += [base | {"type": t} for t in EVENT_TYPES]  # per-type fields missing
+    docs += [base | {"type": "purchase", "item_id": "1"}, base | {"type": "search", "query": 3}]
+    docs += [serde.loads(v) for _, v, r in malformed_events(11, 1_700_000_000_000)
+             if r not in {"not_json", "oversized"}]
+    return docs
+
+
+@pytest.mark.parametrize("doc", _corpus())
+def test_fast_validator_agrees_with_fastjsonschema(doc):
+    schema = load_contract("storefront.events").value_schema
+    full = fastjsonschema.compile(schema)
+    fast = compile_validator(schema)
+
+    def verdict(fn):
+        try:
+            fn(doc)
+            return "ok"
+        except fastjsonschema.JsonSchemaValueException as exc:
+            return exc.rule if exc.rule == "required" else "invalid"
+
+    assert verdict(fast) == verdict(full)
+
+
+def test_partition_override_applies_only_to_keyed_topics():
+    assert partitions_for("storefront.events", 12) == 12
+    assert partitions_for("events.dlq", 12) == load_contract("events.dlq").partitions
+    assert {"storefront.events", "recommendations"} <= KEYED_TOPICS

@@ -1,0 +1,86 @@
+import pickle
+
+from streamrec.core.catalog import Catalog
+from streamrec.core.profile import Profile, ProfileUpdater
+from streamrec.core.recommender import Recommender
+from streamrec.records import CatalogItem, Event
+
+HOUR = 3_600_000
+T0 = 1_700_000_000_000
+
+
+def view(i, user, item, ts, etype="view", **kw) -> Event:
+    return Event(f"e{i}", etype, user, ts, item_id=item, **kw)
+
+
+def feed(rec: Recommender, events, profiles=None):
+    profiles = profiles if profiles is not None else {}
+    up = ProfileUpdater()
+    for e in events:
+        p = profiles.setdefault(e.user, Profile.new(e.user))
+        rec.observe(e, [] if up.is_new_session(p, e) else p.session_item_ids())
+        up.update(p, e)
+    return profiles
+
+
+def test_trending_prefers_what_is_popular_now():
+    rec = Recommender(top_k=2, trending_half_life_s=3600)
+    old = [view(i, f"u{i}", "old", T0) for i in range(10)]
+    new = [view(100 + i, f"v{i}", "new", T0 + 10 * HOUR) for i in range(3)]
+    feed(rec, old + new)
+    assert [x.item_id for x in rec.recommend(Profile.new("x"), None)][0] == "new"
+
+
+def test_covisitation_recommends_items_seen_together():
+    rec = Recommender(top_k=3)
+    events = []
+    for u in range(20):  # many sessions: a then b
+        events += [view(2 * u, f"u{u}", "a", T0 + u), view(2 * u + 1, f"u{u}", "b", T0 + u + 1)]
+    events += [view(500 + i, f"w{i}", "popular", T0 + 100) for i in range(30)]
+    profiles = feed(rec, events + [view(999, "me", "a", T0 + 200)])
+    top = rec.recommend(profiles["me"], "a")
+    assert top[0].item_id == "b"
+    assert top[0].reason == "co-visited with a"
+    assert any(x.reason == "trending" for x in top)
+
+
+def test_business_rules_exclude_purchased_recent_current_and_unavailable():
+    rec = Recommender(top_k=10)
+    items = ["p", "r", "cur", "gone", "ok"]
+    feed(rec, [view(i, f"u{i}", it, T0 + i) for i, it in enumerate(items * 3)])
+    profiles = feed(rec, [view(90, "me", "p", T0 + 50, "purchase", price=1.0),
+                          view(91, "me", "r", T0 + 51 + 4 * HOUR)])
+    catalog = Catalog()
+    catalog.upsert(CatalogItem("gone", "Gone", available=False))
+    got = [x.item_id for x in rec.recommend(profiles["me"], "cur", is_available=catalog.is_available)]
+    assert got == ["ok"]
+
+
+def test_exclusions_are_configurable():
+    rec = Recommender(top_k=10, exclude_recent=False, exclude_purchased=False)
+    profiles = feed(rec, [view(1, "me", "p", T0, "purchase", price=1.0)])
+    assert [x.item_id for x in rec.recommend(profiles["me"], None)] == ["p"]
+
+
+def test_category_affinity_lifts_matching_items():
+    rec = Recommender(top_k=2, w_affinity=0.5)
+    feed(rec, [view(i, f"u{i}", it, T0 + i) for i, it in enumerate(["x", "y"] * 5)])
+    cats = {"x": ("Books",), "y": ("Garden",), "g": ("Garden",)}
+    p = Profile.new("me")
+    ProfileUpdater().update(p, view(50, "me", "g", T0 + 20), ("Garden",))
+    top = rec.recommend(p, None, categories_of=lambda i: cats.get(i, ()))
+    assert top[0].item_id == "y" and top[0].reason == "matches your interest in Garden"
+
+
+def test_same_events_same_lists_and_pickle_round_trip():
+    def build():
+        rec = Recommender(top_k=5)
+        events = [view(i, f"u{i % 7}", str(i % 100), T0 + i * 1000) for i in range(300)]
+        return rec, feed(rec, events)
+
+    (r1, p1), (r2, p2) = build(), build()
+    clone = Recommender.restore(pickle.loads(pickle.dumps(r1.snapshot())))
+    for user in p1:
+        a = r1.recommend(p1[user], None)
+        assert a == r2.recommend(p2[user], None) == clone.recommend(p1[user], None)
+        assert len(a) == 5

@@ -1,0 +1,56 @@
+import pytest
+
+from streamrec.errors import ConfigError
+from streamrec.settings import DEV_PSEUDONYM_KEY, Secret, Settings
+
+
+def test_reads_typed_values_from_env():
+    s = Settings.from_env(
+        {"STREAMREC_TOP_K": "7", "STREAMREC_EXCLUDE_RECENT": "false", "STREAMREC_DEDUP_WINDOW_S": "1.5"}
+    )
+    assert (s.top_k, s.exclude_recent, s.dedup_window_s) == (7, False, 1.5)
+
+
+def test_unknown_variable_is_an_error_naming_it():
+    with pytest.raises(ConfigError, match="STREAMREC_TOPK"):
+        Settings.from_env({"STREAMREC_TOPK": "7"})
+
+
+def test_bad_value_says_which_variable():
+    with pytest.raises(ConfigError, match="STREAMREC_TOP_K"):
+        Settings.from_env({"STREAMREC_TOP_K": "many"})
+
+
+def test_secret_never_prints():
+    s = Settings.from_env({"STREAMREC_PSEUDONYM_KEY": "hunter2"})
+    assert "hunter2" not in repr(s)
+    assert s.pseudonym_key.get() == "hunter2"
+
+
+def test_production_refuses_to_start_without_a_key():
+    s = Settings.from_env({"STREAMREC_MODE": "production"})
+    with pytest.raises(ConfigError, match="STREAMREC_PSEUDONYM_KEY"):
+        s.resolved_pseudonym_key()
+
+
+def test_production_refuses_the_public_dev_key():
+    s = Settings.from_env({"STREAMREC_MODE": "production", "STREAMREC_PSEUDONYM_KEY": DEV_PSEUDONYM_KEY})
+    with pytest.raises(ConfigError, match="dev key"):
+        s.resolved_pseudonym_key()
+
+
+def test_dev_key_only_on_the_embedded_broker():
+    assert Settings.from_env({}).resolved_pseudonym_key() == DEV_PSEUDONYM_KEY.encode()
+    remote = Settings.from_env({"STREAMREC_KAFKA_BOOTSTRAP": "kafka-1.prod:9092"})
+    assert not remote.is_embedded
+    with pytest.raises(ConfigError, match="only allowed on loopback"):
+        remote.resolved_pseudonym_key()
+
+
+def test_to_env_round_trips():
+    s = Settings.from_env({}, top_k=5, pseudonym_key=Secret("k"), exclude_recent=False)
+    assert Settings.from_env(s.to_env()) == s
+
+
+def test_prefixed_topic_names():
+    assert Settings.from_env({"STREAMREC_TOPIC_PREFIX": "t1."}).topic("metrics") == "t1.metrics"
