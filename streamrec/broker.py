@@ -133,12 +133,16 @@ _TANSU_ENV = {
 def run_foreground(port: int, host: str = "127.0.0.1") -> int:
     """`streamrec broker`: run until SIGINT/SIGTERM, then stop the broker cleanly."""
     broker = EmbeddedBroker(port, host).start()
+    assert broker.proc is not None
+    proc = broker.proc
     stopping = False
 
     def _stop(signum: int, frame: FrameType | None) -> None:
+        # Only signal here: the main thread is inside proc.wait(), which holds the
+        # Popen's wait lock, so waiting again from a handler would deadlock.
         nonlocal stopping
         stopping = True
-        broker.stop()
+        proc.terminate()
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
@@ -147,5 +151,10 @@ def run_foreground(port: int, host: str = "127.0.0.1") -> int:
         "a restart loses all data. Ctrl-C stops it.",
         flush=True,
     )
-    code = broker.wait() if broker.proc else 0
-    return 0 if stopping else code
+    code = proc.wait()
+    broker.stop()
+    if stopping:
+        print("broker stopped", flush=True)
+        return 0
+    print(f"broker exited unexpectedly with status {code}", flush=True)
+    return 1

@@ -1,0 +1,49 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from streamrec.admin import admin_client, create_topics
+from streamrec.broker import free_port, wait_for_port
+from streamrec.contracts import all_contracts
+
+pytestmark = pytest.mark.integration
+
+
+def test_topics_create_is_idempotent_and_follows_the_contracts(kafka_settings):
+    first = create_topics(kafka_settings)
+    assert all(r.created for r in first)
+    second = create_topics(kafka_settings)
+    assert not any(r.created for r in second) and not any(r.note for r in second)
+    admin = admin_client(kafka_settings)
+    try:
+        for c in all_contracts():
+            meta = admin.describe_topics([kafka_settings.topic(c.name)])[0]
+            assert len(meta["partitions"]) == c.partitions
+    finally:
+        admin.close()
+
+
+def test_broker_command_runs_in_foreground_and_stops_cleanly(tmp_path):
+    port = free_port()
+    env = {**os.environ, "STREAMREC_BROKER_PORT": str(port)}
+    proc = subprocess.Popen([sys.executable, "-m", "streamrec", "broker"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert wait_for_port(port, timeout_s=20)
+        second = subprocess.run([sys.executable, "-m", "streamrec", "broker"], env=env,
+                                capture_output=True, text=True, timeout=30)
+        assert second.returncode == 2
+        assert "already taken" in second.stderr
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        out = proc.stdout.read() if proc.stdout else ""
+        assert "memory storage only" in out
+        time.sleep(0.2)
+        assert not wait_for_port(port, timeout_s=0.5)  # the broker child is gone too
+    finally:
+        if proc.poll() is None:
+            proc.kill()
