@@ -1,3 +1,5 @@
-from streamrec.cli import main
 import sys
+
+from streamrec.cli import main
+
 sys.exit(main())

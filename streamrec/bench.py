@@ -58,7 +58,9 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _measure(settings: Settings, args: argparse.Namespace, loads: list[int], attached: bool) -> dict[str, Any]:
+def _measure(
+    settings: Settings, args: argparse.Namespace, loads: list[int], attached: bool
+) -> dict[str, Any]:
     shop = SyntheticShop(seed=int(time.time()))
     _log(f"throughput: {args.events:,} events as a backlog")
     throughput = measure_throughput(settings, shop, args.events)
@@ -187,8 +189,14 @@ async def raw_passthrough(settings: Settings, n: int, size: int = 400) -> float:
     admin.create_topics([NewTopic(src, 4, 1), NewTopic(dst, 4, 1)])
     admin.close()
     payload = serde.dumps(
-        {"event_id": "e" * 32, "type": "view", "user_id": "u" * 16, "ts": 1_700_000_000_000,
-         "item_id": "sku-1", "context": {"page": "p" * max(0, size - 150)}}
+        {
+            "event_id": "e" * 32,
+            "type": "view",
+            "user_id": "u" * 16,
+            "ts": 1_700_000_000_000,
+            "item_id": "sku-1",
+            "context": {"page": "p" * max(0, size - 150)},
+        }
     )
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_list(), linger_ms=5)
     await producer.start()
@@ -233,6 +241,9 @@ def _log(msg: str) -> None:
 def _print_human(r: dict[str, Any]) -> None:
     print(f"sustained throughput   {r['events_per_s']:>10,.0f} events/s")
     for load, f in r["freshness_ms"].items():
-        print(f"freshness at {load:>5}/s  p50 {f['p50']:.0f} ms  p95 {f['p95']:.0f} ms  p99 {f['p99']:.0f} ms")
+        print(
+            f"freshness at {load:>5}/s  p50 {f['p50']:.0f} ms  "
+            f"p95 {f['p95']:.0f} ms  p99 {f['p99']:.0f} ms"
+        )
     if r["raw_passthrough_per_s"]:
         print(f"raw aiokafka ceiling   {r['raw_passthrough_per_s']:>10,.0f} msg/s")

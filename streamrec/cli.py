@@ -62,7 +62,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
             ml = movielens.load(movielens.fetch(s.cache_dir, quiet=args.quiet), limit=args.limit)
             items = [] if args.no_catalog else ml.items
-            stats = replay(producer, ml.events, items=items, speed=args.speed, progress=not args.quiet)
+            stats = replay(
+                producer, ml.events, items=items, speed=args.speed, progress=not args.quiet
+            )
     print(
         f"replayed {stats.events} events and {stats.items} catalog items "
         f"in {stats.seconds:.1f} s ({stats.rate:,.0f} events/s)"
@@ -116,11 +118,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="streamrec", description=__doc__)
-    p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (env STREAMREC_LOG_LEVEL)")
+    p.add_argument(
+        "--log-level", default=None, help="DEBUG, INFO, WARNING (env STREAMREC_LOG_LEVEL)"
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     def kafka_flags(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--bootstrap", help="Kafka bootstrap servers (env STREAMREC_KAFKA_BOOTSTRAP)")
+        sp.add_argument(
+            "--bootstrap", help="Kafka bootstrap servers (env STREAMREC_KAFKA_BOOTSTRAP)"
+        )
         sp.add_argument("--topic-prefix", help="topic name prefix (env STREAMREC_TOPIC_PREFIX)")
 
     sp = sub.add_parser("broker", help="run the embedded Kafka-compatible broker (memory only)")
@@ -135,10 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("worker", help="run the ingest + profile + recommend worker")
     kafka_flags(sp)
-    sp.add_argument("--store", choices=["rocksdb", "memory"], help="table store (env STREAMREC_STORE)")
+    sp.add_argument(
+        "--store", choices=["rocksdb", "memory"], help="table store (env STREAMREC_STORE)"
+    )
     sp.set_defaults(func=cmd_worker)
 
-    sp = sub.add_parser("replay", help="replay an event log or MovieLens-100k into storefront.events")
+    sp = sub.add_parser(
+        "replay", help="replay an event log or MovieLens-100k into storefront.events"
+    )
     kafka_flags(sp)
     sp.add_argument("--file", help="JSONL or CSV event log (default: the MovieLens-100k sample)")
     sp.add_argument("--limit", type=int, help="only the first N events (in time order)")
@@ -160,7 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--timeout", type=float, default=5.0)
     sp.set_defaults(func=cmd_recs)
 
-    sp = sub.add_parser("demo", help="broker + topics + worker + replay of MovieLens-100k + summary")
+    sp = sub.add_parser(
+        "demo", help="broker + topics + worker + replay of MovieLens-100k + summary"
+    )
     sp.add_argument("--limit", type=int, default=None, help="replay only the first N events")
     sp.add_argument("--workers", type=int, default=1)
     sp.set_defaults(func=cmd_demo)

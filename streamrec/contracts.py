@@ -7,7 +7,8 @@ what producers and consumer apps in other languages read.
 >>> c = load_contract("storefront.events")
 >>> c.name, c.partitions >= 1
 ('storefront.events', True)
->>> c.validator({"event_id": "e1", "type": "search", "user_id": "u", "ts": 1, "query": "tv"})["type"]
+>>> doc = {"event_id": "e1", "type": "search", "user_id": "u", "ts": 1, "query": "tv"}
+>>> c.validator(doc)["type"]
 'search'
 """
 
@@ -84,7 +85,7 @@ KEYED_TOPICS = frozenset({STOREFRONT_EVENTS, CATALOG_ITEMS, RECOMMENDATIONS})
 
 
 def partitions_for(name: str, override: int = 0) -> int:
-    """Partitions of topic `name`: `override` (STREAMREC_PARTITIONS) for keyed topics, else the contract."""
+    """Partitions of `name`: `override` (STREAMREC_PARTITIONS) for keyed topics, else contract."""
     if override and name in KEYED_TOPICS:
         return override
     return load_contract(name).partitions

@@ -87,7 +87,9 @@ def _run(
         recv = time.time()
         recs.extend((r, recv) for r in got)
     replay_recs = [r for r, _ in recs]
-    span_s = (max(r.produced_ts for r in replay_recs) - min(r.produced_ts for r in replay_recs)) / 1000
+    span_s = (
+        max(r.produced_ts for r in replay_recs) - min(r.produced_ts for r in replay_recs)
+    ) / 1000
     backlog_rate = len(replay_recs) / max(span_s, 1e-9)
     say(f"replay processed: {len(replay_recs):,} recommendations in {time.time() - t0:.1f} s")
 
@@ -163,9 +165,6 @@ def _summary(
     live: LogHistogram,
 ) -> None:
     backlog = LogHistogram()
-    worker = LogHistogram()
-    for rec, _ in recs:
-        worker.record(rec.produced_ts - rec.ingest_ts)
     backlog.extend(recv * 1000 - rec.ingest_ts for rec, recv in recs)
 
     print()
@@ -174,26 +173,30 @@ def _summary(
     print("=" * 78)
     users = _pick_users(ml)
     for user in users:
-        rec = reader.latest(user)
-        if rec is None:
+        latest = reader.latest(user)
+        if latest is None:
             continue
-        print(f"\nuser {user} ({rec.user[:14]}...), after a {rec.event_type} event:")
-        for rank, item in enumerate(rec.items[:5], 1):
+        print(f"\nuser {user} ({latest.user[:14]}...), after a {latest.event_type} event:")
+        for rank, item in enumerate(latest.items[:5], 1):
             reason = item.reason
             if reason.startswith("co-visited with "):
                 anchor = reason.removeprefix("co-visited with ")
                 reason = f"co-visited with {titles.get(anchor, anchor)[:28]}"
-            print(f"  {rank}. {titles.get(item.item_id, item.item_id)[:44]:<44} "
-                  f"{item.score:5.2f}  {reason}")
+            print(
+                f"  {rank}. {titles.get(item.item_id, item.item_id)[:44]:<44} "
+                f"{item.score:5.2f}  {reason}"
+            )
     print()
-    print(f"events sent      {sent:>9,}  (replay with malformed and retried events, live phase, probe)")
+    print(f"events sent      {sent:>9,}  (replay + malformed + retries, live phase, probe)")
     print(f"events in        {totals['in']:>9,}")
     print(f"  valid          {totals['valid']:>9,}")
     print(f"  dead-lettered  {totals['dlq']:>9,}  {reasons}")
     print(f"  duplicates     {totals['duplicates']:>9,}")
     balanced = totals["in"] == totals["valid"] + totals["dlq"] + totals["duplicates"]
     print(f"in = valid + DLQ + duplicates: {'yes' if balanced else 'NO'}")
-    print(f"throughput       {backlog_rate:>9,.0f} events/s  (worker flat out on the replay backlog)")
+    print(
+        f"throughput       {backlog_rate:>9,.0f} events/s  (worker flat out on the replay backlog)"
+    )
     print(
         f"latency, live at {LIVE_RATE}/s: p50 {live.percentile(50):.0f} ms, "
         f"p99 {live.percentile(99):.0f} ms  (event produced -> recommendation received, "

@@ -2,7 +2,7 @@
 
     StreamrecError
     ├── ConfigError          a setting is missing or wrong; the message says which and what to do
-    ├── SerdeError           bytes that are not the JSON we expect (or an object orjson cannot encode)
+    ├── SerdeError           bytes that are not JSON (or an object orjson cannot encode)
     ├── ContractError        a topic contract file in topics/ is missing or malformed
     ├── BrokerError          the embedded broker cannot start (port taken, binary missing)
     └── DatasetError         a data set or event log cannot be read

@@ -23,7 +23,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import fastjsonschema
 import faust
@@ -169,11 +169,11 @@ class Worker:
         self.store = TableProfileStore(self.profiles)
         self.changelog_topic = self.profiles.changelog_topic.get_topic_name()
 
-        @app.on_partitions_revoked.connect
+        @app.on_partitions_revoked.connect  # type: ignore[arg-type]
         async def _revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
             self.store.clear_cache()
 
-        async def process(stream: faust.StreamT) -> None:
+        async def process(stream: Any) -> None:
             within = s.batch_within_ms / 1000.0
             async for batch in stream.take_events(s.batch_max, within):
                 await self.handle_batch(app, batch)
@@ -203,21 +203,22 @@ class Worker:
             # before more offsets are committed past it. The restarted worker
             # re-processes from the last commit (at-least-once).
             raise self._send_error
-        producer = app.producer
-        changelog = self.changelog_topic
-        for key, value, partition in self.store.take_pending():
-            fut = await producer.send(changelog, key, value, partition, None, None)
-            fut.add_done_callback(self._on_sent)
+        for user_key, profile, partition in self.store.take_pending():
+            await self._send(self.changelog_topic, user_key, profile, partition)
         for rec in out.recommendations:
-            value = serde.dumps(rec.to_dict())
-            fut = await producer.send(self.t_recs, rec.user.encode(), value, None, None, None)
-            fut.add_done_callback(self._on_sent)
+            await self._send(self.t_recs, rec.user.encode(), serde.dumps(rec.to_dict()))
         for key, dead in out.dead_letters:
-            fut = await self.send_dead_letter(key, dead)
-            fut.add_done_callback(self._on_sent)
+            await self.send_dead_letter(key, dead)
         # No wait for delivery here: Faust flushes the producer before it commits
         # offsets, which is what makes this at-least-once. Waiting per batch left
         # the CPU idle for a produce round trip each batch (measured: ~20% fewer events/s).
+
+    async def _send(
+        self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
+    ) -> None:
+        """Hand one message to the producer (Faust's raw path); delivery is checked later."""
+        fut = await self.app.producer.send(topic, key, value, partition, None, None)
+        cast(asyncio.Future, fut).add_done_callback(self._on_sent)
 
     def _on_sent(self, fut: Any) -> None:
         if fut.cancelled():
@@ -227,14 +228,17 @@ class Worker:
             log.error("a message could not be delivered: %r", exc)
             self._send_error = exc
 
-    async def send_dead_letter(self, key: bytes | None, dead: DeadLetter) -> Any:
+    async def send_dead_letter(self, key: bytes | None, dead: DeadLetter) -> None:
         """Log topic/partition/offset and the reason, send to events.dlq, carry on."""
         log.warning(
             "dead letter %s at %s[%d]@%d: %s",
-            dead.reason, dead.source_topic, dead.partition, dead.offset, dead.detail,
+            dead.reason,
+            dead.source_topic,
+            dead.partition,
+            dead.offset,
+            dead.detail,
         )
-        value = serde.dumps(dead.to_dict())
-        return await self.app.producer.send(self.t_dlq, key, value, None, None, None)
+        await self._send(self.t_dlq, key, serde.dumps(dead.to_dict()))
 
     # -- side tasks -------------------------------------------------------------
 
@@ -297,8 +301,12 @@ class Worker:
         if c["in"]:
             log.info(
                 "window: in=%d valid=%d dlq=%d dup=%d freshness p50=%s p99=%s ms",
-                c["in"], c["valid"], c["dlq"], c["duplicates"],
-                record.freshness_ms.get("p50"), record.freshness_ms.get("p99"),
+                c["in"],
+                c["valid"],
+                c["dlq"],
+                c["duplicates"],
+                record.freshness_ms.get("p50"),
+                record.freshness_ms.get("p99"),
             )
 
     async def save_snapshot(self) -> None:
@@ -328,7 +336,7 @@ class Worker:
         """Run in the foreground until SIGINT/SIGTERM; then publish and snapshot once more."""
         from faust.worker import Worker as FaustWorker
 
-        @self.app.on_before_shutdown.connect
+        @self.app.on_before_shutdown.connect  # type: ignore[arg-type]
         async def _final(app: Any, **kwargs: Any) -> None:  # pragma: no cover - shutdown path
             try:
                 await self.publish_metrics()

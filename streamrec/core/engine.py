@@ -144,10 +144,14 @@ class Engine:
             try:
                 rec = self._apply(event, msg.partition, store, profiles, now_ms)
             except Exception as exc:  # a bug must cost one event, never the worker
-                log.exception("processing error at partition %s offset %s", msg.partition, msg.offset)
+                log.exception(
+                    "processing error at partition %s offset %s", msg.partition, msg.offset
+                )
                 counts["dlq"] += 1
                 self.counters.dlq_reasons["processing_error"] += 1
-                rejection = Rejection("processing_error", f"{type(exc).__name__}: {exc}", event.event_id)
+                rejection = Rejection(
+                    "processing_error", f"{type(exc).__name__}: {exc}", event.event_id
+                )
                 out.dead_letters.append((msg.key, rejection.dead_letter(msg, now_ms)))
                 continue
             counts["valid"] += 1
@@ -200,4 +204,3 @@ class Engine:
             ingest_ts=event.ingest_ts,
             produced_ts=now_ms,
         )
-

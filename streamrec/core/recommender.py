@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import heapq
 import pickle
-from operator import itemgetter
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from streamrec.core.profile import EVENT_WEIGHTS, Profile
@@ -38,7 +38,9 @@ def _rank_key(row: tuple[float, str, float, str]) -> tuple[float, str]:
 class Trending:
     """Time-decayed popularity. score(t) = sum_i w_i * 2^-((t - t_i) / half_life)."""
 
-    def __init__(self, half_life_s: float = 86_400.0, pool: int = 200, refresh_every: int = 100) -> None:
+    def __init__(
+        self, half_life_s: float = 86_400.0, pool: int = 200, refresh_every: int = 100
+    ) -> None:
         self.half_life_ms = half_life_s * 1000.0
         self.pool = pool
         self.refresh_every = refresh_every
@@ -266,4 +268,3 @@ class Recommender:
 
     def stats(self) -> dict[str, Any]:
         return {"items": len(self.trending), "covisit_items": len(self.covisit)}
-

@@ -26,8 +26,13 @@ _KINDS: list[tuple[str, str]] = [
 
 
 def _value(kind: str, i: int, now_ms: int) -> bytes:
-    base = {"event_id": f"bad-{i}", "type": "view", "user_id": f"bad-user-{i % 7}",
-            "ts": now_ms, "item_id": "1"}
+    base = {
+        "event_id": f"bad-{i}",
+        "type": "view",
+        "user_id": f"bad-user-{i % 7}",
+        "ts": now_ms,
+        "item_id": "1",
+    }
     if kind == "not json":
         return b'{"event_id": "bad-' + str(i).encode() + b'", "type": "view", '  # truncated
     if kind == "array":

@@ -33,7 +33,17 @@ def fetch(cache_dir: Path, quiet: bool = False) -> Path:
     if found:
         return found
     cache_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "recbole", "-d", str(cache_dir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "-q",
+        "recbole",
+        "-d",
+        str(cache_dir),
+    ]
     if not quiet:
         print(f"downloading the MovieLens-100k sample (wheel 'recbole') into {cache_dir}")
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -71,7 +81,7 @@ def load(wheel: Path, limit: int | None = None) -> MovieLens:
 
     items = []
     for line in item.splitlines()[1:]:
-        movie, title, year, genres = (line.split("\t") + ["", "", ""])[:4]
+        movie, title, year, genres = ([*line.split("\t"), "", "", ""])[:4]
         attrs: dict[str, str | int | float | bool] = {"year": int(year)} if year.isdigit() else {}
         items.append(
             CatalogItem(

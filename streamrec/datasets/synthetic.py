@@ -43,10 +43,10 @@ class SyntheticShop:
         self._by_cat: dict[str, list[str]] = {c: [] for c in CATEGORIES}
         for item in self.catalog:
             self._by_cat[item.category[0]].append(item.item_id)
-        self._taste = {
-            u: rng.sample(CATEGORIES, 2) for u in range(self.users)
-        }
-        weights = [1.0 / (r + 1) ** self.zipf_s for r in range(max(len(v) for v in self._by_cat.values()))]
+        self._taste = {u: rng.sample(CATEGORIES, 2) for u in range(self.users)}
+        weights = [
+            1.0 / (r + 1) ** self.zipf_s for r in range(max(len(v) for v in self._by_cat.values()))
+        ]
         self._cum = _cumulative(weights)
         self._user_cum = _cumulative([1.0 / (r + 1) ** 0.8 for r in range(self.users)])
         self._n = 0

@@ -51,7 +51,9 @@ def make_stack(
 
     def make(workers: int = 1, **overrides: object) -> LocalStack:
         s = kafka_settings.with_overrides(**overrides)
-        stack = LocalStack(s, workers=workers, broker=broker, log_dir=tmp_path / f"logs{len(stacks)}")
+        stack = LocalStack(
+            s, workers=workers, broker=broker, log_dir=tmp_path / f"logs{len(stacks)}"
+        )
         stacks.append(stack)
         stack.start()
         stack.wait_ready()
@@ -70,7 +72,9 @@ def metrics_totals(settings: Settings, expect_in: int, timeout_s: float = 30) ->
     try:
         while True:
             windows += [MetricsWindow.from_dict(serde.loads(r.value)) for r in read_all(consumer)]
-            totals = {k: sum(w.counts[k] for w in windows) for k in ("in", "valid", "dlq", "duplicates")}
+            totals = {
+                k: sum(w.counts[k] for w in windows) for k in ("in", "valid", "dlq", "duplicates")
+            }
             if totals["in"] >= expect_in or time.monotonic() > deadline:
                 return totals
             time.sleep(0.5)

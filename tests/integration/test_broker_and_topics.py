@@ -30,12 +30,22 @@ def test_topics_create_is_idempotent_and_follows_the_contracts(kafka_settings):
 def test_broker_command_runs_in_foreground_and_stops_cleanly(tmp_path):
     port = free_port()
     env = {**os.environ, "STREAMREC_BROKER_PORT": str(port)}
-    proc = subprocess.Popen([sys.executable, "-m", "streamrec", "broker"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamrec", "broker"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         assert wait_for_port(port, timeout_s=20)
-        second = subprocess.run([sys.executable, "-m", "streamrec", "broker"], env=env,
-                                capture_output=True, text=True, timeout=30)
+        second = subprocess.run(
+            [sys.executable, "-m", "streamrec", "broker"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert second.returncode == 2
         assert "already taken" in second.stderr
         proc.send_signal(signal.SIGTERM)

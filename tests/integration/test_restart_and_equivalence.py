@@ -27,7 +27,9 @@ def test_profiles_survive_a_worker_restart_through_the_changelog(make_stack, tmp
         for i in range(4):
             for item in ("a", "b", "c", "d", "e"):
                 last = p.track("view", f"other-{i}", item_id=item).event_id
-            assert reader.wait_for(f"other-{i}", timeout_s=30, until=lambda r, e=last: r.event_id == e)
+            assert reader.wait_for(
+                f"other-{i}", timeout_s=30, until=lambda r, e=last: r.event_id == e
+            )
         mine = p.track("view", "me", item_id="f").event_id
     rec = reader.wait_for("me", timeout_s=30, until=lambda r: r.event_id == mine)
     reader.close()
@@ -43,9 +45,14 @@ def test_in_process_core_and_kafka_pipeline_give_the_same_lists(make_stack):
 
     engine = Engine.from_settings(s)
     now = int(time.time() * 1000)
-    msgs = [RawMessage(serde.dumps(e.to_dict()), e.user_id.encode(), 0, i, now)
-            for i, e in enumerate(ml.events)]
-    offline = {r.event_id: r.item_ids for r in engine.process_batch(msgs, DictProfileStore(), now).recommendations}
+    msgs = [
+        RawMessage(serde.dumps(e.to_dict()), e.user_id.encode(), 0, i, now)
+        for i, e in enumerate(ml.events)
+    ]
+    offline = {
+        r.event_id: r.item_ids
+        for r in engine.process_batch(msgs, DictProfileStore(), now).recommendations
+    }
 
     reader = RecommendationReader(s, from_beginning=False)
     with EventProducer(s) as p:

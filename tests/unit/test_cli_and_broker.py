@@ -11,15 +11,28 @@ from streamrec.errors import BrokerError
 
 def test_every_subcommand_parses():
     p = build_parser()
-    for argv in (["broker"], ["topics", "create"], ["worker"], ["replay", "--limit", "5"],
-                 ["data", "fetch"], ["recs", "alice"], ["demo"], ["bench", "--json"]):
+    for argv in (
+        ["broker"],
+        ["topics", "create"],
+        ["worker"],
+        ["replay", "--limit", "5"],
+        ["data", "fetch"],
+        ["recs", "alice"],
+        ["demo"],
+        ["bench", "--json"],
+    ):
         assert callable(p.parse_args(argv).func)
 
 
 def test_worker_in_production_without_a_key_exits_with_a_clear_message():
     env = {"STREAMREC_MODE": "production", "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-m", "streamrec", "worker"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamrec", "worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "STREAMREC_PSEUDONYM_KEY" in proc.stderr
 

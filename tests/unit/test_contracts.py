@@ -1,6 +1,7 @@
 import fastjsonschema
 import pytest
 
+from streamrec import serde
 from streamrec.contracts import (
     KEYED_TOPICS,
     all_contracts,
@@ -10,14 +11,13 @@ from streamrec.contracts import (
 )
 from streamrec.datasets.malformed import malformed_events
 from streamrec.records import EVENT_TYPES
-from streamrec import serde
 
 REQUIRED_TOPICS = {"storefront.events", "catalog.items", "events.dlq", "recommendations", "metrics"}
 
 
 def test_every_topic_has_a_complete_contract():
     contracts = {c.name: c for c in all_contracts()}
-    assert REQUIRED_TOPICS <= set(contracts)
+    assert set(contracts) >= REQUIRED_TOPICS
     for c in contracts.values():
         assert c.partitions >= 1
         assert c.config.get("cleanup.policy") in {"delete", "compact"}
@@ -27,8 +27,19 @@ def test_every_topic_has_a_complete_contract():
 
 def test_event_schema_covers_the_fields_producers_need():
     props = load_contract("storefront.events").value_schema["properties"]
-    for name in ("event_id", "type", "user_id", "session_id", "ts", "item_id", "query",
-                 "price", "quantity", "shown", "context"):
+    for name in (
+        "event_id",
+        "type",
+        "user_id",
+        "session_id",
+        "ts",
+        "item_id",
+        "query",
+        "price",
+        "quantity",
+        "shown",
+        "context",
+    ):
         assert name in props
     assert props["type"]["enum"] == list(EVENT_TYPES)
 
@@ -47,8 +58,11 @@ def _corpus():
     ]
     docs += [base | {"type": t} for t in EVENT_TYPES]  # per-type fields missing
     docs += [base | {"type": "purchase", "item_id": "1"}, base | {"type": "search", "query": 3}]
-    docs += [serde.loads(v) for _, v, r in malformed_events(11, 1_700_000_000_000)
-             if r not in {"not_json", "oversized"}]
+    docs += [
+        serde.loads(v)
+        for _, v, r in malformed_events(11, 1_700_000_000_000)
+        if r not in {"not_json", "oversized"}
+    ]
     return docs
 
 

@@ -27,7 +27,9 @@ def test_jsonl_and_csv_logs(tmp_path):
     rows = list(eventlog.read_events(jl))
     assert [(k, ts) for k, _, ts in rows] == [(b"u", 5), (None, 0)]
     csv = tmp_path / "log.csv"
-    csv.write_text("event_id,type,user_id,ts,shown,price\ni1,impression,u2,7,a;b,\np1,purchase,u2,8,,2.5\n")
+    csv.write_text(
+        "event_id,type,user_id,ts,shown,price\ni1,impression,u2,7,a;b,\np1,purchase,u2,8,,2.5\n"
+    )
     parsed = [eventlog.serde.loads(v) for _, v, _ in eventlog.read_events(csv)]
     assert parsed[0]["shown"] == ["a", "b"] and parsed[0]["ts"] == 7 and "price" not in parsed[0]
     assert parsed[1]["price"] == 2.5

@@ -65,7 +65,7 @@ def test_a_bug_costs_one_event_not_the_worker():
     msgs = raw_batch(n=10, bad=0)[:10]
     out = engine.process_batch(msgs, DictProfileStore(), NOW)
     assert len(out.recommendations) == 9
-    (_, dead), = out.dead_letters
+    ((_, dead),) = out.dead_letters
     assert dead.reason == "processing_error" and "boom" in dead.detail
 
 

@@ -17,8 +17,17 @@ def make() -> Ingestor:
 
 
 def test_valid_event_is_pseudonymised_and_minimised():
-    doc = {"event_id": "e1", "type": "purchase", "user_id": "alice", "ts": NOW, "item_id": "9",
-           "price": 5.0, "quantity": 2, "context": {"device": "ios", "page": "/p"}, "extra": "x"}
+    doc = {
+        "event_id": "e1",
+        "type": "purchase",
+        "user_id": "alice",
+        "ts": NOW,
+        "item_id": "9",
+        "price": 5.0,
+        "quantity": 2,
+        "context": {"device": "ios", "page": "/p"},
+        "extra": "x",
+    }
     ev = make().ingest(msg(doc, offset=41), NOW)
     assert isinstance(ev, Event)
     assert ev.user == Pseudonymizer(b"k")("alice")
@@ -49,7 +58,14 @@ def test_rejection_messages_say_what_is_wrong():
 def test_null_and_oversized_values():
     ing = make()
     assert ing.ingest(RawMessage(None, None, 0, 0, NOW), NOW).reason == "not_object"  # type: ignore[union-attr]
-    big = {"event_id": "e", "type": "view", "user_id": "u", "ts": NOW, "item_id": "1", "x": "y" * 20_000}
+    big = {
+        "event_id": "e",
+        "type": "view",
+        "user_id": "u",
+        "ts": NOW,
+        "item_id": "1",
+        "x": "y" * 20_000,
+    }
     assert ing.ingest(msg(big), NOW).reason == "oversized"  # type: ignore[union-attr]
 
 
@@ -67,7 +83,13 @@ def test_duplicates_inside_the_window_are_dropped_outside_forgotten():
     doc = {"event_id": "dup", "type": "view", "user_id": "u", "ts": NOW, "item_id": "1"}
     assert isinstance(ing.ingest(msg(doc), NOW), Event)
     assert ing.ingest(msg(doc), NOW) is DUPLICATE
-    later = {"event_id": "other", "type": "view", "user_id": "u", "ts": NOW + 120_000, "item_id": "1"}
+    later = {
+        "event_id": "other",
+        "type": "view",
+        "user_id": "u",
+        "ts": NOW + 120_000,
+        "item_id": "1",
+    }
     ing.ingest(msg(later), NOW + 120_000)
     assert isinstance(ing.ingest(msg(doc), NOW + 120_000), Event)  # aged out of the 60 s window
 

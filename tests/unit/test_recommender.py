@@ -28,7 +28,7 @@ def test_trending_prefers_what_is_popular_now():
     old = [view(i, f"u{i}", "old", T0) for i in range(10)]
     new = [view(100 + i, f"v{i}", "new", T0 + 10 * HOUR) for i in range(3)]
     feed(rec, old + new)
-    assert [x.item_id for x in rec.recommend(Profile.new("x"), None)][0] == "new"
+    assert next(x.item_id for x in rec.recommend(Profile.new("x"), None)) == "new"
 
 
 def test_covisitation_recommends_items_seen_together():
@@ -37,7 +37,7 @@ def test_covisitation_recommends_items_seen_together():
     for u in range(20):  # many sessions: a then b
         events += [view(2 * u, f"u{u}", "a", T0 + u), view(2 * u + 1, f"u{u}", "b", T0 + u + 1)]
     events += [view(500 + i, f"w{i}", "popular", T0 + 100) for i in range(30)]
-    profiles = feed(rec, events + [view(999, "me", "a", T0 + 200)])
+    profiles = feed(rec, [*events, view(999, "me", "a", T0 + 200)])
     top = rec.recommend(profiles["me"], "a")
     assert top[0].item_id == "b"
     assert top[0].reason == "co-visited with a"
@@ -48,11 +48,18 @@ def test_business_rules_exclude_purchased_recent_current_and_unavailable():
     rec = Recommender(top_k=10)
     items = ["p", "r", "cur", "gone", "ok"]
     feed(rec, [view(i, f"u{i}", it, T0 + i) for i, it in enumerate(items * 3)])
-    profiles = feed(rec, [view(90, "me", "p", T0 + 50, "purchase", price=1.0),
-                          view(91, "me", "r", T0 + 51 + 4 * HOUR)])
+    profiles = feed(
+        rec,
+        [
+            view(90, "me", "p", T0 + 50, "purchase", price=1.0),
+            view(91, "me", "r", T0 + 51 + 4 * HOUR),
+        ],
+    )
     catalog = Catalog()
     catalog.upsert(CatalogItem("gone", "Gone", available=False))
-    got = [x.item_id for x in rec.recommend(profiles["me"], "cur", is_available=catalog.is_available)]
+    got = [
+        x.item_id for x in rec.recommend(profiles["me"], "cur", is_available=catalog.is_available)
+    ]
     assert got == ["ok"]
 
 

@@ -9,7 +9,10 @@ from streamrec.errors import SerdeError
 
 
 def test_serde_round_trip_and_errors():
-    assert serde.loads(serde.dumps({"a": [1, 2.5, None], 3: "x"})) == {"a": [1, 2.5, None], "3": "x"}
+    assert serde.loads(serde.dumps({"a": [1, 2.5, None], 3: "x"})) == {
+        "a": [1, 2.5, None],
+        "3": "x",
+    }
     with pytest.raises(SerdeError, match="not valid JSON"):
         serde.loads(b"{nope")
     with pytest.raises(SerdeError, match="cannot encode"):

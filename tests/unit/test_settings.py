@@ -6,7 +6,11 @@ from streamrec.settings import DEV_PSEUDONYM_KEY, Secret, Settings
 
 def test_reads_typed_values_from_env():
     s = Settings.from_env(
-        {"STREAMREC_TOP_K": "7", "STREAMREC_EXCLUDE_RECENT": "false", "STREAMREC_DEDUP_WINDOW_S": "1.5"}
+        {
+            "STREAMREC_TOP_K": "7",
+            "STREAMREC_EXCLUDE_RECENT": "false",
+            "STREAMREC_DEDUP_WINDOW_S": "1.5",
+        }
     )
     assert (s.top_k, s.exclude_recent, s.dedup_window_s) == (7, False, 1.5)
 
@@ -34,7 +38,9 @@ def test_production_refuses_to_start_without_a_key():
 
 
 def test_production_refuses_the_public_dev_key():
-    s = Settings.from_env({"STREAMREC_MODE": "production", "STREAMREC_PSEUDONYM_KEY": DEV_PSEUDONYM_KEY})
+    s = Settings.from_env(
+        {"STREAMREC_MODE": "production", "STREAMREC_PSEUDONYM_KEY": DEV_PSEUDONYM_KEY}
+    )
     with pytest.raises(ConfigError, match="dev key"):
         s.resolved_pseudonym_key()
 
