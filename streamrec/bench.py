@@ -105,17 +105,7 @@ def measure_throughput(settings: Settings, shop: SyntheticShop, n: int) -> dict[
         for ev in events:
             producer.send_event(ev)
     send_s = time.monotonic() - t0
-    # Wait for the backlog to drain without reading it (a reader here would take
-    # CPU from the workers on a small machine), then read every list.
-    # The embedded broker reports end offsets up to the last record *batch*, so
-    # "drained" is judged by the lag holding still, not by an exact count.
-    deadline = time.monotonic() + max(120.0, n / 200)
-    last, still = -1, 0
-    while time.monotonic() < deadline and still < 3:
-        time.sleep(0.5)
-        lag = reader.lag()
-        still = still + 1 if lag == last and lag > 0 else 0
-        last = lag
+    reader.wait_quiet(timeout_s=max(120.0, n / 200))
     idle_deadline = time.monotonic() + 10
     while len(produced) < n and time.monotonic() < idle_deadline:
         got = reader.poll(0.5)

@@ -202,6 +202,22 @@ class RecommendationReader:
         ends = self._consumer.end_offsets(tps)
         return sum(ends[tp] - self._consumer.position(tp) for tp in tps)
 
+    def wait_quiet(self, timeout_s: float, settle_polls: int = 3, interval_s: float = 0.5) -> int:
+        """Block until the published count stops growing; returns the unread lag.
+
+        Lets a backlog drain without reading it (reading competes for CPU with the
+        workers on a small machine). "Still" rather than "equal to N" because the
+        embedded broker's end offsets can trail by one batch (see `lag`).
+        """
+        deadline = time.monotonic() + timeout_s
+        last, still = -1, 0
+        while time.monotonic() < deadline and still < settle_polls:
+            time.sleep(interval_s)
+            lag = self.lag()
+            still = still + 1 if lag == last and lag > 0 else 0
+            last = lag
+        return last
+
     def latest(self, user_id: str) -> Recommendation | None:
         """The newest list read so far for raw `user_id` (call `poll` to catch up)."""
         return self._latest.get(self._pseudonym(user_id))
