@@ -182,7 +182,9 @@ class Engine:
 
         # Co-visitation learns from the session as it was *before* this event.
         session_items = (
-            [] if self.updater.is_new_session(profile, event) else profile.session_item_ids()
+            []
+            if self.updater.is_new_session(profile, event)
+            else profile.session_item_ids(self.recommender.covisit.window)
         )
         self.recommender.observe(event, session_items)
         catalog = self.catalog

@@ -57,9 +57,16 @@ class Profile:
     def recent_item_ids(self) -> list[str]:
         return [r[0] for r in self.recent]
 
-    def session_item_ids(self) -> list[str]:
-        """Items of the current session, newest last."""
-        return [r[0] for r in self.recent if r[2] >= self.session_start]
+    def session_item_ids(self, limit: int | None = None) -> list[str]:
+        """Items of the current session (at most the newest `limit`), newest last."""
+        out: list[str] = []
+        start = self.session_start
+        for r in reversed(self.recent):
+            if r[2] < start or (limit is not None and len(out) >= limit):
+                break
+            out.append(r[0])
+        out.reverse()
+        return out
 
     @property
     def events(self) -> int:
