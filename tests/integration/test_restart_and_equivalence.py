@@ -66,3 +66,25 @@ def test_in_process_core_and_kafka_pipeline_give_the_same_lists(make_stack):
     assert online.keys() == offline.keys()
     differing = [k for k in offline if offline[k] != online[k]]
     assert differing == []
+
+
+def test_a_crashed_worker_loses_nothing(make_stack):
+    stack = make_stack(workers=1)
+    s = stack.settings
+    ml = movielens.load(movielens.fetch(s.cache_dir, quiet=True), limit=4000)
+    reader = RecommendationReader(s, from_beginning=False)
+    with EventProducer(s) as p:
+        for e in ml.events:
+            p.send_event(e)
+    seen: set[str] = set()
+    while len(seen) < 500:  # the worker is part-way through the backlog
+        seen.update(r.event_id for r in reader.poll(0.2))
+    stack.workers[0].kill()  # SIGKILL: no shutdown, no final commit
+    stack.workers[0].wait()
+    stack.start_worker()
+    deadline = time.monotonic() + 120
+    want = {e.event_id for e in ml.events}
+    while not want <= seen and time.monotonic() < deadline:
+        seen.update(r.event_id for r in reader.poll(0.5))
+    reader.close()
+    assert want - seen == set()  # at-least-once: re-processed, never lost
