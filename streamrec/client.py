@@ -128,24 +128,26 @@ class EventProducer:
         return event
 
     def send_event(self, event: RawEvent) -> None:
-        doc = event.to_dict()
-        try:
-            self._validate(doc)
-        except fastjsonschema.JsonSchemaValueException as exc:
-            raise InvalidEvent(f"event {event.event_id}: {exc.message}") from exc
-        self._producer.send(self._topic, key=event.user_id.encode(), value=serde.dumps(doc))
+        what = f"event {event.event_id}"
+        self._send_valid(self._validate, self._topic, event.user_id, event.to_dict(), what)
 
     def send_raw(self, value: bytes | None, key: bytes | None = None) -> None:
         """Send bytes as they are (replays of logs that may hold bad lines; tests)."""
         self._producer.send(self._topic, key=key, value=value)
 
     def publish_item(self, item: CatalogItem) -> None:
-        doc = item.to_dict()
+        doc, what = item.to_dict(), f"catalog item {item.item_id}"
+        self._send_valid(self._validate_item, self._catalog_topic, item.item_id, doc, what)
+
+    def _send_valid(
+        self, validate: Callable[[Any], Any], topic: str, key: str, doc: dict[str, Any], what: str
+    ) -> None:
+        """Refuse here what the worker would dead-letter: the caller learns at once."""
         try:
-            self._validate_item(doc)
+            validate(doc)
         except fastjsonschema.JsonSchemaValueException as exc:
-            raise InvalidEvent(f"catalog item {item.item_id}: {exc.message}") from exc
-        self._producer.send(self._catalog_topic, key=item.item_id.encode(), value=serde.dumps(doc))
+            raise InvalidEvent(f"{what}: {exc.message}") from exc
+        self._producer.send(topic, key=key.encode(), value=serde.dumps(doc))
 
     def flush(self, timeout_s: float | None = None) -> None:
         self._producer.flush(timeout=timeout_s)

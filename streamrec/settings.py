@@ -255,6 +255,16 @@ class Settings:
             out["ssl_cafile"] = self.kafka_ssl_cafile
         return out
 
+    def aiokafka_security(self) -> dict[str, Any]:
+        """The same for aiokafka, which takes an SSL context instead of a CA file."""
+        out = self.kafka_python_security()
+        cafile = out.pop("ssl_cafile", None)
+        if "SSL" in self.kafka_security_protocol:
+            import ssl
+
+            out["ssl_context"] = ssl.create_default_context(cafile=cafile)
+        return out
+
     def bootstrap_list(self) -> list[str]:
         return [s.strip() for s in self.kafka_bootstrap.split(",") if s.strip()]
 

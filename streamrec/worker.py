@@ -249,7 +249,7 @@ class Worker:
             bootstrap_servers=s.bootstrap_list(),
             enable_auto_commit=False,
             fetch_max_wait_ms=s.fetch_max_wait_ms,
-            **_aiokafka_security(s),
+            **s.aiokafka_security(),
         )
         await consumer.start()
         validate = load_contract(CATALOG_ITEMS).validator
@@ -383,18 +383,3 @@ def _faust_credentials(s: Settings) -> Any:
             ssl_context=ssl_context,
         )
     return faust.SSLCredentials(ssl_context)
-
-
-def _aiokafka_security(s: Settings) -> dict[str, Any]:
-    out: dict[str, Any] = {"security_protocol": s.kafka_security_protocol}
-    if s.kafka_security_protocol.startswith("SASL"):
-        out |= {
-            "sasl_mechanism": s.kafka_sasl_mechanism,
-            "sasl_plain_username": s.kafka_sasl_username,
-            "sasl_plain_password": s.kafka_sasl_password.get(),
-        }
-    if "SSL" in s.kafka_security_protocol:
-        import ssl
-
-        out["ssl_context"] = ssl.create_default_context(cafile=s.kafka_ssl_cafile or None)
-    return out
