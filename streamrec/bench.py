@@ -29,10 +29,11 @@ from streamrec.client import EventProducer, RecommendationReader
 from streamrec.core.histogram import LogHistogram
 from streamrec.datasets.synthetic import SyntheticShop
 from streamrec.settings import Settings
-from streamrec.stack import LocalStack
+from streamrec.stack import LocalStack, interrupt_on_signals
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    interrupt_on_signals()
     loads = [int(x) for x in str(args.loads).split(",") if x.strip()]
     base = Settings.from_env()
     with tempfile.TemporaryDirectory(prefix="streamrec-bench-") as tmp:

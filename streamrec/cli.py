@@ -47,6 +47,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_repartition(args: argparse.Namespace) -> int:
+    from streamrec import repartition
+
+    return repartition.run(_settings(args), args.source)
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from streamrec.client import EventProducer
     from streamrec.replay import load_log, replay
@@ -157,6 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--quiet", action="store_true")
     sp.set_defaults(func=cmd_replay)
 
+    sp = sub.add_parser(
+        "repartition", help="copy a topic keyed otherwise into storefront.events keyed by user id"
+    )
+    kafka_flags(sp)
+    sp.add_argument("--source", required=True, help="the topic to read (full name, no prefix)")
+    sp.set_defaults(func=cmd_repartition)
+
     sp = sub.add_parser("data", help="sample data")
     dsub = sp.add_subparsers(dest="data_command", required=True)
     dp = dsub.add_parser("fetch", help="download the MovieLens-100k sample (recbole wheel) once")
@@ -201,11 +214,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         for noisy in ("kafka", "aiokafka"):
             logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
         return int(args.func(args) or 0)
-    except StreamrecError as exc:
-        print(f"streamrec: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
+        print("streamrec: interrupted; every process it started has been stopped", file=sys.stderr)
         return 130
+    except Exception as exc:
+        from streamrec import stack
+
+        if stack.interrupted is not None:  # the interrupt surfaced as a client error
+            print(
+                "streamrec: interrupted; every process it started has been stopped", file=sys.stderr
+            )
+            return 130
+        if isinstance(exc, StreamrecError):
+            print(f"streamrec: error: {exc}", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from streamrec.datasets.malformed import malformed_events
 from streamrec.records import MetricsWindow, RawEvent, Recommendation
 from streamrec.replay import replay
 from streamrec.settings import Settings
-from streamrec.stack import LocalStack
+from streamrec.stack import LocalStack, interrupt_on_signals
 
 LIVE_RATE = 300
 LIVE_SECONDS = 5.0
@@ -36,6 +36,7 @@ def say(msg: str) -> None:
 
 
 def run_demo(limit: int | None = None, workers: int = 1) -> int:
+    interrupt_on_signals()
     base = Settings.from_env()
     with tempfile.TemporaryDirectory(prefix="streamrec-demo-") as tmp:
         settings = base.with_overrides(

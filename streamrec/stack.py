@@ -26,6 +26,34 @@ from streamrec.settings import Settings
 PROBE_USER = "__streamrec_probe__"
 
 
+#: Stacks started by this process, for the signal handler.
+_running: list[LocalStack] = []
+#: The signal that interrupted this process, if any.
+interrupted: int | None = None
+
+
+def interrupt_on_signals() -> None:
+    """On SIGINT / SIGTERM: signal every child to stop, then raise KeyboardInterrupt.
+
+    Installed explicitly because a process started in the background by a
+    non-interactive shell inherits SIGINT as *ignored*, and SIGTERM (``timeout``,
+    ``docker stop``) would otherwise kill us and orphan the children. The
+    children are told to stop from the handler itself because kafka-python's
+    network layer catches BaseException, so the KeyboardInterrupt can be
+    swallowed; `with LocalStack(...)` then waits for them on the way out.
+    """
+
+    def _handle(signum: int, frame: object) -> None:
+        global interrupted
+        interrupted = signum
+        for stack in list(_running):
+            stack.terminate()
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGINT, _handle)
+    signal.signal(signal.SIGTERM, _handle)
+
+
 class LocalStack:
     def __init__(
         self,
@@ -44,6 +72,7 @@ class LocalStack:
         self.workers: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> LocalStack:
+        _running.append(self)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         if self.start_broker:
             self.broker = EmbeddedBroker(free_port(), log_path=self.log_dir / "broker.log").start()
@@ -99,7 +128,19 @@ class LocalStack:
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
 
+    def terminate(self) -> None:
+        """Ask every child to stop; returns at once (safe in a signal handler)."""
+        for proc in self.workers:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        if self.start_broker and self.broker is not None and self.broker.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self.broker.proc.terminate()
+
     def stop(self) -> None:
+        if self in _running:
+            _running.remove(self)
         for proc in self.workers:
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):

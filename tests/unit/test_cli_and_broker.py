@@ -17,6 +17,7 @@ def test_every_subcommand_parses():
         ["worker"],
         ["replay", "--limit", "5"],
         ["data", "fetch"],
+        ["repartition", "--source", "x"],
         ["recs", "alice"],
         ["demo"],
         ["bench", "--json"],

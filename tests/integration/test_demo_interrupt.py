@@ -1,0 +1,57 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def _descendants(pid: int) -> set[int]:
+    rows = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True).stdout
+    children: dict[int, list[int]] = {}
+    for row in rows.split("\n"):
+        if row.strip():
+            child, parent = map(int, row.split())
+            children.setdefault(parent, []).append(child)
+    out, todo = set(), [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.add(c)
+            todo.append(c)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_demo_stops_every_process_on_interrupt(tmp_path, sig):
+    # SIGINT ignored on entry, as for a background job of a non-interactive shell.
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # the demo's own temp dir lands here
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamrec", "demo", "--limit", "3000"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    deadline = time.monotonic() + 120
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "worker ready" in line or time.monotonic() > deadline:
+            break
+    started = _descendants(proc.pid)
+    assert len(started) >= 2  # the broker and the worker
+    proc.send_signal(sig)
+    assert proc.wait(60) == 130
+    time.sleep(1)
+    assert [pid for pid in started if _alive(pid)] == []
