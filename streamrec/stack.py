@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -32,7 +33,7 @@ _running: list[LocalStack] = []
 interrupted: int | None = None
 
 
-def interrupt_on_signals() -> None:
+def interrupt_on_signals(grace_s: float = 10.0) -> None:
     """On SIGINT / SIGTERM: signal every child to stop, then raise KeyboardInterrupt.
 
     Installed explicitly because a process started in the background by a
@@ -40,14 +41,26 @@ def interrupt_on_signals() -> None:
     ``docker stop``) would otherwise kill us and orphan the children. The
     children are told to stop from the handler itself because kafka-python's
     network layer catches BaseException, so the KeyboardInterrupt can be
-    swallowed; `with LocalStack(...)` then waits for them on the way out.
+    swallowed; `with LocalStack(...)` then waits for them on the way out. If
+    the main thread has not finished within `grace_s` (stuck in a client call to
+    the broker it just stopped), a watchdog reaps the children and exits 130.
     """
+
+    def _watchdog() -> None:
+        time.sleep(grace_s)
+        for stack in list(_running):
+            stack.stop()
+        print("streamrec: interrupted; every process it started has been stopped", file=sys.stderr)
+        os._exit(130)
 
     def _handle(signum: int, frame: object) -> None:
         global interrupted
+        first = interrupted is None
         interrupted = signum
         for stack in list(_running):
             stack.terminate()
+        if first:
+            threading.Thread(target=_watchdog, name="interrupt-watchdog", daemon=True).start()
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGINT, _handle)
@@ -139,7 +152,7 @@ class LocalStack:
                 self.broker.proc.terminate()
 
     def stop(self) -> None:
-        if self in _running:
+        with contextlib.suppress(ValueError):  # the interrupt watchdog may race us here
             _running.remove(self)
         for proc in self.workers:
             if proc.poll() is None:
