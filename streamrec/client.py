@@ -81,11 +81,11 @@ class EventProducer:
         try:
             self._producer = KafkaProducer(
                 bootstrap_servers=settings.bootstrap_list(),
-                acks=1,
+                # Idempotent producer (kafka-python's default with acks="all"): a retried
+                # send is neither duplicated nor reordered, so per-user order holds.
+                acks="all",
                 linger_ms=linger_ms,
                 batch_size=256 * 1024,
-                max_in_flight_requests_per_connection=1,  # keeps per-user order on retries
-                retries=5,
                 **settings.kafka_python_security(),
                 **kafka_kwargs,
             )

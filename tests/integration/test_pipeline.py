@@ -66,6 +66,10 @@ def test_client_reader_cold_start_and_catalog_rules(make_stack):
     with EventProducer(s) as p:
         for item, available in (("hat", True), ("scarf", True), ("gone", False)):
             p.publish_item(CatalogItem(item, item.title(), ("Clothes",), available=available))
+        # A broken catalog feed line: the follower dead-letters it and carries on.
+        p._producer.send(
+            s.topic("catalog.items"), key=b"bad-item", value=b'{"item_id": "bad-item"}'
+        )
         p.flush()
         time.sleep(1.0)  # the catalog follower reads catalog.items in the background
         last = {}
@@ -87,3 +91,9 @@ def test_client_reader_cold_start_and_catalog_rules(make_stack):
     assert set(ids) == {"hat", "scarf"}  # cold start: trending, never the unavailable item
     assert all(i.reason == "trending" and i.score > 0 for i in rec.items)
     reader.close()
+
+    dlq = tail(s, EVENTS_DLQ)
+    dead = [DeadLetter.from_dict(serde.loads(r.value)) for r in read_all(dlq, idle_s=2)]
+    dlq.close()
+    assert [(d.reason, d.source_topic) for d in dead] == [("schema", s.topic("catalog.items"))]
+    assert "title" in dead[0].detail
