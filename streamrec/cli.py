@@ -213,6 +213,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The Kafka clients narrate every connection at INFO; their warnings still show.
         for noisy in ("kafka", "aiokafka"):
             logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+        # kafka-python 3 warns whenever one of its IO tasks runs > 100 ms, which a busy
+        # 2-core machine does all the time; it says nothing about our data.
+        logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("streamrec: interrupted; every process it started has been stopped", file=sys.stderr)
