@@ -122,6 +122,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run_bench(args)
 
 
+def cmd_bench_scorer(args: argparse.Namespace) -> int:
+    from streamrec.scorer.bench import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="streamrec", description=__doc__)
     p.add_argument(
@@ -200,6 +206,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--workers", type=int, default=1)
     sp.add_argument("--out", help="also write the JSON here")
     sp.set_defaults(func=cmd_bench)
+
+    sp = sub.add_parser(
+        "bench-scorer", help="BERT encoder throughput, cache and latency (in process)"
+    )
+    sp.add_argument("--json", action="store_true", help="print one JSON object")
+    sp.add_argument("--model", help="model directory (default: the packaged all-MiniLM-L6-v2)")
+    sp.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    sp.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    sp.add_argument("--stream", type=int, default=20_000, help="queries in the Zipf stream")
+    sp.add_argument("--rps", type=float, help="offered requests/s for the latency run")
+    sp.add_argument("--seconds", type=float, default=10.0, help="duration of the latency run")
+    sp.set_defaults(func=cmd_bench_scorer)
     return p
 
 

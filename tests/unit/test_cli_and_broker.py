@@ -18,6 +18,7 @@ def test_every_subcommand_parses():
         ["replay", "--limit", "5"],
         ["data", "fetch"],
         ["repartition", "--source", "x"],
+        ["bench-scorer", "--json"],
         ["recs", "alice"],
         ["demo"],
         ["bench", "--json"],

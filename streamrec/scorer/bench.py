@@ -1,0 +1,190 @@
+"""`streamrec bench-scorer --json`: encoder throughput, cache effect and request latency.
+
+In process (no Kafka): what the scorer worker can do at most on this device.
+
+* ``queries_per_s`` / ``titles_per_s``: texts/s at batch sizes 1, 32, 256
+  (queries max_length 16, titles max_length 64), all distinct texts;
+* ``cached_queries_per_s``: effective queries/s through the LRU cache on a
+  Zipf(s=1.1) stream over 50k distinct queries, in requests of 32;
+* ``latency_ms``: per-request latency (queueing included) for requests of 8
+  uncached queries offered at a fixed rate;
+* ``device`` and ``dtype``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from streamrec import serde
+from streamrec.core.histogram import LogHistogram
+from streamrec.scorer.cache import QueryCache
+from streamrec.scorer.encoder import TextEncoder
+
+_ADJ = [
+    "red",
+    "blue",
+    "black",
+    "white",
+    "wireless",
+    "waterproof",
+    "organic",
+    "vintage",
+    "mini",
+    "smart",
+    "cheap",
+    "leather",
+]
+_NOUN = [
+    "shoes",
+    "headphones",
+    "headset",
+    "lamp",
+    "sofa",
+    "kettle",
+    "jacket",
+    "watch",
+    "backpack",
+    "camera",
+    "tent",
+    "drill",
+    "blender",
+    "charger",
+    "mattress",
+    "guitar",
+    "keyboard",
+    "monitor",
+    "scarf",
+    "bottle",
+]
+_EXTRA = [
+    "for",
+    "men",
+    "women",
+    "kids",
+    "running",
+    "office",
+    "garden",
+    "travel",
+    "gaming",
+    "kitchen",
+    "outdoor",
+]
+
+
+def synthetic_queries(n: int, seed: int = 1) -> list[str]:
+    """n distinct shop-like queries ("red waterproof jacket for running 17")."""
+    rng = random.Random(seed)
+    out: set[str] = set()
+    while len(out) < n:
+        words = [rng.choice(_ADJ), rng.choice(_NOUN)]
+        if rng.random() < 0.5:
+            words.insert(0, rng.choice(_ADJ))
+        if rng.random() < 0.5:
+            words += ["for", rng.choice(_EXTRA)]
+        words.append(str(len(out) % 997))  # keeps texts distinct past the word combinations
+        out.add(" ".join(words))
+    return sorted(out)
+
+
+def synthetic_titles(n: int, seed: int = 2) -> list[str]:
+    rng = random.Random(seed)
+    return [
+        " ".join(rng.choice(_ADJ + _NOUN + _EXTRA) for _ in range(rng.randint(10, 24))) + f" {i}"
+        for i in range(n)
+    ]
+
+
+def texts_per_s(enc: TextEncoder, texts: list[str], batch: int, max_length: int) -> float:
+    enc.batch_size = batch
+    enc.encode(texts[:batch], max_length)  # warm-up at this shape
+    start, done = time.perf_counter(), 0
+    for i in range(0, len(texts), batch):
+        enc.encode(texts[i : i + batch], max_length)
+        done += len(texts[i : i + batch])
+    return done / (time.perf_counter() - start)
+
+
+def cached_rate(
+    enc: TextEncoder, distinct: list[str], n: int, request: int = 32
+) -> tuple[float, float]:
+    ranks = np.arange(1, len(distinct) + 1, dtype=np.float64)
+    p = ranks**-1.1
+    stream = np.random.default_rng(3).choice(len(distinct), size=n, p=p / p.sum())
+    cache: QueryCache[np.ndarray] = QueryCache(capacity=100_000)
+    enc.batch_size = 64
+    start = time.perf_counter()
+    for i in range(0, n, request):
+        texts = [distinct[j] for j in stream[i : i + request]]
+        missing = [t for t in dict.fromkeys(texts) if cache.get(t) is None]
+        if missing:
+            out = enc.encode(missing, max_length=16)
+            for t, v in zip(missing, out.vectors, strict=True):
+                cache.put(t, v)
+    return n / (time.perf_counter() - start), cache.hit_rate
+
+
+def request_latency(
+    enc: TextEncoder, queries: list[str], rps: float, seconds: float
+) -> dict[str, Any]:
+    """Requests of 8 queries arriving every 1/rps s, served in order by one encoder."""
+    hist = LogHistogram()
+    n = max(1, int(rps * seconds))
+    start = time.perf_counter()
+    for i in range(n):
+        arrival = start + i / rps
+        wait = arrival - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        enc.encode(queries[(i * 8) % len(queries) :][:8], max_length=16)
+        hist.record((time.perf_counter() - arrival) * 1000)
+    return {"offered_rps": rps, "request_size": 8} | hist.summary((50, 99))
+
+
+def run(args: argparse.Namespace) -> int:
+    enc = TextEncoder(args.model, device=args.device, threads=args.threads)
+    queries = synthetic_queries(50_000)
+    titles = synthetic_titles(2_048)
+    result: dict[str, Any] = {
+        "device": str(enc.device),
+        "dtype": str(enc.dtype).replace("torch.", ""),
+    }
+    result["model_version"] = enc.version
+    q_rate, t_rate = {}, {}
+    for batch in (1, 32, 256):
+        n = max(batch * 4, 64)
+        _log(f"{n} queries and titles at batch {batch}")
+        q_rate[str(batch)] = round(texts_per_s(enc, queries[:n], batch, 16), 1)
+        t_rate[str(batch)] = round(texts_per_s(enc, titles[:n], batch, 64), 1)
+    result["queries_per_s"] = q_rate
+    result["titles_per_s"] = t_rate
+    _log("Zipf(1.1) query stream through the LRU cache")
+    rate, hit = cached_rate(enc, queries, n=args.stream)
+    result["cached_queries_per_s"] = round(rate, 1)
+    result["cache_hit_rate"] = round(hit, 4)
+    rps = args.rps or max(1.0, q_rate["32"] / 8 * 0.5)  # half of what batch-32 throughput allows
+    _log(f"request latency at {rps:.0f} requests/s of 8 queries")
+    result["latency_ms"] = request_latency(enc, queries, rps, args.seconds)
+    result["threads"] = _threads()
+    text = serde.dumps(result).decode()
+    if args.json:
+        print(text)
+    else:
+        for k, v in result.items():
+            print(f"{k:22} {v}")
+    return 0
+
+
+def _threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
+
+
+def _log(msg: str) -> None:
+    print(f"bench-scorer: {msg}", file=sys.stderr, flush=True)
