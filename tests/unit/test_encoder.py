@@ -124,3 +124,13 @@ def test_real_packaged_model_relates_shop_texts():
     assert enc.dim == 384
     related, unrelated = float(v[0] @ v[1]), float(v[0] @ v[2])
     assert related > unrelated + 0.2, (related, unrelated)
+
+
+def test_bench_scorer_helpers_on_the_tiny_model(tiny):
+    from streamrec.scorer.bench import cached_rate, synthetic_queries, texts_per_s
+
+    queries = synthetic_queries(2_000)
+    assert len(set(queries)) == 2_000
+    assert texts_per_s(tiny, queries[:64], batch=32, max_length=16) > 0
+    rate, hit_rate = cached_rate(tiny, queries, n=3_000)
+    assert rate > 0 and 0.3 < hit_rate < 1.0  # Zipf(1.1): the head repeats, the tail does not
