@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from streamrec.admin import admin_client
 from streamrec.client import EventProducer, RecommendationReader
 from streamrec.core.histogram import LogHistogram
 from streamrec.datasets.synthetic import SyntheticShop
+from streamrec.records import RawEvent
 from streamrec.settings import Settings
 from streamrec.stack import LocalStack, interrupt_on_signals
 
@@ -68,7 +70,9 @@ def _measure(
     freshness: dict[str, Any] = {}
     for load in loads:
         _log(f"freshness: {load} events/s offered for {args.seconds:.0f} s")
-        freshness[str(load)] = measure_freshness(settings, shop, load, args.seconds)
+        freshness[str(load)] = measure_freshness(
+            settings, lambda _i: shop.event_for(shop.user(), _now_ms()), load, args.seconds
+        )
     if attached:
         raw = None
     else:
@@ -127,10 +131,16 @@ def measure_throughput(settings: Settings, shop: SyntheticShop, n: int) -> dict[
 
 
 def measure_freshness(
-    settings: Settings, shop: SyntheticShop, rate: int, seconds: float
+    settings: Settings,
+    make_event: Callable[[int], RawEvent],
+    rate: int,
+    seconds: float,
+    reader: RecommendationReader | None = None,
 ) -> dict[str, Any]:
-    """Offer `rate` events/s for `seconds`; freshness of each event's list."""
-    reader = RecommendationReader(settings, from_beginning=False)
+    """Offer `rate` events/s for `seconds` (event i from `make_event(i)`, stamped now);
+    freshness of each event's list. Pass `reader` to keep it (and its latest lists)."""
+    own_reader = reader is None
+    reader = reader or RecommendationReader(settings, from_beginning=False)
     produced_hist, e2e_hist = LogHistogram(), LogHistogram()
     pending: set[str] = set()
     n = int(rate * seconds)
@@ -148,7 +158,7 @@ def measure_freshness(
             due = t0 + i / rate
             while (lag := due - time.monotonic()) > 0:
                 collect(min(lag, 0.005))
-            ev = shop.event_for(shop.user(), int(time.time() * 1000))
+            ev = make_event(i)
             producer.send_event(ev)
             pending.add(ev.event_id)
             if i % max(1, rate // 200) == 0:
@@ -158,7 +168,8 @@ def measure_freshness(
     deadline = time.monotonic() + 15
     while pending and time.monotonic() < deadline:
         collect(0.05)
-    reader.close()
+    if own_reader:
+        reader.close()
     return {
         "offered_per_s": rate,
         "achieved_per_s": round(achieved, 1),
@@ -223,6 +234,10 @@ async def raw_passthrough(settings: Settings, n: int, size: int = 400) -> float:
             await consumer.stop()
     finally:
         await producer.stop()
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _log(msg: str) -> None:

@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from streamrec import serde
+from streamrec.bench import measure_freshness
 from streamrec.client import EventProducer, RecommendationReader, read_all, tail
 from streamrec.contracts import METRICS
 from streamrec.core.histogram import LogHistogram
@@ -92,7 +93,13 @@ def _run(
     say(f"replay processed: {len(recs):,} recommendations in {time.time() - t0:.1f} s")
 
     say(f"live phase: {LIVE_RATE} events/s for {LIVE_SECONDS:.0f} s, stamped with the current time")
-    live = _live_phase(settings, ml, reader)
+    sample = ml.events[-2000:]
+
+    def live_event(i: int) -> RawEvent:
+        ev = sample[i % len(sample)]
+        return replace(ev, event_id=f"live-{i}", ts=int(time.time() * 1000))
+
+    live = measure_freshness(settings, live_event, LIVE_RATE, LIVE_SECONDS, reader=reader)["e2e_ms"]
 
     windows = _metrics(settings)
     totals = {k: sum(w.counts[k] for w in windows) for k in ("in", "valid", "dlq", "duplicates")}
@@ -101,45 +108,10 @@ def _run(
         for k, v in w.dlq_reasons.items():
             reasons[k] = reasons.get(k, 0) + v
 
-    sent += live.count + 1  # the live phase and the readiness probe
+    sent += live["count"] + 1  # the live phase and the readiness probe
     _summary(reader, ml, titles, totals, reasons, sent, backlog_rate, recs, live)
     ok = totals["in"] == totals["valid"] + totals["dlq"] + totals["duplicates"]
     return 0 if ok else 1
-
-
-def _live_phase(
-    settings: Settings, ml: movielens.MovieLens, reader: RecommendationReader
-) -> LogHistogram:
-    """Steady load, caught-up worker: freshness measured at the reader (receive - produce)."""
-    hist = LogHistogram()
-    sample = ml.events[-2000:]
-    n = int(LIVE_RATE * LIVE_SECONDS)
-    pending: set[str] = set()
-    with EventProducer(settings, linger_ms=0) as producer:
-        t0 = time.monotonic()
-        for i in range(n):
-            due = t0 + i / LIVE_RATE
-            while (lag := due - time.monotonic()) > 0:
-                _collect(reader, pending, hist, timeout_s=min(lag, 0.01))
-            ev = replace(sample[i % len(sample)], event_id=f"live-{i}", ts=int(time.time() * 1000))
-            producer.send_event(ev)
-            pending.add(ev.event_id)
-            if i % 20 == 0:
-                producer.flush()
-        producer.flush()
-    deadline = time.monotonic() + 10
-    while pending and time.monotonic() < deadline:
-        _collect(reader, pending, hist, timeout_s=0.1)
-    return hist
-
-
-def _collect(
-    reader: RecommendationReader, pending: set[str], hist: LogHistogram, timeout_s: float
-) -> None:
-    for rec in reader.poll(timeout_s):
-        if rec.event_id in pending:
-            pending.discard(rec.event_id)
-            hist.record(time.time() * 1000 - rec.ingest_ts)
 
 
 def _metrics(settings: Settings) -> list[MetricsWindow]:
@@ -160,7 +132,7 @@ def _summary(
     sent: int,
     backlog_rate: float,
     recs: list[Recommendation],
-    live: LogHistogram,
+    live: dict[str, float],
 ) -> None:
     backlog = LogHistogram()
     backlog.extend(rec.produced_ts - rec.ingest_ts for rec in recs)
@@ -196,9 +168,9 @@ def _summary(
         f"throughput       {backlog_rate:>9,.0f} events/s  (worker flat out on the replay backlog)"
     )
     print(
-        f"latency, live at {LIVE_RATE}/s: p50 {live.percentile(50):.0f} ms, "
-        f"p99 {live.percentile(99):.0f} ms  (event produced -> recommendation received, "
-        f"{live.count} events)"
+        f"latency, live at {LIVE_RATE}/s: p50 {live['p50']:.0f} ms, "
+        f"p99 {live['p99']:.0f} ms  (event produced -> recommendation received, "
+        f"{live['count']:.0f} events)"
     )
     print(
         f"latency, replay backlog: p50 {backlog.percentile(50):.0f} ms, "

@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 EVENT_TYPES = ("view", "click", "search", "add_to_cart", "purchase", "impression")
-ITEM_EVENT_TYPES = frozenset({"view", "click", "add_to_cart", "purchase"})
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from streamrec.errors import ConfigError
 
@@ -29,8 +29,6 @@ ENV_PSEUDONYM_KEY = "STREAMREC_PSEUDONYM_KEY"
 
 # Only usable with the embedded (loopback) broker: production refuses it.
 DEV_PSEUDONYM_KEY = "streamrec-dev-key-not-for-production"
-
-T = TypeVar("T")
 
 
 class Secret:

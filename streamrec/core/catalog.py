@@ -33,10 +33,6 @@ class Catalog:
     def get(self, item_id: str) -> CatalogItem | None:
         return self._items.get(item_id)
 
-    def title(self, item_id: str) -> str:
-        item = self._items.get(item_id)
-        return item.title if item else f"item {item_id}"
-
     def categories(self, item_id: str) -> tuple[str, ...]:
         item = self._items.get(item_id)
         return item.category if item else ()

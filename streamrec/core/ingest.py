@@ -17,7 +17,6 @@ import fastjsonschema
 
 from streamrec import serde
 from streamrec.contracts import STOREFRONT_EVENTS, load_contract
-from streamrec.core.privacy import Pseudonymizer
 from streamrec.errors import SerdeError
 from streamrec.records import DeadLetter, Event
 
@@ -110,10 +109,6 @@ class Ingestor:
         self.max_future_skew_ms = max_future_skew_ms
         self.dedup = dedup if dedup is not None else Deduplicator(86_400_000, 2_000_000)
         self._validate = load_contract(STOREFRONT_EVENTS).validator
-
-    @classmethod
-    def with_key(cls, key: bytes, **kwargs: Any) -> Ingestor:
-        return cls(Pseudonymizer(key), **kwargs)
 
     def ingest(self, msg: RawMessage, now_ms: int) -> Event | Rejection | Duplicate:
         raw = msg.value
