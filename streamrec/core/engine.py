@@ -1,9 +1,16 @@
 """The engine: one micro-batch of raw events in, recommendations and dead letters out.
 
 This is everything the main Faust agent does between decode and send, as a
-plain class: the agent, offline evaluation and tests all call
-`Engine.process_batch`. Profiles are read and written through a `ProfileStore`
-(a dict in-process, a Faust table in the worker), once per user per batch.
+plain class: the agent, offline evaluation and tests all call it. Profiles are
+read and written through a `ProfileStore` (a dict in-process, a Faust table in
+the worker), once per user per batch.
+
+A batch goes through three steps, so the streaming shell can ask the scorer
+for query vectors in between without the core knowing about Kafka:
+`ingest_batch` (validate, pseudonymise, de-duplicate), `missing_queries` /
+`add_query_vectors` (the batch's search texts the local cache lacks), and
+`apply_batch` (profiles, recommendations). `process_batch` runs all three,
+with an optional synchronous `embed` function for in-process use.
 
 >>> engine = Engine.from_settings(Settings())
 >>> msg = RawMessage(b'{"event_id":"e1","type":"view","user_id":"alice",'
@@ -17,16 +24,21 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+
+from streamrec.contracts import CATALOG_EMBEDDINGS, partitions_for
 from streamrec.core.catalog import Catalog
 from streamrec.core.histogram import LogHistogram
 from streamrec.core.ingest import Deduplicator, Duplicate, Ingestor, RawMessage, Rejection
+from streamrec.core.lru import LRUCache
 from streamrec.core.privacy import Pseudonymizer
 from streamrec.core.profile import Profile, ProfileUpdater
 from streamrec.core.recommender import Recommender
+from streamrec.core.vectors import ItemVectors
 from streamrec.records import DeadLetter, Event, Recommendation
 from streamrec.settings import Settings
 
@@ -61,8 +73,9 @@ class Counters:
     freshness: LogHistogram = field(default_factory=LogHistogram)
 
     def snapshot(self) -> dict[str, int]:
-        return {k: self.counts.get(k, 0) for k in ("in", "valid", "dlq", "duplicates")} | {
-            "recommendations": self.counts.get("recommendations", 0)
+        main = ("in", "valid", "dlq", "duplicates", "recommendations")
+        return {k: self.counts.get(k, 0) for k in main} | {
+            k: self.counts[k] for k in VECTOR_COUNTS if k in self.counts
         }
 
     def reset(self) -> Counters:
@@ -71,6 +84,33 @@ class Counters:
         self.counts, self.by_type, self.dlq_reasons = Counter(), Counter(), Counter()
         self.freshness = LogHistogram()
         return window
+
+
+#: Counts of vector use: search events with / without a query vector, item events
+#: whose item has no vector in the active encoder version.
+VECTOR_COUNTS = ("query_vector", "no_query_vector", "no_item_vector")
+
+
+@dataclass(frozen=True)
+class QueryVectors:
+    """Vectors for query texts (a scorer reply, decoded); `valid[i]` False: none."""
+
+    version: str
+    texts: Sequence[str]
+    vectors: np.ndarray
+    valid: np.ndarray
+
+
+#: In-process stand-in for the scorer: texts, wanted version -> vectors (or None).
+EmbedFn = Callable[[list[str], str | None], QueryVectors | None]
+
+
+@dataclass
+class Ingested:
+    """A batch after ingest: accepted events with their source message, and dead letters."""
+
+    accepted: list[tuple[RawMessage, Event]] = field(default_factory=list)
+    dead_letters: list[tuple[bytes | None, DeadLetter]] = field(default_factory=list)
 
 
 @dataclass
@@ -90,11 +130,19 @@ class Engine:
         updater: ProfileUpdater,
         recommender: Recommender,
         catalog: Catalog | None = None,
+        item_vectors: ItemVectors | None = None,
+        *,
+        query_cache_size: int = 100_000,
+        query_candidates: int = 100,
     ) -> None:
         self.ingestor = ingestor
         self.updater = updater
         self.recommender = recommender
         self.catalog = catalog or Catalog()
+        self.item_vectors = item_vectors or ItemVectors(partitions_for(CATALOG_EMBEDDINGS))
+        #: text -> (encoder version, unit vector); only the active version is used.
+        self.query_vectors: LRUCache[tuple[str, np.ndarray]] = LRUCache(query_cache_size)
+        self.query_candidates = query_candidates
         self.counters = Counters()
 
     @classmethod
@@ -120,14 +168,34 @@ class Engine:
             exclude_purchased=s.exclude_purchased,
             exclude_recent=s.exclude_recent,
         )
-        return cls(ingestor, updater, recommender)
+        return cls(
+            ingestor,
+            updater,
+            recommender,
+            item_vectors=ItemVectors(partitions_for(CATALOG_EMBEDDINGS, s.partitions)),
+            query_cache_size=s.scorer_cache_size,
+            query_candidates=s.query_candidates,
+        )
 
     def process_batch(
-        self, batch: Sequence[RawMessage], store: ProfileStore, now_ms: int
+        self,
+        batch: Sequence[RawMessage],
+        store: ProfileStore,
+        now_ms: int,
+        embed: EmbedFn | None = None,
     ) -> BatchOutput:
         """Process events in order; each profile is read and written once per batch."""
-        out = BatchOutput()
-        profiles: dict[str, tuple[Profile, int]] = {}
+        ingested = self.ingest_batch(batch, now_ms)
+        texts = self.missing_queries(ingested)
+        if texts and embed is not None:
+            vectors = embed(texts, self.item_vectors.active_version)
+            if vectors is not None:
+                self.add_query_vectors(vectors)
+        return self.apply_batch(ingested, store, now_ms)
+
+    def ingest_batch(self, batch: Sequence[RawMessage], now_ms: int) -> Ingested:
+        """Validate, pseudonymise and de-duplicate; nothing is learned yet."""
+        out = Ingested()
         counts = self.counters.counts
         for msg in batch:
             counts["in"] += 1
@@ -136,11 +204,50 @@ class Engine:
                 counts["dlq"] += 1
                 self.counters.dlq_reasons[result.reason] += 1
                 out.dead_letters.append((msg.key, result.dead_letter(msg, now_ms)))
-                continue
-            if isinstance(result, Duplicate):
+            elif isinstance(result, Duplicate):
                 counts["duplicates"] += 1
+            else:
+                out.accepted.append((msg, result))
+        return out
+
+    def missing_queries(self, ingested: Ingested) -> list[str]:
+        """The batch's distinct search texts without a usable cached vector, in order."""
+        out: dict[str, None] = {}
+        for _msg, event in ingested.accepted:
+            q = event.query
+            if event.type != "search" or not q or q in out:
                 continue
-            event = result
+            if q.strip() and self._query_entry(q, count=False) is None:
+                out[q] = None
+        return list(out)
+
+    def add_query_vectors(self, qv: QueryVectors) -> None:
+        """Cache the scorer's vectors (ignored if in another version than the items')."""
+        active = self.item_vectors.active_version
+        if active is not None and qv.version != active:
+            return
+        for i, text in enumerate(qv.texts):
+            if qv.valid[i]:
+                self.query_vectors.put(text, (qv.version, qv.vectors[i]))
+
+    def _query_entry(self, text: str | None, count: bool = True) -> tuple[str, np.ndarray] | None:
+        """(version, vector) for `text` if cached in the version the items are searched in."""
+        if not text or not text.strip():
+            return None
+        entry = self.query_vectors.get(text) if count else self.query_vectors.peek(text)
+        if entry is None:
+            return None
+        active = self.item_vectors.active_version
+        if active is not None and entry[0] != active:
+            return None  # from before a model switch: another vector space
+        return entry
+
+    def apply_batch(self, ingested: Ingested, store: ProfileStore, now_ms: int) -> BatchOutput:
+        """Update profiles and recommend, event by event, in order."""
+        out = BatchOutput(dead_letters=list(ingested.dead_letters))
+        profiles: dict[str, tuple[Profile, int]] = {}
+        counts = self.counters.counts
+        for msg, event in ingested.accepted:
             try:
                 rec = self._apply(event, msg.partition, store, profiles, now_ms)
             except Exception as exc:  # a bug must cost one event, never the worker
@@ -190,11 +297,32 @@ class Engine:
         catalog = self.catalog
         categories = catalog.categories(event.item_id) if event.item_id else ()
         self.updater.update(profile, event, categories)
+        flags: tuple[str, ...] = ()
+        hits: list[tuple[str, float]] = []
+        encoder_version = None
+        counts = self.counters.counts
+        if event.type == "search":
+            entry = self._query_entry(event.query)
+            if entry is None:
+                flags = ("no_query_vector",)
+                counts["no_query_vector"] += 1
+            else:
+                counts["query_vector"] += 1
+                encoder_version, qvec = entry
+                hits = self.item_vectors.search(qvec, self.query_candidates)
+        elif (
+            event.item_id is not None
+            and self.item_vectors.active_version is not None
+            and self.item_vectors.get(event.item_id) is None
+        ):
+            flags = ("no_item_vector",)
+            counts["no_item_vector"] += 1
         items = self.recommender.recommend(
             profile,
             event.item_id,
             categories_of=catalog.categories,
             is_available=catalog.is_available,
+            query_hits=hits,
         )
         return Recommendation(
             user=event.user,
@@ -205,4 +333,6 @@ class Engine:
             event_ts=event.ts,
             ingest_ts=event.ingest_ts,
             produced_ts=now_ms,
+            encoder_version=encoder_version,
+            flags=flags,
         )

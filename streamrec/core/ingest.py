@@ -52,6 +52,20 @@ class Rejection:
         )
 
 
+def parse_document(value: bytes, validate: Callable[[Any], Any], what: str) -> Any:
+    """JSON bytes -> the validated document, or a `Rejection` saying what is wrong.
+
+    For side topics (catalog items, scorer requests, embeddings); events have
+    their own, faster path in `Ingestor`.
+    """
+    try:
+        return validate(serde.loads(value))
+    except SerdeError as exc:
+        return Rejection("not_json", f"{what}: {exc}")
+    except fastjsonschema.JsonSchemaValueException as exc:
+        return Rejection("schema", f"{what}: {exc.message}")
+
+
 class Duplicate:
     """Marker: the event id was seen inside the de-duplication window."""
 

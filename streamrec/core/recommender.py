@@ -130,7 +130,10 @@ class CoVisitation:
 
 
 class Recommender:
-    """Blends co-visitation, category affinity and trending into a top-K list."""
+    """Blends query similarity, co-visitation, category affinity and trending into a top-K."""
+
+    #: Weight of query-vector hits on a search event (class default: older snapshots lack it).
+    w_query: float = 1.0
 
     def __init__(
         self,
@@ -181,11 +184,14 @@ class Recommender:
         categories_of: Callable[[str], tuple[str, ...]] = lambda _item: (),
         is_available: Callable[[str], bool] = lambda _item: True,
         k: int | None = None,
+        query_hits: Sequence[tuple[str, float]] = (),
     ) -> list[RecItem]:
         """Top-k for `profile`, each with its score and the reason it is there.
 
-        Scores: w_covisit * co-visitation (normalised) + w_trending * trending
-        (normalised) + w_affinity * best category affinity. Affinity, availability
+        Scores: w_query * similarity to the search query (normalised; `query_hits`
+        from the item vectors, search events only) + w_covisit * co-visitation
+        (normalised) + w_trending * trending (normalised) + w_affinity * best
+        category affinity. Affinity, availability
         are only worked out for a 2k shortlist and reasons for the final k: that
         keeps a list at tens of microseconds whatever the catalog size.
         """
@@ -214,6 +220,15 @@ class Recommender:
                     covisit[item] = prev + w * scale
         wc = self.w_covisit / max(covisit.values()) if covisit else 0.0
         scores = {item: wc * c for item, c in covisit.items() if item not in excluded}
+
+        query: dict[str, float] = {}
+        best_sim = max((sim for _, sim in query_hits), default=0.0)
+        if best_sim > 0:
+            wq = self.w_query / best_sim
+            for item, sim in query_hits:
+                if sim > 0 and item not in excluded:
+                    query[item] = wq * sim
+                    scores[item] = scores.get(item, 0.0) + query[item]
 
         trending: dict[str, float] = {}
         for item, t in self.trending.top():
@@ -245,7 +260,10 @@ class Recommender:
             # Reasons only for what is shown: the largest of the three contributions.
             c = wc * covisit.get(item, 0.0)
             t = self.w_trending * trending.get(item, 0.0)
-            if c > 0 and c >= t and c >= a:
+            q = query.get(item, 0.0)
+            if q > 0 and q >= c and q >= t and q >= a:
+                reason = "matches your search"
+            elif c > 0 and c >= t and c >= a:
                 reason = f"co-visited with {anchor_of[item]}"
             elif a > t:
                 reason = f"matches your interest in {best_cat}"

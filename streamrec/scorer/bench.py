@@ -23,7 +23,7 @@ import numpy as np
 
 from streamrec import serde
 from streamrec.core.histogram import LogHistogram
-from streamrec.scorer.cache import QueryCache
+from streamrec.core.lru import LRUCache
 from streamrec.scorer.encoder import TextEncoder
 
 _ADJ = [
@@ -116,7 +116,7 @@ def cached_rate(
     ranks = np.arange(1, len(distinct) + 1, dtype=np.float64)
     p = ranks**-1.1
     stream = np.random.default_rng(3).choice(len(distinct), size=n, p=p / p.sum())
-    cache: QueryCache[np.ndarray] = QueryCache(capacity=100_000)
+    cache: LRUCache[np.ndarray] = LRUCache(capacity=100_000)
     enc.batch_size = 64
     start = time.perf_counter()
     for i in range(0, n, request):

@@ -1,6 +1,6 @@
-"""An LRU cache for query embeddings: shop queries repeat heavily.
+"""An LRU cache with hit counters: query embeddings (shop queries repeat heavily).
 
->>> c = QueryCache(capacity=2)
+>>> c = LRUCache(capacity=2)
 >>> c.put("tv", b"v1"); c.put("radio", b"v2"); c.get("tv")
 b'v1'
 >>> c.put("lamp", b"v3"); c.get("radio") is None, c.hits, c.misses
@@ -15,7 +15,7 @@ from typing import Generic, TypeVar
 V = TypeVar("V")
 
 
-class QueryCache(Generic[V]):
+class LRUCache(Generic[V]):
     def __init__(self, capacity: int = 100_000) -> None:
         if capacity < 1:
             raise ValueError("cache capacity must be >= 1")
@@ -32,6 +32,10 @@ class QueryCache(Generic[V]):
         self._data.move_to_end(key)
         self.hits += 1
         return value
+
+    def peek(self, key: str) -> V | None:
+        """Look up without counting or refreshing the entry."""
+        return self._data.get(key)
 
     def put(self, key: str, value: V) -> None:
         self._data[key] = value

@@ -1,0 +1,176 @@
+"""Item and query vectors on the rank side: compact wire format and a versioned store.
+
+Vectors travel as little-endian float16, base64 in JSON: 384 dims are 768
+bytes (1,024 in base64) instead of ~3.5 kB as a JSON float list, and float16
+keeps cosine similarities of unit vectors to ~1e-3, far below what ranking
+notices.
+
+`ItemVectors` keeps every item vector per encoder version and searches only
+one version at a time: a new version becomes *active* only when the scorer has
+marked every catalog partition complete for it, so retrieval never mixes
+vector spaces while a new model's embeddings are being written.
+
+>>> v = np.array([[0.6, 0.8]], dtype=np.float32)
+>>> [round(float(x), 3) for x in decode_vectors(encode_vectors(v), dim=2)[0]]
+[0.6, 0.8]
+>>> store = ItemVectors(partitions=1)
+>>> store.upsert("a", "m@1", np.array([1.0, 0.0])); store.upsert("b", "m@1", np.array([0.0, 1.0]))
+>>> store.active_version is None  # nothing is searched before the version is complete
+True
+>>> store.mark_complete("m@1", partition=0, ts=1); store.active_version
+'m@1'
+>>> [item for item, _ in store.search(np.array([0.9, 0.1]), k=1)]
+['a']
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+
+import numpy as np
+
+WIRE_DTYPE = np.dtype("<f2")
+
+
+def encode_vectors(vectors: np.ndarray) -> str:
+    """(n, dim) or (dim,) floats -> base64 of float16 bytes, row after row."""
+    return base64.b64encode(np.ascontiguousarray(vectors, dtype=WIRE_DTYPE).tobytes()).decode(
+        "ascii"
+    )
+
+
+def decode_vectors(data: str, dim: int) -> np.ndarray:
+    """The inverse of `encode_vectors`: an (n, dim) float32 array."""
+    raw = base64.b64decode(data, validate=True)
+    if dim < 1 or len(raw) % (dim * WIRE_DTYPE.itemsize):
+        raise ValueError(f"{len(raw)} bytes is not a whole number of {dim}-dim float16 vectors")
+    return np.frombuffer(raw, dtype=WIRE_DTYPE).astype(np.float32).reshape(-1, dim)
+
+
+class VectorSpace:
+    """One version's item vectors in a growable matrix: O(dim) upserts, no rebuilds."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.matrix = np.zeros((64, dim), dtype=np.float32)
+        self.ids: list[str | None] = []
+        self.row_of: dict[str, int] = {}
+        self.free: list[int] = []
+
+    def upsert(self, item_id: str, vector: np.ndarray) -> None:
+        row = self.row_of.get(item_id)
+        if row is None:
+            if self.free:
+                row = self.free.pop()
+                self.ids[row] = item_id
+            else:
+                row = len(self.ids)
+                if row == len(self.matrix):
+                    grown = np.zeros((2 * row, self.dim), dtype=np.float32)
+                    grown[:row] = self.matrix
+                    self.matrix = grown
+                self.ids.append(item_id)
+            self.row_of[item_id] = row
+        self.matrix[row] = vector
+
+    def remove(self, item_id: str) -> bool:
+        row = self.row_of.pop(item_id, None)
+        if row is None:
+            return False
+        self.matrix[row] = 0.0  # a zero row scores 0 and is skipped by id below
+        self.ids[row] = None
+        self.free.append(row)
+        return True
+
+    def get(self, item_id: str) -> np.ndarray | None:
+        row = self.row_of.get(item_id)
+        return None if row is None else self.matrix[row]
+
+    def search(self, query: np.ndarray, k: int, excluded: set[str]) -> list[tuple[str, float]]:
+        n = len(self.ids)
+        if n == 0 or k < 1 or query.shape[-1] != self.dim:
+            return []
+        scores = self.matrix[:n] @ query.astype(np.float32)
+        want = min(n, k + len(excluded) + len(self.free))
+        top = np.argpartition(-scores, want - 1)[:want]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        out = []
+        for i in top:
+            item = self.ids[i]
+            if item is not None and item not in excluded:
+                out.append((item, float(scores[i])))
+                if len(out) == k:
+                    break
+        return out
+
+    def __len__(self) -> int:
+        return len(self.row_of)
+
+
+class ItemVectors:
+    """Item vectors per encoder version; exact inner-product search over the active one."""
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+        self._spaces: dict[str, VectorSpace] = {}
+        #: version -> {partition: ts of its completion marker}
+        self._complete: dict[str, dict[int, int]] = {}
+        self.active_version: str | None = None
+
+    def upsert(self, item_id: str, version: str, vector: np.ndarray) -> None:
+        vector = np.asarray(vector, dtype=np.float32)
+        space = self._spaces.get(version)
+        if space is None:
+            space = self._spaces[version] = VectorSpace(int(vector.shape[-1]))
+        space.upsert(item_id, vector)
+
+    def remove(self, item_id: str) -> None:
+        """The item is gone from the catalog (tombstone): drop it from every version."""
+        for space in self._spaces.values():
+            space.remove(item_id)
+
+    def mark_complete(self, version: str, partition: int, ts: int) -> None:
+        """The scorer finished `version` for catalog `partition`; may switch versions."""
+        self._complete.setdefault(version, {})[partition] = ts
+        complete = [
+            (max(parts.values()), v)
+            for v, parts in self._complete.items()
+            if len(parts) >= self.partitions
+        ]
+        if not complete:
+            return
+        newest_ts, newest = max(complete)
+        if newest == self.active_version:
+            return
+        self.active_version = newest
+        # Spaces completed before the newest are never searched again: free them.
+        for v, parts in list(self._complete.items()):
+            if v != newest and len(parts) >= self.partitions and max(parts.values()) <= newest_ts:
+                self._spaces.pop(v, None)
+                del self._complete[v]
+
+    def get(self, item_id: str) -> np.ndarray | None:
+        """The item's vector in the active version, if it has one."""
+        space = self._active()
+        return None if space is None else space.get(item_id)
+
+    def search(
+        self, query: np.ndarray, k: int, exclude: Iterable[str] = ()
+    ) -> list[tuple[str, float]]:
+        """Top-k items of the active version by inner product with `query` (unit vectors)."""
+        space = self._active()
+        return [] if space is None else space.search(query, k, set(exclude))
+
+    def _active(self) -> VectorSpace | None:
+        return None if self.active_version is None else self._spaces.get(self.active_version)
+
+    def __len__(self) -> int:
+        space = self._active()
+        return 0 if space is None else len(space)
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "active_version": self.active_version,
+            "items": {v: len(space) for v, space in self._spaces.items()},
+        }
