@@ -139,7 +139,11 @@ class Engine:
         self.updater = updater
         self.recommender = recommender
         self.catalog = catalog or Catalog()
-        self.item_vectors = item_vectors or ItemVectors(partitions_for(CATALOG_EMBEDDINGS))
+        self.item_vectors = (
+            item_vectors
+            if item_vectors is not None  # an empty store is falsy (it has a length)
+            else ItemVectors(partitions_for(CATALOG_EMBEDDINGS))
+        )
         #: text -> (encoder version, unit vector); only the active version is used.
         self.query_vectors: LRUCache[tuple[str, np.ndarray]] = LRUCache(query_cache_size)
         self.query_candidates = query_candidates

@@ -180,7 +180,11 @@ class Embedder:
         valid = np.zeros(n, dtype=bool)
         cache = self.caches[version] if kind == "query" else None
         todo: list[int] = []
+        lookups = 0
         for i, text in enumerate(texts):
+            if not text or not text.strip():
+                continue  # nothing to encode: stays invalid, costs nothing
+            lookups += 1
             hit = cache.get(text) if cache is not None else None
             if hit is None:
                 todo.append(i)
@@ -188,11 +192,11 @@ class Embedder:
                 vectors[i] = hit
                 valid[i] = True
         if cache is not None:
-            stats.cache_hits += n - len(todo)
+            stats.cache_hits += lookups - len(todo)
             stats.cache_misses += len(todo)
         if todo:
             out = encoder.encode([texts[i] for i in todo], max_length=self.max_tokens[kind])
-            stats.encoded += int(out.valid.sum())
+            stats.encoded += len({texts[i] for i in todo})  # the encoder de-duplicates
             vectors[todo] = out.vectors
             valid[todo] = out.valid
             if cache is not None:

@@ -95,7 +95,7 @@ class TextEncoder:
             torch.set_num_threads(threads)
         self.device = select_device(device)
         self.dtype = select_dtype(self.device)
-        self.tokenizer, self.model = _load(self.model_dir)
+        self.tokenizer, self.model = load_pretrained(self.model_dir)
         self.model.to(device=self.device, dtype=self.dtype).eval()
         self.dim = int(self.model.config.hidden_size)
         self.version = model_version(self.model_dir)
@@ -169,7 +169,7 @@ def model_version(model_dir: Path) -> str:
     return f"{model_dir.name}@{h.hexdigest()[:10]}"
 
 
-def _load(model_dir: Path) -> tuple[Any, Any]:
+def load_pretrained(model_dir: Path) -> tuple[Any, Any]:
     """Tokenizer and model from a local directory, or a ModelLoadError saying what is wrong."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub at run time
     if not model_dir.is_dir():

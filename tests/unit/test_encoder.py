@@ -1,7 +1,6 @@
 """The text encoder on a tiny random BertConfig model (no download), plus the real one."""
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,42 +10,9 @@ transformers = pytest.importorskip("transformers")
 
 from streamrec.scorer.encoder import ModelLoadError, TextEncoder, mean_pool  # noqa: E402
 
-WORDS = [
-    "wireless",
-    "headphones",
-    "bluetooth",
-    "headset",
-    "kitchen",
-    "sink",
-    "red",
-    "shoes",
-    "running",
-    "tv",
-    "lamp",
-]
-
 
 @pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("tiny-bert")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *[f"w{i}" for i in range(40)]]
-    (d / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    transformers.BertTokenizerFast(vocab_file=str(d / "vocab.txt")).save_pretrained(d)
-    torch.manual_seed(0)
-    config = transformers.BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=37,
-        max_position_embeddings=128,
-    )
-    transformers.BertModel(config).save_pretrained(d)
-    return d
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model_dir: Path) -> TextEncoder:
+def tiny(tiny_model_dir) -> TextEncoder:
     return TextEncoder(tiny_model_dir, device="cpu", batch_size=4)
 
 

@@ -79,3 +79,80 @@ def test_batching_does_not_change_the_lists():
     for i in range(0, len(msgs), 7):
         b += many.process_batch(msgs[i : i + 7], store2, NOW).recommendations
     assert [r.items for r in a] == [r.items for r in b]
+
+
+# -- query vectors ----------------------------------------------------------------
+
+
+def _search(user, query, n):
+    doc = {"event_id": f"e{n}", "type": "search", "user_id": user, "ts": NOW - 100 + n}
+    if query is not None:
+        doc["query"] = query
+    return RawMessage(serde.dumps(doc), user.encode(), 0, n, NOW - 100)
+
+
+def _vector_engine():
+    import numpy as np
+
+    engine = Engine.from_settings(Settings.from_env({}, partitions=1))
+    space = {"shoes": [1.0, 0.0, 0.0], "sink": [0.0, 1.0, 0.0], "lamp": [0.0, 0.0, 1.0]}
+    for word, vec in space.items():
+        for k in range(3):
+            v = np.array(vec, dtype=np.float32) + 0.1 * k
+            engine.item_vectors.upsert(f"{word}-{k}", "enc@1", v / np.linalg.norm(v))
+    engine.item_vectors.mark_complete("enc@1", 0, ts=1)
+    calls = []
+
+    def embed(texts, version):
+        from streamrec.core.engine import QueryVectors
+
+        calls.append((list(texts), version))
+        vecs = np.array([space.get(t.split()[-1], [0.0, 0.0, 0.0]) for t in texts], np.float32)
+        return QueryVectors("enc@1", texts, vecs, np.array([t in space for t in texts]))
+
+    return engine, embed, calls
+
+
+def test_search_lists_come_from_query_vectors_from_the_first_event():
+    engine, embed, calls = _vector_engine()
+    msgs = [_search("new-user", "sink", 1), _search("other", "sink", 2), _search("x", "shoes", 3)]
+    out = engine.process_batch(msgs, DictProfileStore(), NOW, embed=embed)
+    assert calls == [(["sink", "shoes"], "enc@1")]  # one request per batch, de-duplicated
+    first = out.recommendations[0]
+    assert first.encoder_version == "enc@1" and first.flags == ()
+    assert first.item_ids[:3] == ["sink-0", "sink-1", "sink-2"]
+    assert first.items[0].reason == "matches your search"
+    assert out.recommendations[2].item_ids[0] == "shoes-0"
+    out = engine.process_batch([_search("y", "sink", 4)], DictProfileStore(), NOW, embed=embed)
+    assert len(calls) == 1 and out.recommendations[0].item_ids[0] == "sink-0"  # cached
+    assert engine.counters.snapshot()["query_vector"] == 4
+
+
+def test_without_the_scorer_search_events_flow_on_flagged():
+    engine, _embed, _calls = _vector_engine()
+    msgs = [_search("u", "sink", 1), _search("v", "   ", 2), _search("w", None, 3)]
+    out = engine.process_batch(msgs, DictProfileStore(), NOW, embed=lambda texts, v: None)
+    assert [r.flags for r in out.recommendations] == [("no_query_vector",)] * 2
+    assert len(out.dead_letters) == 1  # a search without a query breaks the contract
+    c = engine.counters.snapshot()
+    assert c["no_query_vector"] == 2 and c["valid"] == 2
+
+
+def test_query_vectors_of_another_model_version_are_not_used():
+    import numpy as np
+
+    from streamrec.core.engine import QueryVectors
+
+    engine, _embed, _calls = _vector_engine()
+    stale = QueryVectors("enc@0", ["sink"], np.array([[0.0, 1.0, 0.0]], np.float32), np.ones(1, bool))
+    engine.add_query_vectors(stale)
+    assert engine.missing_queries(engine.ingest_batch([_search("u", "sink", 1)], NOW)) == ["sink"]
+
+
+def test_item_events_without_a_vector_are_flagged():
+    engine, _embed, _calls = _vector_engine()
+    view = {"event_id": "v1", "type": "view", "user_id": "u", "ts": NOW - 5, "item_id": "nope"}
+    known = dict(view, event_id="v2", item_id="lamp-0")
+    msgs = [RawMessage(serde.dumps(d), b"u", 0, i, NOW) for i, d in enumerate([view, known])]
+    out = engine.process_batch(msgs, DictProfileStore(), NOW)
+    assert [r.flags for r in out.recommendations] == [("no_item_vector",), ()]
