@@ -144,7 +144,8 @@ def test_query_vectors_of_another_model_version_are_not_used():
     from streamrec.core.engine import QueryVectors
 
     engine, _embed, _calls = _vector_engine()
-    stale = QueryVectors("enc@0", ["sink"], np.array([[0.0, 1.0, 0.0]], np.float32), np.ones(1, bool))
+    vec = np.array([[0.0, 1.0, 0.0]], np.float32)
+    stale = QueryVectors("enc@0", ["sink"], vec, np.ones(1, bool))
     engine.add_query_vectors(stale)
     assert engine.missing_queries(engine.ingest_batch([_search("u", "sink", 1)], NOW)) == ["sink"]
 
