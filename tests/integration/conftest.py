@@ -49,10 +49,14 @@ def make_stack(
 ) -> Iterator[Callable[..., LocalStack]]:
     stacks: list[LocalStack] = []
 
-    def make(workers: int = 1, **overrides: object) -> LocalStack:
+    def make(workers: int = 1, scorers: int = 0, **overrides: object) -> LocalStack:
         s = kafka_settings.with_overrides(**overrides)
         stack = LocalStack(
-            s, workers=workers, broker=broker, log_dir=tmp_path / f"logs{len(stacks)}"
+            s,
+            workers=workers,
+            scorers=scorers,
+            broker=broker,
+            log_dir=tmp_path / f"logs{len(stacks)}",
         )
         stacks.append(stack)
         stack.start()
