@@ -1,12 +1,14 @@
-# streamrec worker image (CPU). The scorer issue adds a CUDA variant.
+# streamrec image: workers use the CPU build of torch; the scorer service builds
+# it with TORCH_INDEX pointing at a CUDA wheel index (see docker-compose.yml).
 FROM python:3.11-slim
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 WORKDIR /app
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1
 COPY pyproject.toml README.md ./
 COPY streamrec ./streamrec
 COPY topics ./topics
-# torch first, CPU build, so nothing later pulls CUDA wheels.
-RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
+# torch first, from the chosen index, so nothing later pulls another build.
+RUN pip install --no-cache-dir torch==2.13.0 --index-url "$TORCH_INDEX" \
  && pip install --no-cache-dir .
 ENTRYPOINT ["streamrec"]
 CMD ["worker"]

@@ -48,7 +48,17 @@ def run_bench(args: argparse.Namespace) -> int:
             settings = base.with_overrides(
                 data_dir=Path(tmp) / "data", app_id=f"bench-{uuid.uuid4().hex[:6]}"
             )
-            with LocalStack(settings, workers=args.workers, log_dir=Path(tmp) / "logs") as stack:
+            if args.scorer and not settings.encoder_threads:
+                # Workers and scorer share this machine's cores; production puts the
+                # scorer on its own (GPU) host.
+                threads = max(1, (os.cpu_count() or 2) - args.workers)
+                settings = settings.with_overrides(encoder_threads=threads)
+            with LocalStack(
+                settings,
+                workers=args.workers,
+                scorers=1 if args.scorer else 0,
+                log_dir=Path(tmp) / "logs",
+            ) as stack:
                 stack.wait_ready()
                 result = _measure(stack.settings, args, loads, attached=False)
     text = serde.dumps(result).decode()
@@ -73,6 +83,16 @@ def _measure(
         freshness[str(load)] = measure_freshness(
             settings, lambda _i: shop.event_for(shop.user(), _now_ms()), load, args.seconds
         )
+    scorer: dict[str, Any] | None = None
+    if getattr(args, "scorer", False):
+        from streamrec.scorer.bench import kafka_round_trip
+
+        scorer = {}
+        for concurrency in (1, 4):
+            _log(f"scorer round trip over Kafka, {concurrency} request(s) in flight")
+            scorer[str(concurrency)] = asyncio.run(
+                kafka_round_trip(settings, concurrency=concurrency)
+            )
     if attached:
         raw = None
     else:
@@ -85,7 +105,10 @@ def _measure(
         "e2e_ms": {k: v["e2e_ms"] for k, v in freshness.items()},
         "offered": freshness,
         "raw_passthrough_per_s": round(raw, 1) if raw else None,
+        "scorer_round_trip": scorer,
         "config": {
+            "scorer": bool(getattr(args, "scorer", False)),
+            "encoder_threads": settings.encoder_threads,
             "workers": None if attached else args.workers,
             "broker": settings.kafka_bootstrap if attached else "embedded tansu (memory)",
             "fetch_max_wait_ms": settings.fetch_max_wait_ms,
@@ -250,6 +273,12 @@ def _print_human(r: dict[str, Any]) -> None:
         print(
             f"freshness at {load:>5}/s  p50 {f['p50']:.0f} ms  "
             f"p95 {f['p95']:.0f} ms  p99 {f['p99']:.0f} ms"
+        )
+    for n, rt in (r.get("scorer_round_trip") or {}).items():
+        q = rt["round_trip_ms"]
+        print(
+            f"scorer over Kafka, {n} in flight: {rt['texts_per_s']:,.0f} texts/s, round trip "
+            f"p50 {q.get('p50', 0):.0f} ms p99 {q.get('p99', 0):.0f} ms"
         )
     if r["raw_passthrough_per_s"]:
         print(f"raw aiokafka ceiling   {r['raw_passthrough_per_s']:>10,.0f} msg/s")

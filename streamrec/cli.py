@@ -62,14 +62,16 @@ def cmd_load_model(args: argparse.Namespace) -> int:
     from streamrec.scorer.encoder import model_version
     from streamrec.scorer.service import send_control
 
-    path = Path(args.model_dir).resolve()
-    if not (path / "config.json").is_file():
-        print(
-            f"streamrec: error: {path} has no config.json: not a model directory", file=sys.stderr
-        )
-        return 2
+    path = Path(args.model_dir)
+    if (path / "config.json").is_file():
+        path = path.resolve()
+        note = f" ({model_version(path)})"
+    else:
+        # The directory is named as the scorer hosts see it; they check it on load and
+        # keep serving the current model (logging why) if it is not a model there.
+        note = " (not found here: the scorers will check it on their side)"
     cmd = asyncio.run(send_control(_settings(args), str(path)))
-    print(f"sent load_model {path} ({model_version(path)}) as command {cmd.command_id}")
+    print(f"sent load_model {path}{note} as command {cmd.command_id}")
     return 0
 
 
@@ -273,6 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--loads", default="500,1000", help="offered loads (events/s) for freshness")
     sp.add_argument("--seconds", type=float, default=15.0, help="duration of each offered load")
     sp.add_argument("--workers", type=int, default=1)
+    sp.add_argument(
+        "--scorer",
+        action="store_true",
+        help="run a scorer too: searches get query vectors; adds the Kafka round-trip figures",
+    )
     sp.add_argument("--out", help="also write the JSON here")
     sp.set_defaults(func=cmd_bench)
 

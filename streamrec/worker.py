@@ -43,7 +43,7 @@ from streamrec.contracts import (
     load_contract,
     partitions_for,
 )
-from streamrec.core.engine import Counters, Engine
+from streamrec.core.engine import BatchOutput, Counters, Engine
 from streamrec.core.ingest import RawMessage, Rejection, parse_document
 from streamrec.core.profile import Profile
 from streamrec.core.recommender import Recommender
@@ -212,13 +212,24 @@ class Worker:
         ]
         ingested = self.engine.ingest_batch(msgs, now_ms())
         texts = self.engine.missing_queries(ingested)
-        if texts and self.scorer is not None and self.scorer_ready:
-            # One request per batch; the batch waits (bounded) so its lists can use them.
-            vectors = await self.scorer.embed(texts, self.engine.item_vectors.active_version)
+        self.store.begin_batch(batch)
+        if not texts or self.scorer is None or not self.scorer_ready:
+            await self._publish(self.engine.apply_batch(ingested, self.store, now_ms()))
+        else:
+            # One request per batch. Only the users who typed one of these queries wait
+            # for it (bounded by the timeout); everyone else's events are processed while
+            # the scorer works, so a scorer round trip never delays the whole batch.
+            ready, waiting = self.engine.split_waiting(ingested, texts)
+            request = asyncio.ensure_future(
+                self.scorer.embed(texts, self.engine.item_vectors.active_version)
+            )
+            await self._publish(self.engine.apply_batch(ready, self.store, now_ms()))
+            vectors = await request
             if vectors is not None:
                 self.engine.add_query_vectors(vectors)
-        self.store.begin_batch(batch)
-        out = self.engine.apply_batch(ingested, self.store, now_ms())
+            await self._publish(self.engine.apply_batch(waiting, self.store, now_ms()))
+
+    async def _publish(self, out: BatchOutput) -> None:
         if self._send_error is not None:
             # A message that aiokafka could not deliver after its retries: stop here,
             # before more offsets are committed past it. The restarted worker

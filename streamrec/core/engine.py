@@ -191,11 +191,19 @@ class Engine:
         """Process events in order; each profile is read and written once per batch."""
         ingested = self.ingest_batch(batch, now_ms)
         texts = self.missing_queries(ingested)
-        if texts and embed is not None:
-            vectors = embed(texts, self.item_vectors.active_version)
-            if vectors is not None:
-                self.add_query_vectors(vectors)
-        return self.apply_batch(ingested, store, now_ms)
+        if not texts or embed is None:
+            return self.apply_batch(ingested, store, now_ms)
+        # The same order as the streaming shell: users not waiting for a query first.
+        ready, waiting = self.split_waiting(ingested, texts)
+        out = self.apply_batch(ready, store, now_ms)
+        vectors = embed(texts, self.item_vectors.active_version)
+        if vectors is not None:
+            self.add_query_vectors(vectors)
+        rest = self.apply_batch(waiting, store, now_ms)
+        out.recommendations += rest.recommendations
+        out.dead_letters += rest.dead_letters
+        out.events += rest.events
+        return out
 
     def ingest_batch(self, batch: Sequence[RawMessage], now_ms: int) -> Ingested:
         """Validate, pseudonymise and de-duplicate; nothing is learned yet."""
@@ -224,6 +232,23 @@ class Engine:
             if q.strip() and self._query_entry(q, count=False) is None:
                 out[q] = None
         return list(out)
+
+    def split_waiting(self, ingested: Ingested, texts: Sequence[str]) -> tuple[Ingested, Ingested]:
+        """(ready, waiting): the events of users who searched one of `texts` wait for it.
+
+        A user's events stay together and in order, so the ready part can be
+        processed while the scorer works on the texts, and per-user order holds.
+        Dead letters go with the ready part.
+        """
+        wanted = set(texts)
+        waiting_users = {
+            e.user for _m, e in ingested.accepted if e.type == "search" and e.query in wanted
+        }
+        ready = Ingested(dead_letters=list(ingested.dead_letters))
+        waiting = Ingested()
+        for msg, event in ingested.accepted:
+            (waiting if event.user in waiting_users else ready).accepted.append((msg, event))
+        return ready, waiting
 
     def add_query_vectors(self, qv: QueryVectors) -> None:
         """Cache the scorer's vectors (ignored if in another version than the items')."""

@@ -18,6 +18,10 @@ from dataclasses import dataclass
 from streamrec.records import CatalogItem, RawEvent
 
 CATEGORIES = ["Audio", "Books", "Garden", "Kitchen", "Shoes", "Toys", "Games", "Sports"]
+_ADJ = ["red", "cheap", "wireless", "kids", "large", "organic", "vintage", "waterproof", "mini"]
+_NOUN = ["set", "gift", "pack", "bundle", "edition", "kit", "deal", "classic", "pro", "lite"]
+#: Distinct search texts per category; drawn Zipf-like, so the head repeats (as in shops).
+QUERIES_PER_CATEGORY = 300
 _TYPES = ["view"] * 70 + ["click"] * 15 + ["add_to_cart"] * 6 + ["purchase"] * 3 + ["search"] * 6
 
 
@@ -49,6 +53,16 @@ class SyntheticShop:
         ]
         self._cum = _cumulative(weights)
         self._user_cum = _cumulative([1.0 / (r + 1) ** 0.8 for r in range(self.users)])
+        self._queries = {
+            c: [
+                f"{c.lower()} {_ADJ[q % len(_ADJ)]} {_NOUN[q // len(_ADJ) % len(_NOUN)]} {q}"
+                for q in range(QUERIES_PER_CATEGORY)
+            ]
+            for c in CATEGORIES
+        }
+        self._query_cum = _cumulative(
+            [1.0 / (r + 1) ** self.zipf_s for r in range(QUERIES_PER_CATEGORY)]
+        )
         self._n = 0
 
     def _item(self, category: str) -> str:
@@ -66,7 +80,8 @@ class SyntheticShop:
         cat = rng.choice(self._taste[user]) if rng.random() < 0.8 else rng.choice(CATEGORIES)
         common = {"event_id": f"syn-{self.seed}-{self._n}", "user_id": f"user-{user}", "ts": ts}
         if etype == "search":
-            return RawEvent(type="search", query=f"{cat.lower()} deals", **common)  # type: ignore[arg-type]
+            query = self._queries[cat][_draw(rng, self._query_cum)]
+            return RawEvent(type="search", query=query, **common)  # type: ignore[arg-type]
         item = self._item(cat)
         if etype == "purchase":
             return RawEvent(type="purchase", item_id=item, price=9.99, quantity=1, **common)  # type: ignore[arg-type]

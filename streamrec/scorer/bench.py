@@ -188,3 +188,54 @@ def _threads() -> int:
 
 def _log(msg: str) -> None:
     print(f"bench-scorer: {msg}", file=sys.stderr, flush=True)
+
+
+async def kafka_round_trip(
+    settings: Any, requests: int = 200, size: int = 8, concurrency: int = 4
+) -> dict[str, Any]:
+    """Requests of `size` mostly-new queries through a running scorer, over Kafka.
+
+    `concurrency` clients' worth of requests in flight at once (as from that
+    many rank workers): the scorer batches across them. Round trip = send ->
+    reply decoded, what a rank worker's batch waits.
+    """
+    from streamrec.scorer.client import ScorerClient
+
+    client = ScorerClient(settings.with_overrides(scorer_timeout_ms=30_000), "bench-rtt")
+    await client.start()
+    queries = synthetic_queries(50_000, seed=int(time.time()))
+    rng = random.Random(0)
+    hist = LogHistogram()
+    failed = 0
+
+    async def one_loop(n: int) -> None:
+        nonlocal failed
+        for _ in range(n):
+            texts = [queries[rng.randrange(len(queries))] for _ in range(size)]
+            t0 = time.perf_counter()
+            got = await client.embed(texts, None)
+            if got is None:
+                failed += 1
+            else:
+                hist.record((time.perf_counter() - t0) * 1000)
+
+    try:
+        await one_loop(3)  # the scorer's first fetch and the reply partition are warm
+        hist = LogHistogram()
+        t0 = time.perf_counter()
+        per = max(1, requests // concurrency)
+        import asyncio
+
+        await asyncio.gather(*(one_loop(per) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - t0
+    finally:
+        await client.stop()
+    done = hist.count
+    return {
+        "requests": done,
+        "failed": failed,
+        "request_size": size,
+        "concurrency": concurrency,
+        "texts_per_s": round(done * size / elapsed, 1),
+        "round_trip_ms": hist.summary((50, 95, 99)),
+    }

@@ -34,7 +34,7 @@ def test_compose_env_names_are_real_settings_and_parse():
 def test_compose_commands_are_cli_subcommands():
     text = (ROOT / "docker-compose.yml").read_text()
     parser = build_parser()
-    for argv in (["topics", "create"], ["worker"]):
+    for argv in (["topics", "create"], ["worker"], ["scorer"]):
         assert f"command: {argv!r}".replace("'", '"') in text
         parser.parse_args(argv)
 
@@ -42,3 +42,16 @@ def test_compose_commands_are_cli_subcommands():
 def test_dockerfile_installs_pinned_torch_before_the_project():
     lines = (ROOT / "Dockerfile").read_text()
     assert lines.index("torch==2.13.0") < lines.index("pip install --no-cache-dir .")
+
+
+def test_scorer_service_overrides_are_real_settings():
+    text = (ROOT / "docker-compose.yml").read_text()
+    scorer = text[text.index("  scorer:") : text.index("\nvolumes:")]
+    env = _env_block((ROOT / "docker-compose.yml").read_text())
+    env["STREAMREC_PSEUDONYM_KEY"] = "a-real-secret"
+    for line in scorer.splitlines():
+        key, _, value = line.strip().partition(":")
+        if key.startswith("STREAMREC_"):
+            env[key] = value.strip().strip('"')
+    s = Settings.from_env(env)
+    assert s.encoder_device == "cuda" and "capabilities: [gpu]" in scorer

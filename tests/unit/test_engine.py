@@ -157,3 +157,23 @@ def test_item_events_without_a_vector_are_flagged():
     msgs = [RawMessage(serde.dumps(d), b"u", 0, i, NOW) for i, d in enumerate([view, known])]
     out = engine.process_batch(msgs, DictProfileStore(), NOW)
     assert [r.flags for r in out.recommendations] == [("no_item_vector",), ()]
+
+
+def test_only_users_waiting_for_a_query_vector_wait_and_their_order_holds():
+    engine, embed, _calls = _vector_engine()
+
+    def view(user, n):
+        doc = {"event_id": f"v{n}", "type": "view", "user_id": user, "ts": NOW - 50 + n,
+               "item_id": "lamp-0"}  # fmt: skip
+        return RawMessage(serde.dumps(doc), user.encode(), 0, n, NOW - 100)
+
+    msgs = [view("a", 1), _search("a", "sink", 2), view("b", 3), view("a", 4), view("b", 5)]
+    seen_at_embed: list[int] = []
+
+    def counting_embed(texts, version):
+        seen_at_embed.append(engine.counters.counts["valid"])
+        return embed(texts, version)
+
+    out = engine.process_batch(msgs, DictProfileStore(), NOW, embed=counting_embed)
+    assert seen_at_embed == [2]  # b's two events were done before the scorer answered
+    assert [r.event_id for r in out.recommendations] == ["v3", "v5", "v1", "e2", "v4"]
