@@ -147,7 +147,7 @@ def cmd_recs(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from streamrec.demo import run_demo
 
-    return run_demo(limit=args.limit, workers=args.workers)
+    return run_demo(limit=args.limit, workers=args.workers, scorer=not args.no_scorer)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -265,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--limit", type=int, default=None, help="replay only the first N events")
     sp.add_argument("--workers", type=int, default=1)
+    sp.add_argument("--no-scorer", action="store_true", help="run without the BERT scorer")
     sp.set_defaults(func=cmd_demo)
 
     sp = sub.add_parser("bench", help="throughput and freshness benchmark (starts its own stack)")

@@ -10,9 +10,11 @@
 
 from __future__ import annotations
 
+import os
 import random
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,24 +38,34 @@ def say(msg: str) -> None:
     print(f"==> {msg}", flush=True)
 
 
-def run_demo(limit: int | None = None, workers: int = 1) -> int:
+def run_demo(limit: int | None = None, workers: int = 1, scorer: bool = True) -> int:
     interrupt_on_signals()
     base = Settings.from_env()
     with tempfile.TemporaryDirectory(prefix="streamrec-demo-") as tmp:
         settings = base.with_overrides(
             data_dir=Path(tmp) / "data", metrics_interval_s=1.0, app_id="streamrec-demo"
         )
+        if scorer and not settings.encoder_threads:
+            # Worker and scorer share this machine; in production the scorer has its own host.
+            threads = max(1, (os.cpu_count() or 2) - workers)
+            settings = settings.with_overrides(encoder_threads=threads)
         say("loading MovieLens-100k from the recbole wheel")
         ml = movielens.load(movielens.fetch(settings.cache_dir), limit=limit)
         titles = {i.item_id: i.title for i in ml.items}
-        say(f"starting the embedded broker and {workers} worker(s); logs in {tmp}")
-        with LocalStack(settings, workers=workers, log_dir=Path(tmp) / "logs") as stack:
+        what = f"{workers} worker(s)" + (" and the BERT scorer" if scorer else "")
+        say(f"starting the embedded broker and {what}; logs in {tmp}")
+        with LocalStack(
+            settings, workers=workers, scorers=int(scorer), log_dir=Path(tmp) / "logs"
+        ) as stack:
             settings = stack.settings
             waited = stack.wait_ready()
             say(f"worker ready after {waited:.1f} s (consumer-group join on the embedded broker)")
             reader = RecommendationReader(settings, from_beginning=False)
             try:
-                return _run(settings, ml, titles, reader)
+                code = _run(settings, ml, titles, reader)
+                if scorer:
+                    _cold_start(settings, titles, reader)
+                return code
             finally:
                 reader.close()
                 say("stopping the worker(s) and the broker")
@@ -178,6 +190,47 @@ def _summary(
         "as all events were sent at once)"
     )
     print("=" * 78)
+
+
+COLD_START_QUERIES = ("space adventure with aliens", "romantic comedy", "animated film for kids")
+
+
+def _cold_start(settings: Settings, titles: dict[str, str], reader: RecommendationReader) -> None:
+    """Brand-new users whose first event is a search: lists from the query alone."""
+    say("cold start: waiting until every movie title has its vector (the scorer's catalog pass)")
+    deadline = time.time() + 300
+    version = None
+    while version is None and time.time() < deadline:
+        version = next(
+            (w.scorer.get("encoder_version") for w in reversed(_metrics(settings))
+             if w.role == "worker" and w.scorer.get("encoder_version")),
+            None,
+        )  # fmt: skip
+        time.sleep(1)
+    if version is None:
+        say("the catalog vectors are not complete after 300 s; skipping the cold-start part")
+        return
+    print()
+    print(f"cold start: new users, first event a search (encoder {version})")
+    with EventProducer(settings) as producer:
+        for n, query in enumerate(COLD_START_QUERIES):
+            user = f"new-shopper-{n}-{int(time.time())}"
+            ev = producer.track("search", user, query=query)
+            producer.flush()
+            rec = reader.wait_for(user, timeout_s=30, until=_answers(ev.event_id))
+            if rec is None:
+                print(f'  "{query}": no list within 30 s')
+                continue
+            flag = f"  flags {list(rec.flags)}" if rec.flags else ""
+            print(f'  "{query}"{flag}')
+            for rank, item in enumerate(rec.items[:5], 1):
+                title = titles.get(item.item_id, item.item_id)[:44]
+                print(f"    {rank}. {title:<44} {item.score:5.2f}  {item.reason}")
+    print("=" * 78)
+
+
+def _answers(event_id: str) -> Callable[[Recommendation], bool]:
+    return lambda rec: rec.event_id == event_id
 
 
 def _pick_users(ml: movielens.MovieLens, n: int = 3) -> list[str]:

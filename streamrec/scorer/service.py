@@ -32,6 +32,7 @@ machinery (~300 us of CPU per message here); it spends its time in the model.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -122,11 +123,13 @@ class ScorerService:
         self._reset_window()
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
+        self.running = False
 
     # -- lifecycle --------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.start()
+        self.running = True
         tasks = [
             asyncio.create_task(self._follow_control(), name="control"),
             asyncio.create_task(self._swapper(), name="swapper"),
@@ -141,7 +144,7 @@ class ScorerService:
                 for t in tasks:
                     if t.done() and t.exception() is not None:
                         raise t.exception()  # type: ignore[misc]
-            await self.publish_metrics()
+            await asyncio.wait_for(self.publish_metrics(), 5)
         finally:
             for t in tasks:
                 t.cancel()
@@ -181,11 +184,18 @@ class ScorerService:
         )
 
     async def close(self) -> None:
-        if self.consumer is not None:
-            await self.consumer.stop()
-        if self.producer is not None:
-            await self.producer.flush()
-            await self.producer.stop()
+        """Leave the group and flush, each bounded: the broker may already be gone."""
+        for what, coro in (
+            ("consumer", self.consumer.stop() if self.consumer else None),
+            ("producer flush", self.producer.flush() if self.producer else None),
+            ("producer", self.producer.stop() if self.producer else None),
+        ):
+            if coro is None:
+                continue
+            try:
+                await asyncio.wait_for(coro, 10)
+            except (TimeoutError, Exception) as exc:  # shutting down: report, go on
+                log.warning("scorer shutdown: %s did not stop cleanly: %r", what, exc)
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     # -- the loop ---------------------------------------------------------------
@@ -684,8 +694,22 @@ def run_foreground(settings: Settings, embedder: Embedder | None = None) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGINT, stop.set)
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        task = asyncio.current_task()
+        assert task is not None
+
+        def on_stop() -> None:
+            if stop.is_set():
+                os._exit(130)  # asked twice: leave now
+            stop.set()
+            # Before the loop runs (still connecting, maybe to a broker that is gone),
+            # nothing would look at `stop`: cancel. Later, give shutdown 15 s.
+            if service.running:
+                loop.call_later(15, task.cancel)
+            else:
+                task.cancel()
+
+        loop.add_signal_handler(signal.SIGINT, on_stop)
+        loop.add_signal_handler(signal.SIGTERM, on_stop)
         loop.add_signal_handler(
             signal.SIGHUP,
             lambda: service.request_swap(
@@ -694,7 +718,8 @@ def run_foreground(settings: Settings, embedder: Embedder | None = None) -> int:
                 else str(embedder.encoders[embedder.current].model_dir)
             ),
         )
-        await service.run(stop)
+        with contextlib.suppress(asyncio.CancelledError):
+            await service.run(stop)
 
     asyncio.run(main())
     return 0
