@@ -136,13 +136,18 @@ class ScorerClient:
         if not texts:
             return None
         self._expire()
-        if not self.up:
-            self.stats.skipped_down += 1
-            if self._probe is None:
-                self._probe = await self._send(texts, version, None)
+        try:
+            if not self.up:
+                self.stats.skipped_down += 1
+                if self._probe is None:
+                    self._probe = await self._send(texts, version, None)
+                return None
+            future: asyncio.Future[QueryVectors] = asyncio.get_running_loop().create_future()
+            request_id = await self._send(texts, version, future)
+        except Exception as exc:  # cannot even send: same contract as a silent scorer
+            self.stats.errors += 1
+            log.warning("scorer request not sent (%r); going on without query vectors", exc)
             return None
-        future: asyncio.Future[QueryVectors] = asyncio.get_running_loop().create_future()
-        request_id = await self._send(texts, version, future)
         try:
             return await asyncio.wait_for(asyncio.shield(future), self.timeout_s)
         except TimeoutError:
