@@ -165,6 +165,9 @@ class Settings:
     scorer_timeout_ms: int = 1_000
     #: Query-vector hits blended into a search event's list.
     query_candidates: int = 100
+    #: Item index: exact inner product up to this many items per encoder version,
+    #: HNSW (approximate, ~1 ms at a million items) above.
+    index_hnsw_above: int = 50_000
     #: Seconds between worker metrics windows and recommender snapshots.
     metrics_interval_s: float = 10.0
     snapshot_interval_s: float = 60.0

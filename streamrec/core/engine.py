@@ -176,7 +176,9 @@ class Engine:
             ingestor,
             updater,
             recommender,
-            item_vectors=ItemVectors(partitions_for(CATALOG_EMBEDDINGS, s.partitions)),
+            item_vectors=ItemVectors(
+                partitions_for(CATALOG_EMBEDDINGS, s.partitions), hnsw_above=s.index_hnsw_above
+            ),
             query_cache_size=s.scorer_cache_size,
             query_candidates=s.query_candidates,
         )
@@ -276,9 +278,10 @@ class Engine:
         out = BatchOutput(dead_letters=list(ingested.dead_letters))
         profiles: dict[str, tuple[Profile, int]] = {}
         counts = self.counters.counts
+        query_hits = self._search_queries(ingested)
         for msg, event in ingested.accepted:
             try:
-                rec = self._apply(event, msg.partition, store, profiles, now_ms)
+                rec = self._apply(event, msg.partition, store, profiles, now_ms, query_hits)
             except Exception as exc:  # a bug must cost one event, never the worker
                 log.exception(
                     "processing error at partition %s offset %s", msg.partition, msg.offset
@@ -301,6 +304,21 @@ class Engine:
             store.put(user, profile, partition)
         return out
 
+    def _search_queries(self, ingested: Ingested) -> dict[str, list[tuple[str, float]]]:
+        """Item hits for every distinct query of the batch that has a vector: one search."""
+        texts: dict[str, np.ndarray] = {}
+        for _msg, event in ingested.accepted:
+            if event.type == "search" and event.query and event.query not in texts:
+                entry = self._query_entry(event.query, count=False)
+                if entry is not None:
+                    texts[event.query] = entry[1]
+        if not texts:
+            return {}
+        found = self.item_vectors.search_batch(
+            np.stack(list(texts.values())), self.query_candidates
+        )
+        return dict(zip(texts, found, strict=True))
+
     def _apply(
         self,
         event: Event,
@@ -308,6 +326,7 @@ class Engine:
         store: ProfileStore,
         profiles: dict[str, tuple[Profile, int]],
         now_ms: int,
+        query_hits: dict[str, list[tuple[str, float]]],
     ) -> Recommendation:
         cached = profiles.get(event.user)
         if cached is None:
@@ -337,8 +356,8 @@ class Engine:
                 counts["no_query_vector"] += 1
             else:
                 counts["query_vector"] += 1
-                encoder_version, qvec = entry
-                hits = self.item_vectors.search(qvec, self.query_candidates)
+                encoder_version = entry[0]
+                hits = query_hits.get(event.query or "", [])
         elif (
             event.item_id is not None
             and self.item_vectors.active_version is not None

@@ -5,9 +5,10 @@ bytes (1,024 in base64) instead of ~3.5 kB as a JSON float list, and float16
 keeps cosine similarities of unit vectors to ~1e-3, far below what ranking
 notices.
 
-`ItemVectors` keeps every item vector per encoder version and searches only
-one version at a time: a new version becomes *active* only when the scorer has
-marked every catalog partition complete for it, so retrieval never mixes
+`ItemVectors` keeps every item vector per encoder version (one FAISS
+`ItemIndex` each) and searches only one version at a time: a new version
+becomes *active* only when the scorer has marked every catalog partition
+complete for it, so retrieval never mixes
 vector spaces while a new model's embeddings are being written.
 
 >>> v = np.array([[0.6, 0.8]], dtype=np.float32)
@@ -26,9 +27,11 @@ True
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
+
+from streamrec.core.index import HNSW_ABOVE, ItemIndex
 
 WIRE_DTYPE = np.dtype("<f2")
 
@@ -48,72 +51,13 @@ def decode_vectors(data: str, dim: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=WIRE_DTYPE).astype(np.float32).reshape(-1, dim)
 
 
-class VectorSpace:
-    """One version's item vectors in a growable matrix: O(dim) upserts, no rebuilds."""
-
-    def __init__(self, dim: int) -> None:
-        self.dim = dim
-        self.matrix = np.zeros((64, dim), dtype=np.float32)
-        self.ids: list[str | None] = []
-        self.row_of: dict[str, int] = {}
-        self.free: list[int] = []
-
-    def upsert(self, item_id: str, vector: np.ndarray) -> None:
-        row = self.row_of.get(item_id)
-        if row is None:
-            if self.free:
-                row = self.free.pop()
-                self.ids[row] = item_id
-            else:
-                row = len(self.ids)
-                if row == len(self.matrix):
-                    grown = np.zeros((2 * row, self.dim), dtype=np.float32)
-                    grown[:row] = self.matrix
-                    self.matrix = grown
-                self.ids.append(item_id)
-            self.row_of[item_id] = row
-        self.matrix[row] = vector
-
-    def remove(self, item_id: str) -> bool:
-        row = self.row_of.pop(item_id, None)
-        if row is None:
-            return False
-        self.matrix[row] = 0.0  # a zero row scores 0 and is skipped by id below
-        self.ids[row] = None
-        self.free.append(row)
-        return True
-
-    def get(self, item_id: str) -> np.ndarray | None:
-        row = self.row_of.get(item_id)
-        return None if row is None else self.matrix[row]
-
-    def search(self, query: np.ndarray, k: int, excluded: set[str]) -> list[tuple[str, float]]:
-        n = len(self.ids)
-        if n == 0 or k < 1 or query.shape[-1] != self.dim:
-            return []
-        scores = self.matrix[:n] @ query.astype(np.float32)
-        want = min(n, k + len(excluded) + len(self.free))
-        top = np.argpartition(-scores, want - 1)[:want]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        out = []
-        for i in top:
-            item = self.ids[i]
-            if item is not None and item not in excluded:
-                out.append((item, float(scores[i])))
-                if len(out) == k:
-                    break
-        return out
-
-    def __len__(self) -> int:
-        return len(self.row_of)
-
-
 class ItemVectors:
     """Item vectors per encoder version; exact inner-product search over the active one."""
 
-    def __init__(self, partitions: int) -> None:
+    def __init__(self, partitions: int, *, hnsw_above: int = HNSW_ABOVE) -> None:
         self.partitions = partitions
-        self._spaces: dict[str, VectorSpace] = {}
+        self.hnsw_above = hnsw_above
+        self._spaces: dict[str, ItemIndex] = {}
         #: version -> {partition: ts of its completion marker}
         self._complete: dict[str, dict[int, int]] = {}
         self.active_version: str | None = None
@@ -122,7 +66,8 @@ class ItemVectors:
         vector = np.asarray(vector, dtype=np.float32)
         space = self._spaces.get(version)
         if space is None:
-            space = self._spaces[version] = VectorSpace(int(vector.shape[-1]))
+            space = ItemIndex(int(vector.shape[-1]), hnsw_above=self.hnsw_above)
+            self._spaces[version] = space
         space.upsert(item_id, vector)
 
     def remove(self, item_id: str) -> None:
@@ -159,10 +104,18 @@ class ItemVectors:
         self, query: np.ndarray, k: int, exclude: Iterable[str] = ()
     ) -> list[tuple[str, float]]:
         """Top-k items of the active version by inner product with `query` (unit vectors)."""
-        space = self._active()
-        return [] if space is None else space.search(query, k, set(exclude))
+        return self.search_batch(np.asarray(query)[None, :], k, [exclude])[0]
 
-    def _active(self) -> VectorSpace | None:
+    def search_batch(
+        self, queries: np.ndarray, k: int, exclude: Sequence[Iterable[str]] | None = None
+    ) -> list[list[tuple[str, float]]]:
+        """`search` for many queries at once: one FAISS call per micro-batch."""
+        space = self._active()
+        if space is None or queries.shape[-1] != space.dim:
+            return [[] for _ in range(len(queries))]
+        return space.search(queries, k, exclude)
+
+    def _active(self) -> ItemIndex | None:
         return None if self.active_version is None else self._spaces.get(self.active_version)
 
     def __len__(self) -> int:
