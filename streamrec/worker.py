@@ -15,8 +15,10 @@ so there is exactly one on the main path. Around it:
   scorer is slow or down the batch goes on without them (flagged
   no_query_vector), and nothing waits for a scorer known to be down;
 * a timer publishes counter windows to `metrics`;
-* a timer snapshots the recommender (trending, co-visitation) to the data
-  dir, loaded again at start-up.
+* a timer snapshots the recommender (trending, co-visitation) and the item
+  vectors (FAISS indexes, with the catalog.embeddings offsets they include)
+  to the data dir; both are loaded at start-up, and the follower reads
+  catalog.embeddings on from those offsets instead of from the start.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import pickle
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -119,7 +122,10 @@ class Worker:
         Path(s.data_dir, "faust").mkdir(parents=True, exist_ok=True)
         self.worker_id = f"{s.hostname()}-{os.getpid()}"
         self.snapshot_path = Path(s.data_dir) / f"{s.app_id}-recommender.pkl"
+        self.vectors_path = Path(s.data_dir) / f"{s.app_id}-item-vectors.pkl"
         self.engine = engine or Engine.from_settings(s, recommender=self._load_snapshot())
+        #: catalog.embeddings partition -> next offset the item vectors have not seen
+        self.embedding_offsets: dict[int, int] = self._load_vectors_snapshot()
         self.t_events = s.topic(STOREFRONT_EVENTS)
         self.t_recs = s.topic(RECOMMENDATIONS)
         self.t_dlq = s.topic(EVENTS_DLQ)
@@ -321,13 +327,14 @@ class Worker:
                     parts = consumer.partitions_for_topic(topic)
                 tps += [TopicPartition(topic, p) for p in sorted(parts)]
             consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
+            await self._seek_catalog(consumer, tps)
             while True:
                 batches = await consumer.getmany(timeout_ms=1000, max_records=5000)
                 for tp, records in batches.items():
                     if tp.topic == self.t_embeddings:
                         for r in records:
                             self._apply_embedding_record(r, validate_embedding)
+                            self.embedding_offsets[tp.partition] = r.offset + 1
                         continue
                     for r in records:
                         dead = self._apply_catalog_record(r, validate)
@@ -335,6 +342,29 @@ class Worker:
                             await self.send_dead_letter(r.key, dead)
         finally:
             await consumer.stop()
+
+    async def _seek_catalog(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
+        """catalog.items from the start; catalog.embeddings from the snapshot, if it fits."""
+        emb = [tp for tp in tps if tp.topic == self.t_embeddings]
+        saved = self.embedding_offsets
+        ends = await consumer.end_offsets(emb)
+        fits = bool(saved) and set(saved) == {tp.partition for tp in emb}
+        fits = fits and all(saved[tp.partition] <= ends[tp] for tp in emb)
+        if not fits:
+            if saved:
+                log.warning("item-vector snapshot does not match catalog.embeddings; rebuilding")
+                self.engine.item_vectors = type(self.engine.item_vectors)(
+                    len(emb), hnsw_above=self.settings.index_hnsw_above
+                )
+                self.embedding_offsets = {}
+            await consumer.seek_to_beginning(*tps)
+            return
+        await consumer.seek_to_beginning(*[tp for tp in tps if tp.topic != self.t_embeddings])
+        for tp in emb:
+            consumer.seek(tp, saved[tp.partition])
+        log.info(
+            "item vectors restored from snapshot; reading catalog.embeddings on from %s", saved
+        )
 
     def _apply_catalog_record(self, r: Any, validate: Any) -> DeadLetter | None:
         if r.value is None:
@@ -403,11 +433,22 @@ class Worker:
         self._write_snapshot()
 
     def _write_snapshot(self) -> None:
-        path = self.snapshot_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(self.engine.recommender.snapshot())
-        os.replace(tmp, path)
+        _write_atomic(self.snapshot_path, self.engine.recommender.snapshot())
+        state = {"offsets": dict(self.embedding_offsets), "vectors": self.engine.item_vectors}
+        _write_atomic(self.vectors_path, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def _load_vectors_snapshot(self) -> dict[int, int]:
+        if not self.vectors_path.is_file():
+            return {}
+        try:
+            state = pickle.loads(self.vectors_path.read_bytes())
+            vectors, offsets = state["vectors"], dict(state["offsets"])
+        except Exception as exc:
+            log.warning("ignoring unreadable item-vector snapshot %s: %s", self.vectors_path, exc)
+            return {}
+        self.engine.item_vectors = vectors
+        log.info("restored item-vector snapshot %s: %s", self.vectors_path, vectors.stats())
+        return offsets
 
     def _load_snapshot(self) -> Recommender | None:
         if not self.snapshot_path.is_file():
@@ -445,6 +486,13 @@ class Worker:
             override_logging=True,
         )
         worker.execute_from_commandline()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def metrics_window(worker: str, start: int, end: int, window: Counters) -> MetricsWindow:

@@ -144,6 +144,15 @@ def test_search_events_get_query_vectors_in_order_and_the_catalog_is_embedded(
     assert all(proc.poll() is None for proc in stack.scorers)
     assert wait_vectors_flow(stack, timeout_s=20).encoder_version == version
 
+    # A restarted worker starts from its item-vector snapshot, then reads on.
+    stack.stop_worker(stack.workers[0])
+    stack.start_worker()
+    rec = wait_vectors_flow(stack, timeout_s=60)
+    assert rec.encoder_version == version
+    assert any(i.reason == "matches your search" for i in rec.items)
+    log = (stack.log_dir / "worker-1.log").read_text()
+    assert "item vectors restored from snapshot" in log, log[-3000:]
+
 
 def test_a_stopped_scorer_makes_searches_fall_back_flagged_not_stall(make_stack, tiny_model_dir):
     stack = with_scorer(make_stack, tiny_model_dir, scorer_timeout_ms=1000)
