@@ -134,6 +134,10 @@ class RecItem:
     item_id: str
     score: float
     reason: str
+    #: Candidate sources that proposed it: query, interest, covisit, trending.
+    sources: tuple[str, ...] = ()
+    #: The (up to 3) features that contributed most to its score, with their share.
+    features: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +159,13 @@ class Recommendation:
         d: dict[str, Any] = {
             "user": self.user,
             "items": [
-                {"item_id": i.item_id, "score": round(i.score, 6), "reason": i.reason}
+                {
+                    "item_id": i.item_id,
+                    "score": round(i.score, 6),
+                    "reason": i.reason,
+                    "sources": list(i.sources),
+                    "features": dict(i.features),
+                }
                 for i in self.items
             ],
             "model_version": self.model_version,
@@ -175,7 +185,16 @@ class Recommendation:
     def from_dict(cls, d: dict[str, Any]) -> Recommendation:
         return cls(
             user=d["user"],
-            items=tuple(RecItem(i["item_id"], float(i["score"]), i["reason"]) for i in d["items"]),
+            items=tuple(
+                RecItem(
+                    i["item_id"],
+                    float(i["score"]),
+                    i["reason"],
+                    tuple(i.get("sources", ())),
+                    tuple((k, float(v)) for k, v in i.get("features", {}).items()),
+                )
+                for i in d["items"]
+            ),
             model_version=d["model_version"],
             event_id=d["event_id"],
             event_type=d["event_type"],

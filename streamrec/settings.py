@@ -165,6 +165,19 @@ class Settings:
     scorer_timeout_ms: int = 1_000
     #: Query-vector hits blended into a search event's list.
     query_candidates: int = 100
+    #: Retrieval: FAISS hits for the user vector per event; interest decays with its
+    #: half-life, the last search's intent with its own (it leads right after a search).
+    interest_candidates: int = 200
+    interest_half_life_s: float = 3 * 86_400.0
+    intent_half_life_s: float = 600.0
+    #: Online ranker (river): on/off, examples before it replaces the fixed blend, how
+    #: long a shown item may wait for its click, share of unclicked ones learned as negatives.
+    ranker_enabled: bool = True
+    ranker_min_updates: int = 300
+    feedback_window_s: float = 1_800.0
+    negative_rate: float = 0.25
+    #: Diversity: at most this many items of one (leaf) category per list (0: no limit).
+    max_per_category: int = 6
     #: Item index: exact inner product up to this many items per encoder version,
     #: HNSW (approximate, ~1 ms at a million items) above.
     index_hnsw_above: int = 50_000

@@ -37,6 +37,10 @@ class Catalog:
         item = self._items.get(item_id)
         return item.category if item else ()
 
+    def price(self, item_id: str) -> float | None:
+        item = self._items.get(item_id)
+        return item.price if item else None
+
     def is_available(self, item_id: str) -> bool:
         """Unknown items count as available: events may arrive before the catalog feed."""
         return item_id not in self.unavailable

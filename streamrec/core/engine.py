@@ -34,10 +34,12 @@ from streamrec.contracts import CATALOG_EMBEDDINGS, partitions_for
 from streamrec.core.catalog import Catalog
 from streamrec.core.histogram import LogHistogram
 from streamrec.core.ingest import Deduplicator, Duplicate, Ingestor, RawMessage, Rejection
+from streamrec.core.interest import InterestModel, UserVectors
 from streamrec.core.lru import LRUCache
 from streamrec.core.privacy import Pseudonymizer
-from streamrec.core.profile import Profile, ProfileUpdater
-from streamrec.core.recommender import Recommender
+from streamrec.core.profile import EVENT_WEIGHTS, Profile, ProfileUpdater
+from streamrec.core.ranking import OnlineRanker
+from streamrec.core.recommender import RankContext, Recommender
 from streamrec.core.vectors import ItemVectors
 from streamrec.records import DeadLetter, Event, Recommendation
 from streamrec.settings import Settings
@@ -134,6 +136,8 @@ class Engine:
         *,
         query_cache_size: int = 100_000,
         query_candidates: int = 100,
+        interest: InterestModel | None = None,
+        interest_candidates: int = 200,
     ) -> None:
         self.ingestor = ingestor
         self.updater = updater
@@ -147,6 +151,8 @@ class Engine:
         #: text -> (encoder version, unit vector); only the active version is used.
         self.query_vectors: LRUCache[tuple[str, np.ndarray]] = LRUCache(query_cache_size)
         self.query_candidates = query_candidates
+        self.interest = interest or InterestModel()
+        self.interest_candidates = interest_candidates
         self.counters = Counters()
 
     @classmethod
@@ -171,6 +177,14 @@ class Engine:
             covisit_max_neighbours=s.covisit_max_neighbours,
             exclude_purchased=s.exclude_purchased,
             exclude_recent=s.exclude_recent,
+            max_per_category=s.max_per_category,
+            ranker=OnlineRanker(
+                min_updates=s.ranker_min_updates,
+                window_s=s.feedback_window_s,
+                negative_rate=s.negative_rate,
+            )
+            if s.ranker_enabled
+            else None,
         )
         return cls(
             ingestor,
@@ -181,6 +195,8 @@ class Engine:
             ),
             query_cache_size=s.scorer_cache_size,
             query_candidates=s.query_candidates,
+            interest=InterestModel(s.interest_half_life_s, s.intent_half_life_s),
+            interest_candidates=s.interest_candidates,
         )
 
     def process_batch(
@@ -279,9 +295,17 @@ class Engine:
         profiles: dict[str, tuple[Profile, int]] = {}
         counts = self.counters.counts
         query_hits = self._search_queries(ingested)
-        for msg, event in ingested.accepted:
+        user_vectors, interest_hits, states = self._interest_pass(ingested, store, profiles)
+        for j, (msg, event) in enumerate(ingested.accepted):
             try:
-                rec = self._apply(event, msg.partition, store, profiles, now_ms, query_hits)
+                ctx = RankContext(
+                    categories_of=self.catalog.categories,
+                    price_of=self.catalog.price,
+                    vector_of=self.item_vectors.get,
+                    user_vector=user_vectors[j],
+                    interest_hits=interest_hits[j],
+                )
+                rec = self._apply(event, msg.partition, store, profiles, now_ms, query_hits, ctx)
             except Exception as exc:  # a bug must cost one event, never the worker
                 log.exception(
                     "processing error at partition %s offset %s", msg.partition, msg.offset
@@ -300,9 +324,69 @@ class Engine:
             out.events.append(event)
             out.recommendations.append(rec)
         counts["recommendations"] += len(out.recommendations)
+        for user, state in states.items():
+            profiles[user][0].vectors = state.to_dict()
         for user, (profile, partition) in profiles.items():
             store.put(user, profile, partition)
         return out
+
+    def _profile(
+        self,
+        user: str,
+        partition: int,
+        store: ProfileStore,
+        profiles: dict[str, tuple[Profile, int]],
+    ) -> Profile:
+        cached = profiles.get(user)
+        if cached is not None:
+            return cached[0]
+        profile = store.get(user, partition) or Profile.new(user)
+        profiles[user] = (profile, partition)
+        return profile
+
+    def _interest_pass(
+        self, ingested: Ingested, store: ProfileStore, profiles: dict[str, tuple[Profile, int]]
+    ) -> tuple[list[np.ndarray | None], list[list[tuple[str, float]]], dict[str, UserVectors]]:
+        """Each event's user vector (as after that event) and its FAISS hits: one search.
+
+        Only the user's own events move their vectors, so working them out ahead
+        of the main pass gives the same vectors as one event at a time, however
+        the events are batched.
+        """
+        n = len(ingested.accepted)
+        vectors: list[np.ndarray | None] = [None] * n
+        hits: list[list[tuple[str, float]]] = [[] for _ in range(n)]
+        version = self.item_vectors.active_version
+        if version is None or not len(self.item_vectors):
+            return vectors, hits, {}
+        states: dict[str, UserVectors] = {}
+        rows: list[int] = []
+        queries: list[np.ndarray] = []
+        for j, (msg, event) in enumerate(ingested.accepted):
+            state = states.get(event.user)
+            if state is None:
+                profile = self._profile(event.user, msg.partition, store, profiles)
+                state = states[event.user] = UserVectors.from_dict(profile.vectors)
+            self._move_vectors(state, event, version)
+            vec = vectors[j] = self.interest.user_vector(state, event.ts, version)
+            if vec is not None:
+                rows.append(j)
+                queries.append(vec)
+        if rows:
+            found = self.item_vectors.search_batch(np.stack(queries), self.interest_candidates)
+            for j, f in zip(rows, found, strict=True):
+                hits[j] = f
+        return vectors, hits, states
+
+    def _move_vectors(self, state: UserVectors, event: Event, version: str) -> None:
+        if event.item_id is not None and EVENT_WEIGHTS.get(event.type, 0.0) > 0:
+            vec = self.item_vectors.get(event.item_id)
+            if vec is not None:
+                self.interest.add_item(state, vec, event.type, event.ts, version)
+        elif event.type == "search":
+            entry = self._query_entry(event.query, count=False)
+            if entry is not None and entry[0] == version:
+                self.interest.add_query(state, entry[1], event.ts, version)
 
     def _search_queries(self, ingested: Ingested) -> dict[str, list[tuple[str, float]]]:
         """Item hits for every distinct query of the batch that has a vector: one search."""
@@ -327,13 +411,9 @@ class Engine:
         profiles: dict[str, tuple[Profile, int]],
         now_ms: int,
         query_hits: dict[str, list[tuple[str, float]]],
+        ctx: RankContext,
     ) -> Recommendation:
-        cached = profiles.get(event.user)
-        if cached is None:
-            profile = store.get(event.user, partition) or Profile.new(event.user)
-            profiles[event.user] = (profile, partition)
-        else:
-            profile = cached[0]
+        profile = self._profile(event.user, partition, store, profiles)
 
         # Co-visitation learns from the session as it was *before* this event.
         session_items = (
@@ -365,17 +445,22 @@ class Engine:
         ):
             flags = ("no_item_vector",)
             counts["no_item_vector"] += 1
+        if event.type == "impression":
+            self.recommender.observe_impression(event, profile, ctx)
+        if ctx.user_vector is not None:
+            encoder_version = encoder_version or self.item_vectors.active_version
         items = self.recommender.recommend(
             profile,
             event.item_id,
             categories_of=catalog.categories,
             is_available=catalog.is_available,
             query_hits=hits,
+            ctx=ctx,
         )
         return Recommendation(
             user=event.user,
             items=tuple(items),
-            model_version=self.recommender.model_version,
+            model_version=self.recommender.ranking_version,
             event_id=event.event_id,
             event_type=event.type,
             event_ts=event.ts,

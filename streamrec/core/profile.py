@@ -49,6 +49,10 @@ class Profile:
     last_query_ts: int = 0
     spend: float = 0.0
     orders: int = 0
+    #: The user's interest and intent vectors (`core.interest.UserVectors.to_dict`).
+    vectors: dict[str, Any] | None = None
+    #: Long-term value estimate (`core.value.ValueModel`), in the shop's currency.
+    value: float = 0.0
 
     @classmethod
     def new(cls, user: str) -> Profile:
@@ -90,6 +94,8 @@ class Profile:
                 "last_query_ts": self.last_query_ts,
                 "spend": self.spend,
                 "orders": self.orders,
+                "vectors": self.vectors,
+                "value": self.value,
             }
         )
 

@@ -20,19 +20,43 @@
 from __future__ import annotations
 
 import heapq
+import math
 import pickle
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
+import numpy as np
+
 from streamrec.core.profile import EVENT_WEIGHTS, Profile
+from streamrec.core.ranking import FEATURES, POSITIVE_TYPES, FixedBlend, OnlineRanker
 from streamrec.records import Event, RecItem
 
+FEATURE_INDEX = {name: i for i, name in enumerate(FEATURES)}
+
+
+def _no_categories(_item: str) -> tuple[str, ...]:
+    return ()
+
+
+@dataclass
+class RankContext:
+    """What ranking needs from outside the recommender for one event."""
+
+    categories_of: Callable[[str], tuple[str, ...]] = _no_categories
+    price_of: Callable[[str], float | None] | None = None
+    vector_of: Callable[[str], np.ndarray | None] | None = None
+    user_vector: np.ndarray | None = None
+    interest_hits: Sequence[tuple[str, float]] = field(default_factory=list)
+
+
+def _top_features(contrib: np.ndarray, n: int = 3) -> tuple[tuple[str, float], ...]:
+    order = np.argsort(-contrib)[:n]
+    return tuple((FEATURES[i], round(float(contrib[i]), 4)) for i in order if contrib[i] > 0)
+
+
 MODEL_VERSION = "trending-covisit-1"
-
-
-def _rank_key(row: tuple[float, str, float, str]) -> tuple[float, str]:
-    return (-row[0], row[1])  # score, then item id: ties never depend on dict order
 
 
 class Trending:
@@ -129,11 +153,30 @@ class CoVisitation:
         return len(self._nbrs)
 
 
-class Recommender:
-    """Blends query similarity, co-visitation, category affinity and trending into a top-K."""
+REASONS = {
+    "similarity": "similar to what you like",
+    "query_match": "matches your search",
+    "popularity": "trending",
+    "growth": "rising in popularity",
+    "price_fit": "in your price range",
+    "seen": "you looked at this before",
+}
 
-    #: Weight of query-vector hits on a search event (class default: older snapshots lack it).
+
+class Recommender:
+    """Candidates (query / interest vectors, co-visitation, trending) -> features -> ranked top-K.
+
+    Ranking uses the online river model (`OnlineRanker`) once it has learned
+    enough from impression feedback, the fixed blend (`FixedBlend`) before.
+    Business rules: purchased, recent (both configurable), on-screen and
+    unavailable items are excluded, and at most `max_per_category` items of one
+    (leaf) category make the list.
+    """
+
+    #: Class defaults: snapshots from before these attributes existed still load.
     w_query: float = 1.0
+    max_per_category: int = 0
+    ranker: OnlineRanker | None = None
 
     def __init__(
         self,
@@ -147,24 +190,36 @@ class Recommender:
         w_covisit: float = 1.0,
         w_trending: float = 0.3,
         w_affinity: float = 0.2,
+        w_query: float = 1.0,
         exclude_purchased: bool = True,
         exclude_recent: bool = True,
+        max_per_category: int = 0,
+        ranker: OnlineRanker | None = None,
     ) -> None:
         self.top_k = top_k
         self.anchors = anchors
-        self.w_covisit = w_covisit
-        self.w_trending = w_trending
-        self.w_affinity = w_affinity
         self.exclude_purchased = exclude_purchased
         self.exclude_recent = exclude_recent
+        self.max_per_category = max_per_category
         self.trending = Trending(trending_half_life_s, trending_pool)
+        # Seven times slower: the baseline that "growth" compares today's popularity with.
+        self.trending_long = Trending(trending_half_life_s * 7, trending_pool)
         self.covisit = CoVisitation(covisit_window, covisit_max_neighbours)
+        self.blend = FixedBlend(
+            {"covisit": w_covisit, "popularity": w_trending, "affinity": w_affinity,
+             "query_match": w_query}
+        )  # fmt: skip
+        self.ranker = ranker
         self.model_version = MODEL_VERSION
 
     # -- learning ---------------------------------------------------------------
 
     def observe(self, event: Event, session_items: Sequence[str]) -> None:
         """Learn from one event; `session_items` are the user's session items before it."""
+        if self.ranker is not None:
+            self.ranker.expire(event.ts)
+            if event.type in POSITIVE_TYPES and event.item_id is not None:
+                self.ranker.on_positive(event.user, event.item_id, event.ts)
         item = event.item_id
         if item is None:
             return
@@ -172,7 +227,22 @@ class Recommender:
         if weight <= 0:
             return
         self.trending.add(item, weight, event.ts)
+        self.trending_long.add(item, weight, event.ts)
         self.covisit.add(item, session_items, weight)
+
+    def observe_impression(self, event: Event, profile: Profile, ctx: RankContext) -> None:
+        """The storefront showed `event.shown`: remember their features for feedback."""
+        if self.ranker is None or not event.shown:
+            return
+        items = list(dict.fromkeys(event.shown))[:100]
+        features = self._features(profile, items, {}, {}, ctx)
+        self.ranker.on_impression(event.user, dict(zip(items, features, strict=True)), event.ts)
+
+    @property
+    def ranking_version(self) -> str:
+        if self.ranker is not None and self.ranker.ready:
+            return self.ranker.version
+        return self.blend.version
 
     # -- serving ----------------------------------------------------------------
 
@@ -185,17 +255,13 @@ class Recommender:
         is_available: Callable[[str], bool] = lambda _item: True,
         k: int | None = None,
         query_hits: Sequence[tuple[str, float]] = (),
+        ctx: RankContext | None = None,
     ) -> list[RecItem]:
-        """Top-k for `profile`, each with its score and the reason it is there.
-
-        Scores: w_query * similarity to the search query (normalised; `query_hits`
-        from the item vectors, search events only) + w_covisit * co-visitation
-        (normalised) + w_trending * trending (normalised) + w_affinity * best
-        category affinity. Affinity, availability
-        are only worked out for a 2k shortlist and reasons for the final k: that
-        keeps a list at tens of microseconds whatever the catalog size.
-        """
+        """Top-k for `profile`, each with its score, sources and the features that placed it."""
         k = k or self.top_k
+        ctx = ctx or RankContext(categories_of=categories_of)
+        if ctx.categories_of is _no_categories:
+            ctx.categories_of = categories_of
         excluded: set[str] = set()
         if self.exclude_purchased:
             excluded.update(profile.purchased)
@@ -204,6 +270,76 @@ class Recommender:
         if current_item is not None:
             excluded.add(current_item)
 
+        items: list[str] = []
+        sources: list[list[str]] = []
+        row_of: dict[str, int] = {}
+
+        def add(item: str, source: str) -> None:
+            if item in excluded:
+                return
+            row = row_of.get(item)
+            if row is None:
+                row_of[item] = len(items)
+                items.append(item)
+                sources.append([source])
+            elif source not in sources[row]:
+                sources[row].append(source)
+
+        covisit, anchor_of = self._covisit(profile)
+        for item in covisit:
+            add(item, "covisit")
+        n_trending = 0
+        for item, _t in self.trending.top():
+            if item not in excluded:
+                add(item, "trending")
+                n_trending += 1
+                if n_trending >= 2 * k:
+                    break
+        for item, _sim in query_hits:
+            add(item, "query")
+        for item, _sim in ctx.interest_hits:
+            add(item, "interest")
+        if not items:
+            return []
+
+        best_cat: dict[str, str] = {}
+        x = self._features(profile, items, covisit, dict(query_hits), ctx, best_cat)
+        model: FixedBlend | OnlineRanker = (
+            self.ranker if self.ranker is not None and self.ranker.ready else self.blend
+        )
+        scores = model.score(x)
+        shortlist = min(len(items), 4 * k)
+        top = np.argpartition(-scores, shortlist - 1)[:shortlist]
+        order = sorted(top.tolist(), key=lambda i: (-scores[i], items[i]))
+
+        out: list[RecItem] = []
+        per_cat: dict[str, int] = {}
+        for i in order:
+            item = items[i]
+            if not is_available(item):
+                continue
+            if self.max_per_category:
+                cats = ctx.categories_of(item)
+                leaf = cats[-1] if cats else ""
+                if leaf and per_cat.get(leaf, 0) >= self.max_per_category:
+                    continue
+                per_cat[leaf] = per_cat.get(leaf, 0) + 1
+            contrib = model.contributions(x[i])
+            out.append(
+                RecItem(
+                    item,
+                    float(scores[i]),
+                    self._reason(contrib, anchor_of.get(item), best_cat.get(item)),
+                    tuple(sources[i]),
+                    _top_features(contrib),
+                )
+            )
+            if len(out) == k:
+                break
+        return out
+
+    def _covisit(self, profile: Profile) -> tuple[dict[str, float], dict[str, str]]:
+        """Co-visitation neighbours of the newest recent items, normalised to 1."""
         covisit: dict[str, float] = {}
         anchor_of: dict[str, str] = {}
         for rank, anchor in enumerate(reversed(profile.recent[-self.anchors :])):
@@ -218,59 +354,83 @@ class Recommender:
                     anchor_of[item] = anchor[0]  # the most recent anchor that led here
                 else:
                     covisit[item] = prev + w * scale
-        wc = self.w_covisit / max(covisit.values()) if covisit else 0.0
-        scores = {item: wc * c for item, c in covisit.items() if item not in excluded}
+        top = max(covisit.values()) if covisit else 0.0
+        return ({i: c / top for i, c in covisit.items()} if top else {}), anchor_of
 
-        query: dict[str, float] = {}
-        best_sim = max((sim for _, sim in query_hits), default=0.0)
-        if best_sim > 0:
-            wq = self.w_query / best_sim
-            for item, sim in query_hits:
-                if sim > 0 and item not in excluded:
-                    query[item] = wq * sim
-                    scores[item] = scores.get(item, 0.0) + query[item]
-
-        trending: dict[str, float] = {}
-        for item, t in self.trending.top():
-            if item in excluded:
-                continue
-            trending[item] = t
-            scores[item] = scores.get(item, 0.0) + self.w_trending * t
-            if len(trending) >= 2 * k:
-                break
-
+    def _features(
+        self,
+        profile: Profile,
+        items: Sequence[str],
+        covisit: dict[str, float],
+        query_sims: dict[str, float],
+        ctx: RankContext,
+        best_cat: dict[str, str] | None = None,
+    ) -> np.ndarray:
+        n = len(items)
+        x = np.zeros((n, len(FEATURES)), dtype=np.float64)
+        f = FEATURE_INDEX
+        # similarity to the user vector: FAISS gave it for interest hits; the rest here
+        if ctx.user_vector is not None and ctx.vector_of is not None:
+            known = dict(ctx.interest_hits)
+            missing, vecs = [], []
+            for i, item in enumerate(items):
+                sim = known.get(item)
+                if sim is not None:
+                    x[i, f["similarity"]] = sim
+                else:
+                    v = ctx.vector_of(item)
+                    if v is not None:
+                        missing.append(i)
+                        vecs.append(v)
+            if vecs:
+                x[missing, f["similarity"]] = np.stack(vecs) @ ctx.user_vector
+        best_q = max(query_sims.values(), default=0.0)
+        top_item = self.trending.top()[:1]
+        pop_norm = self.trending.score(top_item[0][0]) if top_item else 0.0
         affinity = profile.affinity
         aff_norm = max(affinity.values()) if affinity else 0.0
-        wa = self.w_affinity / aff_norm if aff_norm > 0 else 0.0
-        final: list[tuple[float, str, float, str]] = []
-        for item, base in heapq.nlargest(2 * k, scores.items(), key=itemgetter(1)):
-            if not is_available(item):
-                continue
-            a, best_cat = 0.0, ""
-            if wa:
-                for cat in categories_of(item):
-                    v = affinity.get(cat, 0.0)
-                    if v > a:
-                        a, best_cat = v, cat
-                a *= wa
-            final.append((base + a, item, a, best_cat))
-        final.sort(key=_rank_key)
-        out = []
-        for score, item, a, best_cat in final[:k]:
-            # Reasons only for what is shown: the largest of the three contributions.
-            c = wc * covisit.get(item, 0.0)
-            t = self.w_trending * trending.get(item, 0.0)
-            q = query.get(item, 0.0)
-            if q > 0 and q >= c and q >= t and q >= a:
-                reason = "matches your search"
-            elif c > 0 and c >= t and c >= a:
-                reason = f"co-visited with {anchor_of[item]}"
-            elif a > t:
-                reason = f"matches your interest in {best_cat}"
-            else:
-                reason = "trending"
-            out.append(RecItem(item, score, reason))
-        return out
+        user_price = profile.spend / profile.orders if profile.orders and profile.spend else 0.0
+        seen = {r[0] for r in profile.recent}
+        for i, item in enumerate(items):
+            row = x[i]
+            if best_q > 0:
+                row[f["query_match"]] = max(0.0, query_sims.get(item, 0.0)) / best_q
+            row[f["covisit"]] = covisit.get(item, 0.0)
+            short = self.trending.score(item)
+            if pop_norm > 0:
+                row[f["popularity"]] = min(1.0, short / pop_norm)
+            long = self.trending_long.score(item)
+            if long > 0:
+                # steady demand: short/long ~ 1/7 (the half-life ratio); rising: more
+                row[f["growth"]] = min(3.0, max(0.0, 7.0 * short / long - 1.0)) / 3.0
+            if aff_norm > 0:
+                a, cat_best = 0.0, ""
+                for cat in ctx.categories_of(item):
+                    cat_aff = affinity.get(cat, 0.0)
+                    if cat_aff > a:
+                        a, cat_best = cat_aff, cat
+                row[f["affinity"]] = a / aff_norm
+                if best_cat is not None and cat_best:
+                    best_cat[item] = cat_best
+            if user_price > 0 and ctx.price_of is not None:
+                price = ctx.price_of(item)
+                if price:
+                    row[f["price_fit"]] = math.exp(-abs(math.log(price / user_price)))
+            if item in seen:
+                row[f["seen"]] = 1.0
+        return x
+
+    @staticmethod
+    def _reason(contrib: np.ndarray, anchor: str | None, category: str | None) -> str:
+        best = int(np.argmax(contrib))
+        name = FEATURES[best]
+        if contrib[best] <= 0:
+            return "trending"
+        if name == "covisit" and anchor:
+            return f"co-visited with {anchor}"
+        if name == "affinity" and category:
+            return f"matches your interest in {category}"
+        return REASONS.get(name, "trending")
 
     # -- checkpoints ------------------------------------------------------------
 
@@ -285,4 +445,7 @@ class Recommender:
         return obj
 
     def stats(self) -> dict[str, Any]:
-        return {"items": len(self.trending), "covisit_items": len(self.covisit)}
+        out: dict[str, Any] = {"items": len(self.trending), "covisit_items": len(self.covisit)}
+        if self.ranker is not None:
+            out["ranker"] = self.ranker.stats()
+        return out
