@@ -421,9 +421,9 @@ class Engine:
             if self.updater.is_new_session(profile, event)
             else profile.session_item_ids(self.recommender.covisit.window)
         )
-        self.recommender.observe(event, session_items)
         catalog = self.catalog
         categories = catalog.categories(event.item_id) if event.item_id else ()
+        self.recommender.observe(event, session_items, categories)
         self.updater.update(profile, event, categories)
         flags: tuple[str, ...] = ()
         hits: list[tuple[str, float]] = []

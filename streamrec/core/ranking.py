@@ -16,10 +16,15 @@ Every candidate is a row of `FEATURES` (all roughly in [0, 1]):
 showed and the user then clicked, carted or bought within `window_s` is a
 positive; one not touched within the window is a negative (sub-sampled). It
 scores whole candidate matrices with numpy from river's weights (river's
-per-item loop would cost ~20 µs a candidate); river stays the learner. Until
-it has seen `min_updates` examples of both kinds, the fixed blend ranks.
+per-item loop would cost ~20 µs a candidate); river stays the learner.
 
->>> r = OnlineRanker(min_updates=2, negative_rate=1.0)
+When to trust it is measured, not assumed: every feedback example is first
+scored by both the ranker and the fixed blend (test, then learn), and the
+ranker ranks only while its AUC over the last `eval_window` examples beats the
+blend's by `margin` (and it has seen `min_updates` examples, `min_positives`
+of them positive). A ranker that drifts below the blend hands back to it.
+
+>>> r = OnlineRanker(min_updates=2, min_positives=1, negative_rate=1.0)
 >>> x = np.zeros(len(FEATURES)); x[FEATURES.index("affinity")] = 1.0
 >>> r.on_impression("u", {"a": x, "b": np.zeros(len(FEATURES))}, ts=0)
 >>> r.on_positive("u", "a", ts=10), r.expire(now=10**9), (r.positives, r.negatives)
@@ -83,15 +88,26 @@ class OnlineRanker:
         lr: float = 0.05,
         l2: float = 1e-4,
         min_updates: int = 300,
+        min_positives: int = 30,
         window_s: float = 1_800.0,
         negative_rate: float = 0.25,
         max_pending_users: int = 200_000,
+        eval_window: int = 5_000,
+        margin: float = 0.01,
         seed: int = 0,
+        baseline: FixedBlend | None = None,
     ) -> None:
         from river import linear_model, optim
 
         self.model = linear_model.LogisticRegression(optimizer=optim.SGD(lr), l2=l2)
+        self.baseline = baseline or FixedBlend()
         self.min_updates = min_updates
+        self.min_positives = min_positives
+        self.margin = margin
+        #: (ranker score, blend score, label) of recent examples, scored before learning
+        self._eval: deque[tuple[float, float, bool]] = deque(maxlen=eval_window)
+        self._ready = False
+        self.auc: dict[str, float] = {}
         self.window_ms = window_s * 1000.0
         self.negative_rate = negative_rate
         self.max_pending_users = max_pending_users
@@ -109,7 +125,19 @@ class OnlineRanker:
 
     @property
     def ready(self) -> bool:
-        return self.updates >= self.min_updates and min(self.positives, self.negatives) >= 10
+        """True while the ranker ranks better than the fixed blend on recent feedback."""
+        return getattr(self, "_ready", False)
+
+    def _judge(self) -> None:
+        if self.updates < self.min_updates or self.positives < self.min_positives:
+            self._ready = False
+            return
+        rows = np.array([(r, b, y) for r, b, y in self._eval], dtype=np.float64)
+        labels = rows[:, 2] > 0.5
+        if labels.all() or not labels.any():
+            return
+        self.auc = {"ranker": _auc(rows[:, 0], labels), "blend": _auc(rows[:, 1], labels)}
+        self._ready = self.auc["ranker"] > self.auc["blend"] + self.margin
 
     @property
     def version(self) -> str:
@@ -118,12 +146,17 @@ class OnlineRanker:
     # -- learning -------------------------------------------------------------
 
     def learn(self, x: np.ndarray, label: bool) -> None:
+        # Test, then learn: both scorers are judged on examples neither has trained on.
+        row = x.reshape(1, -1)
+        self._eval.append((float(self.score(row)[0]), float(self.baseline.score(row)[0]), label))
         self.model.learn_one(dict(zip(FEATURES, (float(v) for v in x), strict=True)), label)
         self._w = None
         if label:
             self.positives += 1
         else:
             self.negatives += 1
+        if self.updates % 100 == 0 or self.updates == self.min_updates:
+            self._judge()
 
     def on_impression(self, user: str, shown: dict[str, np.ndarray], ts: int) -> None:
         """The storefront showed these items (features as ranked at that moment)."""
@@ -189,8 +222,26 @@ class OnlineRanker:
             "positives": self.positives,
             "negatives": self.negatives,
             "ready": self.ready,
+            "auc": {k: round(v, 4) for k, v in self.auc.items()},
             "pending_users": len(self._pending),
             "weights": {
                 f: round(float(w), 4) for f, w in zip(FEATURES, self.weights(), strict=True)
             },
         }
+
+
+def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve (ties share their average rank)."""
+    order = np.argsort(scores, kind="mergesort")
+    ranked = scores[order]
+    ranks = np.empty(len(scores), dtype=np.float64)
+    i = 0
+    while i < len(ranked):
+        j = i
+        while j + 1 < len(ranked) and ranked[j + 1] == ranked[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    pos = int(labels.sum())
+    neg = len(labels) - pos
+    return float((ranks[labels].sum() - pos * (pos + 1) / 2.0) / (pos * neg))

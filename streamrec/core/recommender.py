@@ -205,16 +205,23 @@ class Recommender:
         # Seven times slower: the baseline that "growth" compares today's popularity with.
         self.trending_long = Trending(trending_half_life_s * 7, trending_pool)
         self.covisit = CoVisitation(covisit_window, covisit_max_neighbours)
+        #: Popularity inside each category: "popular in what you like" candidates.
+        self.trending_by_category: dict[str, Trending] = {}
+        self.category_candidates = 10
         self.blend = FixedBlend(
             {"covisit": w_covisit, "popularity": w_trending, "affinity": w_affinity,
              "query_match": w_query}
         )  # fmt: skip
         self.ranker = ranker
+        if ranker is not None:
+            ranker.baseline = self.blend  # judged against the blend it would replace
         self.model_version = MODEL_VERSION
 
     # -- learning ---------------------------------------------------------------
 
-    def observe(self, event: Event, session_items: Sequence[str]) -> None:
+    def observe(
+        self, event: Event, session_items: Sequence[str], categories: Sequence[str] = ()
+    ) -> None:
         """Learn from one event; `session_items` are the user's session items before it."""
         if self.ranker is not None:
             self.ranker.expire(event.ts)
@@ -229,6 +236,13 @@ class Recommender:
         self.trending.add(item, weight, event.ts)
         self.trending_long.add(item, weight, event.ts)
         self.covisit.add(item, session_items, weight)
+        by_cat = getattr(self, "trending_by_category", None)
+        if by_cat is not None:
+            for cat in categories:
+                t = by_cat.get(cat)
+                if t is None:
+                    t = by_cat[cat] = Trending(self.trending.half_life_ms / 1000.0, pool=50)
+                t.add(item, weight, event.ts)
 
     def observe_impression(self, event: Event, profile: Profile, ctx: RankContext) -> None:
         """The storefront showed `event.shown`: remember their features for feedback."""
@@ -295,6 +309,12 @@ class Recommender:
                 n_trending += 1
                 if n_trending >= 2 * k:
                     break
+        by_cat = getattr(self, "trending_by_category", {})
+        for cat, _aff in heapq.nlargest(2, profile.affinity.items(), key=itemgetter(1)):
+            t = by_cat.get(cat)
+            if t is not None:
+                for item, _t in t.top()[: self.category_candidates]:
+                    add(item, "category")
         for item, _sim in query_hits:
             add(item, "query")
         for item, _sim in ctx.interest_hits:
