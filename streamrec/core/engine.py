@@ -178,6 +178,7 @@ class Engine:
             exclude_purchased=s.exclude_purchased,
             exclude_recent=s.exclude_recent,
             max_per_category=s.max_per_category,
+            rank_pool=s.rank_pool,
             ranker=OnlineRanker(
                 min_updates=s.ranker_min_updates,
                 window_s=s.feedback_window_s,
@@ -301,7 +302,7 @@ class Engine:
                 ctx = RankContext(
                     categories_of=self.catalog.categories,
                     price_of=self.catalog.price,
-                    vector_of=self.item_vectors.get,
+                    similarities=self.item_vectors.similarities,
                     user_vector=user_vectors[j],
                     interest_hits=interest_hits[j],
                 )

@@ -13,8 +13,8 @@ rebuilds, pickling).
 
 >>> idx = ItemIndex(dim=2)
 >>> idx.upsert("a", np.array([1.0, 0.0])); idx.upsert("b", np.array([0.0, 1.0]))
->>> idx.search(np.array([[0.9, 0.1]], dtype=np.float32), k=1)
-[[('a', 0.9)]]
+>>> [(i, round(s, 3)) for i, s in idx.search(np.array([[0.9, 0.1]], dtype=np.float32), k=1)[0]]
+[('a', 0.9)]
 >>> idx.remove("a")
 True
 >>> [item for item, _ in idx.search(np.array([[0.9, 0.1]]), k=2)[0]]
@@ -141,18 +141,30 @@ class ItemIndex:
         fetch = min(live + self._dead, k + extra + (min(self._dead, 4 * k) if self.hnsw else 0))
         scores, rows = self._index.search(q, fetch)
         out: list[list[tuple[str, float]]] = []
+        item_of = self._item_of
         for i in range(len(q)):
             hits: list[tuple[str, float]] = []
-            for row, score in zip(rows[i], scores[i], strict=True):
+            skip_i = skip[i]
+            for row, score in zip(rows[i].tolist(), scores[i].tolist(), strict=True):
                 if row < 0:
                     break
-                item = self._item_of[row]
-                if item is None or item in skip[i]:
+                item = item_of[row]
+                if item is None or item in skip_i:
                     continue
-                hits.append((item, round(float(score), 6)))
+                hits.append((item, score))
                 if len(hits) == k:
                     break
             out.append(hits)
+        return out
+
+    def similarities(self, items: Sequence[str], query: np.ndarray) -> np.ndarray:
+        """Inner product of `query` with each item's vector (0 where it has none)."""
+        get = self._row_of.get
+        rows = np.fromiter((get(i, -1) for i in items), dtype=np.int64, count=len(items))
+        known = rows >= 0
+        out = np.zeros(len(items), dtype=np.float64)
+        if known.any():
+            out[known] = self._matrix[rows[known]] @ np.asarray(query, dtype=np.float32)
         return out
 
     def __len__(self) -> int:

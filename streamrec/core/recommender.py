@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import heapq
-import math
 import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -46,14 +45,16 @@ class RankContext:
 
     categories_of: Callable[[str], tuple[str, ...]] = _no_categories
     price_of: Callable[[str], float | None] | None = None
-    vector_of: Callable[[str], np.ndarray | None] | None = None
+    #: (items, unit vector) -> cosine per item (0 for items without a vector)
+    similarities: Callable[[Sequence[str], np.ndarray], np.ndarray] | None = None
     user_vector: np.ndarray | None = None
     interest_hits: Sequence[tuple[str, float]] = field(default_factory=list)
 
 
 def _top_features(contrib: np.ndarray, n: int = 3) -> tuple[tuple[str, float], ...]:
-    order = np.argsort(-contrib)[:n]
-    return tuple((FEATURES[i], round(float(contrib[i]), 4)) for i in order if contrib[i] > 0)
+    values = contrib.tolist()
+    order = sorted(range(len(values)), key=values.__getitem__, reverse=True)[:n]
+    return tuple((FEATURES[i], round(values[i], 4)) for i in order if values[i] > 0)
 
 
 MODEL_VERSION = "trending-covisit-1"
@@ -107,6 +108,12 @@ class Trending:
             self._top = [(item, s / norm) for item, s in best]
             self._stale = 0
         return self._top
+
+    def scores(self, items: Sequence[str]) -> np.ndarray:
+        """`score` for many items at once."""
+        get = self._scaled.get
+        raw = np.fromiter((get(i, 0.0) for i in items), dtype=np.float64, count=len(items))
+        return raw * 2.0 ** (-(self._now - self._origin) / self.half_life_ms)
 
     def score(self, item: str) -> float:
         """Current decayed score (absolute, event-time now)."""
@@ -195,6 +202,7 @@ class Recommender:
         exclude_recent: bool = True,
         max_per_category: int = 0,
         ranker: OnlineRanker | None = None,
+        rank_pool: int = 100,
     ) -> None:
         self.top_k = top_k
         self.anchors = anchors
@@ -208,6 +216,7 @@ class Recommender:
         #: Popularity inside each category: "popular in what you like" candidates.
         self.trending_by_category: dict[str, Trending] = {}
         self.category_candidates = 10
+        self.rank_pool = rank_pool
         self.blend = FixedBlend(
             {"covisit": w_covisit, "popularity": w_trending, "affinity": w_affinity,
              "query_match": w_query}
@@ -286,9 +295,10 @@ class Recommender:
 
         items: list[str] = []
         sources: list[list[str]] = []
+        pre: list[float] = []  # best source score in [0, 1]: for the shortlist
         row_of: dict[str, int] = {}
 
-        def add(item: str, source: str) -> None:
+        def add(item: str, source: str, score: float) -> None:
             if item in excluded:
                 return
             row = row_of.get(item)
@@ -296,31 +306,41 @@ class Recommender:
                 row_of[item] = len(items)
                 items.append(item)
                 sources.append([source])
-            elif source not in sources[row]:
-                sources[row].append(source)
+                pre.append(score)
+            else:
+                if source not in sources[row]:
+                    sources[row].append(source)
+                if score > pre[row]:
+                    pre[row] = score
 
         covisit, anchor_of = self._covisit(profile)
-        for item in covisit:
-            add(item, "covisit")
+        for item, c in covisit.items():
+            add(item, "covisit", c)
         n_trending = 0
-        for item, _t in self.trending.top():
+        for item, t in self.trending.top():
             if item not in excluded:
-                add(item, "trending")
+                add(item, "trending", t)
                 n_trending += 1
                 if n_trending >= 2 * k:
                     break
         by_cat = getattr(self, "trending_by_category", {})
         for cat, _aff in heapq.nlargest(2, profile.affinity.items(), key=itemgetter(1)):
-            t = by_cat.get(cat)
-            if t is not None:
-                for item, _t in t.top()[: self.category_candidates]:
-                    add(item, "category")
-        for item, _sim in query_hits:
-            add(item, "query")
-        for item, _sim in ctx.interest_hits:
-            add(item, "interest")
+            top_in_cat = by_cat.get(cat)
+            if top_in_cat is not None:
+                for item, t in top_in_cat.top()[: self.category_candidates]:
+                    add(item, "category", t)
+        for hits, source in ((query_hits, "query"), (ctx.interest_hits, "interest")):
+            best = max((sim for _, sim in hits), default=0.0)
+            for item, sim in hits:
+                add(item, source, sim / best if best > 0 else 0.0)
         if not items:
             return []
+        pool = getattr(self, "rank_pool", 0)
+        if pool and len(items) > pool:
+            # Features cost per row: rank the best `pool` by their strongest source score.
+            keep = np.sort(np.argpartition(-np.asarray(pre), pool - 1)[:pool]).tolist()
+            items = [items[i] for i in keep]
+            sources = [sources[i] for i in keep]
 
         best_cat: dict[str, str] = {}
         x = self._features(profile, items, covisit, dict(query_hits), ctx, best_cat)
@@ -344,14 +364,14 @@ class Recommender:
                 if leaf and per_cat.get(leaf, 0) >= self.max_per_category:
                     continue
                 per_cat[leaf] = per_cat.get(leaf, 0) + 1
-            contrib = model.contributions(x[i])
+            top_features = _top_features(model.contributions(x[i]))
             out.append(
                 RecItem(
                     item,
                     float(scores[i]),
-                    self._reason(contrib, anchor_of.get(item), best_cat.get(item)),
+                    self._reason(top_features, anchor_of.get(item), best_cat.get(item)),
                     tuple(sources[i]),
-                    _top_features(contrib),
+                    top_features,
                 )
             )
             if len(out) == k:
@@ -386,66 +406,63 @@ class Recommender:
         ctx: RankContext,
         best_cat: dict[str, str] | None = None,
     ) -> np.ndarray:
+        """The (len(items), len(FEATURES)) matrix, built column by column (no per-cell numpy)."""
         n = len(items)
         x = np.zeros((n, len(FEATURES)), dtype=np.float64)
         f = FEATURE_INDEX
-        # similarity to the user vector: FAISS gave it for interest hits; the rest here
-        if ctx.user_vector is not None and ctx.vector_of is not None:
-            known = dict(ctx.interest_hits)
-            missing, vecs = [], []
-            for i, item in enumerate(items):
-                sim = known.get(item)
-                if sim is not None:
-                    x[i, f["similarity"]] = sim
-                else:
-                    v = ctx.vector_of(item)
-                    if v is not None:
-                        missing.append(i)
-                        vecs.append(v)
-            if vecs:
-                x[missing, f["similarity"]] = np.stack(vecs) @ ctx.user_vector
+        if ctx.user_vector is not None and ctx.similarities is not None:
+            x[:, f["similarity"]] = ctx.similarities(items, ctx.user_vector)
         best_q = max(query_sims.values(), default=0.0)
+        if best_q > 0:
+            qget = query_sims.get
+            x[:, f["query_match"]] = [max(0.0, qget(i, 0.0)) / best_q for i in items]
+        if covisit:
+            cget = covisit.get
+            x[:, f["covisit"]] = [cget(i, 0.0) for i in items]
+        short = self.trending.scores(items)
         top_item = self.trending.top()[:1]
         pop_norm = self.trending.score(top_item[0][0]) if top_item else 0.0
+        if pop_norm > 0:
+            x[:, f["popularity"]] = np.minimum(1.0, short / pop_norm)
+        long = self.trending_long.scores(items)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # steady demand: short/long ~ 1/7 (the half-life ratio); rising: more
+            growth = np.where(long > 0, 7.0 * short / np.where(long > 0, long, 1.0) - 1.0, 0.0)
+        x[:, f["growth"]] = np.clip(growth, 0.0, 3.0) / 3.0
         affinity = profile.affinity
-        aff_norm = max(affinity.values()) if affinity else 0.0
-        user_price = profile.spend / profile.orders if profile.orders and profile.spend else 0.0
-        seen = {r[0] for r in profile.recent}
-        for i, item in enumerate(items):
-            row = x[i]
-            if best_q > 0:
-                row[f["query_match"]] = max(0.0, query_sims.get(item, 0.0)) / best_q
-            row[f["covisit"]] = covisit.get(item, 0.0)
-            short = self.trending.score(item)
-            if pop_norm > 0:
-                row[f["popularity"]] = min(1.0, short / pop_norm)
-            long = self.trending_long.score(item)
-            if long > 0:
-                # steady demand: short/long ~ 1/7 (the half-life ratio); rising: more
-                row[f["growth"]] = min(3.0, max(0.0, 7.0 * short / long - 1.0)) / 3.0
-            if aff_norm > 0:
+        if affinity:
+            aff_norm = max(affinity.values())
+            col = f["affinity"]
+            cats_of = ctx.categories_of
+            aget = affinity.get
+            for i, item in enumerate(items):
                 a, cat_best = 0.0, ""
-                for cat in ctx.categories_of(item):
-                    cat_aff = affinity.get(cat, 0.0)
+                for cat in cats_of(item):
+                    cat_aff = aget(cat, 0.0)
                     if cat_aff > a:
                         a, cat_best = cat_aff, cat
-                row[f["affinity"]] = a / aff_norm
-                if best_cat is not None and cat_best:
-                    best_cat[item] = cat_best
-            if user_price > 0 and ctx.price_of is not None:
-                price = ctx.price_of(item)
-                if price:
-                    row[f["price_fit"]] = math.exp(-abs(math.log(price / user_price)))
-            if item in seen:
-                row[f["seen"]] = 1.0
+                if a > 0:
+                    x[i, col] = a / aff_norm
+                    if best_cat is not None:
+                        best_cat[item] = cat_best
+        user_price = profile.spend / profile.orders if profile.orders and profile.spend else 0.0
+        if user_price > 0 and ctx.price_of is not None:
+            prices = np.array([ctx.price_of(i) or 0.0 for i in items], dtype=np.float64)
+            with np.errstate(divide="ignore"):
+                fit = np.exp(-np.abs(np.log(np.where(prices > 0, prices, 1.0) / user_price)))
+            x[:, f["price_fit"]] = np.where(prices > 0, fit, 0.0)
+        if profile.recent:
+            seen = {r[0] for r in profile.recent}
+            x[:, f["seen"]] = [1.0 if i in seen else 0.0 for i in items]
         return x
 
     @staticmethod
-    def _reason(contrib: np.ndarray, anchor: str | None, category: str | None) -> str:
-        best = int(np.argmax(contrib))
-        name = FEATURES[best]
-        if contrib[best] <= 0:
+    def _reason(
+        top: tuple[tuple[str, float], ...], anchor: str | None, category: str | None
+    ) -> str:
+        if not top:
             return "trending"
+        name = top[0][0]
         if name == "covisit" and anchor:
             return f"co-visited with {anchor}"
         if name == "affinity" and category:

@@ -115,6 +115,13 @@ class ItemVectors:
             return [[] for _ in range(len(queries))]
         return space.search(queries, k, exclude)
 
+    def similarities(self, items: Sequence[str], query: np.ndarray) -> np.ndarray:
+        """Cosine of `query` with each item's active-version vector (0 without one)."""
+        space = self._active()
+        if space is None or query.shape[-1] != space.dim:
+            return np.zeros(len(items), dtype=np.float64)
+        return space.similarities(items, query)
+
     def _active(self) -> ItemIndex | None:
         return None if self.active_version is None else self._spaces.get(self.active_version)
 

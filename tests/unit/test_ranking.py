@@ -94,9 +94,13 @@ def test_candidates_are_merged_with_their_sources_and_explained():
         if ev.user == "me":
             up.update(p, ev, catalog.categories(item))
     vec = {f"i{i}": np.eye(4, dtype=np.float32)[i % 4] for i in range(40)}
+
+    def sims(items, u):
+        return np.array([float(vec[i] @ u) if i in vec else 0.0 for i in items])
+
     ctx = RankContext(
         categories_of=catalog.categories,
-        vector_of=vec.get,
+        similarities=sims,
         user_vector=np.eye(4, dtype=np.float32)[3],
         interest_hits=[("i3", 1.0), ("i7", 1.0)],
     )
