@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from streamrec import serde
 from streamrec.contracts import CATALOG_ITEMS, RECOMMENDATIONS, STOREFRONT_EVENTS, load_contract
 from streamrec.core.privacy import Pseudonymizer
 from streamrec.errors import BrokerError, StreamrecError
-from streamrec.records import CatalogItem, RawEvent, Recommendation
+from streamrec.records import CatalogItem, RawEvent, RecItem, Recommendation
 from streamrec.settings import Settings
 
 
@@ -220,9 +221,24 @@ class RecommendationReader:
             last = lag
         return last
 
-    def latest(self, user_id: str) -> Recommendation | None:
-        """The newest list read so far for raw `user_id` (call `poll` to catch up)."""
-        return self._latest.get(self._pseudonym(user_id))
+    def latest(
+        self,
+        user_id: str,
+        *,
+        category: str | None = None,
+        min_price: float | None = None,
+        max_price: float | None = None,
+    ) -> Recommendation | None:
+        """The newest list read so far for raw `user_id` (call `poll` to catch up).
+
+        Per-request filters keep only items of a (leaf) `category` and/or within a
+        price range; items without a known price fail a price filter. The list
+        keeps its order; it can be shorter than the published top-K.
+        """
+        rec = self._latest.get(self._pseudonym(user_id))
+        if rec is None or (category is None and min_price is None and max_price is None):
+            return rec
+        return filter_items(rec, category=category, min_price=min_price, max_price=max_price)
 
     def wait_for(
         self,
@@ -242,6 +258,33 @@ class RecommendationReader:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def filter_items(
+    rec: Recommendation,
+    *,
+    category: str | None = None,
+    min_price: float | None = None,
+    max_price: float | None = None,
+) -> Recommendation:
+    """`rec` with only the items that pass the filters, in their order.
+
+    >>> from streamrec.records import RecItem
+    >>> r = Recommendation("u", (RecItem("a", 1.0, "x", category="Shoes", price=50.0),
+    ...                          RecItem("b", 0.9, "x", category="Books", price=9.0)),
+    ...                    "m", "e", "view", 0, 0, 0)
+    >>> [i.item_id for i in filter_items(r, max_price=20).items]
+    ['b']
+    """
+
+    def keep(item: RecItem) -> bool:
+        if category is not None and item.category != category:
+            return False
+        if min_price is not None and (item.price is None or item.price < min_price):
+            return False
+        return not (max_price is not None and (item.price is None or item.price > max_price))
+
+    return dataclasses.replace(rec, items=tuple(i for i in rec.items if keep(i)))
 
 
 def _wait_partitions(consumer: KafkaConsumer, topic: str, timeout_s: float = 15.0) -> list[int]:

@@ -138,6 +138,11 @@ class RecItem:
     sources: tuple[str, ...] = ()
     #: The (up to 3) features that contributed most to its score, with their share.
     features: tuple[tuple[str, float], ...] = ()
+    #: Item potential: popularity growth now against its longer-term level, in [0, 1].
+    potential: float = 0.0
+    #: Leaf category and price, for per-request filters in consumer apps.
+    category: str | None = None
+    price: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +159,8 @@ class Recommendation:
     encoder_version: str | None = None
     #: What was missing when it was made, e.g. "no_query_vector" (scorer down or slow).
     flags: tuple[str, ...] = ()
+    #: The user's long-term value estimate (expected spend over a year); 0 before a purchase.
+    user_value: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -165,6 +172,9 @@ class Recommendation:
                     "reason": i.reason,
                     "sources": list(i.sources),
                     "features": dict(i.features),
+                    "potential": i.potential,
+                    **({"category": i.category} if i.category is not None else {}),
+                    **({"price": i.price} if i.price is not None else {}),
                 }
                 for i in self.items
             ],
@@ -179,6 +189,7 @@ class Recommendation:
             d["encoder_version"] = self.encoder_version
         if self.flags:
             d["flags"] = list(self.flags)
+        d["user_value"] = round(self.user_value, 2)
         return d
 
     @classmethod
@@ -192,6 +203,9 @@ class Recommendation:
                     i["reason"],
                     tuple(i.get("sources", ())),
                     tuple((k, float(v)) for k, v in i.get("features", {}).items()),
+                    float(i.get("potential", 0.0)),
+                    i.get("category"),
+                    i.get("price"),
                 )
                 for i in d["items"]
             ),
@@ -203,6 +217,7 @@ class Recommendation:
             produced_ts=int(d["produced_ts"]),
             encoder_version=d.get("encoder_version"),
             flags=tuple(d.get("flags", ())),
+            user_value=float(d.get("user_value", 0.0)),
         )
 
     @property

@@ -425,7 +425,12 @@ class Engine:
         catalog = self.catalog
         categories = catalog.categories(event.item_id) if event.item_id else ()
         self.recommender.observe(event, session_items, categories)
+        value = getattr(self.recommender, "value", None)
+        if event.type == "purchase" and value is not None:
+            value.observe_purchase(profile, (event.price or 0.0) * event.quantity, event.ts)
         self.updater.update(profile, event, categories)
+        if event.type == "purchase" and value is not None:
+            profile.value = value.estimate(profile, event.ts)
         flags: tuple[str, ...] = ()
         hits: list[tuple[str, float]] = []
         encoder_version = None
@@ -469,4 +474,5 @@ class Engine:
             produced_ts=now_ms,
             encoder_version=encoder_version,
             flags=flags,
+            user_value=profile.value,
         )

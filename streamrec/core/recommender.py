@@ -30,6 +30,7 @@ import numpy as np
 
 from streamrec.core.profile import EVENT_WEIGHTS, Profile
 from streamrec.core.ranking import FEATURES, POSITIVE_TYPES, FixedBlend, OnlineRanker
+from streamrec.core.value import ValueModel
 from streamrec.records import Event, RecItem
 
 FEATURE_INDEX = {name: i for i, name in enumerate(FEATURES)}
@@ -217,6 +218,7 @@ class Recommender:
         self.trending_by_category: dict[str, Trending] = {}
         self.category_candidates = 10
         self.rank_pool = rank_pool
+        self.value = ValueModel()
         self.blend = FixedBlend(
             {"covisit": w_covisit, "popularity": w_trending, "affinity": w_affinity,
              "query_match": w_query}
@@ -365,6 +367,7 @@ class Recommender:
                     continue
                 per_cat[leaf] = per_cat.get(leaf, 0) + 1
             top_features = _top_features(model.contributions(x[i]))
+            cats = ctx.categories_of(item)
             out.append(
                 RecItem(
                     item,
@@ -372,6 +375,9 @@ class Recommender:
                     self._reason(top_features, anchor_of.get(item), best_cat.get(item)),
                     tuple(sources[i]),
                     top_features,
+                    potential=round(float(x[i, FEATURE_INDEX["growth"]]), 4),
+                    category=cats[-1] if cats else None,
+                    price=ctx.price_of(item) if ctx.price_of is not None else None,
                 )
             )
             if len(out) == k:
@@ -446,6 +452,9 @@ class Recommender:
                     if best_cat is not None:
                         best_cat[item] = cat_best
         user_price = profile.spend / profile.orders if profile.orders and profile.spend else 0.0
+        value = getattr(self, "value", None)
+        if not user_price and value is not None:
+            user_price = value.expected_order_value(profile)  # what a user like this pays
         if user_price > 0 and ctx.price_of is not None:
             prices = np.array([ctx.price_of(i) or 0.0 for i in items], dtype=np.float64)
             with np.errstate(divide="ignore"):
