@@ -26,7 +26,13 @@ import fastjsonschema
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from streamrec import serde
-from streamrec.contracts import CATALOG_ITEMS, RECOMMENDATIONS, STOREFRONT_EVENTS, load_contract
+from streamrec.contracts import (
+    CATALOG_EMBEDDINGS,
+    CATALOG_ITEMS,
+    RECOMMENDATIONS,
+    STOREFRONT_EVENTS,
+    load_contract,
+)
 from streamrec.core.privacy import Pseudonymizer
 from streamrec.errors import BrokerError, StreamrecError
 from streamrec.records import CatalogItem, RawEvent, RecItem, Recommendation
@@ -139,6 +145,38 @@ class EventProducer:
     def publish_item(self, item: CatalogItem) -> None:
         doc, what = item.to_dict(), f"catalog item {item.item_id}"
         self._send_valid(self._validate_item, self._catalog_topic, item.item_id, doc, what)
+
+    def publish_vectors(
+        self, vectors: dict[str, Any], version: str, partitions: int, ts: int | None = None
+    ) -> None:
+        """Item vectors straight onto catalog.embeddings, each partition marked complete.
+
+        What the scorer does from catalog.items; for vectors computed elsewhere
+        (another embedding pipeline) and for benchmarks with synthetic vectors.
+        Items go to the partition their catalog record would use (murmur2 of the
+        item id), so they sit with it, as the scorer places them.
+        """
+        from kafka.partitioner.default import murmur2
+
+        from streamrec.core.vectors import encode_vectors
+        from streamrec.records import CatalogEmbedding
+
+        ts = ts or int(time.time() * 1000)
+        topic = self.settings.topic(CATALOG_EMBEDDINGS)
+        counts = [0] * partitions
+        for item_id, vec in vectors.items():
+            key = item_id.encode()
+            part = (murmur2(key) & 0x7FFFFFFF) % partitions
+            rec = CatalogEmbedding("item", version, ts, item_id, len(vec), encode_vectors(vec), "")
+            self._producer.send(topic, key=key, value=serde.dumps(rec.to_dict()), partition=part)
+            counts[part] += 1
+        self._producer.flush()
+        for part in range(partitions):
+            marker = CatalogEmbedding("complete", version, ts, partition=part, items=counts[part])
+            self._producer.send(
+                topic, key=marker.key.encode(), value=serde.dumps(marker.to_dict()), partition=part
+            )
+        self._producer.flush()
 
     def _send_valid(
         self, validate: Callable[[Any], Any], topic: str, key: str, doc: dict[str, Any], what: str

@@ -145,7 +145,9 @@ class ItemIndex:
         for i in range(len(q)):
             hits: list[tuple[str, float]] = []
             skip_i = skip[i]
-            for row, score in zip(rows[i].tolist(), scores[i].tolist(), strict=True):
+            # Rounded: float32 sums differ in the last bits with the batch shape (BLAS
+            # blocking); lists must not depend on how events were batched.
+            for row, score in zip(rows[i].tolist(), np.round(scores[i], 6).tolist(), strict=True):
                 if row < 0:
                     break
                 item = item_of[row]
@@ -165,7 +167,7 @@ class ItemIndex:
         out = np.zeros(len(items), dtype=np.float64)
         if known.any():
             out[known] = self._matrix[rows[known]] @ np.asarray(query, dtype=np.float32)
-        return out
+        return np.round(out, 6)
 
     def __len__(self) -> int:
         return len(self._row_of)

@@ -95,7 +95,7 @@ class InterestModel:
             return
         self._same_space(s, version)
         if s.interest is None:
-            s.interest, s.interest_ts = weight * vector.astype(np.float32), ts
+            s.interest, s.interest_ts = _as_stored(weight * vector), ts
             return
         if ts > s.interest_ts:
             s.interest = s.interest * 0.5 ** ((ts - s.interest_ts) / self.interest_half_life_ms)
@@ -105,10 +105,11 @@ class InterestModel:
         norm = float(np.linalg.norm(s.interest))
         if norm > 1_000.0:
             s.interest = s.interest * (100.0 / norm)
+        s.interest = _as_stored(s.interest)
 
     def add_query(self, s: UserVectors, vector: np.ndarray, ts: int, version: str) -> None:
         self._same_space(s, version)
-        s.intent, s.intent_ts = vector.astype(np.float32), ts
+        s.intent, s.intent_ts = _as_stored(vector), ts
 
     def user_vector(self, s: UserVectors, now: int, version: str | None) -> np.ndarray | None:
         """Unit vector for retrieval in `version`, or None without usable vectors."""
@@ -127,3 +128,10 @@ class InterestModel:
             return None
         norm = float(np.linalg.norm(out))
         return None if norm == 0 else (out / norm).astype(np.float32)
+
+
+def _as_stored(v: np.ndarray) -> np.ndarray:
+    """Rounded to float16 at every step, as the profile stores it: the vector is the
+    same whether or not the profile was saved in between (lists must not depend on
+    how events were batched)."""
+    return np.asarray(v, dtype=np.float32).astype("<f2").astype(np.float32)

@@ -340,7 +340,7 @@ class Recommender:
         pool = getattr(self, "rank_pool", 0)
         if pool and len(items) > pool:
             # Features cost per row: rank the best `pool` by their strongest source score.
-            keep = np.sort(np.argpartition(-np.asarray(pre), pool - 1)[:pool]).tolist()
+            keep = sorted(sorted(range(len(items)), key=lambda i: (-pre[i], items[i]))[:pool])
             items = [items[i] for i in keep]
             sources = [sources[i] for i in keep]
 
@@ -349,10 +349,10 @@ class Recommender:
         model: FixedBlend | OnlineRanker = (
             self.ranker if self.ranker is not None and self.ranker.ready else self.blend
         )
-        scores = model.score(x)
-        shortlist = min(len(items), 4 * k)
-        top = np.argpartition(-scores, shortlist - 1)[:shortlist]
-        order = sorted(top.tolist(), key=lambda i: (-scores[i], items[i]))
+        # Rounded before sorting: ties (and near-ties in the last float bits) break by
+        # item id, so lists never depend on the order candidates arrived in.
+        scores = np.round(model.score(x), 9)
+        order = sorted(range(len(items)), key=lambda i: (-scores[i], items[i]))
 
         out: list[RecItem] = []
         per_cat: dict[str, int] = {}
