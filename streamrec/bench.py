@@ -24,10 +24,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from streamrec import serde
 from streamrec.admin import admin_client
 from streamrec.client import EventProducer, RecommendationReader
+from streamrec.contracts import CATALOG_EMBEDDINGS, partitions_for
+from streamrec.core.engine import DictProfileStore, Engine
 from streamrec.core.histogram import LogHistogram
+from streamrec.core.ingest import RawMessage
 from streamrec.datasets.synthetic import SyntheticShop
 from streamrec.records import RawEvent
 from streamrec.settings import Settings
@@ -75,6 +80,15 @@ def _measure(
     settings: Settings, args: argparse.Namespace, loads: list[int], attached: bool
 ) -> dict[str, Any]:
     shop = SyntheticShop(seed=int(time.time()))
+    rank_items = [int(x) for x in str(getattr(args, "rank_items", "") or "").split(",") if x]
+    rank_latency: dict[str, Any] = {}
+    for n_items in rank_items:
+        _log(f"rank stage latency in process, {n_items:,} items with 384-d vectors")
+        rank_latency[str(n_items)] = measure_rank_latency(settings, n_items)
+    if rank_items and not attached:
+        _log(f"publishing the catalog and {len(shop.catalog):,} item vectors for the ranked run")
+        publish_shop_vectors(settings, shop)
+        time.sleep(5)  # the worker follows catalog.embeddings from the start
     _log(f"throughput: {args.events:,} events as a backlog")
     throughput = measure_throughput(settings, shop, args.events)
     freshness: dict[str, Any] = {}
@@ -106,6 +120,9 @@ def _measure(
         "offered": freshness,
         "raw_passthrough_per_s": round(raw, 1) if raw else None,
         "scorer_round_trip": scorer,
+        "rank_latency_ms": rank_latency or None,
+        # With item vectors loaded, every event runs retrieval (FAISS) and ranking.
+        "events_per_s_ranked": round(throughput["events_per_s"], 1) if rank_items else None,
         "config": {
             "scorer": bool(getattr(args, "scorer", False)),
             "encoder_threads": settings.encoder_threads,
@@ -119,6 +136,66 @@ def _measure(
             "python": sys.version.split()[0],
         },
     }
+
+
+def synthetic_vectors(n: int, dim: int = 384, seed: int = 0) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def measure_rank_latency(
+    settings: Settings, n_items: int, events: int = 3_000, dim: int = 384
+) -> dict[str, Any]:
+    """Per-event latency of the core stage (ingest, profile, retrieval, ranking), in process.
+
+    A synthetic shop with `n_items` items and random unit vectors (HNSW above
+    STREAMREC_INDEX_HNSW_ABOVE); the first half of the events warms profiles,
+    trending and co-visitation, the second half is timed one event at a time.
+    """
+    s = settings.with_overrides(partitions=1)
+    engine = Engine.from_settings(s)
+    shop = SyntheticShop(users=5_000, items=n_items, seed=1)
+    for item in shop.catalog:
+        engine.catalog.upsert(item)
+    t0 = time.perf_counter()
+    engine.item_vectors.add_many(
+        [it.item_id for it in shop.catalog], "synthetic@1", synthetic_vectors(n_items, dim)
+    )
+    engine.item_vectors.mark_complete("synthetic@1", 0, ts=1)
+    build_s = time.perf_counter() - t0
+    now = int(time.time() * 1000)
+    evs = shop.events(events, start_ts=now - events * 50, step_ms=50)
+    msgs = [
+        RawMessage(serde.dumps(e.to_dict()), e.user_id.encode(), 0, i, now)
+        for i, e in enumerate(evs)
+    ]
+    store = DictProfileStore()
+    half = events // 2
+    for i in range(0, half, 200):
+        engine.process_batch(msgs[i : i + 200], store, now)
+    hist = LogHistogram()
+    for m in msgs[half:]:
+        t = time.perf_counter()
+        engine.process_batch([m], store, now)
+        hist.record((time.perf_counter() - t) * 1000)
+    return {
+        "items": n_items,
+        "index": "hnsw" if n_items > s.index_hnsw_above else "flat",
+        "index_build_s": round(build_s, 1),
+    } | hist.summary((50, 95, 99))
+
+
+def publish_shop_vectors(settings: Settings, shop: SyntheticShop, dim: int = 384) -> None:
+    """The shop's catalog and a random vector per item, as the scorer would publish them."""
+    vectors = synthetic_vectors(len(shop.catalog), dim)
+    with EventProducer(settings) as producer:
+        for item in shop.catalog:
+            producer.publish_item(item)
+        producer.publish_vectors(
+            {it.item_id: vectors[i] for i, it in enumerate(shop.catalog)},
+            "synthetic@1",
+            partitions=partitions_for(CATALOG_EMBEDDINGS, settings.partitions),
+        )
 
 
 def measure_throughput(settings: Settings, shop: SyntheticShop, n: int) -> dict[str, Any]:
@@ -280,5 +357,8 @@ def _print_human(r: dict[str, Any]) -> None:
             f"scorer over Kafka, {n} in flight: {rt['texts_per_s']:,.0f} texts/s, round trip "
             f"p50 {q.get('p50', 0):.0f} ms p99 {q.get('p99', 0):.0f} ms"
         )
+    for n, rl in (r.get("rank_latency_ms") or {}).items():
+        print(f"rank stage, {int(n):,} items ({rl['index']}): p50 {rl['p50']:.2f} ms, "
+              f"p99 {rl['p99']:.2f} ms")  # fmt: skip
     if r["raw_passthrough_per_s"]:
         print(f"raw aiokafka ceiling   {r['raw_passthrough_per_s']:>10,.0f} msg/s")

@@ -281,6 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run a scorer too: searches get query vectors; adds the Kafka round-trip figures",
     )
+    sp.add_argument(
+        "--rank-items",
+        help="e.g. 10000,100000: rank-stage latency in process at these catalog sizes, and "
+        "the throughput run with item vectors loaded (events_per_s_ranked)",
+    )
     sp.add_argument("--out", help="also write the JSON here")
     sp.set_defaults(func=cmd_bench)
 

@@ -70,6 +70,13 @@ class ItemVectors:
             self._spaces[version] = space
         space.upsert(item_id, vector)
 
+    def add_many(self, item_ids: Sequence[str], version: str, vectors: np.ndarray) -> None:
+        space = self._spaces.get(version)
+        if space is None:
+            space = ItemIndex(int(vectors.shape[-1]), hnsw_above=self.hnsw_above)
+            self._spaces[version] = space
+        space.add_many(item_ids, vectors)
+
     def remove(self, item_id: str) -> None:
         """The item is gone from the catalog (tombstone): drop it from every version."""
         for space in self._spaces.values():
