@@ -8,7 +8,12 @@ pipeline with --bootstrap / --topic-prefix) and prints one JSON object:
 * ``freshness_ms``: per offered load, p50/p95/p99 of event produced -> list
   produced (``produced_ts - ingest_ts``), and ``e2e_ms`` to the reader;
 * ``raw_passthrough_per_s``: a plain aiokafka consume -> produce loop on the
-  same broker in the same run: the ceiling any Kafka consumer here could reach.
+  same broker in the same run: the ceiling any Kafka consumer here could reach;
+* with ``--scorer``: ``scorer_round_trip`` (Kafka request/reply to a scorer);
+* with ``--rank-items 10000,100000``: ``rank_latency_ms`` (items -> p50/p95/p99
+  of the core stage per event, in process, synthetic 384-d vectors) and
+  ``events_per_s_ranked`` (the throughput run with the shop's catalog and item
+  vectors loaded, so every event runs retrieval and ranking).
 """
 
 from __future__ import annotations

@@ -172,7 +172,7 @@ class Settings:
     intent_half_life_s: float = 600.0
     #: Candidates that get full features and a score: the best of the merged pool by
     #: their strongest source score (features cost per row; 0 = all of them).
-    rank_pool: int = 100
+    rank_pool: int = 60
     #: Online ranker (river): on/off, examples before it replaces the fixed blend, how
     #: long a shown item may wait for its click, share of unclicked ones learned as negatives.
     ranker_enabled: bool = True

@@ -374,7 +374,10 @@ class Engine:
                 rows.append(j)
                 queries.append(vec)
         if rows:
-            found = self.item_vectors.search_batch(np.stack(queries), self.interest_candidates)
+            # The ranker scores at most rank_pool candidates: more hits would be cut anyway.
+            pool = getattr(self.recommender, "rank_pool", 0)
+            k = min(self.interest_candidates, pool) if pool else self.interest_candidates
+            found = self.item_vectors.search_batch(np.stack(queries), k)
             for j, f in zip(rows, found, strict=True):
                 hits[j] = f
         return vectors, hits, states

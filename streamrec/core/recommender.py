@@ -52,8 +52,7 @@ class RankContext:
     interest_hits: Sequence[tuple[str, float]] = field(default_factory=list)
 
 
-def _top_features(contrib: np.ndarray, n: int = 3) -> tuple[tuple[str, float], ...]:
-    values = contrib.tolist()
+def _top_features(values: list[float], n: int = 3) -> tuple[tuple[str, float], ...]:
     order = sorted(range(len(values)), key=values.__getitem__, reverse=True)[:n]
     return tuple((FEATURES[i], round(values[i], 4)) for i in order if values[i] > 0)
 
@@ -203,7 +202,7 @@ class Recommender:
         exclude_recent: bool = True,
         max_per_category: int = 0,
         ranker: OnlineRanker | None = None,
-        rank_pool: int = 100,
+        rank_pool: int = 60,
     ) -> None:
         self.top_k = top_k
         self.anchors = anchors
@@ -331,13 +330,14 @@ class Recommender:
             if top_in_cat is not None:
                 for item, t in top_in_cat.top()[: self.category_candidates]:
                     add(item, "category", t)
+        pool = getattr(self, "rank_pool", 0)
         for hits, source in ((query_hits, "query"), (ctx.interest_hits, "interest")):
-            best = max((sim for _, sim in hits), default=0.0)
-            for item, sim in hits:
+            best = hits[0][1] if hits else 0.0  # best first
+            # Hits come best first: past the pool size none could make the shortlist.
+            for item, sim in hits[:pool] if pool else hits:
                 add(item, source, sim / best if best > 0 else 0.0)
         if not items:
             return []
-        pool = getattr(self, "rank_pool", 0)
         if pool and len(items) > pool:
             # Features cost per row: rank the best `pool` by their strongest source score.
             keep = sorted(sorted(range(len(items)), key=lambda i: (-pre[i], items[i]))[:pool])
@@ -351,10 +351,10 @@ class Recommender:
         )
         # Rounded before sorting: ties (and near-ties in the last float bits) break by
         # item id, so lists never depend on the order candidates arrived in.
-        scores = np.round(model.score(x), 9)
+        scores = np.round(model.score(x), 9).tolist()
         order = sorted(range(len(items)), key=lambda i: (-scores[i], items[i]))
 
-        out: list[RecItem] = []
+        chosen: list[int] = []
         per_cat: dict[str, int] = {}
         for i in order:
             item = items[i]
@@ -366,22 +366,31 @@ class Recommender:
                 if leaf and per_cat.get(leaf, 0) >= self.max_per_category:
                     continue
                 per_cat[leaf] = per_cat.get(leaf, 0) + 1
-            top_features = _top_features(model.contributions(x[i]))
+            chosen.append(i)
+            if len(chosen) == k:
+                break
+        if not chosen:
+            return []
+        # Explanations for what is shown only, in one matrix operation.
+        contrib = model.contributions(x[chosen]).tolist()
+        growth = x[chosen, FEATURE_INDEX["growth"]].round(4).tolist()
+        out: list[RecItem] = []
+        for n, i in enumerate(chosen):
+            item = items[i]
+            top_features = _top_features(contrib[n])
             cats = ctx.categories_of(item)
             out.append(
                 RecItem(
                     item,
-                    float(scores[i]),
+                    scores[i],
                     self._reason(top_features, anchor_of.get(item), best_cat.get(item)),
                     tuple(sources[i]),
                     top_features,
-                    potential=round(float(x[i, FEATURE_INDEX["growth"]]), 4),
+                    potential=growth[n],
                     category=cats[-1] if cats else None,
                     price=ctx.price_of(item) if ctx.price_of is not None else None,
                 )
             )
-            if len(out) == k:
-                break
         return out
 
     def _covisit(self, profile: Profile) -> tuple[dict[str, float], dict[str, str]]:
