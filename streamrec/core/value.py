@@ -28,6 +28,8 @@ import math
 from streamrec.core.profile import Profile
 
 DAY_MS = 86_400_000
+#: Orders above ~1M are clipped (log space): one absurd price must not blow up the model.
+MAX_LOG_ORDER_VALUE = math.log1p(1e6)
 
 
 class ValueModel:
@@ -58,9 +60,11 @@ class ValueModel:
 
     def observe_purchase(self, p: Profile, amount: float, ts: int) -> None:
         """Learn from one purchase; `p` is the profile *before* it."""
-        if amount <= 0:
+        if not amount > 0 or not math.isfinite(amount):
             return
-        self.model.learn_one(self._features(p, ts), math.log1p(amount))
+        target = min(math.log1p(amount), MAX_LOG_ORDER_VALUE)
+        self.max_target = max(getattr(self, "max_target", 0.0), target)
+        self.model.learn_one(self._features(p, ts), target)
         self.purchases += 1
 
     def expected_order_value(self, p: Profile, now: int | None = None) -> float:
@@ -68,7 +72,12 @@ class ValueModel:
         if self.purchases == 0:
             return own
         now = p.last_seen if now is None else now
-        guess = max(0.0, math.expm1(self.model.predict_one(self._features(p, now))))
+        log_guess = self.model.predict_one(self._features(p, now))
+        if not math.isfinite(log_guess):  # an SGD step too far: fall back, never raise
+            log_guess = math.log1p(own)
+        # A linear model extrapolates: never beyond the largest order value seen.
+        ceiling = getattr(self, "max_target", MAX_LOG_ORDER_VALUE)
+        guess = math.expm1(min(max(log_guess, 0.0), ceiling))
         k = self.prior_orders
         return (k * guess + p.orders * own) / (k + p.orders)
 

@@ -164,3 +164,34 @@ def test_user_vectors_round_trip_through_the_profile():
     back = UserVectors.from_dict(Profile.from_bytes(p.to_bytes()).vectors)
     assert np.allclose(m.user_vector(back, T0, "v1"), [0.6, 0.8], atol=1e-3)
     assert m.user_vector(back, T0, "v2") is None  # another encoder: another space
+
+
+def test_value_model_learns_order_values_and_stays_bounded():
+    import math
+
+    from streamrec.core.value import ValueModel
+
+    m = ValueModel()
+    rng = random.Random(0)
+    profiles = {u: Profile.new(f"u{u}") for u in range(50)}
+    big_spenders = set(range(10))
+    for n in range(2_000):
+        u = rng.randrange(50)
+        p = profiles[u]
+        amount = rng.uniform(150, 250) if u in big_spenders else rng.uniform(5, 15)
+        ts = T0 + n * 3_600_000
+        if n == 500:  # a broken price must not poison the model
+            m.observe_purchase(Profile.new("broken"), 1e12, ts)
+        if not p.first_seen:
+            p.first_seen = ts
+        m.observe_purchase(p, amount, ts)
+        p.orders += 1
+        p.spend += amount
+        p.last_seen = ts
+    now = T0 + 2_000 * 3_600_000
+    big = [m.estimate(profiles[u], now) for u in big_spenders]
+    small = [m.estimate(profiles[u], now) for u in range(10, 50)]
+    assert all(math.isfinite(v) for v in big + small)
+    assert min(big) > 5 * max(small)
+    newcomer = Profile.new("new")
+    assert m.estimate(newcomer, now) == 0.0 and 0 < m.expected_order_value(newcomer, now) < 1e4
