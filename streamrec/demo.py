@@ -97,9 +97,14 @@ def _run(
 
     say("waiting for the worker to work through the backlog")
     reader.wait_quiet(timeout_s=600)
-    deadline = time.time() + 60
-    while len(recs) < expected_valid and time.time() < deadline:
-        recs.extend(reader.poll(0.5))
+    # Read until every list is in, or nothing new has come for 30 s: the live phase
+    # must start on an idle worker, or it measures the tail of the backlog.
+    idle_deadline = time.time() + 30
+    while len(recs) < expected_valid and time.time() < idle_deadline:
+        got = reader.poll(0.5)
+        if got:
+            recs.extend(got)
+            idle_deadline = time.time() + 30
     span_s = (max(r.produced_ts for r in recs) - min(r.produced_ts for r in recs)) / 1000
     backlog_rate = len(recs) / max(span_s, 1e-9)
     say(f"replay processed: {len(recs):,} recommendations in {time.time() - t0:.1f} s")
