@@ -259,7 +259,9 @@ class Recommender:
         if self.ranker is None or not event.shown:
             return
         items = list(dict.fromkeys(event.shown))[:100]
-        features = self._features(profile, items, {}, {}, ctx)
+        # The same features as at serving time (the ranker learns what it will score).
+        covisit, _anchors = self._covisit(profile)
+        features = self._features(profile, items, covisit, {}, ctx)
         self.ranker.on_impression(event.user, dict(zip(items, features, strict=True)), event.ts)
 
     @property
