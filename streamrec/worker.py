@@ -126,6 +126,7 @@ class Worker:
         self.engine = engine or Engine.from_settings(s, recommender=self._load_snapshot())
         #: catalog.embeddings partition -> next offset the item vectors have not seen
         self.embedding_offsets: dict[int, int] = self._load_vectors_snapshot()
+        self._vectors_written = dict(self.embedding_offsets)
         self.t_events = s.topic(STOREFRONT_EVENTS)
         self.t_recs = s.topic(RECOMMENDATIONS)
         self.t_dlq = s.topic(EVENTS_DLQ)
@@ -434,8 +435,13 @@ class Worker:
 
     def _write_snapshot(self) -> None:
         _write_atomic(self.snapshot_path, self.engine.recommender.snapshot())
+        # Item vectors are large (100k x 384 floats plus the index: hundreds of MB) and
+        # change only with the catalog: written only when catalog.embeddings moved.
+        if self.embedding_offsets == self._vectors_written:
+            return
         state = {"offsets": dict(self.embedding_offsets), "vectors": self.engine.item_vectors}
         _write_atomic(self.vectors_path, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+        self._vectors_written = dict(self.embedding_offsets)
 
     def _load_vectors_snapshot(self) -> dict[int, int]:
         if not self.vectors_path.is_file():
