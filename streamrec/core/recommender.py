@@ -52,11 +52,6 @@ class RankContext:
     interest_hits: Sequence[tuple[str, float]] = field(default_factory=list)
 
 
-def _top_features(values: list[float], n: int = 3) -> tuple[tuple[str, float], ...]:
-    order = sorted(range(len(values)), key=values.__getitem__, reverse=True)[:n]
-    return tuple((FEATURES[i], round(values[i], 4)) for i in order if values[i] > 0)
-
-
 MODEL_VERSION = "trending-covisit-1"
 
 
@@ -374,12 +369,15 @@ class Recommender:
         if not chosen:
             return []
         # Explanations for what is shown only, in one matrix operation.
-        contrib = model.contributions(x[chosen]).tolist()
+        contrib_m = model.contributions(x[chosen])
+        best3 = np.argsort(-contrib_m, axis=1, kind="stable")[:, :3].tolist()
+        contrib = contrib_m.round(4).tolist()
         growth = x[chosen, FEATURE_INDEX["growth"]].round(4).tolist()
         out: list[RecItem] = []
         for n, i in enumerate(chosen):
             item = items[i]
-            top_features = _top_features(contrib[n])
+            row = contrib[n]
+            top_features = tuple((FEATURES[f], row[f]) for f in best3[n] if row[f] > 0)
             cats = ctx.categories_of(item)
             out.append(
                 RecItem(
