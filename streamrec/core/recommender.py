@@ -497,7 +497,26 @@ class Recommender:
         obj = pickle.loads(data)
         if not isinstance(obj, Recommender):
             raise TypeError(f"snapshot holds a {type(obj).__name__}, not a Recommender")
+        obj._upgrade()
         return obj
+
+    def _upgrade(self) -> None:
+        """Fill in state that snapshots from older versions lack (learned from here on)."""
+        d = self.__dict__
+        if "trending_long" not in d:
+            self.trending_long = Trending(
+                self.trending.half_life_ms / 1000.0 * 7, self.trending.pool
+            )
+        d.setdefault("trending_by_category", {})
+        d.setdefault("category_candidates", 10)
+        d.setdefault("rank_pool", 60)
+        if "blend" not in d:
+            self.blend = FixedBlend(
+                {"covisit": d.pop("w_covisit", 1.0), "popularity": d.pop("w_trending", 0.3),
+                 "affinity": d.pop("w_affinity", 0.2), "query_match": d.get("w_query", 1.0)}
+            )  # fmt: skip
+        if "value" not in d:
+            self.value = ValueModel()
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {"items": len(self.trending), "covisit_items": len(self.covisit)}

@@ -195,3 +195,17 @@ def test_value_model_learns_order_values_and_stays_bounded():
     assert min(big) > 5 * max(small)
     newcomer = Profile.new("new")
     assert m.estimate(newcomer, now) == 0.0 and 0 < m.expected_order_value(newcomer, now) < 1e4
+
+
+def test_a_snapshot_from_before_ranking_still_loads_and_serves():
+    rec = Recommender(top_k=3)
+    for n, item in enumerate(["a", "b", "a", "c"]):
+        rec.observe(Event(f"e{n}", "view", "u", T0 + n, item_id=item), [])
+    old = rec.__dict__
+    for name in ("trending_long", "trending_by_category", "category_candidates", "rank_pool",
+                 "blend", "value"):  # fmt: skip
+        del old[name]
+    old.update(w_covisit=1.0, w_trending=0.3, w_affinity=0.2)
+    restored = Recommender.restore(pickle.dumps(rec))
+    restored.observe(Event("e9", "view", "u", T0 + 9, item_id="b"), ["a"], ("X",))
+    assert {x.item_id for x in restored.recommend(Profile.new("x"), None)} == {"a", "b", "c"}
