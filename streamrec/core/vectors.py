@@ -61,9 +61,15 @@ class ItemVectors:
         #: version -> {partition: ts of its completion marker}
         self._complete: dict[str, dict[int, int]] = {}
         self.active_version: str | None = None
+        #: Unavailable items' vectors, out of the indexes until they are back.
+        self._parked: dict[str, dict[str, np.ndarray]] = {}  # item -> version -> vector
 
     def upsert(self, item_id: str, version: str, vector: np.ndarray) -> None:
         vector = np.asarray(vector, dtype=np.float32)
+        parked = getattr(self, "_parked", {}).get(item_id)
+        if parked is not None:
+            parked[version] = vector
+            return
         space = self._spaces.get(version)
         if space is None:
             space = ItemIndex(int(vector.shape[-1]), hnsw_above=self.hnsw_above)
@@ -81,6 +87,27 @@ class ItemVectors:
         """The item is gone from the catalog (tombstone): drop it from every version."""
         for space in self._spaces.values():
             space.remove(item_id)
+        getattr(self, "_parked", {}).pop(item_id, None)
+
+    def set_available(self, item_id: str, available: bool) -> None:
+        """Unavailable items leave the indexes (searches never spend hits on them) and
+        come back with their vectors when the catalog says they are available again."""
+        parked_all = self.__dict__.setdefault("_parked", {})
+        if not available:
+            if item_id in parked_all:
+                return
+            parked: dict[str, np.ndarray] = {}
+            for version, space in self._spaces.items():
+                vec = space.get(item_id)
+                if vec is not None:
+                    parked[version] = vec.copy()
+                    space.remove(item_id)
+            parked_all[item_id] = parked
+            return
+        for version, vec in parked_all.pop(item_id, {}).items():
+            back = self._spaces.get(version)
+            if back is not None:
+                back.upsert(item_id, vec)
 
     def mark_complete(self, version: str, partition: int, ts: int) -> None:
         """The scorer finished `version` for catalog `partition`; may switch versions."""

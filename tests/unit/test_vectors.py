@@ -79,3 +79,18 @@ def test_wrong_dimension_query_finds_nothing_instead_of_crashing():
     store.upsert("a", "v", unit(1, 0))
     store.mark_complete("v", 0, ts=1)
     assert store.search(unit(1, 0, 0), 3) == []
+
+
+def test_unavailable_items_leave_the_index_and_come_back():
+    store = ItemVectors(partitions=1)
+    store.upsert("a", "v", unit(1, 0))
+    store.upsert("b", "v", unit(1, 0.1))
+    store.mark_complete("v", 0, ts=1)
+    store.set_available("a", False)
+    assert [i for i, _ in store.search(unit(1, 0), 2)] == ["b"]
+    store.upsert("a", "v", unit(0, 1))  # a new vector while unavailable: kept aside
+    assert [i for i, _ in store.search(unit(0, 1), 2)] == ["b"]
+    store.set_available("a", True)
+    assert store.search(unit(0, 1), 1)[0][0] == "a"
+    store.set_available("a", True)  # idempotent
+    assert len(store) == 2
