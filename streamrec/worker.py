@@ -374,9 +374,7 @@ class Worker:
             return None
         doc = parse_document(r.value, validate, "catalog item")
         if not isinstance(doc, Rejection):
-            item = CatalogItem.from_dict(doc)
-            self.engine.catalog.upsert(item)
-            self.engine.item_vectors.set_available(item.item_id, item.available)
+            self.engine.upsert_item(CatalogItem.from_dict(doc))
             return None
         msg = RawMessage(r.value, r.key, r.partition, r.offset, r.timestamp, r.topic)
         return doc.dead_letter(msg, now_ms())

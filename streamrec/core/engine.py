@@ -41,7 +41,7 @@ from streamrec.core.profile import EVENT_WEIGHTS, Profile, ProfileUpdater
 from streamrec.core.ranking import OnlineRanker
 from streamrec.core.recommender import RankContext, Recommender
 from streamrec.core.vectors import ItemVectors
-from streamrec.records import DeadLetter, Event, Recommendation
+from streamrec.records import CatalogItem, DeadLetter, Event, Recommendation
 from streamrec.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -199,6 +199,11 @@ class Engine:
             interest=InterestModel(s.interest_half_life_s, s.intent_half_life_s),
             interest_candidates=s.interest_candidates,
         )
+
+    def upsert_item(self, item: CatalogItem) -> None:
+        """A catalog record: attributes for ranking, availability for the item index too."""
+        self.catalog.upsert(item)
+        self.item_vectors.set_available(item.item_id, item.available)
 
     def process_batch(
         self,

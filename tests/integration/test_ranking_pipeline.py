@@ -105,7 +105,7 @@ def test_in_process_core_and_the_pipeline_rank_the_same_with_vectors_and_learnin
     events = synthetic_stream(shop, 1_500, start_ts=now - 2_000_000)
     engine = Engine.from_settings(s)
     for it in shop.catalog:
-        engine.catalog.upsert(it)
+        engine.upsert_item(it)
     for item, vec in vectors.items():
         engine.item_vectors.upsert(item, VERSION, vec)
     engine.item_vectors.mark_complete(VERSION, 0, ts=1)
