@@ -158,6 +158,10 @@ def measure_rank_latency(
     trending and co-visitation, the second half is timed one event at a time.
     """
     s = settings.with_overrides(partitions=1)
+    if s.rank_threads > 0:  # as in the worker process (numpy's own pool is fixed at import)
+        import faiss
+
+        faiss.omp_set_num_threads(s.rank_threads)
     engine = Engine.from_settings(s)
     shop = SyntheticShop(users=5_000, items=n_items, seed=1)
     for item in shop.catalog:

@@ -181,6 +181,9 @@ class Settings:
     negative_rate: float = 0.25
     #: Diversity: at most this many items of one (leaf) category per list (0: no limit).
     max_per_category: int = 6
+    #: BLAS / OpenMP threads of a worker (FAISS, numpy); 0 = the libraries' default.
+    #: Scale out with worker processes instead: small matrices gain nothing from threads.
+    rank_threads: int = 1
     #: Item index: exact inner product up to this many items per encoder version,
     #: HNSW (approximate, ~1 ms at a million items) above.
     index_hnsw_above: int = 50_000

@@ -119,6 +119,10 @@ class Worker:
     def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
         self.settings = s = settings
         set_fetch_max_wait_ms(s.fetch_max_wait_ms)
+        if s.rank_threads > 0:
+            import faiss
+
+            faiss.omp_set_num_threads(s.rank_threads)
         Path(s.data_dir, "faust").mkdir(parents=True, exist_ok=True)
         self.worker_id = f"{s.hostname()}-{os.getpid()}"
         self.snapshot_path = Path(s.data_dir) / f"{s.app_id}-recommender.pkl"
