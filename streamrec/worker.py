@@ -36,6 +36,7 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streamrec import serde
+from streamrec.aio import wait_partitions
 from streamrec.contracts import (
     CATALOG_EMBEDDINGS,
     CATALOG_ITEMS,
@@ -325,12 +326,7 @@ class Worker:
         try:
             tps = []
             for topic in (self.t_catalog, self.t_embeddings):
-                parts = consumer.partitions_for_topic(topic)
-                while not parts:
-                    await asyncio.sleep(1.0)
-                    await consumer.topics()
-                    parts = consumer.partitions_for_topic(topic)
-                tps += [TopicPartition(topic, p) for p in sorted(parts)]
+                tps += [TopicPartition(topic, p) for p in await wait_partitions(consumer, topic)]
             consumer.assign(tps)
             await self._seek_catalog(consumer, tps)
             while True:

@@ -380,9 +380,9 @@ class Engine:
                 queries.append(vec)
         if rows:
             # The ranker scores at most rank_pool candidates: more hits would be cut anyway.
-            pool = getattr(self.recommender, "rank_pool", 0)
-            k = min(self.interest_candidates, pool) if pool else self.interest_candidates
-            found = self.item_vectors.search_batch(np.stack(queries), k)
+            found = self.item_vectors.search_batch(
+                np.stack(queries), self._hits_wanted(self.interest_candidates)
+            )
             for j, f in zip(rows, found, strict=True):
                 hits[j] = f
         return vectors, hits, states
@@ -397,6 +397,11 @@ class Engine:
             if entry is not None and entry[0] == version:
                 self.interest.add_query(state, entry[1], event.ts, version)
 
+    def _hits_wanted(self, k: int) -> int:
+        """FAISS hits worth fetching: the ranker scores at most `rank_pool` candidates."""
+        pool = self.recommender.rank_pool
+        return min(k, pool) if pool else k
+
     def _search_queries(self, ingested: Ingested) -> dict[str, list[tuple[str, float]]]:
         """Item hits for every distinct query of the batch that has a vector: one search."""
         texts: dict[str, np.ndarray] = {}
@@ -408,7 +413,7 @@ class Engine:
         if not texts:
             return {}
         found = self.item_vectors.search_batch(
-            np.stack(list(texts.values())), self.query_candidates
+            np.stack(list(texts.values())), self._hits_wanted(self.query_candidates)
         )
         return dict(zip(texts, found, strict=True))
 
@@ -433,11 +438,11 @@ class Engine:
         catalog = self.catalog
         categories = catalog.categories(event.item_id) if event.item_id else ()
         self.recommender.observe(event, session_items, categories)
-        value = getattr(self.recommender, "value", None)
-        if event.type == "purchase" and value is not None:
+        value = self.recommender.value
+        if event.type == "purchase":
             value.observe_purchase(profile, (event.price or 0.0) * event.quantity, event.ts)
         self.updater.update(profile, event, categories)
-        if event.type == "purchase" and value is not None:
+        if event.type == "purchase":
             profile.value = value.estimate(profile, event.ts)
         flags: tuple[str, ...] = ()
         hits: list[tuple[str, float]] = []

@@ -126,7 +126,7 @@ class OnlineRanker:
     @property
     def ready(self) -> bool:
         """True while the ranker ranks better than the fixed blend on recent feedback."""
-        return getattr(self, "_ready", False)
+        return self._ready
 
     def _judge(self) -> None:
         if self.updates < self.min_updates or self.positives < self.min_positives:

@@ -52,9 +52,6 @@ class RankContext:
     interest_hits: Sequence[tuple[str, float]] = field(default_factory=list)
 
 
-MODEL_VERSION = "trending-covisit-1"
-
-
 class Trending:
     """Time-decayed popularity. score(t) = sum_i w_i * 2^-((t - t_i) / half_life)."""
 
@@ -220,7 +217,6 @@ class Recommender:
         self.ranker = ranker
         if ranker is not None:
             ranker.baseline = self.blend  # judged against the blend it would replace
-        self.model_version = MODEL_VERSION
 
     # -- learning ---------------------------------------------------------------
 
@@ -241,13 +237,12 @@ class Recommender:
         self.trending.add(item, weight, event.ts)
         self.trending_long.add(item, weight, event.ts)
         self.covisit.add(item, session_items, weight)
-        by_cat = getattr(self, "trending_by_category", None)
-        if by_cat is not None:
-            for cat in categories:
-                t = by_cat.get(cat)
-                if t is None:
-                    t = by_cat[cat] = Trending(self.trending.half_life_ms / 1000.0, pool=50)
-                t.add(item, weight, event.ts)
+        by_cat = self.trending_by_category
+        for cat in categories:
+            t = by_cat.get(cat)
+            if t is None:
+                t = by_cat[cat] = Trending(self.trending.half_life_ms / 1000.0, pool=50)
+            t.add(item, weight, event.ts)
 
     def observe_impression(self, event: Event, profile: Profile, ctx: RankContext) -> None:
         """The storefront showed `event.shown`: remember their features for feedback."""
@@ -321,13 +316,13 @@ class Recommender:
                 n_trending += 1
                 if n_trending >= 2 * k:
                     break
-        by_cat = getattr(self, "trending_by_category", {})
+        by_cat = self.trending_by_category
         for cat, _aff in heapq.nlargest(2, profile.affinity.items(), key=itemgetter(1)):
             top_in_cat = by_cat.get(cat)
             if top_in_cat is not None:
                 for item, t in top_in_cat.top()[: self.category_candidates]:
                     add(item, "category", t)
-        pool = getattr(self, "rank_pool", 0)
+        pool = self.rank_pool
         for hits, source in ((query_hits, "query"), (ctx.interest_hits, "interest")):
             best = hits[0][1] if hits else 0.0  # best first
             # Hits come best first: past the pool size none could make the shortlist.
@@ -461,9 +456,8 @@ class Recommender:
                     if best_cat is not None:
                         best_cat[item] = cat_best
         user_price = profile.spend / profile.orders if profile.orders and profile.spend else 0.0
-        value = getattr(self, "value", None)
-        if not user_price and value is not None:
-            user_price = value.expected_order_value(profile)  # what a user like this pays
+        if not user_price:
+            user_price = self.value.expected_order_value(profile)  # what a user like this pays
         if user_price > 0 and ctx.price_of is not None:
             prices = np.array([ctx.price_of(i) or 0.0 for i in items], dtype=np.float64)
             with np.errstate(divide="ignore"):

@@ -46,6 +46,8 @@ class ValueModel:
             optimizer=optim.SGD(0.01), intercept_lr=0.1
         )
         self.purchases = 0
+        #: Largest log order value learned: predictions never go past it.
+        self.max_target = 0.0
         self.version = "river-linreg-value-1"
 
     @staticmethod
@@ -63,7 +65,7 @@ class ValueModel:
         if not amount > 0 or not math.isfinite(amount):
             return
         target = min(math.log1p(amount), MAX_LOG_ORDER_VALUE)
-        self.max_target = max(getattr(self, "max_target", 0.0), target)
+        self.max_target = max(self.max_target, target)
         self.model.learn_one(self._features(p, ts), target)
         self.purchases += 1
 
@@ -76,8 +78,7 @@ class ValueModel:
         if not math.isfinite(log_guess):  # an SGD step too far: fall back, never raise
             log_guess = math.log1p(own)
         # A linear model extrapolates: never beyond the largest order value seen.
-        ceiling = getattr(self, "max_target", MAX_LOG_ORDER_VALUE)
-        guess = math.expm1(min(max(log_guess, 0.0), ceiling))
+        guess = math.expm1(min(max(log_guess, 0.0), self.max_target))
         k = self.prior_orders
         return (k * guess + p.orders * own) / (k + p.orders)
 

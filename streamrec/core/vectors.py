@@ -66,7 +66,7 @@ class ItemVectors:
 
     def upsert(self, item_id: str, version: str, vector: np.ndarray) -> None:
         vector = np.asarray(vector, dtype=np.float32)
-        parked = getattr(self, "_parked", {}).get(item_id)
+        parked = self._parked.get(item_id)
         if parked is not None:
             parked[version] = vector
             return
@@ -87,12 +87,12 @@ class ItemVectors:
         """The item is gone from the catalog (tombstone): drop it from every version."""
         for space in self._spaces.values():
             space.remove(item_id)
-        getattr(self, "_parked", {}).pop(item_id, None)
+        self._parked.pop(item_id, None)
 
     def set_available(self, item_id: str, available: bool) -> None:
         """Unavailable items leave the indexes (searches never spend hits on them) and
         come back with their vectors when the catalog says they are available again."""
-        parked_all = self.__dict__.setdefault("_parked", {})
+        parked_all = self._parked
         if not available:
             if item_id in parked_all:
                 return

@@ -29,6 +29,7 @@ import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streamrec import serde
+from streamrec.aio import wait_partitions
 from streamrec.contracts import SCORER_REPLIES, SCORER_REQUESTS, load_contract
 from streamrec.core.engine import QueryVectors
 from streamrec.core.histogram import LogHistogram
@@ -110,11 +111,7 @@ class ScorerClient:
             **s.aiokafka_security(),
         )
         await self._consumer.start()
-        parts = self._consumer.partitions_for_topic(self.t_replies)
-        while not parts:
-            await asyncio.sleep(0.5)
-            await self._consumer.topics()
-            parts = self._consumer.partitions_for_topic(self.t_replies)
+        parts = await wait_partitions(self._consumer, self.t_replies)
         self.reply_partition = zlib.crc32(self.client_id.encode()) % len(parts)
         tp = TopicPartition(self.t_replies, self.reply_partition)
         self._consumer.assign([tp])

@@ -47,6 +47,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
 from streamrec import serde
+from streamrec.aio import read_partition
 from streamrec.contracts import (
     CATALOG_EMBEDDINGS,
     CATALOG_ITEMS,
@@ -646,40 +647,6 @@ class _Rebalance(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         await self.service.on_assigned(set(assigned))
-
-
-async def read_partition(
-    settings: Settings, topic: str, partition: int, take: Callable[[Any], None]
-) -> int:
-    """Feed every record of one partition, from its start to its end now, to `take`.
-
-    Returns the offset to continue from.
-    """
-    s = settings
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=s.bootstrap_list(),
-        enable_auto_commit=False,
-        fetch_max_wait_ms=s.scorer_fetch_max_wait_ms,
-        **s.aiokafka_security(),
-    )
-    await consumer.start()
-    try:
-        tp = TopicPartition(topic, partition)
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        end = (await consumer.end_offsets([tp]))[tp]
-        position = await consumer.position(tp)
-        while position < end:
-            batch = await consumer.getmany(tp, timeout_ms=1000, max_records=5000)
-            records = batch.get(tp, [])
-            if not records:
-                break  # the end offset can trail on some brokers: nothing more is coming
-            for r in records:
-                take(r)
-            position = records[-1].offset + 1
-        return position
-    finally:
-        await consumer.stop()
 
 
 def run_foreground(settings: Settings, embedder: Embedder | None = None) -> int:
