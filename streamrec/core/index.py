@@ -1,9 +1,10 @@
 """One encoder version's item vectors in FAISS, updated item by item as they arrive.
 
-Exact inner product (`IndexFlatIP`) while the catalog is small; above
-`hnsw_above` items the index is rebuilt once as HNSW (approximate, inner
-product), which answers in ~1 ms at a million items. Vectors are unit length,
-so inner product is cosine similarity.
+Exact inner product while the catalog is small (faiss IndexFlatIP, or for a
+big batch of queries one BLAS matrix product over the vectors this class
+keeps anyway); above `hnsw_above` items the index is rebuilt once as FAISS HNSW
+(approximate, inner product), which answers in ~1 ms at a million items.
+Vectors are unit length, so inner product is cosine similarity.
 
 Updates and removals: the flat index removes ids in place. HNSW cannot remove,
 so an update adds the new vector under a new id and the old id becomes
@@ -24,12 +25,15 @@ True
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
 
 #: Default catalog size above which the index turns approximate (HNSW).
 HNSW_ABOVE = 50_000
+#: Exact search batches at least this large go through BLAS instead of faiss (`_exact`).
+EXACT_BLAS_MIN_QUERIES = 32
 
 
 class ItemIndex:
@@ -44,6 +48,7 @@ class ItemIndex:
         self._item_of: list[str | None] = []  # row -> item (None: dead row)
         self._row_of: dict[str, int] = {}
         self._dead = 0
+        self._dead_cache: np.ndarray | None = None
         self.hnsw = False
         self._index = self._new_index(hnsw=False)
 
@@ -62,10 +67,10 @@ class ItemIndex:
         row = self._append(item_id, vec)
         self._index.add_with_ids(vec, np.array([row], dtype=np.int64))
         grown_past = not self.hnsw and len(self._row_of) > self.hnsw_above
-        # Dead rows cost search over-fetch; past a quarter, a rebuild is cheaper.
-        too_dead = self.hnsw and self._dead > max(32, len(self._row_of) // 4)
+        # Dead rows cost search work (and over-fetch in HNSW); past a quarter, rebuild.
+        too_dead = self._dead > max(32, len(self._row_of) // 4)
         if grown_past or too_dead:
-            self.rebuild(hnsw=True)
+            self.rebuild()
 
     def add_many(self, item_ids: Sequence[str], vectors: np.ndarray) -> None:
         """Bulk load (a snapshot, a benchmark): one index build instead of one add each."""
@@ -81,11 +86,11 @@ class ItemIndex:
         row = self._row_of.get(item_id)
         if row is None:
             return False
-        if self.hnsw:
-            self._kill(row)
-        else:
+        if not self.hnsw:
             self._index.remove_ids(np.array([row], dtype=np.int64))
-            self._kill(row)
+        self._kill(row)
+        if self._dead > max(32, len(self._row_of) // 4):
+            self.rebuild()
         return True
 
     def _append(self, item_id: str, vec: np.ndarray) -> int:
@@ -105,6 +110,7 @@ class ItemIndex:
             del self._row_of[item]
         self._item_of[row] = None
         self._dead += 1
+        self._dead_cache = None
 
     def rebuild(self, hnsw: bool | None = None) -> None:
         """Re-create the index from the live vectors (compacts rows; picks the index type)."""
@@ -112,7 +118,7 @@ class ItemIndex:
         vectors = self._matrix[[self._row_of[i] for i in items]] if items else None
         self.hnsw = (len(items) > self.hnsw_above) if hnsw is None else hnsw
         self._matrix = np.zeros((max(64, len(items)), self.dim), dtype=np.float32)
-        self._item_of, self._row_of, self._dead = [], {}, 0
+        self._item_of, self._row_of, self._dead, self._dead_cache = [], {}, 0, None
         self._index = self._new_index(self.hnsw)
         if vectors is not None:
             for item, vec in zip(items, vectors, strict=True):
@@ -149,7 +155,10 @@ class ItemIndex:
         skip = [set(e) for e in exclude] if exclude is not None else [set()] * len(q)
         extra = max((len(s) for s in skip), default=0)
         fetch = min(live + self._dead, k + extra + (min(self._dead, 4 * k) if self.hnsw else 0))
-        scores, rows = self._index.search(q, fetch)
+        if self.hnsw or len(q) < EXACT_BLAS_MIN_QUERIES:
+            scores, rows = self._index.search(q, fetch)
+        else:
+            scores, rows = self._exact(q, fetch)
         scores[rows < 0] = 0.0  # FAISS pads missing results with -FLT_MAX
         out: list[list[tuple[str, float]]] = []
         item_of = self._item_of
@@ -170,10 +179,40 @@ class ItemIndex:
             out.append(hits)
         return out
 
+    def _exact(self, q: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-`fetch` for a large batch: one BLAS matrix product and a partial sort.
+
+        faiss's IndexFlatIP is faster for a few queries (its own SIMD loop) but its
+        bundled BLAS is slower for many: measured at 10k x 384 on one thread, 0.17
+        against 0.36 ms a query at 200 queries, 0.43 against 0.41 at 20.
+        Dead rows score -inf and come back as row -1, as FAISS pads.
+        """
+        n = len(self._item_of)
+        scores = q @ self._matrix[:n].T
+        if self._dead:
+            scores[:, self._dead_rows()] = -np.inf
+        fetch = min(fetch, n)
+        if fetch < n:
+            part = np.argpartition(scores, n - fetch, axis=1)[:, n - fetch :]
+        else:
+            part = np.broadcast_to(np.arange(n), scores.shape)
+        top = np.take_along_axis(scores, part, axis=1)
+        order = np.argsort(-top, axis=1, kind="stable")
+        rows = np.take_along_axis(part, order, axis=1).astype(np.int64)
+        top = np.take_along_axis(top, order, axis=1)
+        rows[~np.isfinite(top)] = -1
+        return top, rows
+
+    def _dead_rows(self) -> np.ndarray:
+        if self._dead_cache is None:
+            self._dead_cache = np.array(
+                [r for r, item in enumerate(self._item_of) if item is None], dtype=np.int64
+            )
+        return self._dead_cache
+
     def similarities(self, items: Sequence[str], query: np.ndarray) -> np.ndarray:
         """Inner product of `query` with each item's vector (0 where it has none)."""
-        get = self._row_of.get
-        rows = np.fromiter((get(i, -1) for i in items), dtype=np.int64, count=len(items))
+        rows = np.fromiter(map(self._row_of.get, items, repeat(-1)), np.int64, len(items))
         known = rows >= 0
         out = np.zeros(len(items), dtype=np.float64)
         if known.any():
@@ -192,7 +231,7 @@ class ItemIndex:
         import faiss
 
         n = len(self._item_of)
-        state = {k: v for k, v in self.__dict__.items() if k != "_index"}
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_index", "_dead_cache")}
         state["_matrix"] = self._matrix[:n].copy()
         state["_index_bytes"] = faiss.serialize_index(self._index)
         return state
@@ -202,6 +241,7 @@ class ItemIndex:
 
         blob = state.pop("_index_bytes")
         self.__dict__.update(state)
+        self._dead_cache = None
         if len(self._matrix) == 0:
             self._matrix = np.zeros((64, self.dim), dtype=np.float32)
         self._index = faiss.deserialize_index(blob)

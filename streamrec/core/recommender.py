@@ -23,6 +23,7 @@ import heapq
 import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain, repeat
 from operator import itemgetter
 from typing import Any
 
@@ -50,6 +51,15 @@ class RankContext:
     similarities: Callable[[Sequence[str], np.ndarray], np.ndarray] | None = None
     user_vector: np.ndarray | None = None
     interest_hits: Sequence[tuple[str, float]] = field(default_factory=list)
+
+
+def _normalised(hits: Sequence[tuple[str, float]]) -> dict[str, float]:
+    """{item: score / best score} for hits that come best first."""
+    best = hits[0][1] if hits else 0.0
+    if best <= 0:
+        return dict.fromkeys((item for item, _sim in hits), 0.0)
+    scale = 1.0 / best
+    return {item: sim * scale for item, sim in hits}
 
 
 class Trending:
@@ -103,8 +113,9 @@ class Trending:
 
     def scores(self, items: Sequence[str]) -> np.ndarray:
         """`score` for many items at once."""
-        get = self._scaled.get
-        raw = np.fromiter((get(i, 0.0) for i in items), dtype=np.float64, count=len(items))
+        raw = np.fromiter(
+            map(self._scaled.get, items, repeat(0.0)), dtype=np.float64, count=len(items)
+        )
         return raw * 2.0 ** (-(self._now - self._origin) / self.half_life_ms)
 
     def score(self, item: str) -> float:
@@ -286,58 +297,50 @@ class Recommender:
         if current_item is not None:
             excluded.add(current_item)
 
-        items: list[str] = []
-        sources: list[list[str]] = []
-        pre: list[float] = []  # best source score in [0, 1]: for the shortlist
-        row_of: dict[str, int] = {}
-
-        def add(item: str, source: str, score: float) -> None:
-            if item in excluded:
-                return
-            row = row_of.get(item)
-            if row is None:
-                row_of[item] = len(items)
-                items.append(item)
-                sources.append([source])
-                pre.append(score)
-            else:
-                if source not in sources[row]:
-                    sources[row].append(source)
-                if score > pre[row]:
-                    pre[row] = score
-
+        # Each source as {item: score in [0, 1]}, best first; merged with dict and numpy
+        # operations (no per-candidate Python): this runs for every event.
         covisit, anchor_of = self._covisit(profile)
-        for item, c in covisit.items():
-            add(item, "covisit", c)
-        n_trending = 0
-        for item, t in self.trending.top():
-            if item not in excluded:
-                add(item, "trending", t)
-                n_trending += 1
-                if n_trending >= 2 * k:
-                    break
+        trending = dict(self._top_trending(excluded, 2 * k))
         by_cat = self.trending_by_category
+        category: dict[str, float] = {}
         for cat, _aff in heapq.nlargest(2, profile.affinity.items(), key=itemgetter(1)):
             top_in_cat = by_cat.get(cat)
             if top_in_cat is not None:
                 for item, t in top_in_cat.top()[: self.category_candidates]:
-                    add(item, "category", t)
+                    if t > category.get(item, -1.0):
+                        category[item] = t
         pool = self.rank_pool
-        for hits, source in ((query_hits, "query"), (ctx.interest_hits, "interest")):
-            best = hits[0][1] if hits else 0.0  # best first
-            # Hits come best first: past the pool size none could make the shortlist.
-            for item, sim in hits[:pool] if pool else hits:
-                add(item, source, sim / best if best > 0 else 0.0)
-        if not items:
+        # Hits come best first: past the pool size none could make the shortlist.
+        query = _normalised(query_hits[:pool] if pool else query_hits)
+        interest = _normalised(ctx.interest_hits[:pool] if pool else ctx.interest_hits)
+        by_source = (
+            ("covisit", covisit),
+            ("trending", trending),
+            ("category", category),
+            ("query", query),
+            ("interest", interest),
+        )
+        candidates = dict.fromkeys(chain(covisit, trending, category, query, interest))
+        for item in excluded:
+            candidates.pop(item, None)
+        if not candidates:
             return []
+        # Sorted ids, then a stable sort by score: ties break by item id, so lists
+        # never depend on the order candidates arrived in.
+        items = sorted(candidates)
+        absent = repeat(-1.0)
+        per_source = np.array(
+            [list(map(src.get, items, absent)) for _name, src in by_source], dtype=np.float64
+        )
         if pool and len(items) > pool:
             # Features cost per row: rank the best `pool` by their strongest source score.
-            keep = sorted(sorted(range(len(items)), key=lambda i: (-pre[i], items[i]))[:pool])
-            items = [items[i] for i in keep]
-            sources = [sources[i] for i in keep]
+            keep = np.sort(np.argsort(-per_source.max(axis=0), kind="stable")[:pool])
+            items = [items[i] for i in keep.tolist()]
+            per_source = per_source[:, keep]
+        present = (per_source >= 0.0).T.tolist()
+        names = [name for name, _src in by_source]
 
-        best_cat: dict[str, str] = {}
-        x = self._features(profile, items, covisit, dict(query_hits), ctx, best_cat)
+        x = self._features(profile, items, covisit, dict(query_hits), ctx)
         model: FixedBlend | OnlineRanker = (
             self.ranker if self.ranker is not None and self.ranker.ready else self.blend
         )
@@ -378,8 +381,8 @@ class Recommender:
                 RecItem(
                     item,
                     scores[i],
-                    self._reason(top_features, anchor_of.get(item), best_cat.get(item)),
-                    tuple(sources[i]),
+                    self._reason(top_features, anchor_of.get(item), profile, cats),
+                    tuple(name for name, has in zip(names, present[i], strict=True) if has),
                     top_features,
                     potential=growth[n],
                     category=cats[-1] if cats else None,
@@ -414,21 +417,20 @@ class Recommender:
         covisit: dict[str, float],
         query_sims: dict[str, float],
         ctx: RankContext,
-        best_cat: dict[str, str] | None = None,
     ) -> np.ndarray:
         """The (len(items), len(FEATURES)) matrix, built column by column (no per-cell numpy)."""
         n = len(items)
         x = np.zeros((n, len(FEATURES)), dtype=np.float64)
         f = FEATURE_INDEX
+        zeros = repeat(0.0)
         if ctx.user_vector is not None and ctx.similarities is not None:
             x[:, f["similarity"]] = ctx.similarities(items, ctx.user_vector)
         best_q = max(query_sims.values(), default=0.0)
         if best_q > 0:
-            qget = query_sims.get
-            x[:, f["query_match"]] = [max(0.0, qget(i, 0.0)) / best_q for i in items]
+            sims = np.fromiter(map(query_sims.get, items, zeros), dtype=np.float64, count=n)
+            x[:, f["query_match"]] = np.maximum(sims, 0.0) / best_q
         if covisit:
-            cget = covisit.get
-            x[:, f["covisit"]] = [cget(i, 0.0) for i in items]
+            x[:, f["covisit"]] = np.fromiter(map(covisit.get, items, zeros), np.float64, n)
         short = self.trending.scores(items)
         top_item = self.trending.top()[:1]
         pop_norm = self.trending.score(top_item[0][0]) if top_item else 0.0
@@ -442,44 +444,53 @@ class Recommender:
         affinity = profile.affinity
         if affinity:
             aff_norm = max(affinity.values())
-            col = f["affinity"]
-            cats_of = ctx.categories_of
             aget = affinity.get
-            for i, item in enumerate(items):
-                a, cat_best = 0.0, ""
-                for cat in cats_of(item):
-                    cat_aff = aget(cat, 0.0)
-                    if cat_aff > a:
-                        a, cat_best = cat_aff, cat
-                if a > 0:
-                    x[i, col] = a / aff_norm
-                    if best_cat is not None:
-                        best_cat[item] = cat_best
+            best = [
+                max(map(aget, cats, zeros), default=0.0) for cats in map(ctx.categories_of, items)
+            ]
+            x[:, f["affinity"]] = np.asarray(best, dtype=np.float64) / aff_norm
         user_price = profile.spend / profile.orders if profile.orders and profile.spend else 0.0
         if not user_price:
             user_price = self.value.expected_order_value(profile)  # what a user like this pays
         if user_price > 0 and ctx.price_of is not None:
-            prices = np.array([ctx.price_of(i) or 0.0 for i in items], dtype=np.float64)
+            prices = np.array([p or 0.0 for p in map(ctx.price_of, items)], dtype=np.float64)
             with np.errstate(divide="ignore"):
                 fit = np.exp(-np.abs(np.log(np.where(prices > 0, prices, 1.0) / user_price)))
             x[:, f["price_fit"]] = np.where(prices > 0, fit, 0.0)
         if profile.recent:
             seen = {r[0] for r in profile.recent}
-            x[:, f["seen"]] = [1.0 if i in seen else 0.0 for i in items]
+            x[:, f["seen"]] = [i in seen for i in items]
         return x
 
     @staticmethod
     def _reason(
-        top: tuple[tuple[str, float], ...], anchor: str | None, category: str | None
+        top: tuple[tuple[str, float], ...],
+        anchor: str | None,
+        profile: Profile,
+        categories: tuple[str, ...],
     ) -> str:
         if not top:
             return "trending"
         name = top[0][0]
         if name == "covisit" and anchor:
             return f"co-visited with {anchor}"
-        if name == "affinity" and category:
-            return f"matches your interest in {category}"
+        if name == "affinity":
+            # The item's category the user likes most (the first of equals).
+            aff = profile.affinity
+            best = max(categories, key=lambda c: aff.get(c, 0.0), default=None)
+            if best is not None and aff.get(best, 0.0) > 0:
+                return f"matches your interest in {best}"
         return REASONS.get(name, "trending")
+
+    def _top_trending(self, excluded: set[str], n: int) -> list[tuple[str, float]]:
+        """The `n` most popular items not excluded, best first."""
+        out: list[tuple[str, float]] = []
+        for pair in self.trending.top():
+            if pair[0] not in excluded:
+                out.append(pair)
+                if len(out) >= n:
+                    break
+        return out
 
     # -- checkpoints ------------------------------------------------------------
 

@@ -75,3 +75,26 @@ def test_pickle_round_trip_keeps_results_and_stays_updatable():
     assert back.search(q, 5) == idx.search(q, 5)
     back.upsert("new", q[0])
     assert back.search(q[:1], 1)[0][0][0] == "new"
+
+
+def test_large_batches_take_the_blas_path_with_the_same_hits():
+    """Exact search answers a big batch with one matrix product: same items, same order."""
+    vecs = unit_rows(300)
+    idx = ItemIndex(16, hnsw_above=10_000)
+    for n, v in enumerate(vecs):
+        idx.upsert(f"i{n}", v)
+    for n in range(0, 300, 7):  # removed items must not come back from either path
+        idx.remove(f"i{n}")
+    idx.upsert("i1", -vecs[1])  # and an updated vector is the one searched
+    queries = unit_rows(40, seed=2)
+    batch = idx.search(queries, 12)  # >= EXACT_BLAS_MIN_QUERIES: BLAS
+    one_by_one = [idx.search(q[None, :], 12)[0] for q in queries]  # faiss
+    assert [[i for i, _ in h] for h in batch] == [[i for i, _ in h] for h in one_by_one]
+    assert all(
+        abs(a[1] - b[1]) < 1e-5 for x, y in zip(batch, one_by_one, strict=True)
+        for a, b in zip(x, y, strict=True)
+    )  # fmt: skip
+    found = {i for h in batch for i, _ in h}
+    assert not any(f"i{n}" in found for n in range(0, 300, 7))
+    # Everything fetched when k exceeds the live items: dead rows are never padding.
+    assert {i for i, _ in idx.search(queries, 1_000)[0]} == set(idx._row_of)
