@@ -1,0 +1,93 @@
+"""Events/s of the core stage in process, as a worker runs it (batches, serialisation).
+
+    python scripts/rank_in_process.py                # synthetic shop, 10k items with vectors
+    python scripts/rank_in_process.py --no-vectors   # ranking without retrieval
+    python scripts/rank_in_process.py --profile      # plus the top of a cProfile
+
+No Kafka: the figure the pipeline's `events_per_s_ranked` is compared with, to
+tell the core's cost from Faust's and the broker's. Math libraries run on one
+thread, as in a worker (STREAMREC_RANK_THREADS).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse
+import cProfile
+import pstats
+import time
+
+from streamrec import serde
+from streamrec.bench import synthetic_vectors
+from streamrec.core.engine import DictProfileStore, Engine
+from streamrec.core.ingest import RawMessage
+from streamrec.core.profile import Profile
+from streamrec.datasets.synthetic import SyntheticShop
+from streamrec.settings import Settings
+
+
+class EncodingStore(DictProfileStore):
+    """Encodes every profile it stores, as the worker does for the changelog."""
+
+    def put(self, user: str, profile: Profile, partition: int = 0) -> None:
+        profile.to_bytes()
+        super().put(user, profile, partition)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--events", type=int, default=30_000)
+    ap.add_argument("--batch", type=int, default=200)
+    ap.add_argument("--no-vectors", action="store_true")
+    ap.add_argument("--profile", action="store_true")
+    args = ap.parse_args()
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    engine = Engine.from_settings(Settings.from_env().with_overrides(partitions=1))
+    shop = SyntheticShop(seed=1)
+    for item in shop.catalog:
+        engine.catalog.upsert(item)
+    if not args.no_vectors:
+        ids = [it.item_id for it in shop.catalog]
+        engine.item_vectors.add_many(ids, "synthetic@1", synthetic_vectors(len(ids)))
+        engine.item_vectors.mark_complete("synthetic@1", 0, ts=1)
+    now = int(time.time() * 1000)
+    events = shop.events(args.events, start_ts=now - args.events, step_ms=1)
+    msgs = [
+        RawMessage(serde.dumps(e.to_dict()), e.user_id.encode(), 0, i, now)
+        for i, e in enumerate(events)
+    ]
+    store = EncodingStore()
+
+    def run(lo: int, hi: int) -> None:
+        for i in range(lo, hi, args.batch):
+            out = engine.process_batch(msgs[i : i + args.batch], store, now)
+            for rec in out.recommendations:
+                serde.dumps(rec.to_dict())
+
+    warm = len(msgs) // 3  # profiles, trending and co-visitation fill up first
+    run(0, warm)
+    profiler = cProfile.Profile() if args.profile else None
+    t0 = time.perf_counter()
+    if profiler:
+        profiler.enable()
+    run(warm, len(msgs))
+    if profiler:
+        profiler.disable()
+    elapsed = time.perf_counter() - t0
+    n = len(msgs) - warm
+    print(
+        f"{len(shop.catalog):,} items, vectors={'no' if args.no_vectors else 'yes'}: "
+        f"{n / elapsed:,.0f} events/s, {elapsed / n * 1000:.3f} ms/event"
+    )
+    if profiler:
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+
+
+if __name__ == "__main__":
+    main()
