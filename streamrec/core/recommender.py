@@ -328,16 +328,18 @@ class Recommender:
         # Sorted ids, then a stable sort by score: ties break by item id, so lists
         # never depend on the order candidates arrived in.
         items = sorted(candidates)
-        absent = repeat(-1.0)
+        # NaN where a source lacks the item (a query hit may score below zero).
+        absent = repeat(np.nan)
         per_source = np.array(
             [list(map(src.get, items, absent)) for _name, src in by_source], dtype=np.float64
         )
         if pool and len(items) > pool:
             # Features cost per row: rank the best `pool` by their strongest source score.
-            keep = np.sort(np.argsort(-per_source.max(axis=0), kind="stable")[:pool])
+            best = np.fmax.reduce(per_source, axis=0)
+            keep = np.sort(np.argsort(-best, kind="stable")[:pool])
             items = [items[i] for i in keep.tolist()]
             per_source = per_source[:, keep]
-        present = (per_source >= 0.0).T.tolist()
+        present = (~np.isnan(per_source)).T.tolist()
         names = [name for name, _src in by_source]
 
         x = self._features(profile, items, covisit, dict(query_hits), ctx)

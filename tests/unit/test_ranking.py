@@ -104,10 +104,12 @@ def test_candidates_are_merged_with_their_sources_and_explained():
         user_vector=np.eye(4, dtype=np.float32)[3],
         interest_hits=[("i3", 1.0), ("i7", 1.0)],
     )
-    top = rec.recommend(p, None, query_hits=[("i5", 0.9), ("i7", 0.8)], ctx=ctx)
+    hits = [("i5", 0.9), ("i7", 0.8), ("i9", -0.1)]  # a far query hit still counts as one
+    top = rec.recommend(p, None, query_hits=hits, ctx=ctx)
     by_id = {x.item_id: x for x in top}
     assert set(by_id["i7"].sources) == {"query", "interest"}
     assert by_id["i3"].sources == ("interest",) and by_id["i5"].sources == ("query",)
+    assert by_id["i9"].sources == ("query",)
     assert all(x.features and x.reason for x in top)
     assert by_id["i5"].reason == "matches your search"
     assert dict(by_id["i3"].features)["similarity"] > 0
