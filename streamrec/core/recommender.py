@@ -297,7 +297,7 @@ class Recommender:
         if current_item is not None:
             excluded.add(current_item)
 
-        # Each source as {item: score in [0, 1]}, best first; merged with dict and numpy
+        # Each source as {item: score, at most 1}; merged with dict and numpy
         # operations (no per-candidate Python): this runs for every event.
         covisit, anchor_of = self._covisit(profile)
         trending = dict(self._top_trending(excluded, 2 * k))
