@@ -342,7 +342,7 @@ class Recommender:
         present = (~np.isnan(per_source)).T.tolist()
         names = [name for name, _src in by_source]
 
-        x = self._features(profile, items, covisit, dict(query_hits), ctx)
+        x = self._features(profile, items, covisit, query, ctx)
         model: FixedBlend | OnlineRanker = (
             self.ranker if self.ranker is not None and self.ranker.ready else self.blend
         )
@@ -417,7 +417,7 @@ class Recommender:
         profile: Profile,
         items: Sequence[str],
         covisit: dict[str, float],
-        query_sims: dict[str, float],
+        query: dict[str, float],
         ctx: RankContext,
     ) -> np.ndarray:
         """The (len(items), len(FEATURES)) matrix, built column by column (no per-cell numpy)."""
@@ -427,10 +427,9 @@ class Recommender:
         zeros = repeat(0.0)
         if ctx.user_vector is not None and ctx.similarities is not None:
             x[:, f["similarity"]] = ctx.similarities(items, ctx.user_vector)
-        best_q = max(query_sims.values(), default=0.0)
-        if best_q > 0:
-            sims = np.fromiter(map(query_sims.get, items, zeros), dtype=np.float64, count=n)
-            x[:, f["query_match"]] = np.maximum(sims, 0.0) / best_q
+        if query:  # already normalised to the best hit (`_normalised`)
+            sims = np.fromiter(map(query.get, items, zeros), dtype=np.float64, count=n)
+            x[:, f["query_match"]] = np.maximum(sims, 0.0)
         if covisit:
             x[:, f["covisit"]] = np.fromiter(map(covisit.get, items, zeros), np.float64, n)
         short = self.trending.scores(items)
