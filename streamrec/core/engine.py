@@ -41,7 +41,7 @@ from streamrec.core.profile import EVENT_WEIGHTS, Profile, ProfileUpdater
 from streamrec.core.ranking import OnlineRanker
 from streamrec.core.recommender import RankContext, Recommender
 from streamrec.core.vectors import ItemVectors
-from streamrec.records import CatalogItem, DeadLetter, Event, Recommendation
+from streamrec.records import CatalogItem, DeadLetter, Event, RecItem, Recommendation
 from streamrec.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -386,6 +386,47 @@ class Engine:
             for j, f in zip(rows, found, strict=True):
                 hits[j] = f
         return vectors, hits, states
+
+    def recommend_for(
+        self, users: Sequence[str], store: ProfileStore, ts: int
+    ) -> dict[str, list[RecItem]]:
+        """Each user's list as of event time `ts`, without an event (offline evaluation).
+
+        The same ranking as after an event, minus what the event itself adds
+        (no on-screen item, no query): one vector search for all users.
+        """
+        profiles = {u: store.get(u, 0) or Profile.new(u) for u in users}
+        vectors: dict[str, np.ndarray] = {}
+        version = self.item_vectors.active_version
+        if version is not None and len(self.item_vectors):
+            for user, profile in profiles.items():
+                state = UserVectors.from_dict(profile.vectors)
+                vec = self.interest.user_vector(state, ts, version)
+                if vec is not None:
+                    vectors[user] = vec
+        hits: dict[str, list[tuple[str, float]]] = {}
+        if vectors:
+            found = self.item_vectors.search_batch(
+                np.stack(list(vectors.values())), self._hits_wanted(self.interest_candidates)
+            )
+            hits = dict(zip(vectors, found, strict=True))
+        catalog = self.catalog
+        return {
+            user: self.recommender.recommend(
+                profile,
+                None,
+                categories_of=catalog.categories,
+                is_available=catalog.is_available,
+                ctx=RankContext(
+                    categories_of=catalog.categories,
+                    price_of=catalog.price,
+                    similarities=self.item_vectors.similarities,
+                    user_vector=vectors.get(user),
+                    interest_hits=hits.get(user, []),
+                ),
+            )
+            for user, profile in profiles.items()
+        }
 
     def _move_vectors(self, state: UserVectors, event: Event, version: str) -> None:
         if event.item_id is not None and EVENT_WEIGHTS.get(event.type, 0.0) > 0:
