@@ -165,6 +165,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(limit=args.limit, workers=args.workers, scorer=not args.no_scorer)
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    limit_math_threads(Settings.from_env().rank_threads)  # the core runs as in a worker
+    from streamrec.evaluation.runner import run_cli
+
+    return run_cli(args)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     limit_math_threads(Settings.from_env().rank_threads)  # the in-process rank stage too
     from streamrec.bench import run_bench
@@ -283,6 +290,40 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--workers", type=int, default=1)
     sp.add_argument("--no-scorer", action="store_true", help="run without the BERT scorer")
     sp.set_defaults(func=cmd_demo)
+
+    sp = sub.add_parser(
+        "evaluate",
+        help="replay a log through streamrec and baselines (prequential, leave-last-out); report",
+    )
+    sp.add_argument(
+        "--dataset",
+        default="ml-100k",
+        help="ml-100k, synthetic, or a log file: CSV/JSONL (user, item, timestamp, ...) or "
+        "'user item' lines",
+    )
+    sp.add_argument("--format", choices=["csv", "jsonl", "pairs"], help="log format (default: "
+                    "by file suffix: .csv, .jsonl, anything else 'user item' lines)")  # fmt: skip
+    sp.add_argument("--out", required=True, help="folder for report.md/.html, results.json, PNGs")
+    sp.add_argument("--limit", type=int, help="only the first N events (in time order)")
+    sp.add_argument(
+        "--models",
+        default="streamrec,popular,trending,covisit,biased_mf",
+        help="comma-separated: streamrec, popular, trending, covisit, biased_mf",
+    )
+    sp.add_argument("--protocols", default="prequential,leave_last_out")
+    sp.add_argument(
+        "--no-vectors", action="store_true", help="streamrec without item/query vectors (no BERT)"
+    )
+    sp.add_argument(
+        "--through-kafka",
+        action="store_true",
+        help="also replay into a local pipeline (embedded broker) and score its published lists",
+    )
+    sp.add_argument(
+        "--repeats", action="store_true", help="also score interactions with items seen before"
+    )
+    sp.add_argument("--quiet", action="store_true")
+    sp.set_defaults(func=cmd_evaluate)
 
     sp = sub.add_parser("bench", help="throughput and freshness benchmark (starts its own stack)")
     sp.add_argument("--json", action="store_true", help="print one JSON object")

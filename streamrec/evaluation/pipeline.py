@@ -1,0 +1,130 @@
+"""`--through-kafka`: the deployed pipeline's own lists, read back from `recommendations`.
+
+Starts the embedded broker, the topics, a worker (and the BERT scorer when
+vectors are on), publishes the catalog, replays the events and collects every
+recommendation by event id. The evaluator then scores those lists with the
+same protocol and metrics as the in-process run.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from streamrec.client import EventProducer, RecommendationReader
+from streamrec.core.histogram import LogHistogram
+from streamrec.errors import StreamrecError
+from streamrec.records import CatalogItem, RawEvent
+from streamrec.settings import Settings
+from streamrec.stack import PROBE_USER, LocalStack
+
+#: Seconds without a new list, once the replay is sent, before the rest count as lost.
+IDLE_S = 60.0
+
+
+@dataclass
+class PipelineLists:
+    """The pipeline's list for each answered event, and its event -> list latency."""
+
+    lists: dict[str, list[str]]
+    freshness: LogHistogram
+    seconds: float
+
+    def process(self, events: Sequence[RawEvent], k: int) -> list[list[str] | None]:
+        return [
+            (got[:k] if (got := self.lists.get(ev.event_id)) is not None else None)
+            for ev in events
+        ]
+
+
+class RecordedModel:
+    """Lists recorded from the pipeline, replayed into the evaluator as a model."""
+
+    def __init__(self, name: str, recorded: PipelineLists) -> None:
+        self.name = name
+        self.recorded = recorded
+
+    def process(self, events: Sequence[RawEvent], k: int) -> list[list[str] | None]:
+        return self.recorded.process(events, k)
+
+    def recommend(self, user: str, k: int) -> list[str]:
+        raise StreamrecError("the pipeline publishes lists after events only: no leave-last-out")
+
+
+def run_pipeline(
+    events: Sequence[RawEvent],
+    items: Sequence[CatalogItem],
+    settings: Settings,
+    *,
+    log_dir: Path,
+    scorer: bool = False,
+    progress: bool = True,
+    stack: LocalStack | None = None,
+) -> PipelineLists:
+    """Replay `events` into a pipeline (a fresh local one unless `stack`) and collect its lists."""
+    if stack is not None:
+        return _collect(events, items, stack.settings, scorer, progress)
+    tag = uuid.uuid4().hex[:8]
+    s = settings.with_overrides(app_id=f"streamrec-eval-{tag}", data_dir=log_dir / "data")
+    with LocalStack(s, workers=1, scorers=int(scorer), log_dir=log_dir) as started:
+        started.wait_ready(timeout_s=120)
+        return _collect(events, items, started.settings, scorer, progress)
+
+
+def _collect(
+    events: Sequence[RawEvent],
+    items: Sequence[CatalogItem],
+    s: Settings,
+    scorer: bool,
+    progress: bool,
+) -> PipelineLists:
+    reader = RecommendationReader(s, from_beginning=False)
+    t0 = time.monotonic()
+    try:
+        with EventProducer(s) as producer:
+            for item in items:
+                producer.publish_item(item)
+            producer.flush()
+            if scorer and items:
+                _wait_for_item_vectors(producer, reader)
+            else:
+                time.sleep(2.0)  # the worker's catalog follower reads the catalog first
+            for ev in tqdm(events, desc="replay", unit="ev", disable=not progress):
+                producer.send_event(ev)
+            producer.flush()
+        wanted = {ev.event_id for ev in events}
+        lists: dict[str, list[str]] = {}
+        freshness = LogHistogram()
+        bar = tqdm(total=len(wanted), desc="lists", unit="list", disable=not progress)
+        idle_until = time.monotonic() + IDLE_S
+        while len(lists) < len(wanted) and time.monotonic() < idle_until:
+            for rec in reader.poll(0.5):
+                if rec.event_id in wanted and rec.event_id not in lists:
+                    lists[rec.event_id] = list(rec.item_ids)
+                    freshness.record(max(0, rec.produced_ts - rec.ingest_ts))
+                    bar.update(1)
+                    idle_until = time.monotonic() + IDLE_S
+        bar.close()
+    finally:
+        reader.close()
+    return PipelineLists(lists, freshness, time.monotonic() - t0)
+
+
+def _wait_for_item_vectors(
+    producer: EventProducer, reader: RecommendationReader, timeout_s: float = 600.0
+) -> None:
+    """Probe searches until the worker answers with vectors: the catalog is embedded."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        ev = producer.track("search", PROBE_USER, query="probe", event_id=uuid.uuid4().hex)
+        producer.flush()
+        rec = reader.wait_for(PROBE_USER, timeout_s=10, until=lambda r: r.event_id == ev.event_id)
+        if rec is not None and rec.encoder_version is not None:
+            return
+        time.sleep(2.0)
+    raise StreamrecError(f"the catalog was not embedded within {timeout_s:.0f} s; see scorer-0.log")

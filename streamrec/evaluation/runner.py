@@ -1,0 +1,273 @@
+"""`streamrec evaluate`: data set -> every model under both protocols -> report folder."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from streamrec.datasets.interactions import InteractionLog, read_interactions
+from streamrec.errors import ConfigError
+from streamrec.evaluation.baselines import BASELINES, interacts
+from streamrec.evaluation.metrics import popularity_ranks
+from streamrec.evaluation.models import EvaluatedModel, StreamrecModel
+from streamrec.evaluation.pipeline import RecordedModel, run_pipeline
+from streamrec.evaluation.protocols import (
+    ModelRun,
+    leave_last_out,
+    leave_last_out_split,
+    prequential,
+    prequential_targets,
+)
+from streamrec.settings import Settings
+
+MODELS = ("streamrec", *BASELINES)
+PROTOCOLS = ("prequential", "leave_last_out")
+DATASETS = ("ml-100k", "synthetic")
+
+
+@dataclass
+class Evaluation:
+    """Everything a report needs: results per protocol -> model, and how they were made."""
+
+    dataset: str
+    runs: dict[str, dict[str, ModelRun]] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def results(self) -> dict[str, Any]:
+        """protocol -> model -> segment -> metric (the shape of results.json), plus meta."""
+        out: dict[str, Any] = {
+            protocol: {name: run.segments for name, run in runs.items()}
+            for protocol, runs in self.runs.items()
+        }
+        out["meta"] = self.meta
+        return out
+
+
+def load_dataset(
+    name: str, settings: Settings, fmt: str | None = None, limit: int | None = None
+) -> InteractionLog:
+    """ml-100k (the recbole wheel), synthetic (a seeded shop with searches), or a log file."""
+    if name == "ml-100k":
+        from streamrec.datasets import movielens
+
+        ml = movielens.load(movielens.fetch(settings.cache_dir, quiet=True), limit=limit)
+        return InteractionLog("ml-100k", ml.events, ml.items)
+    if name == "synthetic":
+        from streamrec.datasets.synthetic import SyntheticShop
+
+        shop = SyntheticShop(users=3_000, items=3_000, seed=11)
+        events = shop.events(limit or 60_000, start_ts=1_700_000_000_000, step_ms=2_000)
+        return InteractionLog("synthetic", events, shop.catalog)
+    path = Path(name)
+    if not path.exists():
+        raise ConfigError(
+            f"--dataset {name!r} is neither one of {', '.join(DATASETS)} nor an existing file"
+        )
+    log = read_interactions(path, fmt)
+    if limit:
+        log.events = log.events[:limit]
+    return log
+
+
+def evaluate(
+    log: InteractionLog,
+    settings: Settings,
+    *,
+    models: tuple[str, ...] = MODELS,
+    protocols: tuple[str, ...] = PROTOCOLS,
+    vectors: bool = False,
+    through_kafka: bool = False,
+    repeats: bool = False,
+    progress: bool = True,
+    say: Callable[[str], None] = print,
+) -> Evaluation:
+    unknown = set(models) - set(MODELS) or set(protocols) - set(PROTOCOLS)
+    if unknown:
+        raise ConfigError(
+            f"unknown {sorted(unknown)}: models are {', '.join(MODELS)}; "
+            f"protocols are {', '.join(PROTOCOLS)}"
+        )
+    events = log.events
+    interacted = [ev.item_id for ev in events if interacts(ev) and ev.item_id]
+    catalog = {it.item_id for it in log.items} | set(interacted)
+    popularity = popularity_ranks(interacted)
+    ev_out = Evaluation(log.name)
+    users = {ev.user_id for ev in events}
+    ev_out.meta = {
+        "dataset": log.name,
+        "events": len(events),
+        "interactions": len(interacted),
+        "users": len(users),
+        "items": len(catalog),
+        "searches": sum(ev.type == "search" for ev in events),
+        "skipped_rows": log.skipped_count,
+        "vectors": vectors,
+        "through_kafka": through_kafka,
+        "repeats_counted": repeats,
+        "protocols": {},
+    }
+    embedder = _embedder(settings, say) if vectors and "streamrec" in models else None
+    if embedder is not None:
+        ev_out.meta["encoder_version"] = embedder.current
+
+    def factory(name: str) -> EvaluatedModel:
+        if name == "streamrec":
+            return StreamrecModel(settings, log.items, embedder, say)
+        return BASELINES[name]()
+
+    if "prequential" in protocols:
+        targets = prequential_targets(events, repeats)
+        runs: dict[str, ModelRun] = {}
+        if through_kafka and "streamrec" in models:
+            runs["streamrec"] = _through_kafka(log, settings, vectors, progress, ev_out, targets)
+        for name in models:
+            key = f"{name}_in_process" if through_kafka and name == "streamrec" else name
+            runs[key] = _timed(
+                f"prequential: {key}",
+                lambda bar, name=name: prequential(  # type: ignore[misc]
+                    events,
+                    factory(name),
+                    catalog_size=len(catalog),
+                    popularity=popularity,
+                    targets=targets,
+                    progress=bar.update,
+                ),
+                len(events),
+                progress,
+                ev_out.meta,
+            )
+        if through_kafka and "streamrec" in runs and "streamrec_in_process" in runs:
+            ev_out.meta["pipeline_agreement"] = _agreement(
+                runs["streamrec"], runs["streamrec_in_process"]
+            )
+        ev_out.runs["prequential"] = runs
+        ev_out.meta["protocols"]["prequential"] = {"scored": sum(t is not None for t in targets)}
+    if "leave_last_out" in protocols:
+        split = leave_last_out_split(events)
+        runs = {}
+        for name in models:
+            runs[name] = _timed(
+                f"leave-last-out: {name}",
+                lambda bar, name=name: leave_last_out(  # type: ignore[misc]
+                    events,
+                    factory(name),
+                    catalog_size=len(catalog),
+                    popularity=popularity,
+                    split=split,
+                    progress=bar.update,
+                ),
+                len(split[0]) + len(split[1]),
+                progress,
+                ev_out.meta,
+            )
+        ev_out.runs["leave_last_out"] = runs
+        ev_out.meta["protocols"]["leave_last_out"] = {
+            "train_events": len(split[0]),
+            "test_users": len(split[1]),
+        }
+    return ev_out
+
+
+def _timed(
+    label: str,
+    fn: Callable[[Any], ModelRun],
+    total: int,
+    progress: bool,
+    meta: dict[str, Any],
+) -> ModelRun:
+    t0 = time.perf_counter()
+    with tqdm(total=total, desc=label, unit="ev", disable=not progress, mininterval=0.5) as bar:
+        run = fn(bar)
+    meta.setdefault("seconds", {})[label] = round(time.perf_counter() - t0, 2)
+    return run
+
+
+def _through_kafka(
+    log: InteractionLog,
+    settings: Settings,
+    vectors: bool,
+    progress: bool,
+    ev_out: Evaluation,
+    targets: list[Any],
+) -> ModelRun:
+    # One partition, as the in-process run: the same global order of events, so
+    # shared state (trending, co-visitation) evolves identically and lists can agree.
+    s = settings.with_overrides(partitions=1)
+    with tempfile.TemporaryDirectory(prefix="streamrec-eval-") as tmp:
+        recorded = run_pipeline(
+            log.events, log.items, s, log_dir=Path(tmp), scorer=vectors, progress=progress
+        )
+    interacted = [ev.item_id for ev in log.events if interacts(ev) and ev.item_id]
+    catalog = {it.item_id for it in log.items} | set(interacted)
+    run = prequential(
+        log.events,
+        RecordedModel("streamrec", recorded),
+        catalog_size=len(catalog),
+        popularity=popularity_ranks(interacted),
+        targets=targets,
+    )
+    fresh = recorded.freshness
+    if "all" in run.segments:  # the pipeline's latency: event ingested -> list published
+        run.segments["all"].pop("latency_ms_mean", None)
+        run.segments["all"]["latency_ms_p50"] = fresh.percentile(50)
+        run.segments["all"]["latency_ms_p99"] = fresh.percentile(99)
+    ev_out.meta["pipeline"] = {
+        "lists": len(recorded.lists),
+        "events": len(log.events),
+        "seconds": round(recorded.seconds, 1),
+    }
+    return run
+
+
+def _agreement(a: ModelRun, b: ModelRun) -> dict[str, float]:
+    """How far the pipeline's scored ranks match the in-process run's (1.0: all equal)."""
+    same = int((a.rank == b.rank).sum()) if len(a.rank) == len(b.rank) else 0
+    return {"scored": len(a.rank), "same_rank": same / max(1, len(b.rank))}
+
+
+def _embedder(settings: Settings, say: Callable[[str], None]) -> Any:
+    from streamrec.scorer.embedder import Embedder
+
+    say("loading the encoder (item and query vectors for streamrec)")
+    return Embedder.from_settings(settings)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    from streamrec.evaluation.report import write_report
+
+    settings = Settings.from_env()
+    say = (lambda _m: None) if args.quiet else (lambda m: print(f"==> {m}", flush=True))
+    say(f"loading {args.dataset}")
+    log = load_dataset(args.dataset, settings, args.format, args.limit)
+    if log.skipped_count:
+        say(f"skipped {log.skipped_count} unreadable rows, e.g. line {log.skipped[0][0]}: "
+            f"{log.skipped[0][1]}")  # fmt: skip
+    result = evaluate(
+        log,
+        settings,
+        models=_names(args.models),
+        protocols=_names(args.protocols),
+        vectors=not args.no_vectors,
+        through_kafka=args.through_kafka,
+        repeats=args.repeats,
+        progress=not args.quiet,
+        say=say,
+    )
+    out = Path(args.out)
+    paths = write_report(result, out)
+    say(f"report written to {paths['markdown']} (and report.html, results.json, plots)")
+    if not args.quiet:
+        print(Path(paths["markdown"]).read_text().split("\n## Plots")[0])
+    return 0
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
