@@ -244,4 +244,3 @@ BASELINES = {
     "covisit": CoVisit,
     "biased_mf": BiasedMF,
 }
-

@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+from tqdm import tqdm
 
 from streamrec import serde
 from streamrec.core.engine import DictProfileStore, Engine, QueryVectors
 from streamrec.core.ingest import RawMessage
 from streamrec.records import CatalogItem, RawEvent
 from streamrec.settings import Settings
+
+if TYPE_CHECKING:
+    from streamrec.scorer.embedder import Embedder
 
 
 class EvaluatedModel(Protocol):
@@ -33,6 +40,42 @@ class EvaluatedModel(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class CatalogVectors:
+    """Catalog item vectors in one encoder version, and the query embedder of that version."""
+
+    version: str
+    item_ids: list[str]
+    vectors: np.ndarray
+    embed: Callable[[list[str], str | None], QueryVectors | None]
+
+
+def embed_catalog(
+    embedder: Embedder, items: Sequence[CatalogItem], progress: bool = True
+) -> CatalogVectors:
+    """Vectors for `items`, as the scorer would publish them, computed once per evaluation."""
+    from streamrec.scorer.embedder import BatchStats
+
+    version = embedder.current
+    ids: list[str] = []
+    rows: list[np.ndarray] = []
+    chunks = range(0, len(items), 256)
+    for start in tqdm(chunks, desc="embedding the catalog", unit="batch", disable=not progress):
+        for it, vec, _err in embedder.embed_items(items[start : start + 256], version):
+            if vec is not None:
+                ids.append(it.item_id)
+                rows.append(vec)
+
+    def embed(texts: list[str], wanted: str | None) -> QueryVectors | None:
+        answer = embedder.answer([(texts, "query", wanted)], BatchStats())[0]
+        if answer.error:
+            return None
+        return QueryVectors(answer.version, texts, answer.vectors, answer.valid)
+
+    matrix = np.stack(rows) if rows else np.zeros((0, embedder.dim), dtype=np.float32)
+    return CatalogVectors(version, ids, matrix, embed)
+
+
 class StreamrecModel:
     name = "streamrec"
 
@@ -40,8 +83,7 @@ class StreamrecModel:
         self,
         settings: Settings,
         items: Sequence[CatalogItem] = (),
-        encoder: object | None = None,
-        progress: Callable[[str], None] | None = None,
+        vectors: CatalogVectors | None = None,
     ) -> None:
         # One partition of everything: the in-process run is one worker owning all.
         self.settings = settings.with_overrides(partitions=1)
@@ -53,39 +95,13 @@ class StreamrecModel:
         for item in items:
             self.engine.upsert_item(item)
         self._embed: Callable[[list[str], str | None], QueryVectors | None] | None = None
-        if encoder is not None:
-            self._load_vectors(encoder, items, progress)
-
-    def _load_vectors(
-        self, embedder: object, items: Sequence[CatalogItem], progress: Callable[[str], None] | None
-    ) -> None:
-        from streamrec.scorer.embedder import BatchStats, Embedder
-
-        assert isinstance(embedder, Embedder)
-        version = embedder.current
-        if progress:
-            progress(f"embedding {len(items):,} catalog items with {version}")
-        for start in range(0, len(items), 256):
-            chunk = items[start : start + 256]
-            got = [(it.item_id, v) for it, v, _err in embedder.embed_items(chunk, version)]
-            ids = [i for i, v in got if v is not None]
-            if ids:
-                import numpy as np
-
-                self.engine.item_vectors.add_many(
-                    ids, version, np.stack([v for _i, v in got if v is not None])
-                )
-        vectors = self.engine.item_vectors
-        for p in range(vectors.partitions):
-            vectors.mark_complete(version, p, ts=1)
-
-        def embed(texts: list[str], wanted: str | None) -> QueryVectors | None:
-            answer = embedder.answer([(texts, "query", wanted)], BatchStats())[0]
-            if answer.error:
-                return None
-            return QueryVectors(answer.version, texts, answer.vectors, answer.valid)
-
-        self._embed = embed
+        if vectors is not None:
+            store = self.engine.item_vectors
+            if vectors.item_ids:
+                store.add_many(vectors.item_ids, vectors.version, vectors.vectors)
+            for p in range(store.partitions):
+                store.mark_complete(vectors.version, p, ts=1)
+            self._embed = vectors.embed
 
     def process(self, events: Sequence[RawEvent], k: int) -> list[list[str] | None]:
         msgs = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from tqdm import tqdm
 from streamrec.client import EventProducer, RecommendationReader
 from streamrec.core.histogram import LogHistogram
 from streamrec.errors import StreamrecError
-from streamrec.records import CatalogItem, RawEvent
+from streamrec.records import CatalogItem, RawEvent, Recommendation
 from streamrec.settings import Settings
 from streamrec.stack import PROBE_USER, LocalStack
 
@@ -37,8 +37,7 @@ class PipelineLists:
 
     def process(self, events: Sequence[RawEvent], k: int) -> list[list[str] | None]:
         return [
-            (got[:k] if (got := self.lists.get(ev.event_id)) is not None else None)
-            for ev in events
+            (got[:k] if (got := self.lists.get(ev.event_id)) is not None else None) for ev in events
         ]
 
 
@@ -121,10 +120,15 @@ def _wait_for_item_vectors(
     """Probe searches until the worker answers with vectors: the catalog is embedded."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        ev = producer.track("search", PROBE_USER, query="probe", event_id=uuid.uuid4().hex)
+        probe = uuid.uuid4().hex
+        producer.track("search", PROBE_USER, query="probe", event_id=probe)
         producer.flush()
-        rec = reader.wait_for(PROBE_USER, timeout_s=10, until=lambda r: r.event_id == ev.event_id)
+        rec = reader.wait_for(PROBE_USER, timeout_s=10, until=_is_event(probe))
         if rec is not None and rec.encoder_version is not None:
             return
         time.sleep(2.0)
     raise StreamrecError(f"the catalog was not embedded within {timeout_s:.0f} s; see scorer-0.log")
+
+
+def _is_event(event_id: str) -> Callable[[Recommendation], bool]:
+    return lambda rec: rec.event_id == event_id

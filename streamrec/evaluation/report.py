@@ -118,10 +118,7 @@ def _sections(ev: Evaluation) -> list[Table]:
         out.append(
             _table(
                 "Interactions scored per segment",
-                {
-                    n: {s: r.segments[s]["n"] for s in SEGMENT_COLUMNS if s in r.segments}
-                    for n, r in list(pre.items())[:1]
-                },
+                {"scored": _segment_counts(next(iter(pre.values())))},
                 SEGMENT_COLUMNS,
                 "n",
             )
@@ -136,6 +133,10 @@ def _sections(ev: Evaluation) -> list[Table]:
             )
         )
     return out
+
+
+def _segment_counts(run: ModelRun) -> dict[str, float]:
+    return {s: run.segments[s]["n"] for s in SEGMENT_COLUMNS if s in run.segments}
 
 
 def standing(ev: Evaluation) -> list[str]:

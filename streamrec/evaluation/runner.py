@@ -16,7 +16,7 @@ from streamrec.datasets.interactions import InteractionLog, read_interactions
 from streamrec.errors import ConfigError
 from streamrec.evaluation.baselines import BASELINES, interacts
 from streamrec.evaluation.metrics import popularity_ranks
-from streamrec.evaluation.models import EvaluatedModel, StreamrecModel
+from streamrec.evaluation.models import EvaluatedModel, StreamrecModel, embed_catalog
 from streamrec.evaluation.pipeline import RecordedModel, run_pipeline
 from streamrec.evaluation.protocols import (
     ModelRun,
@@ -113,13 +113,15 @@ def evaluate(
         "repeats_counted": repeats,
         "protocols": {},
     }
-    embedder = _embedder(settings, say) if vectors and "streamrec" in models else None
-    if embedder is not None:
-        ev_out.meta["encoder_version"] = embedder.current
+    catalog_vectors = None
+    if vectors and "streamrec" in models:
+        catalog_vectors = embed_catalog(_embedder(settings, say), log.items, progress)
+        ev_out.meta["encoder_version"] = catalog_vectors.version
+        ev_out.meta["items_with_vectors"] = len(catalog_vectors.item_ids)
 
     def factory(name: str) -> EvaluatedModel:
         if name == "streamrec":
-            return StreamrecModel(settings, log.items, embedder, say)
+            return StreamrecModel(settings, log.items, catalog_vectors)
         return BASELINES[name]()
 
     if "prequential" in protocols:
@@ -270,4 +272,3 @@ def run_cli(args: argparse.Namespace) -> int:
 
 def _names(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
-
