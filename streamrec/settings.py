@@ -134,8 +134,13 @@ class Settings:
     session_gap_s: float = 1_800.0
     #: Recommender.
     trending_half_life_s: float = 86_400.0
-    covisit_window: int = 5
-    covisit_max_neighbours: int = 30
+    #: Co-visitation: pairs within this many session items, neighbours kept per item,
+    #: and the user's newest items whose neighbours become candidates. Set with
+    #: `streamrec evaluate` on ml-100k (window 5 -> 10, neighbours 30 -> 100, anchors
+    #: 3 -> 5 took prequential NDCG@10 from 0.0687 to 0.0795 on its first 50k events).
+    covisit_window: int = 10
+    covisit_max_neighbours: int = 100
+    covisit_anchors: int = 5
     exclude_purchased: bool = True
     exclude_recent: bool = True
     #: Encoder: a local Hugging Face BERT-family directory ("" = all-MiniLM-L6-v2 from

@@ -175,6 +175,7 @@ class Engine:
             trending_half_life_s=s.trending_half_life_s,
             covisit_window=s.covisit_window,
             covisit_max_neighbours=s.covisit_max_neighbours,
+            anchors=s.covisit_anchors,
             exclude_purchased=s.exclude_purchased,
             exclude_recent=s.exclude_recent,
             max_per_category=s.max_per_category,

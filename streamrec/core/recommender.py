@@ -62,6 +62,25 @@ def _normalised(hits: Sequence[tuple[str, float]]) -> dict[str, float]:
     return {item: sim * scale for item, sim in hits}
 
 
+def _best_source_rank(per_source: np.ndarray) -> np.ndarray:
+    """Per item (column), its best rank within any source (row); NaN: not in that source.
+
+    Ties within a source keep column order (item id order), so the cut is stable.
+
+    >>> m = np.array([[0.9, np.nan, 0.5], [np.nan, 0.2, 0.1]])
+    >>> np.round(_best_source_rank(m), 3).tolist()  # 1st of a source; 1st of another; 2nd
+    [0.05, 0.4, 1.25]
+    """
+    ranks = np.full(per_source.shape, np.inf)
+    for row, scores in enumerate(per_source):
+        present = np.flatnonzero(~np.isnan(scores))
+        order = present[np.argsort(-scores[present], kind="stable")]
+        ranks[row, order] = np.arange(len(order))
+    # Equal best ranks: the higher score first (a source's 1st at 0.9 before one at 0.2).
+    best = np.fmax.reduce(per_source, axis=0)
+    return np.min(ranks, axis=0) + (1.0 - np.clip(best, 0.0, 1.0)) * 0.5
+
+
 class Trending:
     """Time-decayed popularity. score(t) = sum_i w_i * 2^-((t - t_i) / half_life)."""
 
@@ -334,9 +353,11 @@ class Recommender:
             [list(map(src.get, items, absent)) for _name, src in by_source], dtype=np.float64
         )
         if pool and len(items) > pool:
-            # Features cost per row: rank the best `pool` by their strongest source score.
-            best = np.fmax.reduce(per_source, axis=0)
-            keep = np.sort(np.argsort(-best, kind="stable")[:pool])
+            # Features cost per row: rank only `pool` candidates, taken from every source
+            # in turn (each source's 1st, then each one's 2nd, ...). Comparing scores
+            # across sources instead let a flat one (vector hits all near 1.0) fill the
+            # pool and crowd the others out: ml-100k NDCG@10 fell by a quarter.
+            keep = np.sort(np.argsort(_best_source_rank(per_source), kind="stable")[:pool])
             items = [items[i] for i in keep.tolist()]
             per_source = per_source[:, keep]
         present = (~np.isnan(per_source)).T.tolist()
