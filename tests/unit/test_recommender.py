@@ -91,3 +91,16 @@ def test_same_events_same_lists_and_pickle_round_trip():
         a = r1.recommend(p1[user], None)
         assert a == r2.recommend(p2[user], None) == clone.recommend(p1[user], None)
         assert len(a) == 5
+
+
+def test_rank_pool_takes_every_sources_best_in_turn_not_the_flattest_source():
+    """Vector hits all normalise to ~1.0; a cut by score would keep only them."""
+    import numpy as np
+
+    from streamrec.core.recommender import _best_source_rank
+
+    nan = np.nan
+    flat = [1.0, 0.999, 0.998, 0.997, 0.996, nan, nan, nan]  # e.g. interest hits
+    steep = [nan, nan, nan, nan, nan, 1.0, 0.5, 0.3]  # e.g. co-visitation
+    order = np.argsort(_best_source_rank(np.array([flat, steep])), kind="stable")
+    assert sorted(order[:4].tolist()) == [0, 1, 5, 6]  # two of each
