@@ -305,13 +305,7 @@ class Engine:
         user_vectors, interest_hits, states = self._interest_pass(ingested, store, profiles)
         for j, (msg, event) in enumerate(ingested.accepted):
             try:
-                ctx = RankContext(
-                    categories_of=self.catalog.categories,
-                    price_of=self.catalog.price,
-                    similarities=self.item_vectors.similarities,
-                    user_vector=user_vectors[j],
-                    interest_hits=interest_hits[j],
-                )
+                ctx = self._rank_context(user_vectors[j], interest_hits[j])
                 rec = self._apply(event, msg.partition, store, profiles, now_ms, query_hits, ctx)
             except Exception as exc:  # a bug must cost one event, never the worker
                 log.exception(
@@ -418,16 +412,21 @@ class Engine:
                 None,
                 categories_of=catalog.categories,
                 is_available=catalog.is_available,
-                ctx=RankContext(
-                    categories_of=catalog.categories,
-                    price_of=catalog.price,
-                    similarities=self.item_vectors.similarities,
-                    user_vector=vectors.get(user),
-                    interest_hits=hits.get(user, []),
-                ),
+                ctx=self._rank_context(vectors.get(user), hits.get(user, [])),
             )
             for user, profile in profiles.items()
         }
+
+    def _rank_context(
+        self, user_vector: np.ndarray | None, interest_hits: list[tuple[str, float]]
+    ) -> RankContext:
+        return RankContext(
+            categories_of=self.catalog.categories,
+            price_of=self.catalog.price,
+            similarities=self.item_vectors.similarities,
+            user_vector=user_vector,
+            interest_hits=interest_hits,
+        )
 
     def _move_vectors(self, state: UserVectors, event: Event, version: str) -> None:
         if event.item_id is not None and EVENT_WEIGHTS.get(event.type, 0.0) > 0:

@@ -17,7 +17,7 @@ from streamrec.errors import ConfigError
 from streamrec.evaluation.baselines import BASELINES, interacts
 from streamrec.evaluation.metrics import popularity_ranks
 from streamrec.evaluation.models import EvaluatedModel, StreamrecModel, embed_catalog
-from streamrec.evaluation.pipeline import RecordedModel, run_pipeline
+from streamrec.evaluation.pipeline import PipelineLists, RecordedModel, run_pipeline
 from streamrec.evaluation.protocols import (
     ModelRun,
     leave_last_out,
@@ -124,28 +124,54 @@ def evaluate(
             return StreamrecModel(settings, log.items, catalog_vectors)
         return BASELINES[name]()
 
-    if "prequential" in protocols:
-        targets = prequential_targets(events, repeats)
+    def run_models(
+        label: str,
+        protocol: Callable[..., ModelRun],
+        total: int,
+        makers: list[tuple[str, Callable[[], EvaluatedModel]]],
+        **extra: Any,
+    ) -> dict[str, ModelRun]:
+        """Every model under one protocol, on the same events, catalog and popularity."""
         runs: dict[str, ModelRun] = {}
-        if through_kafka and "streamrec" in models:
-            runs["streamrec"] = _through_kafka(log, settings, vectors, progress, ev_out, targets)
-        for name in models:
-            key = f"{name}_in_process" if through_kafka and name == "streamrec" else name
-            runs[key] = _timed(
-                f"prequential: {key}",
-                lambda bar, name=name: prequential(  # type: ignore[misc]
+        for key, make in makers:
+            desc = f"{label}: {key}"
+            t0 = time.perf_counter()
+            with tqdm(
+                total=total, desc=desc, unit="ev", disable=not progress, mininterval=0.5
+            ) as bar:
+                runs[key] = protocol(
                     events,
-                    factory(name),
+                    make(),
                     catalog_size=len(catalog),
                     popularity=popularity,
-                    targets=targets,
                     progress=bar.update,
-                ),
-                len(events),
-                progress,
-                ev_out.meta,
-            )
-        if through_kafka and "streamrec" in runs and "streamrec_in_process" in runs:
+                    **extra,
+                )
+            ev_out.meta.setdefault("seconds", {})[desc] = round(time.perf_counter() - t0, 2)
+        return runs
+
+    def maker(name: str) -> tuple[str, Callable[[], EvaluatedModel]]:
+        return name, lambda: factory(name)
+
+    if "prequential" in protocols:
+        targets = prequential_targets(events, repeats)
+        makers = [maker(name) for name in models]
+        recorded = None
+        if through_kafka and "streamrec" in models:
+            recorded = _through_kafka(log, settings, vectors, progress, ev_out)
+            pipeline_model = RecordedModel("streamrec", recorded)
+            makers = [
+                ("streamrec", lambda: pipeline_model),
+                *(("streamrec_in_process", make) if key == "streamrec" else (key, make)
+                  for key, make in makers),
+            ]  # fmt: skip
+        runs = run_models("prequential", prequential, len(events), makers, targets=targets)
+        if recorded is not None:
+            pipeline = runs["streamrec"].segments.get("all")
+            if pipeline is not None:  # the pipeline's latency: event ingested -> list published
+                pipeline.pop("latency_ms_mean", None)
+                pipeline["latency_ms_p50"] = recorded.freshness.percentile(50)
+                pipeline["latency_ms_p99"] = recorded.freshness.percentile(99)
             ev_out.meta["pipeline_agreement"] = _agreement(
                 runs["streamrec"], runs["streamrec_in_process"]
             )
@@ -153,42 +179,18 @@ def evaluate(
         ev_out.meta["protocols"]["prequential"] = {"scored": sum(t is not None for t in targets)}
     if "leave_last_out" in protocols:
         split = leave_last_out_split(events)
-        runs = {}
-        for name in models:
-            runs[name] = _timed(
-                f"leave-last-out: {name}",
-                lambda bar, name=name: leave_last_out(  # type: ignore[misc]
-                    events,
-                    factory(name),
-                    catalog_size=len(catalog),
-                    popularity=popularity,
-                    split=split,
-                    progress=bar.update,
-                ),
-                len(split[0]) + len(split[1]),
-                progress,
-                ev_out.meta,
-            )
-        ev_out.runs["leave_last_out"] = runs
+        ev_out.runs["leave_last_out"] = run_models(
+            "leave-last-out",
+            leave_last_out,
+            len(split[0]) + len(split[1]),
+            [maker(name) for name in models],
+            split=split,
+        )
         ev_out.meta["protocols"]["leave_last_out"] = {
             "train_events": len(split[0]),
             "test_users": len(split[1]),
         }
     return ev_out
-
-
-def _timed(
-    label: str,
-    fn: Callable[[Any], ModelRun],
-    total: int,
-    progress: bool,
-    meta: dict[str, Any],
-) -> ModelRun:
-    t0 = time.perf_counter()
-    with tqdm(total=total, desc=label, unit="ev", disable=not progress, mininterval=0.5) as bar:
-        run = fn(bar)
-    meta.setdefault("seconds", {})[label] = round(time.perf_counter() - t0, 2)
-    return run
 
 
 def _through_kafka(
@@ -197,8 +199,7 @@ def _through_kafka(
     vectors: bool,
     progress: bool,
     ev_out: Evaluation,
-    targets: list[Any],
-) -> ModelRun:
+) -> PipelineLists:
     # One partition, as the in-process run: the same global order of events, so
     # shared state (trending, co-visitation) evolves identically and lists can agree.
     s = settings.with_overrides(partitions=1)
@@ -206,26 +207,12 @@ def _through_kafka(
         recorded = run_pipeline(
             log.events, log.items, s, log_dir=Path(tmp), scorer=vectors, progress=progress
         )
-    interacted = [ev.item_id for ev in log.events if interacts(ev) and ev.item_id]
-    catalog = {it.item_id for it in log.items} | set(interacted)
-    run = prequential(
-        log.events,
-        RecordedModel("streamrec", recorded),
-        catalog_size=len(catalog),
-        popularity=popularity_ranks(interacted),
-        targets=targets,
-    )
-    fresh = recorded.freshness
-    if "all" in run.segments:  # the pipeline's latency: event ingested -> list published
-        run.segments["all"].pop("latency_ms_mean", None)
-        run.segments["all"]["latency_ms_p50"] = fresh.percentile(50)
-        run.segments["all"]["latency_ms_p99"] = fresh.percentile(99)
     ev_out.meta["pipeline"] = {
         "lists": len(recorded.lists),
         "events": len(log.events),
         "seconds": round(recorded.seconds, 1),
     }
-    return run
+    return recorded
 
 
 def _agreement(a: ModelRun, b: ModelRun) -> dict[str, float]:
