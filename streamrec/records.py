@@ -161,6 +161,8 @@ class Recommendation:
     flags: tuple[str, ...] = ()
     #: The user's long-term value estimate (expected spend over a year); 0 before a purchase.
     user_value: float = 0.0
+    #: The A/B variant that made this list (stable per user).
+    variant: str = "default"
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -190,6 +192,7 @@ class Recommendation:
         if self.flags:
             d["flags"] = list(self.flags)
         d["user_value"] = round(self.user_value, 2)
+        d["variant"] = self.variant
         return d
 
     @classmethod
@@ -218,6 +221,7 @@ class Recommendation:
             encoder_version=d.get("encoder_version"),
             flags=tuple(d.get("flags", ())),
             user_value=float(d.get("user_value", 0.0)),
+            variant=d.get("variant", "default"),
         )
 
     @property
@@ -237,12 +241,73 @@ class MetricsWindow:
     role: str = "worker"
     #: Scorer counters: a scorer's own window, or a rank worker's view of its scorer calls.
     scorer: dict[str, Any] = field(default_factory=dict)
+    #: Event -> recommendation latency as a mergeable log histogram (`LogHistogram.to_dict`).
+    latency_hist: dict[str, Any] = field(default_factory=dict)
+    #: Per event type: in / valid / dlq / duplicates (in = the other three).
+    per_type: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: Online quality sums per A/B variant (`QualitySums`): readers add them up.
+    quality: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: K of the online HR@K / NDCG@K / MRR@K in `quality`.
+    quality_k: int = 10
+    events_per_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MetricsWindow:
+        return cls(**d)
+
+
+@dataclass(frozen=True, slots=True)
+class DriftStat:
+    """One detector's state (drift.stats): per window, and at once when it fires."""
+
+    worker: str
+    ts: int
+    name: str
+    detector: str
+    signal: str
+    statistic: float | None
+    threshold: float
+    drift: bool
+    #: True: sent the moment the drift was detected; False: the window's summary.
+    immediate: bool = False
+    detections: int = 0
+    n: int = 0
+    direction: str | None = None
+    before: float | None = None
+    after: float | None = None
+    message: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none(asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DriftStat:
+        return cls(**d)
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """An alert rule that started (firing) or stopped (resolved) holding (alerts)."""
+
+    alert: str
+    state: str  # "firing" | "resolved"
+    severity: str
+    message: str
+    signal: str
+    worker: str
+    ts: int
+    value: float | None = None
+    threshold: float | None = None
+    windows: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none(asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Alert:
         return cls(**d)
 
 

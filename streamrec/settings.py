@@ -17,9 +17,13 @@ import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamrec.errors import ConfigError
+
+if TYPE_CHECKING:
+    from streamrec.core.alerts import AlertRule
+    from streamrec.core.variants import Experiment
 
 PREFIX = "STREAMREC_"
 
@@ -197,9 +201,34 @@ class Settings:
     #: Seconds between worker metrics windows and recommender snapshots.
     metrics_interval_s: float = 10.0
     snapshot_interval_s: float = 60.0
-    #: Faust's web server (off by default; the monitoring issue turns it on).
+    #: Faust's own web server (its diagnostics pages; /metrics is served separately).
     web_enabled: bool = False
     web_port: int = 6066
+    #: Monitoring: online quality (prequential HR/NDCG/MRR@quality_k, CTR) per A/B variant
+    #: and drift detectors, on every event. Off: only the counters and latency remain.
+    monitoring: bool = True
+    quality_k: int = 10
+    #: Prometheus /metrics of each worker on this host and port (0: off). A taken port
+    #: moves to the next free one (several workers on one host), logged at start.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464
+    #: A/B variants: JSON name -> options (weight, ranker, weights, rank_pool, top_k,
+    #: max_per_category, anchors), or @file.json; "" = one variant, "default". Users are
+    #: assigned by a hash of experiment name + pseudonym: renaming re-shuffles them.
+    variants: str = ""
+    experiment: str = "exp1"
+    #: Significance level of the per-variant two-proportion tests (monitor, /metrics).
+    ab_alpha: float = 0.05
+    #: Alert rules: JSON list or @file.json ("" = the defaults in core/alerts.py, "[]" none).
+    alert_rules: str = ""
+    #: Drift detectors: updates before any may fire, ADWIN delta (hit rate, CTR),
+    #: Page-Hinkley threshold (list top score), PSI threshold and chunk (category mix;
+    #: query embeddings use chunks of a quarter of it).
+    drift_warmup: int = 1_000
+    drift_adwin_delta: float = 0.002
+    drift_ph_threshold: float = 50.0
+    drift_psi_threshold: float = 0.25
+    drift_psi_chunk: int = 2_000
     log_level: str = "INFO"
 
     @classmethod
@@ -247,6 +276,12 @@ class Settings:
             raise ConfigError(
                 "STREAMREC_SCORER_TIMEOUT_MS and _SCORER_BATCH_MAX_TEXTS must be >= 1"
             )
+        if self.quality_k < 1 or self.drift_psi_chunk < 4 or not 0 < self.ab_alpha < 1:
+            raise ConfigError(
+                "STREAMREC_QUALITY_K must be >= 1, _DRIFT_PSI_CHUNK >= 4, _AB_ALPHA in (0, 1)"
+            )
+        self.experiment_config()
+        self.alert_rule_set()
         if self.session_timeout_s <= self.heartbeat_interval_s:
             raise ConfigError(
                 "STREAMREC_SESSION_TIMEOUT_S must be larger than STREAMREC_HEARTBEAT_INTERVAL_S"
@@ -265,6 +300,17 @@ class Settings:
         return out
 
     # -- derived values -------------------------------------------------------
+
+    def experiment_config(self) -> Experiment:
+        """The A/B variants (raises ConfigError with what to fix)."""
+        from streamrec.core.variants import Experiment
+
+        return Experiment.parse(self.variants, self.experiment)
+
+    def alert_rule_set(self) -> tuple[AlertRule, ...]:
+        from streamrec.core.alerts import parse_rules
+
+        return parse_rules(self.alert_rules)
 
     @property
     def is_embedded(self) -> bool:

@@ -32,14 +32,18 @@ import numpy as np
 
 from streamrec.contracts import CATALOG_EMBEDDINGS, partitions_for
 from streamrec.core.catalog import Catalog
+from streamrec.core.drift import Detection, DriftMonitor
 from streamrec.core.histogram import LogHistogram
 from streamrec.core.ingest import Deduplicator, Duplicate, Ingestor, RawMessage, Rejection
 from streamrec.core.interest import InterestModel, UserVectors
 from streamrec.core.lru import LRUCache
+from streamrec.core.monitor import Monitor
 from streamrec.core.privacy import Pseudonymizer
 from streamrec.core.profile import EVENT_WEIGHTS, Profile, ProfileUpdater
+from streamrec.core.quality import OnlineQuality
 from streamrec.core.ranking import OnlineRanker
 from streamrec.core.recommender import RankContext, Recommender
+from streamrec.core.variants import Experiment
 from streamrec.core.vectors import ItemVectors
 from streamrec.records import CatalogItem, DeadLetter, Event, RecItem, Recommendation
 from streamrec.settings import Settings
@@ -72,7 +76,10 @@ class Counters:
     counts: Counter[str] = field(default_factory=Counter)
     by_type: Counter[str] = field(default_factory=Counter)
     dlq_reasons: Counter[str] = field(default_factory=Counter)
+    #: Event -> recommendation latency (now - the event's Kafka timestamp), ms.
     freshness: LogHistogram = field(default_factory=LogHistogram)
+    #: (event type or "unknown", outcome) -> count; outcome in dlq / duplicates.
+    rejected_by_type: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def snapshot(self) -> dict[str, int]:
         main = ("in", "valid", "dlq", "duplicates", "recommendations")
@@ -80,11 +87,25 @@ class Counters:
             k: self.counts[k] for k in VECTOR_COUNTS if k in self.counts
         }
 
+    def per_type(self) -> dict[str, dict[str, int]]:
+        """{type: {in, valid, dlq, duplicates}}; in = valid + dlq + duplicates per type."""
+        out: dict[str, dict[str, int]] = {}
+        for t, n in self.by_type.items():
+            out[t] = {"in": n, "valid": n, "dlq": 0, "duplicates": 0}
+        for (t, outcome), n in self.rejected_by_type.items():
+            row = out.setdefault(t, {"in": 0, "valid": 0, "dlq": 0, "duplicates": 0})
+            row[outcome] += n
+            row["in"] += n
+        return out
+
     def reset(self) -> Counters:
         """Return the current window and start a new one."""
-        window = Counters(self.counts, self.by_type, self.dlq_reasons, self.freshness)
+        window = Counters(
+            self.counts, self.by_type, self.dlq_reasons, self.freshness, self.rejected_by_type
+        )
         self.counts, self.by_type, self.dlq_reasons = Counter(), Counter(), Counter()
         self.freshness = LogHistogram()
+        self.rejected_by_type = Counter()
         return window
 
 
@@ -121,6 +142,14 @@ class BatchOutput:
     #: (original key, dead letter): the DLQ keeps the original key.
     dead_letters: list[tuple[bytes | None, DeadLetter]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    #: Drift detected while processing the batch (published at once by the shell).
+    drift: list[Detection] = field(default_factory=list)
+
+    def extend(self, other: BatchOutput) -> None:
+        self.recommendations += other.recommendations
+        self.dead_letters += other.dead_letters
+        self.events += other.events
+        self.drift += other.drift
 
 
 class Engine:
@@ -138,6 +167,8 @@ class Engine:
         query_candidates: int = 100,
         interest: InterestModel | None = None,
         interest_candidates: int = 200,
+        experiment: Experiment | None = None,
+        monitor: Monitor | None = None,
     ) -> None:
         self.ingestor = ingestor
         self.updater = updater
@@ -153,6 +184,9 @@ class Engine:
         self.query_candidates = query_candidates
         self.interest = interest or InterestModel()
         self.interest_candidates = interest_candidates
+        self.experiment = experiment or Experiment([])
+        #: Online quality and drift (None: monitoring off).
+        self.monitor = monitor
         self.counters = Counters()
 
     @classmethod
@@ -199,6 +233,8 @@ class Engine:
             query_candidates=s.query_candidates,
             interest=InterestModel(s.interest_half_life_s, s.intent_half_life_s),
             interest_candidates=s.interest_candidates,
+            experiment=s.experiment_config(),
+            monitor=monitor_from_settings(s) if s.monitoring else None,
         )
 
     def upsert_item(self, item: CatalogItem) -> None:
@@ -224,10 +260,7 @@ class Engine:
         vectors = embed(texts, self.item_vectors.active_version)
         if vectors is not None:
             self.add_query_vectors(vectors)
-        rest = self.apply_batch(waiting, store, now_ms)
-        out.recommendations += rest.recommendations
-        out.dead_letters += rest.dead_letters
-        out.events += rest.events
+        out.extend(self.apply_batch(waiting, store, now_ms))
         return out
 
     def ingest_batch(self, batch: Sequence[RawMessage], now_ms: int) -> Ingested:
@@ -240,9 +273,11 @@ class Engine:
             if isinstance(result, Rejection):
                 counts["dlq"] += 1
                 self.counters.dlq_reasons[result.reason] += 1
+                self.counters.rejected_by_type[(result.event_type or "unknown", "dlq")] += 1
                 out.dead_letters.append((msg.key, result.dead_letter(msg, now_ms)))
             elif isinstance(result, Duplicate):
                 counts["duplicates"] += 1
+                self.counters.rejected_by_type[(result.event_type or "unknown", "duplicates")] += 1
             else:
                 out.accepted.append((msg, result))
         return out
@@ -313,6 +348,7 @@ class Engine:
                 )
                 counts["dlq"] += 1
                 self.counters.dlq_reasons["processing_error"] += 1
+                self.counters.rejected_by_type[(event.type, "dlq")] += 1
                 rejection = Rejection(
                     "processing_error", f"{type(exc).__name__}: {exc}", event.event_id
                 )
@@ -325,6 +361,8 @@ class Engine:
             out.events.append(event)
             out.recommendations.append(rec)
         counts["recommendations"] += len(out.recommendations)
+        if self.monitor is not None and self.monitor.detections:
+            out.drift = self.monitor.take_detections()
         for user, state in states.items():
             profiles[user][0].vectors = state.to_dict()
         for user, (profile, partition) in profiles.items():
@@ -413,6 +451,7 @@ class Engine:
                 categories_of=catalog.categories,
                 is_available=catalog.is_available,
                 ctx=self._rank_context(vectors.get(user), hits.get(user, [])),
+                variant=self.experiment.assign(user),
             )
             for user, profile in profiles.items()
         }
@@ -441,6 +480,9 @@ class Engine:
     def _hits_wanted(self, k: int) -> int:
         """FAISS hits worth fetching: the ranker scores at most `rank_pool` candidates."""
         pool = self.recommender.rank_pool
+        variant_pool = self.experiment.max_rank_pool
+        if pool and variant_pool is not None:
+            pool = 0 if variant_pool == 0 else max(pool, variant_pool)
         return min(k, pool) if pool else k
 
     def _search_queries(self, ingested: Ingested) -> dict[str, list[tuple[str, float]]]:
@@ -489,6 +531,7 @@ class Engine:
         hits: list[tuple[str, float]] = []
         encoder_version = None
         counts = self.counters.counts
+        entry = None
         if event.type == "search":
             entry = self._query_entry(event.query)
             if entry is None:
@@ -509,6 +552,7 @@ class Engine:
             self.recommender.observe_impression(event, profile, ctx)
         if ctx.user_vector is not None:
             encoder_version = encoder_version or self.item_vectors.active_version
+        variant = self.experiment.assign(event.user)
         items = self.recommender.recommend(
             profile,
             event.item_id,
@@ -516,11 +560,12 @@ class Engine:
             is_available=catalog.is_available,
             query_hits=hits,
             ctx=ctx,
+            variant=variant,
         )
-        return Recommendation(
+        rec = Recommendation(
             user=event.user,
             items=tuple(items),
-            model_version=self.recommender.ranking_version,
+            model_version=self.recommender.model_for(variant).version,
             event_id=event.event_id,
             event_type=event.type,
             event_ts=event.ts,
@@ -529,4 +574,22 @@ class Engine:
             encoder_version=encoder_version,
             flags=flags,
             user_value=profile.value,
+            variant=variant.name,
         )
+        if self.monitor is not None:
+            self.monitor.observe(event, variant.name, rec, categories, entry)
+        return rec
+
+
+def monitor_from_settings(s: Settings) -> Monitor:
+    return Monitor(
+        OnlineQuality(s.quality_k, s.feedback_window_s),
+        DriftMonitor(
+            warmup=s.drift_warmup,
+            adwin_delta=s.drift_adwin_delta,
+            ph_threshold=s.drift_ph_threshold,
+            psi_threshold=s.drift_psi_threshold,
+            psi_chunk=s.drift_psi_chunk,
+            query_chunk=max(4, s.drift_psi_chunk // 4),
+        ),
+    )

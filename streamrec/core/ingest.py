@@ -18,7 +18,7 @@ import fastjsonschema
 from streamrec import serde
 from streamrec.contracts import STOREFRONT_EVENTS, load_contract
 from streamrec.errors import SerdeError
-from streamrec.records import DeadLetter, Event
+from streamrec.records import EVENT_TYPES, DeadLetter, Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +38,8 @@ class Rejection:
     reason: str
     detail: str
     event_id: str | None = None
+    #: The event's type when it is a known one (for per-type counts), else None.
+    event_type: str | None = None
 
     def dead_letter(self, msg: RawMessage, now_ms: int) -> DeadLetter:
         return DeadLetter(
@@ -66,13 +68,14 @@ def parse_document(value: bytes, validate: Callable[[Any], Any], what: str) -> A
         return Rejection("schema", f"{what}: {exc.message}")
 
 
+@dataclass(frozen=True, slots=True)
 class Duplicate:
     """Marker: the event id was seen inside the de-duplication window."""
 
-    __slots__ = ()
+    event_type: str | None = None
 
 
-DUPLICATE = Duplicate()
+_DUPLICATES = {t: Duplicate(t) for t in EVENT_TYPES}
 
 
 class Deduplicator:
@@ -139,18 +142,21 @@ class Ingestor:
         if not isinstance(doc, dict):
             return Rejection("not_object", f"expected a JSON object, got {type(doc).__name__}")
         event_id = doc.get("event_id") if isinstance(doc.get("event_id"), str) else None
+        etype: str = doc.get("type", "")  # a known type once the schema passes
+        known = etype if etype in EVENT_TYPES else None
         try:
             self._validate(doc)
         except fastjsonschema.JsonSchemaValueException as exc:
             if exc.name == "data.ts" and exc.rule == "minimum":
-                return Rejection("bad_timestamp", f"ts={doc['ts']} is negative", event_id)
-            return Rejection("schema", _explain(exc, doc), event_id)
+                return Rejection("bad_timestamp", f"ts={doc['ts']} is negative", event_id, known)
+            return Rejection("schema", _explain(exc, doc), event_id, known)
         ts = doc["ts"]
         if ts < self.min_ts_ms:
             return Rejection(
                 "bad_timestamp",
                 f"ts={ts} is before {self.min_ts_ms} (1990): ts must be epoch milliseconds",
                 event_id,
+                known,
             )
         if ts > now_ms + self.max_future_skew_ms:
             return Rejection(
@@ -158,11 +164,11 @@ class Ingestor:
                 f"ts={ts} is {(ts - now_ms) / 1000:.0f} s in the future "
                 f"(allowed skew {self.max_future_skew_ms / 1000:.0f} s)",
                 event_id,
+                known,
             )
         assert event_id is not None  # the schema requires it
         if self.dedup.seen(event_id, ts):
-            return DUPLICATE
-        etype = doc["type"]
+            return _DUPLICATES[etype]
         # Data minimisation: only what the engine uses survives; context and
         # unknown fields stop here, and the raw user id is replaced.
         return Event(

@@ -32,9 +32,11 @@ import numpy as np
 from streamrec.core.profile import EVENT_WEIGHTS, Profile
 from streamrec.core.ranking import FEATURES, POSITIVE_TYPES, FixedBlend, OnlineRanker
 from streamrec.core.value import ValueModel
+from streamrec.core.variants import Variant
 from streamrec.records import Event, RecItem
 
 FEATURE_INDEX = {name: i for i, name in enumerate(FEATURES)}
+_NO_VARIANT = Variant("default")
 
 
 def _no_categories(_item: str) -> tuple[str, ...]:
@@ -286,9 +288,15 @@ class Recommender:
 
     @property
     def ranking_version(self) -> str:
-        if self.ranker is not None and self.ranker.ready:
-            return self.ranker.version
-        return self.blend.version
+        return self.model_for(_NO_VARIANT).version
+
+    def model_for(self, variant: Variant | None) -> FixedBlend | OnlineRanker:
+        """What ranks for this variant: the online ranker while it is ready (unless the
+        variant turns it off), the variant's blend or the default blend otherwise."""
+        v = variant or _NO_VARIANT
+        if self.ranker is not None and self.ranker.ready and v.ranker is not False:
+            return self.ranker
+        return v.blend or self.blend
 
     # -- serving ----------------------------------------------------------------
 
@@ -302,9 +310,18 @@ class Recommender:
         k: int | None = None,
         query_hits: Sequence[tuple[str, float]] = (),
         ctx: RankContext | None = None,
+        variant: Variant | None = None,
     ) -> list[RecItem]:
-        """Top-k for `profile`, each with its score, sources and the features that placed it."""
-        k = k or self.top_k
+        """Top-k for `profile`, each with its score, sources and the features that placed it.
+
+        `variant` (an A/B arm) overrides list length, pool, per-category cap,
+        anchors and the ranking model for this list.
+        """
+        v = variant or _NO_VARIANT
+        k = k or v.top_k or self.top_k
+        max_per_category = (
+            self.max_per_category if v.max_per_category is None else v.max_per_category
+        )
         ctx = ctx or RankContext(categories_of=categories_of)
         if ctx.categories_of is _no_categories:
             ctx.categories_of = categories_of
@@ -318,7 +335,7 @@ class Recommender:
 
         # Each source as {item: score, at most 1}; merged with dict and numpy
         # operations (no per-candidate Python): this runs for every event.
-        covisit, anchor_of = self._covisit(profile)
+        covisit, anchor_of = self._covisit(profile, v.anchors)
         trending = dict(self._top_trending(excluded, 2 * k))
         by_cat = self.trending_by_category
         category: dict[str, float] = {}
@@ -328,7 +345,7 @@ class Recommender:
                 for item, t in top_in_cat.top()[: self.category_candidates]:
                     if t > category.get(item, -1.0):
                         category[item] = t
-        pool = self.rank_pool
+        pool = self.rank_pool if v.rank_pool is None else v.rank_pool
         # Hits come best first: past the pool size none could make the shortlist.
         query = _normalised(query_hits[:pool] if pool else query_hits)
         interest = _normalised(ctx.interest_hits[:pool] if pool else ctx.interest_hits)
@@ -364,9 +381,7 @@ class Recommender:
         names = [name for name, _src in by_source]
 
         x = self._features(profile, items, covisit, query, ctx)
-        model: FixedBlend | OnlineRanker = (
-            self.ranker if self.ranker is not None and self.ranker.ready else self.blend
-        )
+        model = self.model_for(v)
         # Rounded before sorting: ties (and near-ties in the last float bits) break by
         # item id, so lists never depend on the order candidates arrived in.
         scores = np.round(model.score(x), 9).tolist()
@@ -378,10 +393,10 @@ class Recommender:
             item = items[i]
             if not is_available(item):
                 continue
-            if self.max_per_category:
+            if max_per_category:
                 cats = ctx.categories_of(item)
                 leaf = cats[-1] if cats else ""
-                if leaf and per_cat.get(leaf, 0) >= self.max_per_category:
+                if leaf and per_cat.get(leaf, 0) >= max_per_category:
                     continue
                 per_cat[leaf] = per_cat.get(leaf, 0) + 1
             chosen.append(i)
@@ -414,11 +429,14 @@ class Recommender:
             )
         return out
 
-    def _covisit(self, profile: Profile) -> tuple[dict[str, float], dict[str, str]]:
+    def _covisit(
+        self, profile: Profile, anchors: int | None = None
+    ) -> tuple[dict[str, float], dict[str, str]]:
         """Co-visitation neighbours of the newest recent items, normalised to 1."""
         covisit: dict[str, float] = {}
         anchor_of: dict[str, str] = {}
-        for rank, anchor in enumerate(reversed(profile.recent[-self.anchors :])):
+        n = self.anchors if anchors is None else anchors
+        for rank, anchor in enumerate(reversed(profile.recent[-n:] if n else [])):
             row = self.covisit.neighbours(anchor[0])
             if not row:
                 continue

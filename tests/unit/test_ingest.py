@@ -1,5 +1,5 @@
 from streamrec import serde
-from streamrec.core.ingest import DUPLICATE, Deduplicator, Ingestor, RawMessage, Rejection
+from streamrec.core.ingest import Deduplicator, Duplicate, Ingestor, RawMessage, Rejection
 from streamrec.core.privacy import Pseudonymizer
 from streamrec.datasets.malformed import malformed_events
 from streamrec.records import Event
@@ -82,7 +82,7 @@ def test_duplicates_inside_the_window_are_dropped_outside_forgotten():
     ing = make()
     doc = {"event_id": "dup", "type": "view", "user_id": "u", "ts": NOW, "item_id": "1"}
     assert isinstance(ing.ingest(msg(doc), NOW), Event)
-    assert ing.ingest(msg(doc), NOW) is DUPLICATE
+    assert ing.ingest(msg(doc), NOW) == Duplicate("view")
     later = {
         "event_id": "other",
         "type": "view",

@@ -1,0 +1,161 @@
+"""Online quality, measured prequentially on the live stream.
+
+When a user clicks, carts or buys an item, the question is whether that item
+was in the last list we published for them, and where: HR@K, NDCG@K and MRR@K
+(MRR counts only ranks within K, as offline). The list is the one published
+*before* the event, so a model is never scored on what it learned from the
+event itself. CTR comes from impressions: an impression is clicked when a
+click, cart or purchase on one of its shown items follows within the feedback
+window.
+
+Everything is kept as sums per variant in `QualitySums`, so windows from
+several workers add up to the right totals (rates are computed by readers).
+
+>>> q = OnlineQuality(k=2)
+>>> q.published("u", ("a", "b", "c"), "v")
+>>> q.observe_positive("u", "b", ts=1, variant="v")
+1
+>>> s = q.window["v"]; (s.trials, s.hits, round(s.ndcg, 4), s.rr)
+(1, 1, 0.6309, 0.5)
+>>> s.lists
+1
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+#: Event types that count as the user taking an item (and an impression's click).
+POSITIVE = frozenset({"click", "add_to_cart", "purchase"})
+
+
+@dataclass
+class QualitySums:
+    """Additive counts behind the online quality rates of one variant."""
+
+    lists: int = 0  # recommendations published
+    trials: int = 0  # positives of users who had a list
+    hits: int = 0  # ... whose item was in its top K
+    ndcg: float = 0.0  # sum of 1 / log2(rank + 2) over hits
+    rr: float = 0.0  # sum of 1 / (rank + 1) over hits
+    impressions: int = 0
+    clicks: int = 0  # impressions clicked within the feedback window
+
+    def add(self, other: QualitySums) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    def rates(self) -> dict[str, float | None]:
+        """hit_rate, ndcg, mrr and ctr (None where nothing was measured)."""
+        t, i = self.trials, self.impressions
+        return {
+            "hit_rate": self.hits / t if t else None,
+            "ndcg": self.ndcg / t if t else None,
+            "mrr": self.rr / t if t else None,
+            "ctr": self.clicks / i if i else None,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ndcg"] = round(self.ndcg, 6)
+        d["rr"] = round(self.rr, 6)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> QualitySums:
+        return cls(**{f.name: d.get(f.name, 0) for f in fields(cls)})
+
+
+class _Impression:
+    __slots__ = ("clicked", "shown", "ts", "variant")
+
+    def __init__(self, ts: int, shown: frozenset[str], variant: str) -> None:
+        self.ts = ts
+        self.shown = shown
+        self.variant = variant
+        self.clicked = False
+
+
+class OnlineQuality:
+    """Last list and last impression per user (bounded); sums per variant since `reset`."""
+
+    def __init__(self, k: int = 10, window_s: float = 1_800.0, max_users: int = 200_000) -> None:
+        self.k = k
+        self.window_ms = int(window_s * 1000)
+        self.max_users = max_users
+        self._last: dict[str, tuple[str, ...]] = {}
+        self._impressions: dict[str, _Impression] = {}
+        self._expiry: deque[tuple[int, str, _Impression]] = deque()
+        self.window: dict[str, QualitySums] = {}
+        #: CTR outcomes (1 clicked, 0 not) resolved since the last `take_ctr_outcomes`.
+        self.ctr_outcomes: list[int] = []
+        self._discount = [1.0 / math.log2(r + 2) for r in range(k)]
+
+    def sums(self, variant: str) -> QualitySums:
+        s = self.window.get(variant)
+        if s is None:
+            s = self.window[variant] = QualitySums()
+        return s
+
+    def published(self, user: str, items: tuple[str, ...], variant: str) -> None:
+        self.sums(variant).lists += 1
+        last = self._last
+        last.pop(user, None)  # re-insert: the dict's order is least recently published first
+        last[user] = items
+        if len(last) > self.max_users:
+            del last[next(iter(last))]
+
+    def observe_positive(self, user: str, item: str, ts: int, variant: str) -> int | None:
+        """Score a click / cart / purchase against the user's last list: 1 hit, 0 miss, None."""
+        imp = self._impressions.get(user)
+        if (
+            imp is not None
+            and not imp.clicked
+            and item in imp.shown
+            and ts - imp.ts <= self.window_ms
+        ):
+            imp.clicked = True
+            self.sums(imp.variant).clicks += 1
+            self.ctr_outcomes.append(1)
+        items = self._last.get(user)
+        if items is None:
+            return None
+        s = self.sums(variant)
+        s.trials += 1
+        try:
+            rank = items.index(item, 0, self.k)
+        except ValueError:
+            return 0
+        s.hits += 1
+        s.ndcg += self._discount[rank]
+        s.rr += 1.0 / (rank + 1)
+        return 1
+
+    def observe_impression(self, user: str, shown: tuple[str, ...], ts: int, variant: str) -> None:
+        self.expire(ts)
+        prev = self._impressions.pop(user, None)
+        if prev is not None and not prev.clicked:
+            self.ctr_outcomes.append(0)  # superseded by the next impression: not clicked
+        imp = _Impression(ts, frozenset(shown), variant)
+        self._impressions[user] = imp
+        self._expiry.append((ts + self.window_ms, user, imp))
+        self.sums(variant).impressions += 1
+        if len(self._impressions) > self.max_users:
+            del self._impressions[next(iter(self._impressions))]
+
+    def expire(self, now: int) -> None:
+        """Impressions past the feedback window without a click resolve as not clicked."""
+        q = self._expiry
+        while q and q[0][0] < now:
+            _at, user, imp = q.popleft()
+            if self._impressions.get(user) is imp:
+                del self._impressions[user]
+                if not imp.clicked:
+                    self.ctr_outcomes.append(0)
+
+    def reset(self) -> dict[str, QualitySums]:
+        window, self.window = self.window, {}
+        return window
