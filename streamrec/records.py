@@ -268,9 +268,9 @@ class DriftStat:
     name: str
     detector: str
     signal: str
-    statistic: float | None
     threshold: float
     drift: bool
+    statistic: float | None = None
     #: True: sent the moment the drift was detected; False: the window's summary.
     immediate: bool = False
     detections: int = 0

@@ -14,7 +14,11 @@ so there is exactly one on the main path. Around it:
   lacks go to the scorer in one request per batch, with a deadline; when the
   scorer is slow or down the batch goes on without them (flagged
   no_query_vector), and nothing waits for a scorer known to be down;
-* a timer publishes counter windows to `metrics`;
+* a timer publishes counter windows to `metrics` (counts, latency histogram,
+  online quality per A/B variant), the drift detectors' states to
+  `drift.stats`, and alert rule transitions to `alerts`; a drift detected
+  while processing a batch goes to `drift.stats` (and its alert rules) at once;
+* a small HTTP server answers Prometheus on `/metrics` with the same numbers;
 * a timer snapshots the recommender (trending, co-visitation) and the item
   vectors (FAISS indexes, with the catalog.embeddings offsets they include)
   to the data dir; both are loaded at start-up, and the follower reads
@@ -38,8 +42,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from streamrec import serde
 from streamrec.aio import wait_partitions
 from streamrec.contracts import (
+    ALERTS,
     CATALOG_EMBEDDINGS,
     CATALOG_ITEMS,
+    DRIFT_STATS,
     EVENTS_DLQ,
     METRICS,
     RECOMMENDATIONS,
@@ -47,13 +53,25 @@ from streamrec.contracts import (
     load_contract,
     partitions_for,
 )
+from streamrec.core.alerts import AlertEngine
+from streamrec.core.drift import Detection
 from streamrec.core.engine import BatchOutput, Counters, Engine
 from streamrec.core.ingest import RawMessage, Rejection, parse_document
+from streamrec.core.monitor import MonitorWindow
 from streamrec.core.profile import Profile
 from streamrec.core.recommender import Recommender
 from streamrec.core.vectors import decode_vectors
+from streamrec.core.windows import merge_windows
 from streamrec.faust_tuning import as_current_event, set_fetch_max_wait_ms
-from streamrec.records import CatalogEmbedding, CatalogItem, DeadLetter, MetricsWindow
+from streamrec.prometheus import MetricsState
+from streamrec.records import (
+    Alert,
+    CatalogEmbedding,
+    CatalogItem,
+    DeadLetter,
+    DriftStat,
+    MetricsWindow,
+)
 from streamrec.scorer.client import ScorerClient
 from streamrec.settings import Settings
 
@@ -136,6 +154,10 @@ class Worker:
         self.t_recs = s.topic(RECOMMENDATIONS)
         self.t_dlq = s.topic(EVENTS_DLQ)
         self.t_metrics = s.topic(METRICS)
+        self.t_drift = s.topic(DRIFT_STATS)
+        self.t_alerts = s.topic(ALERTS)
+        self.metrics_state = MetricsState(self.worker_id)
+        self.alert_engine = AlertEngine(s.alert_rule_set(), self.worker_id)
         self.t_catalog = s.topic(CATALOG_ITEMS)
         self.t_embeddings = s.topic(CATALOG_EMBEDDINGS)
         self.scorer = (
@@ -207,6 +229,8 @@ class Worker:
         app.task(self.follow_catalog)
         app.task(self.start_scorer_client)
         app.timer(s.metrics_interval_s)(self.publish_metrics)
+        if s.metrics_port:
+            app.task(self.serve_prometheus)
         app.timer(s.snapshot_interval_s)(self.save_snapshot)
         return app
 
@@ -255,6 +279,8 @@ class Worker:
             await self._send(self.t_recs, rec.user.encode(), serde.dumps(rec.to_dict()))
         for key, dead in out.dead_letters:
             await self.send_dead_letter(key, dead)
+        for detection in out.drift:
+            await self.publish_detection(detection)
         # No wait for delivery here: Faust flushes the producer before it commits
         # offsets, which is what makes this at-least-once. Waiting per batch left
         # the CPU idle for a produce round trip each batch (measured: ~20% fewer events/s).
@@ -408,27 +434,92 @@ class Worker:
 
     async def publish_metrics(self) -> None:
         window = self.engine.counters.reset()
+        monitor = self.engine.monitor
+        watched = monitor.reset() if monitor is not None else MonitorWindow()
         end = now_ms()
-        record = metrics_window(self.worker_id, self._window_start, end, window)
+        record = metrics_window(
+            self.worker_id, self._window_start, end, window, watched, self.settings.quality_k
+        )
         if self.scorer is not None:
             record.scorer.update(self.scorer.window())
         record.scorer["item_vectors"] = len(self.engine.item_vectors)
         record.scorer["encoder_version"] = self.engine.item_vectors.active_version
         self._window_start = end
-        await self.app.producer.send(
-            self.t_metrics, self.worker_id.encode(), serde.dumps(record.to_dict()), None, None, None
-        )
+        await self._send_value(self.t_metrics, self.worker_id, record.to_dict())
+        summary = merge_windows([record]).summary()
+        self.metrics_state.add_window(record, summary)
+        self.metrics_state.gauges["item_vectors"] = float(len(self.engine.item_vectors))
+        for d in watched.drift:
+            stat = DriftStat(worker=self.worker_id, ts=end, **d)
+            self.metrics_state.add_drift(stat)
+            await self._send_value(self.t_drift, stat.name, stat.to_dict())
+        for alert in self.alert_engine.on_window(summary, end):
+            await self.publish_alert(alert)
         c = record.counts
         if c["in"]:
             log.info(
-                "window: in=%d valid=%d dlq=%d dup=%d freshness p50=%s p99=%s ms",
+                "window: in=%d valid=%d dlq=%d dup=%d latency p50=%s p99=%s ms hit_rate=%s ctr=%s",
                 c["in"],
                 c["valid"],
                 c["dlq"],
                 c["duplicates"],
                 record.freshness_ms.get("p50"),
                 record.freshness_ms.get("p99"),
+                summary["hit_rate"],
+                summary["ctr"],
             )
+
+    async def publish_detection(self, d: Detection) -> None:
+        """A drift, the moment it is detected: drift.stats, then its alert rules."""
+        ts = now_ms()
+        stat = DriftStat(
+            worker=self.worker_id,
+            ts=ts,
+            name=d.name,
+            detector=d.detector,
+            signal=d.signal,
+            statistic=d.statistic,
+            threshold=d.threshold,
+            drift=True,
+            immediate=True,
+            detections=1,
+            n=d.at,
+            direction=d.direction,
+            before=d.before,
+            after=d.after,
+            message=d.describe(),
+        )
+        log.info("drift: %s", stat.message)
+        self.metrics_state.add_drift(stat)
+        await self._send_value(self.t_drift, d.name, stat.to_dict())
+        for alert in self.alert_engine.on_drift(d, ts):
+            await self.publish_alert(alert)
+
+    async def publish_alert(self, alert: Alert) -> None:
+        if alert.state == "firing":
+            log.warning("ALERT %s [%s]: %s", alert.alert, alert.severity, alert.message)
+            self.metrics_state.firing[alert.alert] = alert.severity
+        else:
+            log.info("alert resolved: %s", alert.message)
+            self.metrics_state.firing.pop(alert.alert, None)
+        await self._send_value(self.t_alerts, alert.alert, alert.to_dict())
+
+    async def _send_value(self, topic: str, key: str, value: dict[str, Any]) -> None:
+        await self.app.producer.send(topic, key.encode(), serde.dumps(value), None, None, None)
+
+    async def serve_prometheus(self) -> None:
+        from streamrec.prometheus import serve
+
+        s = self.settings
+        try:
+            runner = await serve(self.metrics_state, s.metrics_host, s.metrics_port)
+        except OSError as exc:
+            log.warning("Prometheus /metrics not served: %s", exc)
+            return
+        try:
+            await asyncio.Event().wait()  # until the app stops this task
+        finally:
+            await runner.cleanup()
 
     async def save_snapshot(self) -> None:
         self._write_snapshot()
@@ -501,15 +592,30 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def metrics_window(worker: str, start: int, end: int, window: Counters) -> MetricsWindow:
+def metrics_window(
+    worker: str,
+    start: int,
+    end: int,
+    window: Counters,
+    watched: MonitorWindow | None = None,
+    quality_k: int = 10,
+) -> MetricsWindow:
+    counts = window.snapshot()
+    seconds = (end - start) / 1000.0
+    latency = window.freshness
     return MetricsWindow(
         worker=worker,
         window_start=start,
         window_end=end,
-        counts=window.snapshot(),
+        counts=counts,
         by_type=dict(window.by_type),
         dlq_reasons=dict(window.dlq_reasons),
-        freshness_ms=window.freshness.summary() if window.freshness.count else {},
+        freshness_ms=latency.summary() if latency.count else {},
+        latency_hist=latency.to_dict() if latency.count else {},
+        per_type=window.per_type(),
+        quality={v: s.to_dict() for v, s in (watched.quality if watched else {}).items()},
+        quality_k=quality_k,
+        events_per_s=round(counts["in"] / seconds, 2) if seconds > 0 else 0.0,
     )
 
 

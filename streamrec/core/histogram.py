@@ -24,9 +24,11 @@ class LogHistogram:
         self.zeros = 0
         self.count = 0
         self.max = 0.0
+        self.sum = 0.0
 
     def record(self, value: float) -> None:
         self.count += 1
+        self.sum += value
         if value > self.max:
             self.max = value
         if value <= 0:
@@ -45,6 +47,20 @@ class LogHistogram:
         self.zeros += other.zeros
         self.count += other.count
         self.max = max(self.max, other.max)
+        self.sum += other.sum
+
+    def count_at_most(self, value: float) -> int:
+        """Values <= `value`, counting whole buckets whose upper bound is <= `value`
+        (a cumulative bucket of a Prometheus histogram, to the bucket precision)."""
+        if value < 0:
+            return 0
+        n = self.zeros
+        if value == 0:
+            return n
+        if math.isinf(value):
+            return self.count
+        limit = math.floor(math.log(value) / self._log_base)
+        return n + sum(c for idx, c in self.buckets.items() if idx < limit)
 
     def percentile(self, q: float) -> float:
         """Value at percentile q (0-100): the midpoint of the bucket holding that rank."""
@@ -73,6 +89,7 @@ class LogHistogram:
             "precision": self.precision,
             "zeros": self.zeros,
             "max": self.max,
+            "sum": self.sum,
             "buckets": {str(k): v for k, v in self.buckets.items()},
         }
 
@@ -84,5 +101,6 @@ class LogHistogram:
         h.buckets = Counter({int(k): int(v) for k, v in buckets.items()})
         h.zeros = int(d["zeros"])  # type: ignore[call-overload]
         h.max = float(d["max"])  # type: ignore[arg-type]
+        h.sum = float(d.get("sum", 0.0))  # type: ignore[arg-type]
         h.count = h.zeros + sum(h.buckets.values())
         return h

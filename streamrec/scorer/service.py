@@ -580,6 +580,9 @@ class ScorerService:
             "cache_hit_rate": round(c["cache_hits"] / lookups, 4) if lookups else None,
             "batch_texts": _summary(self.w_batch_texts, (50, 95, 100)),
             "queue_wait_ms": _summary(self.w_queue_wait, (50, 95, 99)),
+            # Mergeable forms of the two above: readers add windows of many scorers.
+            "batch_texts_hist": self.w_batch_texts.to_dict(),
+            "queue_wait_hist": self.w_queue_wait.to_dict(),
             "model_version": self.embedder.current,
             "staged_version": self.embedder.staged,
             "catalog_pending": sum(len(i) for ps in self.dirty.values() for i in ps.values()),
