@@ -172,6 +172,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return run_cli(args)
 
 
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from streamrec.monitor import run_monitor
+
+    return run_monitor(args, _settings(args))
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     limit_math_threads(Settings.from_env().rank_threads)  # the in-process rank stage too
     from streamrec.bench import run_bench
@@ -345,6 +351,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--out", help="also write the JSON here")
     sp.set_defaults(func=cmd_bench)
+
+    sp = sub.add_parser(
+        "monitor", help="follow metrics, drift.stats and alerts live (rich), or --once --json"
+    )
+    kafka_flags(sp)
+    sp.add_argument("--once", action="store_true", help="print what the topics hold now, exit")
+    sp.add_argument("--json", action="store_true", help="with --once: one JSON object")
+    sp.add_argument(
+        "--since", type=float, default=300.0, help="seconds of windows to add up (default 300)"
+    )
+    sp.set_defaults(func=cmd_monitor)
 
     sp = sub.add_parser(
         "bench-scorer", help="BERT encoder throughput, cache and latency (in process)"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import time
 import urllib.request
 from typing import Any
@@ -10,6 +12,7 @@ import pytest
 
 from streamrec import serde
 from streamrec.broker import free_port
+from streamrec.cli import main
 from streamrec.client import EventProducer, RecommendationReader, read_all, tail
 from streamrec.contracts import ALERTS, DRIFT_STATS, METRICS, load_contract
 from streamrec.core.windows import merge_windows
@@ -115,3 +118,19 @@ def test_metrics_drift_and_alerts_flow_while_the_pipeline_runs(make_stack):
     assert 'streamrec_quality_lists_total{variant="blend_only"}' in body
     assert "streamrec_event_latency_ms_bucket" in body
     assert 'streamrec_drift_detections_total{detector="category_mix"} 1.0' in body
+
+    # `streamrec monitor --once --json` reads the same topics and adds the same windows up.
+    flags = ["--bootstrap", s.kafka_bootstrap, "--topic-prefix", s.topic_prefix]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["monitor", "--once", "--json", *flags]) == 0
+    snap = serde.loads(out.getvalue())
+    assert snap["total"]["events_in"] == 101 and snap["total"]["ctr"] == 1.0
+    assert snap["drift"].keys() == {"hit_rate", "ctr", "ranker_score", "category_mix",
+                                    "query_embedding"}  # fmt: skip
+    assert snap["detections"][0]["name"] == "category_mix"
+    assert {t["metric"] for t in snap["ab_tests"]} == {"hit_rate", "ctr"}
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):  # the rich view renders the same snapshot
+        assert main(["monitor", "--once", *flags]) == 0
+    assert "A/B variants" in out.getvalue() and "category_mix" in out.getvalue()
