@@ -1,5 +1,7 @@
 """docker-compose.yml cannot run here (no Docker engine): check it agrees with the code."""
 
+import json
+import re
 from pathlib import Path
 
 from streamrec.cli import build_parser
@@ -55,3 +57,54 @@ def test_scorer_service_overrides_are_real_settings():
             env[key] = value.strip().strip('"')
     s = Settings.from_env(env)
     assert s.encoder_device == "cuda" and "capabilities: [gpu]" in scorer
+
+
+def _service(text: str, name: str) -> str:
+    start = text.index(f"\n  {name}:\n")
+    nxt = re.search(r"\n  [a-z-]+:\n|\nvolumes:", text[start + 3 :])
+    assert nxt is not None
+    return text[start : start + 3 + nxt.start()]
+
+
+def test_prometheus_scrapes_the_port_workers_serve_metrics_on():
+    text = (ROOT / "docker-compose.yml").read_text()
+    worker = _service(text, "worker")
+    env = _env_block(text) | {"STREAMREC_PSEUDONYM_KEY": "a-real-secret"}
+    for line in worker.splitlines():
+        key, _, value = line.strip().partition(":")
+        if key.startswith("STREAMREC_"):
+            env[key] = value.strip().strip('"')
+    s = Settings.from_env(env)
+    assert s.metrics_host == "0.0.0.0" and f'"{s.metrics_port}"' in worker
+    prom = (ROOT / "deploy/prometheus/prometheus.yml").read_text()
+    assert f"port: {s.metrics_port}" in prom and '"worker"' in prom
+    for name in ("prometheus", "grafana"):
+        for mount in re.findall(r"- \./(deploy/[^:]+):", _service(text, name)):
+            assert (ROOT / mount).exists(), mount
+
+
+def test_grafana_dashboard_queries_only_metrics_a_worker_serves():
+    from streamrec.core.windows import merge_windows
+    from streamrec.prometheus import MetricsState, render
+    from streamrec.records import DriftStat, MetricsWindow
+
+    window = MetricsWindow(
+        "w", 0, 1000, {"in": 1, "valid": 1, "dlq": 0, "duplicates": 0}, {"view": 1},
+        dlq_reasons={"schema": 1}, per_type={"view": {"in": 1, "valid": 1, "dlq": 0}},
+        quality={"default": {"lists": 1, "trials": 1, "hits": 1, "ndcg": 1.0, "rr": 1.0,
+                             "impressions": 1, "clicks": 1}},
+    )  # fmt: skip
+    state = MetricsState("w")
+    state.add_window(window, merge_windows([window]).summary())
+    state.add_drift(DriftStat("w", 1, "ctr", "ADWIN", "s", 0.002, True, 0.1, immediate=True))
+    state.add_drift(DriftStat("w", 1, "ctr", "ADWIN", "s", 0.002, False, 0.1))
+    state.firing["x"] = "warning"
+    served = set(re.findall(r"^(streamrec_[a-z_]+)", render(state).decode(), re.M))
+    dash = json.loads((ROOT / "deploy/grafana/dashboards/streamrec.json").read_text())
+    used = {
+        name
+        for panel in dash["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"streamrec_[a-z_]+", target["expr"])
+    }
+    assert used and used <= served, used - served
