@@ -124,6 +124,9 @@ def render(snap: dict[str, Any]) -> Any:
         ("CTR", "ctr", True),
         ("no query vector", "no_query_vector_share", True),
         ("scorer timeouts", "scorer_timeouts", False),
+        ("scorer cache hits", "scorer_cache_hit_rate", True),
+        ("scorer batch p95 (texts)", "scorer_batch_texts_p95", False),
+        ("scorer queue wait p95 ms", "scorer_queue_wait_p95", False),
     ]
     for label, key, pct in rows:
         head.add_row(label, fmt(now.get(key), pct), fmt(total.get(key), pct))
