@@ -9,11 +9,12 @@ Every topic payload crosses the wire through `dumps` / `loads`; failures become
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import orjson
 
-from streamrec.errors import SerdeError
+from streamrec.errors import ConfigError, SerdeError
 
 # Non-str dict keys (item ids as ints) and numpy scalars appear in core state;
 # keys are always serialised as strings so consumers in any language can read them.
@@ -34,3 +35,20 @@ def loads(data: bytes | bytearray | memoryview | str) -> Any:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise SerdeError(f"not valid JSON: {exc}") from exc
+
+
+def json_setting(setting: str, spec: str, example: str) -> Any:
+    """A setting given as JSON text or as `@path/to/file.json`, decoded.
+
+    Raises `ConfigError` naming the setting, with `example` of what is expected.
+    """
+    if spec.startswith("@"):
+        path = Path(spec[1:])
+        try:
+            spec = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"{setting}: cannot read {path}: {exc}") from exc
+    try:
+        return orjson.loads(spec)
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(f"{setting} must be {example} (or @file.json): {exc}") from exc

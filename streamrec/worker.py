@@ -472,23 +472,7 @@ class Worker:
     async def publish_detection(self, d: Detection) -> None:
         """A drift, the moment it is detected: drift.stats, then its alert rules."""
         ts = now_ms()
-        stat = DriftStat(
-            worker=self.worker_id,
-            ts=ts,
-            name=d.name,
-            detector=d.detector,
-            signal=d.signal,
-            statistic=d.statistic,
-            threshold=d.threshold,
-            drift=True,
-            immediate=True,
-            detections=1,
-            n=d.at,
-            direction=d.direction,
-            before=d.before,
-            after=d.after,
-            message=d.describe(),
-        )
+        stat = d.to_stat(self.worker_id, ts)
         log.info("drift: %s", stat.message)
         self.metrics_state.add_drift(stat)
         await self._send_value(self.t_drift, d.name, stat.to_dict())

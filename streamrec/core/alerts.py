@@ -24,14 +24,12 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
-
-import orjson
 
 from streamrec.core.drift import DETECTORS, Detection
 from streamrec.errors import ConfigError
 from streamrec.records import Alert
+from streamrec.serde import json_setting
 
 #: Numbers of a window summary a rule can test.
 SIGNALS = (
@@ -112,20 +110,12 @@ def parse_rules(spec: str) -> tuple[AlertRule, ...]:
     spec = spec.strip()
     if not spec:
         return DEFAULT_RULES
-    if spec.startswith("@"):
-        path = Path(spec[1:])
-        try:
-            spec = path.read_text()
-        except OSError as exc:
-            raise ConfigError(f"STREAMREC_ALERT_RULES: cannot read {path}: {exc}") from exc
-    try:
-        raw = orjson.loads(spec)
-    except orjson.JSONDecodeError as exc:
-        raise ConfigError(
-            "STREAMREC_ALERT_RULES must be a JSON list of rules, e.g. "
-            '\'[{"name": "slow", "signal": "latency_p99_ms", "op": ">", "threshold": 500, '
-            f'"for_windows": 3}}]\' (or @file.json): {exc}'
-        ) from exc
+    raw = json_setting(
+        "STREAMREC_ALERT_RULES",
+        spec,
+        'a JSON list of rules, e.g. \'[{"name": "slow", "signal": "latency_p99_ms", '
+        '"op": ">", "threshold": 500, "for_windows": 3}]\'',
+    )
     if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
         raise ConfigError("STREAMREC_ALERT_RULES must be a JSON list of objects")
     rules = []

@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from streamrec.records import DriftStat
+
 DETECTORS = ("hit_rate", "ctr", "ranker_score", "category_mix", "query_embedding")
 
 
@@ -55,6 +57,26 @@ class Detection:
     before: float | None
     after: float | None
     at: int  # updates the detector had seen
+
+    def to_stat(self, worker: str, ts: int) -> DriftStat:
+        """The drift.stats record sent the moment this is detected."""
+        return DriftStat(
+            worker=worker,
+            ts=ts,
+            name=self.name,
+            detector=self.detector,
+            signal=self.signal,
+            threshold=self.threshold,
+            drift=True,
+            statistic=self.statistic,
+            immediate=True,
+            detections=1,
+            n=self.at,
+            direction=self.direction,
+            before=self.before,
+            after=self.after,
+            message=self.describe(),
+        )
 
     def describe(self) -> str:
         if self.before is not None and self.after is not None:

@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-import orjson
 
 from streamrec.core.ranking import FEATURES, FixedBlend
 from streamrec.errors import ConfigError
+from streamrec.serde import json_setting
 
 DEFAULT_VARIANT = "default"
 _KNOWN_KEYS = {"weight", "ranker", "weights", "rank_pool", "top_k", "max_per_category", "anchors"}
@@ -116,20 +114,12 @@ class Experiment:
         spec = spec.strip()
         if not spec:
             return cls([], name)
-        if spec.startswith("@"):
-            path = Path(spec[1:])
-            try:
-                spec = path.read_text()
-            except OSError as exc:
-                raise ConfigError(f"STREAMREC_VARIANTS: cannot read {path}: {exc}") from exc
-        try:
-            raw = orjson.loads(spec)
-        except orjson.JSONDecodeError as exc:
-            raise ConfigError(
-                "STREAMREC_VARIANTS must be a JSON object, e.g. "
-                '\'{"control": {"weight": 0.9}, "no_ranker": {"weight": 0.1, "ranker": false}}\''
-                f" (or @file.json): {exc}"
-            ) from exc
+        raw = json_setting(
+            "STREAMREC_VARIANTS",
+            spec,
+            'a JSON object, e.g. \'{"control": {"weight": 0.9}, '
+            '"no_ranker": {"weight": 0.1, "ranker": false}}\'',
+        )
         if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
             raise ConfigError("STREAMREC_VARIANTS must map variant names to objects of options")
         return cls([Variant.from_dict(str(k), v) for k, v in raw.items()], name)

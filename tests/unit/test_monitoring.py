@@ -90,15 +90,21 @@ def _stream(n: int, seed: int) -> list[dict]:
     return out
 
 
+def run(e: Engine, events: list[dict], batch: int, partition: int = 0) -> list[Recommendation]:
+    """The events through `e` in batches of `batch`; the lists it published."""
+    store = DictProfileStore()
+    recs: list[Recommendation] = []
+    for i in range(0, len(events), batch):
+        msgs = [raw(ev, i + j, partition) for j, ev in enumerate(events[i : i + batch])]
+        recs += e.process_batch(msgs, store, now_ms=T0 + 10**8).recommendations
+    return recs
+
+
 def test_windows_of_partitioned_workers_add_up_to_one_worker_over_everything():
     events = _stream(1200, seed=5)
     # One worker over everything, in batches ...
     one = engine()
-    store = DictProfileStore()
-    recs: list[Recommendation] = []
-    for i in range(0, len(events), 100):
-        batch = [raw(e, i + j) for j, e in enumerate(events[i : i + 100])]
-        recs += one.process_batch(batch, store, now_ms=T0 + 10**7).recommendations
+    recs = run(one, events, 100)
     whole = metrics_window("one", 0, 1000, one.counters.reset(), one.monitor.reset())
     # ... and three workers, each owning the users of one partition, in smaller windows.
     windows = []
@@ -108,7 +114,7 @@ def test_windows_of_partitioned_workers_add_up_to_one_worker_over_everything():
         st = DictProfileStore()
         for i in range(0, len(mine), 50):
             batch = [raw(e, i + j, part) for j, e in enumerate(mine[i : i + 50])]
-            w.process_batch(batch, st, now_ms=T0 + 10**7)
+            w.process_batch(batch, st, now_ms=T0 + 10**8)
             windows.append(
                 metrics_window(f"w{part}", i, i + 1, w.counters.reset(), w.monitor.reset())
             )
@@ -132,11 +138,7 @@ def test_windows_of_partitioned_workers_add_up_to_one_worker_over_everything():
 def test_online_hit_rate_and_ndcg_equal_an_offline_computation_on_the_same_events():
     events = _stream(3000, seed=11)
     e = engine()
-    store = DictProfileStore()
-    recs: list[Recommendation] = []
-    for i in range(0, len(events), 200):
-        batch = [raw(ev, i + j) for j, ev in enumerate(events[i : i + 200])]
-        recs += e.process_batch(batch, store, now_ms=T0 + 10**8).recommendations
+    recs = run(e, events, 200)
     online = e.monitor.reset().quality["default"]
     # Offline: replay the published lists; every click/cart is scored against the
     # list published after that user's previous event (the evaluation code's metrics).
@@ -197,11 +199,7 @@ def _click_stream(n: int, change_at: int | None, seed: int = 7) -> tuple[list[Dr
         out = e.process_batch(batch, store, now_ms=T0 + j * 1000 + 50)
         for ev_msg, rec in zip(batch, out.recommendations, strict=True):
             last[serde.loads(ev_msg.value)["user_id"]] = rec.item_ids
-        for d in out.drift:
-            fired.append(
-                DriftStat("w", j, d.name, d.detector, d.signal, d.threshold, True,
-                          d.statistic, True, 1, d.at, d.direction, d.before, d.after)
-            )  # fmt: skip
+        fired += [d.to_stat("w", ts=j) for d in out.drift]
     return fired, j
 
 
@@ -279,10 +277,7 @@ def test_ab_with_a_real_difference_is_significant_and_aa_is_not():
 def test_a_variant_changes_serving_and_every_list_names_its_variant():
     spec = '{"control": {}, "short": {"top_k": 3, "weights": {"popularity": 2.0}, "ranker": false}}'
     e = engine(variants=spec)
-    store = DictProfileStore()
-    events = _stream(600, seed=4)[:600]
-    batch = [raw(ev, j) for j, ev in enumerate(events)]
-    recs = e.process_batch(batch, store, now_ms=T0 + 10**8).recommendations
+    recs = run(e, _stream(600, seed=4)[:600], 600)
     by_variant = {r.variant for r in recs}
     assert by_variant == {"control", "short"}
     assert all(len(r.items) <= 3 and r.model_version == "blend-1+short"
@@ -350,11 +345,7 @@ def test_alert_rules_are_checked_with_clear_errors():
 
 def _worker_windows() -> list:
     e = engine(variants='{"a": {}, "b": {}}')
-    events = _stream(800, seed=9)
-    out = e.process_batch(
-        [raw(ev, j) for j, ev in enumerate(events)], DictProfileStore(), T0 + 10**8
-    )
-    assert out.recommendations
+    assert run(e, _stream(800, seed=9), 800)
     return [metrics_window("w1", T0, T0 + 10_000, e.counters.reset(), e.monitor.reset())]
 
 
