@@ -23,6 +23,7 @@ from streamrec.bench import measure_freshness
 from streamrec.client import EventProducer, RecommendationReader, read_all, tail
 from streamrec.contracts import METRICS
 from streamrec.core.histogram import LogHistogram
+from streamrec.core.windows import WindowTotals, merge_windows
 from streamrec.datasets import movielens
 from streamrec.datasets.malformed import malformed_events
 from streamrec.records import MetricsWindow, RawEvent, Recommendation
@@ -118,15 +119,13 @@ def _run(
 
     live = measure_freshness(settings, live_event, LIVE_RATE, LIVE_SECONDS, reader=reader)["e2e_ms"]
 
-    windows = _metrics(settings)
-    totals = {k: sum(w.counts[k] for w in windows) for k in ("in", "valid", "dlq", "duplicates")}
-    reasons: dict[str, int] = {}
-    for w in windows:
-        for k, v in w.dlq_reasons.items():
-            reasons[k] = reasons.get(k, 0) + v
+    merged = merge_windows(_metrics(settings))
+    totals = {k: merged.counts.get(k, 0) for k in ("in", "valid", "dlq", "duplicates")}
+    reasons = dict(merged.dlq_reasons)
 
     sent += live["count"] + 1  # the live phase and the readiness probe
     _summary(reader, ml, titles, totals, reasons, sent, backlog_rate, recs, live)
+    _online_quality(merged)
     ok = totals["in"] == totals["valid"] + totals["dlq"] + totals["duplicates"]
     return 0 if ok else 1
 
@@ -194,6 +193,21 @@ def _summary(
         f"p99 {backlog.percentile(99):.0f} ms  (event produced -> list produced; queueing, "
         "as all events were sent at once)"
     )
+    print("=" * 78)
+
+
+def _online_quality(merged: WindowTotals) -> None:
+    s = merged.summary()
+    trials = merged.quality_total().trials
+    if s["hit_rate"] is None:
+        return
+    k = s["quality_k"]
+    print(
+        f"online quality   HR@{k} {s['hit_rate']:.4f}  NDCG@{k} {s['ndcg']:.4f}  "
+        f"MRR@{k} {s['mrr']:.4f}  over {trials:,} clicks/purchases, each scored against "
+        "the list that user had (prequential)"
+    )
+    print("follow it live: streamrec monitor   (metrics, drift.stats, alerts)")
     print("=" * 78)
 
 
