@@ -108,3 +108,13 @@ def test_grafana_dashboard_queries_only_metrics_a_worker_serves():
         for name in re.findall(r"streamrec_[a-z_]+", target["expr"])
     }
     assert used and used <= served, used - served
+    # The fleet-wide Prometheus alert rules too.
+    rules = (ROOT / "deploy/prometheus/alerts.yml").read_text()
+    in_rules = set(re.findall(r"streamrec_[a-z_]+", rules))
+    assert in_rules and in_rules <= served, in_rules - served
+    import yaml  # transformers' dependency: always installed
+
+    prom = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    assert prom["rule_files"] == ["/etc/prometheus/alerts.yml"]
+    groups = yaml.safe_load(rules)["groups"]
+    assert all(r["alert"] and r["expr"] and r["labels"]["severity"] for r in groups[0]["rules"])
