@@ -63,7 +63,7 @@ from streamrec.core.recommender import Recommender
 from streamrec.core.vectors import decode_vectors
 from streamrec.core.windows import merge_windows
 from streamrec.faust_tuning import as_current_event, set_fetch_max_wait_ms
-from streamrec.prometheus import MetricsState
+from streamrec.prometheus import MetricsState, serve
 from streamrec.records import (
     Alert,
     CatalogEmbedding,
@@ -492,8 +492,6 @@ class Worker:
         await self.app.producer.send(topic, key.encode(), serde.dumps(value), None, None, None)
 
     async def serve_prometheus(self) -> None:
-        from streamrec.prometheus import serve
-
         s = self.settings
         try:
             runner = await serve(self.metrics_state, s.metrics_host, s.metrics_port)
