@@ -200,15 +200,14 @@ def run_monitor(args: argparse.Namespace, settings: Settings) -> int:
     try:
         offsets = consumer.offsets_for_times(dict.fromkeys(tps, start))
     except Exception:  # a broker without timestamp lookups: read it all, keep the span
-        offsets = {}
         consumer.seek_to_beginning(*tps)
-        tps = []
-    for tp in tps:
-        found = offsets.get(tp)
-        if found is None:
-            consumer.seek_to_end(tp)
-        else:
-            consumer.seek(tp, found.offset)
+    else:
+        for tp in tps:
+            found = offsets.get(tp)
+            if found is None:
+                consumer.seek_to_end(tp)
+            else:
+                consumer.seek(tp, found.offset)
 
     def drain(timeout_ms: int) -> int:
         n = 0

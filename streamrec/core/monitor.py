@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from streamrec.core.drift import Detection, DriftMonitor
-from streamrec.core.quality import POSITIVE, OnlineQuality, QualitySums
+from streamrec.core.quality import OnlineQuality, QualitySums
+from streamrec.core.ranking import POSITIVE_TYPES
 from streamrec.records import Event, Recommendation
 
 
@@ -42,7 +43,7 @@ class Monitor:
         q = self.quality
         d = self.drift
         q.expire(event.ts)
-        if event.item_id is not None and event.type in POSITIVE:
+        if event.item_id is not None and event.type in POSITIVE_TYPES:
             hit = q.observe_positive(event.user, event.item_id, event.ts, variant)
             if hit is not None and d is not None:
                 self._keep(d.hit(hit))

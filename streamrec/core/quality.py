@@ -28,9 +28,6 @@ from collections import deque
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-#: Event types that count as the user taking an item (and an impression's click).
-POSITIVE = frozenset({"click", "add_to_cart", "purchase"})
-
 
 @dataclass
 class QualitySums:

@@ -97,7 +97,6 @@ class Experiment:
             raise ConfigError("variant weights must add up to more than 0")
         self.name = name
         self.variants = variants
-        self.by_name = {v.name: v for v in variants}
         #: Upper bucket bound of each variant, in 2^64 hash space.
         self._bounds: list[int] = []
         acc = 0.0
