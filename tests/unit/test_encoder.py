@@ -33,6 +33,20 @@ def test_duplicates_and_empty_texts(tiny):
     assert tiny.encode([], max_length=16).vectors.shape == (0, 32)
 
 
+def test_bucketed_padding_and_warm_up_of_the_cuda_path_change_no_vector(tiny_model_dir):
+    # What CUDA does (pad to a multiple of 16 tokens, warm every shape up), checked on the CPU.
+    plain = TextEncoder(tiny_model_dir, device="cpu", batch_size=4)
+    bucketed = TextEncoder(tiny_model_dir, device="cpu", batch_size=4)
+    bucketed.pad_multiple = 16
+    bucketed.warm_up(max_tokens=32)
+    texts = ["red shoes", "a much longer text about wireless headphones for running", "tv"]
+    assert np.allclose(
+        plain.encode(texts, max_length=64).vectors,
+        bucketed.encode(texts, max_length=64).vectors,
+        atol=1e-5,
+    )
+
+
 def test_long_text_is_truncated_not_fatal(tiny):
     out = tiny.encode(["red shoes " * 2000], max_length=64)  # ~20 kB
     assert out.valid.all() and abs(np.linalg.norm(out.vectors[0]) - 1) < 1e-5
