@@ -53,3 +53,71 @@ async def read_partition(
         return position
     finally:
         await consumer.stop()
+
+
+async def end_offsets(
+    settings: Settings, tps: list[TopicPartition], timeout_s: float = 10.0
+) -> dict[TopicPartition, int]:
+    """The true end of each partition: ListOffsets, checked against a fetch's high watermark.
+
+    The embedded broker (tansu) answers ListOffsets with the first offset of the
+    newest record *batch*, not the end (measured: 1,069 for a partition holding
+    1,239 records), while its fetch responses carry the right high watermark. So
+    this seeks to the listed end and fetches once per partition; on real Kafka
+    the two agree and the fetch finds nothing.
+    """
+    if not tps:
+        return {}
+    tps = [TopicPartition(tp.topic, tp.partition) for tp in tps]  # Faust passes its own TP
+    s = settings
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=s.bootstrap_list(),
+        enable_auto_commit=False,
+        fetch_max_wait_ms=10,
+        **s.aiokafka_security(),
+    )
+    await consumer.start()
+    try:
+        ends = dict(await consumer.end_offsets(tps))
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, ends[tp])
+        pending = set(tps)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while pending and asyncio.get_running_loop().time() < deadline:
+            await consumer.getmany(*pending, timeout_ms=50, max_records=1)
+            for tp in list(pending):
+                high = consumer.highwater(tp)
+                if high is not None:
+                    ends[tp] = max(ends[tp], high)
+                    pending.discard(tp)
+        return ends
+    finally:
+        await consumer.stop()
+
+
+async def wait_for_broker(settings: Settings, timeout_s: float) -> str | None:
+    """Wait until a broker of `settings` answers a metadata request.
+
+    Returns None once one does, or the last connection error after `timeout_s`.
+    """
+    from aiokafka.client import AIOKafkaClient
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        client = AIOKafkaClient(
+            bootstrap_servers=settings.bootstrap_list(),
+            request_timeout_ms=max(1_000, int(min(timeout_s, 10.0) * 1000)),
+            **settings.aiokafka_security(),
+        )
+        try:
+            await client.bootstrap()
+            return None
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            await client.close()
+        if loop.time() >= deadline:
+            return error
+        await asyncio.sleep(min(0.5, max(0.0, deadline - loop.time())))

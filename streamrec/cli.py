@@ -43,10 +43,37 @@ def cmd_worker(args: argparse.Namespace) -> int:
     s = _settings(args).with_overrides(store=args.store)
     s.resolved_pseudonym_key()  # refuse to start without a usable key, before Faust starts
     limit_math_threads(s.rank_threads)  # before numpy / faiss are imported
+    from streamrec.logs import quiet_broker_outages
+
+    quiet_broker_outages()
+    require_broker(s)
     from streamrec.worker import Worker
 
-    Worker(s).run()
-    return 0
+    return Worker(s).run()
+
+
+def require_broker(s: Settings) -> None:
+    """A clear error, not a silent hang, when no Kafka broker answers in time.
+
+    Faust logs "Unable to bootstrap" once and then waits forever, so the worker
+    checks first (STREAMREC_BROKER_WAIT_S).
+    """
+    import asyncio
+
+    from streamrec.aio import wait_for_broker
+    from streamrec.errors import BrokerError
+
+    error = asyncio.run(wait_for_broker(s, s.broker_wait_s))
+    if error is not None:
+        hint = (
+            "start one with `streamrec broker` (or `scripts/demo.sh`)"
+            if s.is_embedded
+            else "check STREAMREC_KAFKA_BOOTSTRAP and the cluster's listeners"
+        )
+        raise BrokerError(
+            f"no Kafka broker answered at {s.kafka_bootstrap} within {s.broker_wait_s:g} s "
+            f"(STREAMREC_BROKER_WAIT_S); {hint}. Last error: {error}"
+        )
 
 
 def limit_math_threads(n: int) -> None:

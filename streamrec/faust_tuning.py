@@ -10,12 +10,24 @@
    micro-batch (``take_events``) that is the batch's last event, which is the
    wrong partition for every other user in the batch. `as_current_event`
    points it at an event of the right partition around each table access.
+3. Acks on delivery: ``take_events`` acks a batch's events as soon as the
+   agent's body returns, before what the batch produced has reached Kafka, so
+   a crash (or a message the broker refuses) let the committed offsets pass
+   events whose lists and dead letters were never written (measured: 76 of 100
+   valid events lost behind ten 1 MiB events). `defer_acks` turns those acks
+   into no-ops and hands back the real one, which the worker calls once the
+   batch's messages are acknowledged by the broker.
+4. The end of a changelog: Faust's table recovery reads each changelog's end
+   with ListOffsets, which the embedded broker answers with the start of the
+   newest record batch. A restart then found its persisted offset "past the
+   end" (``ConsistencyError``), or stopped recovering early. `set_end_offsets`
+   gives recovery the ends a fetch reports (`streamrec.aio.end_offsets`).
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -52,3 +64,48 @@ def as_current_event(event: Any) -> Iterator[None]:
         yield
     finally:
         _current_event.reset(token)
+
+
+def defer_acks(stream: Any) -> Callable[[Sequence[Any]], Awaitable[None]]:
+    """Make `stream.take_events` leave its events unacked; returns the real ack.
+
+    Acking is what lets Faust commit an offset, so the caller acks a batch's
+    events only when everything it produced for them is on the broker.
+    """
+    real_ack = stream.ack
+
+    async def _not_yet(event: Any) -> bool:
+        return False
+
+    stream.ack = _not_yet
+
+    async def ack(events: Sequence[Any]) -> None:
+        for event in events:
+            await real_ack(event)
+
+    return ack
+
+
+EndOffsets = Callable[[list[Any]], Awaitable[dict[Any, int]]]
+_end_offsets: EndOffsets | None = None
+_end_offsets_patched = False
+
+
+def set_end_offsets(reader: EndOffsets) -> None:
+    """Faust's changelog recovery asks `reader` for the end of each partition."""
+    global _end_offsets, _end_offsets_patched
+    _end_offsets = reader
+    if _end_offsets_patched:
+        return
+    original = faust_aiokafka.AIOKafkaConsumerThread._highwaters
+
+    async def _highwaters(self: Any, partitions: list[Any]) -> Any:
+        listed = await original(self, partitions)
+        if _end_offsets is None or self.consumer.in_transaction or not partitions:
+            return listed
+        # Runs on the consumer thread's loop; the reader opens its own connection there.
+        checked = await _end_offsets(list(partitions))
+        return {tp: max(listed.get(tp) or 0, checked.get(tp, 0)) for tp in partitions}
+
+    faust_aiokafka.AIOKafkaConsumerThread._highwaters = _highwaters  # type: ignore[method-assign]
+    _end_offsets_patched = True

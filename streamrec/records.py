@@ -12,6 +12,7 @@ True
 from __future__ import annotations
 
 import base64
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -20,6 +21,15 @@ EVENT_TYPES = ("view", "click", "search", "add_to_cart", "purchase", "impression
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
+
+
+def _finite(x: float | None, digits: int) -> float:
+    """`x` rounded, or 0.0 when it is not a finite number (JSON would turn it into null).
+
+    >>> _finite(float("nan"), 2), _finite(None, 2), _finite(1.23456, 2)
+    (0.0, 0.0, 1.23)
+    """
+    return round(x, digits) if x is not None and math.isfinite(x) else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +118,13 @@ class CatalogItem:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
+    """A message that could not be processed, with why and (a bounded part of) its bytes.
+
+    `original` holds at most the configured number of bytes; when the message
+    was longer, `truncated` is True and `original_size` / `original_sha256`
+    describe the whole, so a dead letter always fits on the topic.
+    """
+
     reason: str
     detail: str
     source_topic: str
@@ -116,11 +133,14 @@ class DeadLetter:
     original: bytes
     dlq_ts: int
     event_id: str | None = None
+    truncated: bool = False
+    original_size: int | None = None
+    original_sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["original"] = base64.b64encode(self.original).decode("ascii")
-        return d
+        return _drop_none(d) | {"event_id": self.event_id}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DeadLetter:
@@ -170,11 +190,11 @@ class Recommendation:
             "items": [
                 {
                     "item_id": i.item_id,
-                    "score": round(i.score, 6),
+                    "score": _finite(i.score, 6),
                     "reason": i.reason,
                     "sources": list(i.sources),
-                    "features": dict(i.features),
-                    "potential": i.potential,
+                    "features": {k: _finite(v, 6) for k, v in i.features},
+                    "potential": _finite(i.potential, 6),
                     **({"category": i.category} if i.category is not None else {}),
                     **({"price": i.price} if i.price is not None else {}),
                 }
@@ -191,7 +211,7 @@ class Recommendation:
             d["encoder_version"] = self.encoder_version
         if self.flags:
             d["flags"] = list(self.flags)
-        d["user_value"] = round(self.user_value, 2)
+        d["user_value"] = _finite(self.user_value, 2)
         d["variant"] = self.variant
         return d
 

@@ -113,6 +113,14 @@ class Settings:
     #: Consumer fetch max wait. The embedded broker does not wake a waiting fetch,
     #: so latency per hop is about half of this; real Kafka answers at once.
     fetch_max_wait_ms: int = 100
+    #: How long a starting worker waits for a Kafka broker to answer before it exits
+    #: with an error (a broker started at the same time gets this long to come up).
+    broker_wait_s: float = 30.0
+    #: A stopping worker exits after this long even if the broker does not answer
+    #: (events not acked by then are processed again by the next worker).
+    shutdown_timeout_s: float = 8.0
+    #: Decoded profiles a worker keeps in memory (LRU; the rest are read from its store).
+    profile_cache_size: int = 20_000
     #: Consumer-group session timeout; the embedded broker makes joins wait half of it.
     session_timeout_s: float = 6.0
     heartbeat_interval_s: float = 1.0
@@ -124,6 +132,9 @@ class Settings:
     top_k: int = 20
     #: Dead-letter any raw event larger than this.
     max_event_bytes: int = 16_384
+    #: A dead letter keeps at most this many bytes of the original message (plus its
+    #: full size and SHA-256), so that it always fits on the topic.
+    dlq_original_max_bytes: int = 16_384
     #: Events stamped further in the future than this (clock skew) are rejected.
     max_future_skew_s: float = 300.0
     #: Events older than this epoch-ms are rejected: catches seconds sent as ms.

@@ -28,19 +28,24 @@ so there is exactly one on the main path. Around it:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import pickle
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.exceptions import ConsistencyError, ProducerSendError
+from faust.worker import Worker as FaustWorker
 
 from streamrec import serde
-from streamrec.aio import wait_partitions
+from streamrec.aio import end_offsets, wait_partitions
 from streamrec.contracts import (
     ALERTS,
     CATALOG_EMBEDDINGS,
@@ -54,15 +59,17 @@ from streamrec.contracts import (
     partitions_for,
 )
 from streamrec.core.alerts import AlertEngine
+from streamrec.core.counters import Counters
 from streamrec.core.drift import Detection
-from streamrec.core.engine import BatchOutput, Counters, Engine
+from streamrec.core.engine import BatchOutput, Engine
 from streamrec.core.ingest import RawMessage, Rejection, parse_document
 from streamrec.core.monitor import MonitorWindow
-from streamrec.core.profile import Profile
 from streamrec.core.recommender import Recommender
 from streamrec.core.vectors import decode_vectors
 from streamrec.core.windows import merge_windows
-from streamrec.faust_tuning import as_current_event, set_fetch_max_wait_ms
+from streamrec.delivery import BatchDelivery, is_message_error
+from streamrec.faust_tuning import defer_acks, set_end_offsets, set_fetch_max_wait_ms
+from streamrec.profile_store import TableProfileStore
 from streamrec.prometheus import MetricsState, serve
 from streamrec.records import (
     Alert,
@@ -78,58 +85,27 @@ from streamrec.settings import Settings
 log = logging.getLogger(__name__)
 
 
+#: Longest dead-letter key kept (bytes): keys are user ids; a 1 MiB one must not block.
+MAX_DLQ_KEY = 1_024
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class TableProfileStore:
-    """Profiles in a Faust table, with a decoded-object cache in front of it.
-
-    Reads hit the cache, then the table's local store (RocksDB or memory, on
-    the right partition). Writes go to the cache and the local store, and
-    queue a changelog record that the worker sends on the raw producer path:
-    the same store, changelog topic and recovery as `table[key] = value`,
-    without Faust's per-write machinery, which measured ~40% of the worker's
-    CPU. The cache is dropped on every rebalance, so a partition that moves
-    away and back is read again from the table.
-    """
-
-    def __init__(self, table: Any, max_cached: int = 200_000) -> None:
-        self.table = table
-        self.max_cached = max_cached
-        self.cache: dict[str, Profile] = {}
-        self.pending: list[tuple[bytes, bytes, int]] = []
-        self._event_of: dict[int, Any] = {}
-
-    def begin_batch(self, events: Sequence[Any]) -> None:
-        # One event per partition is enough: Faust only reads its partition.
-        self._event_of = {ev.message.partition: ev for ev in events}
-
-    def get(self, user: str, partition: int) -> Profile | None:
-        profile = self.cache.get(user)
-        if profile is not None:
-            return profile
-        with as_current_event(self._event_of[partition]):
-            raw = self.table.data.get(user.encode())
-        if raw is None:
-            return None
-        return Profile.from_bytes(raw)
-
-    def put(self, user: str, profile: Profile, partition: int) -> None:
-        if len(self.cache) >= self.max_cached and user not in self.cache:
-            self.cache.clear()  # cheap bound; misses fall through to the store
-        self.cache[user] = profile
-        key, value = user.encode(), profile.to_bytes()
-        with as_current_event(self._event_of[partition]):
-            self.table.data[key] = value
-        self.pending.append((key, value, partition))
-
-    def take_pending(self) -> list[tuple[bytes, bytes, int]]:
-        pending, self.pending = self.pending, []
-        return pending
-
-    def clear_cache(self) -> None:
-        self.cache.clear()
+def broker_lost_data(evidence: str, s: Settings) -> str:
+    """What to say (and do) when the broker no longer has what this worker saw."""
+    what = (
+        "the embedded broker keeps everything in memory, so a restart of it loses every topic"
+        if s.is_embedded
+        else "the topics were deleted or recreated"
+    )
+    return (
+        f"the broker lost its data: {evidence} ({what}). The profiles in "
+        f"{Path(s.data_dir) / 'faust'} belong to the old data. To start over: stop every "
+        "worker, move that directory aside, run `streamrec topics create`, start the "
+        "workers again"
+    )
 
 
 class Worker:
@@ -168,7 +144,11 @@ class Worker:
         self.scorer_ready = False
         self.bad_embeddings = 0
         self._window_start = now_ms()
-        self._send_error: BaseException | None = None
+        #: Batches whose messages are still on their way to the broker.
+        self._settling: set[asyncio.Future[None]] = set()
+        #: Set when the worker must stop (it cannot deliver, or the broker lost its data).
+        self.exit_code = 0
+        set_end_offsets(lambda tps: end_offsets(s, tps))
         self.app = self._build_app()
 
     # -- app --------------------------------------------------------------------
@@ -213,7 +193,7 @@ class Worker:
             value_type=bytes,
             partitions=partitions,
         )
-        self.store = TableProfileStore(self.profiles)
+        self.store = TableProfileStore(self.profiles, s.profile_cache_size)
         self.changelog_topic = self.profiles.changelog_topic.get_topic_name()
 
         @app.on_partitions_revoked.connect  # type: ignore[arg-type]
@@ -222,8 +202,13 @@ class Worker:
 
         async def process(stream: Any) -> None:
             within = s.batch_within_ms / 1000.0
+            ack = defer_acks(stream)
             async for batch in stream.take_events(s.batch_max, within):
-                await self.handle_batch(batch)
+                try:
+                    await self.handle_batch(batch, ack)
+                except Exception as exc:  # the core never raises: this is the shell or Kafka
+                    log.exception("batch failed outside the core")
+                    self.fatal(f"a batch could not be processed ({exc!r}); it is not acked")
 
         app.agent(events, name=f"{s.app_id}.process")(process)
         app.task(self.follow_catalog)
@@ -234,7 +219,17 @@ class Worker:
         app.timer(s.snapshot_interval_s)(self.save_snapshot)
         return app
 
-    async def handle_batch(self, batch: Sequence[Any]) -> None:
+    async def handle_batch(
+        self, batch: Sequence[Any], ack: Callable[[Sequence[Any]], Awaitable[None]]
+    ) -> None:
+        """Process one micro-batch and hand everything it produced to the producer.
+
+        Nothing waits for the broker here: the batch settles in the background
+        (`_settle`), and only then are its events acked and its counts added.
+        """
+        if self.exit_code:
+            return  # stopping: nothing more is processed, nothing more acked
+        self._check_offsets(batch)
         msgs = [
             RawMessage(
                 value=ev.value,
@@ -246,11 +241,12 @@ class Worker:
             )
             for ev in batch
         ]
+        delivery = BatchDelivery(batch)
         ingested = self.engine.ingest_batch(msgs, now_ms())
         texts = self.engine.missing_queries(ingested)
         self.store.begin_batch(batch)
         if not texts or self.scorer is None or not self.scorer_ready:
-            await self._publish(self.engine.apply_batch(ingested, self.store, now_ms()))
+            await self._publish(self.engine.apply_batch(ingested, self.store, now_ms()), delivery)
         else:
             # One request per batch. Only the users who typed one of these queries wait
             # for it (bounded by the timeout); everyone else's events are processed while
@@ -259,31 +255,78 @@ class Worker:
             request = asyncio.ensure_future(
                 self.scorer.embed(texts, self.engine.item_vectors.active_version)
             )
-            await self._publish(self.engine.apply_batch(ready, self.store, now_ms()))
+            await self._publish(self.engine.apply_batch(ready, self.store, now_ms()), delivery)
             vectors = await request
             if vectors is not None:
                 self.engine.add_query_vectors(vectors)
-            await self._publish(self.engine.apply_batch(waiting, self.store, now_ms()))
+            await self._publish(self.engine.apply_batch(waiting, self.store, now_ms()), delivery)
+        task = asyncio.ensure_future(self._settle(delivery, ack))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
 
-    async def _publish(self, out: BatchOutput) -> None:
-        if self._send_error is not None:
-            # A message that aiokafka could not deliver after its retries: stop here,
-            # before more offsets are committed past it. The restarted worker
-            # re-processes from the last commit (at-least-once).
-            raise self._send_error
+    def _check_offsets(self, batch: Sequence[Any]) -> None:
+        """An event below the committed offset of its partition: the broker lost its data.
+
+        Faust only delivers from the committed offset on; a consumer reset to the
+        start of an emptied partition is the one way to see less. Profiles remember
+        the offsets they applied, so carrying on would skip the new events as replays.
+        """
+        committed = cast(Any, self.app.consumer)._committed_offset
+        for ev in batch:
+            tp = ev.message.tp
+            floor = committed.get(tp)
+            if floor is not None and ev.message.offset < floor:
+                self.fatal(broker_lost_data(
+                    f"{tp.topic}[{tp.partition}] delivered offset {ev.message.offset}, "
+                    f"below the committed offset {floor}",
+                    self.settings,
+                ))  # fmt: skip
+                return
+
+    async def _publish(self, out: BatchOutput, delivery: BatchDelivery) -> None:
+        """Hand one output's messages to the producer; `delivery` tracks them."""
         for user_key, profile, partition in self.store.take_pending():
-            await self._send(
-                self.changelog_topic, user_key, profile, partition, self._on_changelog_sent
+            delivery.add(
+                await self._send(
+                    self.changelog_topic, user_key, profile, partition, self._on_changelog_sent
+                )
             )
-        for rec in out.recommendations:
-            await self._send(self.t_recs, rec.user.encode(), serde.dumps(rec.to_dict()))
-        for key, dead in out.dead_letters:
-            await self.send_dead_letter(key, dead)
+        now = now_ms()
+        for key, value, i in self.engine.encode(out, now):
+            try:
+                fut = await self._send(self.t_recs, key, value)
+            except ProducerSendError as exc:
+                if not is_message_error(exc):
+                    raise
+                self.engine.unpublish(out, i, "publish_error", str(exc), now)  # this event only
+                continue
+            delivery.add(fut, out, i)
+        for dead_key, dead in out.dead_letters:
+            delivery.add(await self.send_dead_letter(dead_key, dead))
+        delivery.outputs.append(out)
         for detection in out.drift:
             await self.publish_detection(detection)
-        # No wait for delivery here: Faust flushes the producer before it commits
-        # offsets, which is what makes this at-least-once. Waiting per batch left
-        # the CPU idle for a produce round trip each batch (measured: ~20% fewer events/s).
+
+    async def _settle(
+        self, delivery: BatchDelivery, ack: Callable[[Sequence[Any]], Awaitable[None]]
+    ) -> None:
+        """Once the broker has every message of a batch: ack its events, count it."""
+        late = BatchDelivery(())
+        for sent, exc in await delivery.failures():
+            if sent.out is None or not is_message_error(exc):
+                self.fatal(f"a message could not be delivered ({exc!r}); the batch is not acked")
+                return
+            # The broker refused this list for what it is: its event becomes a dead letter.
+            before = len(sent.out.dead_letters)
+            self.engine.unpublish(sent.out, sent.index, "publish_error", repr(exc), now_ms())
+            for key, dead in sent.out.dead_letters[before:]:
+                late.add(await self.send_dead_letter(key, dead))
+        if late.sent and await late.failures():
+            self.fatal("a dead letter could not be delivered; the batch is not acked")
+            return
+        await ack(delivery.events)
+        for out in delivery.outputs:
+            self.engine.count(out.counters)
 
     async def _send(
         self,
@@ -292,15 +335,15 @@ class Worker:
         value: bytes,
         partition: int | None = None,
         on_delivered: Callable[[asyncio.Future[Any]], None] | None = None,
-    ) -> None:
-        """Hand one message to the producer (Faust's raw path); delivery is checked later."""
+    ) -> asyncio.Future[Any]:
+        """Hand one message to the producer (Faust's raw path); returns its delivery."""
         fut = cast(
             "asyncio.Future[Any]",
             await self.app.producer.send(topic, key, value, partition, None, None),
         )
-        fut.add_done_callback(self._on_sent)
         if on_delivered is not None:
             fut.add_done_callback(on_delivered)
+        return fut
 
     def _on_changelog_sent(self, fut: asyncio.Future[Any]) -> None:
         # What Faust's own table writes do: remember the changelog offset in the
@@ -310,15 +353,15 @@ class Worker:
             md = fut.result()
             cast(Any, self.profiles.data).set_persisted_offset(md.topic_partition, md.offset)
 
-    def _on_sent(self, fut: Any) -> None:
-        if fut.cancelled():
+    def fatal(self, message: str, code: int = 1) -> None:
+        """Stop the worker: log why once, exit non-zero (events not acked are redone)."""
+        if self.exit_code:
             return
-        exc = fut.exception()
-        if exc is not None and self._send_error is None:
-            log.error("a message could not be delivered: %r", exc)
-            self._send_error = exc
+        self.exit_code = code
+        log.critical("%s; the worker stops", message)
+        os.kill(os.getpid(), signal.SIGTERM)  # the normal shutdown, with its time limit
 
-    async def send_dead_letter(self, key: bytes | None, dead: DeadLetter) -> None:
+    async def send_dead_letter(self, key: bytes | None, dead: DeadLetter) -> asyncio.Future[Any]:
         """Log topic/partition/offset and the reason, send to events.dlq, carry on."""
         log.warning(
             "dead letter %s at %s[%d]@%d: %s",
@@ -328,7 +371,9 @@ class Worker:
             dead.offset,
             dead.detail,
         )
-        await self._send(self.t_dlq, key, serde.dumps(dead.to_dict()))
+        if key is not None and len(key) > MAX_DLQ_KEY:
+            key = key[:MAX_DLQ_KEY]  # a key is the user id in practice; a huge one must not block
+        return await self._send(self.t_dlq, key, serde.dumps(dead.to_dict()))
 
     # -- side tasks -------------------------------------------------------------
 
@@ -403,7 +448,7 @@ class Worker:
             self.engine.upsert_item(CatalogItem.from_dict(doc))
             return None
         msg = RawMessage(r.value, r.key, r.partition, r.offset, r.timestamp, r.topic)
-        return doc.dead_letter(msg, now_ms())
+        return self.engine.dead_letter(msg, doc, now_ms())
 
     def _apply_embedding_record(self, r: Any, validate: Any) -> None:
         vectors = self.engine.item_vectors
@@ -434,6 +479,9 @@ class Worker:
 
     async def publish_metrics(self) -> None:
         window = self.engine.counters.reset()
+        repaired = self.store.take_repaired()
+        if repaired:
+            window.counts["profiles_repaired"] += repaired
         monitor = self.engine.monitor
         watched = monitor.reset() if monitor is not None else MonitorWindow()
         end = now_ms()
@@ -489,7 +537,9 @@ class Worker:
         await self._send_value(self.t_alerts, alert.alert, alert.to_dict())
 
     async def _send_value(self, topic: str, key: str, value: dict[str, Any]) -> None:
-        await self.app.producer.send(topic, key.encode(), serde.dumps(value), None, None, None)
+        """Monitoring records: not tied to events, so a failure is logged, not fatal."""
+        fut = await self._send(topic, key.encode(), serde.dumps(value))
+        fut.add_done_callback(lambda f: _log_failed_send(f, topic))
 
     async def serve_prometheus(self) -> None:
         s = self.settings
@@ -542,9 +592,12 @@ class Worker:
 
     # -- running ----------------------------------------------------------------
 
-    def run(self) -> None:
-        """Run in the foreground until SIGINT/SIGTERM; then publish and snapshot once more."""
-        from faust.worker import Worker as FaustWorker
+    def run(self) -> int:
+        """Run in the foreground until SIGINT/SIGTERM; then publish and snapshot once more.
+
+        Returns the exit status: 0 after a requested stop, non-zero when the worker
+        had to stop (it could not deliver, or the broker lost its data).
+        """
 
         @self.app.on_before_shutdown.connect  # type: ignore[arg-type]
         async def _final(app: Any, **kwargs: Any) -> None:  # pragma: no cover - shutdown path
@@ -557,14 +610,68 @@ class Worker:
                 log.warning("final metrics window not published: %s", exc)
             self._write_snapshot()
 
-        worker = FaustWorker(
+        worker = _Worker(
             self.app,
             loglevel=self.settings.log_level,
             quiet=True,
             redirect_stdouts=False,
             override_logging=True,
         )
-        worker.execute_from_commandline()
+        worker.stop_within_s = self.settings.shutdown_timeout_s
+        worker.exit_code = lambda: self.exit_code
+        with contextlib.suppress(SystemExit):  # Faust exits 0 whatever happened
+            worker.execute_from_commandline()
+        crash = _crash_reason(self.app)
+        if isinstance(crash, ConsistencyError):
+            log.critical(broker_lost_data(str(crash).replace("\n", " ").strip(), self.settings))
+            return 3
+        if crash is not None and not self.exit_code:
+            log.critical("the worker crashed: %r", crash)
+            return 1
+        return self.exit_code
+
+
+class _Worker(FaustWorker):
+    """Faust's worker, with a time limit on stopping.
+
+    Faust's shutdown waits for the broker (acks, offset commits, the producer's
+    flush): with the broker gone it took minutes, and SIGTERM seemed ignored.
+    After a stop signal a watchdog thread ends the process once `stop_within_s`
+    have passed; events not acked by then are processed again by the next worker.
+    """
+
+    stop_within_s: float = 8.0
+    exit_code: Callable[[], int] = staticmethod(lambda: 0)
+
+    def _schedule_shutdown(self, signum: signal.Signals) -> None:
+        if not getattr(self, "_watchdog_started", False):
+            self._watchdog_started = True
+            threading.Thread(target=self._watchdog, name="stop-watchdog", daemon=True).start()
+        super()._schedule_shutdown(signum)
+
+    def _watchdog(self) -> None:
+        time.sleep(self.stop_within_s)
+        log.error(
+            "the worker did not stop within %.0f s (STREAMREC_SHUTDOWN_TIMEOUT_S); exiting now; "
+            "events not acked yet will be processed again",
+            self.stop_within_s,
+        )
+        logging.shutdown()
+        os._exit(self.exit_code() or 1)
+
+
+def _crash_reason(app: Any) -> BaseException | None:
+    """Why Faust stopped on its own, if it did (the app, or its table recovery)."""
+    for service in (app, getattr(app.tables, "recovery", None)):
+        reason = getattr(service, "crash_reason", None)
+        if reason is not None:
+            return cast(BaseException, reason)
+    return None
+
+
+def _log_failed_send(fut: asyncio.Future[Any], topic: str) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.warning("a record for %s was not delivered: %r", topic, fut.exception())
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -23,18 +23,26 @@ with an optional synchronous `embed` function for in-process use.
 from __future__ import annotations
 
 import logging
-from collections import Counter
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
+from streamrec import serde
 from streamrec.contracts import CATALOG_EMBEDDINGS, partitions_for
 from streamrec.core.catalog import Catalog
+from streamrec.core.counters import Counters
 from streamrec.core.drift import Detection, DriftMonitor
-from streamrec.core.histogram import LogHistogram
-from streamrec.core.ingest import Deduplicator, Duplicate, Ingestor, RawMessage, Rejection
+from streamrec.core.ingest import (
+    MAX_DLQ_ORIGINAL,
+    Deduplicator,
+    Duplicate,
+    Ingestor,
+    RawMessage,
+    Rejection,
+)
 from streamrec.core.interest import InterestModel, UserVectors
 from streamrec.core.lru import LRUCache
 from streamrec.core.monitor import Monitor
@@ -69,51 +77,6 @@ class DictProfileStore(dict[str, Profile]):
         self[user] = profile
 
 
-@dataclass
-class Counters:
-    """Counts since the last `reset`; in = valid + dlq + duplicates holds at every moment."""
-
-    counts: Counter[str] = field(default_factory=Counter)
-    by_type: Counter[str] = field(default_factory=Counter)
-    dlq_reasons: Counter[str] = field(default_factory=Counter)
-    #: Event -> recommendation latency (now - the event's Kafka timestamp), ms.
-    freshness: LogHistogram = field(default_factory=LogHistogram)
-    #: (event type or "unknown", outcome) -> count; outcome in dlq / duplicates.
-    rejected_by_type: Counter[tuple[str, str]] = field(default_factory=Counter)
-
-    def snapshot(self) -> dict[str, int]:
-        main = ("in", "valid", "dlq", "duplicates", "recommendations")
-        return {k: self.counts.get(k, 0) for k in main} | {
-            k: self.counts[k] for k in VECTOR_COUNTS if k in self.counts
-        }
-
-    def per_type(self) -> dict[str, dict[str, int]]:
-        """{type: {in, valid, dlq, duplicates}}; in = valid + dlq + duplicates per type."""
-        out: dict[str, dict[str, int]] = {}
-        for t, n in self.by_type.items():
-            out[t] = {"in": n, "valid": n, "dlq": 0, "duplicates": 0}
-        for (t, outcome), n in self.rejected_by_type.items():
-            row = out.setdefault(t, {"in": 0, "valid": 0, "dlq": 0, "duplicates": 0})
-            row[outcome] += n
-            row["in"] += n
-        return out
-
-    def reset(self) -> Counters:
-        """Return the current window and start a new one."""
-        window = Counters(
-            self.counts, self.by_type, self.dlq_reasons, self.freshness, self.rejected_by_type
-        )
-        self.counts, self.by_type, self.dlq_reasons = Counter(), Counter(), Counter()
-        self.freshness = LogHistogram()
-        self.rejected_by_type = Counter()
-        return window
-
-
-#: Counts of vector use: search events with / without a query vector, item events
-#: whose item has no vector in the active encoder version.
-VECTOR_COUNTS = ("query_vector", "no_query_vector", "no_item_vector")
-
-
 @dataclass(frozen=True)
 class QueryVectors:
     """Vectors for query texts (a scorer reply, decoded); `valid[i]` False: none."""
@@ -134,6 +97,8 @@ class Ingested:
 
     accepted: list[tuple[RawMessage, Event]] = field(default_factory=list)
     dead_letters: list[tuple[bytes | None, DeadLetter]] = field(default_factory=list)
+    #: What ingest counted (in, dlq, duplicates); travels on with the batch.
+    counters: Counters = field(default_factory=Counters)
 
 
 @dataclass
@@ -142,14 +107,21 @@ class BatchOutput:
     #: (original key, dead letter): the DLQ keeps the original key.
     dead_letters: list[tuple[bytes | None, DeadLetter]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    #: The source message of each recommendation (same order): what a list that
+    #: cannot be published is dead-lettered with.
+    sources: list[RawMessage] = field(default_factory=list)
     #: Drift detected while processing the batch (published at once by the shell).
     drift: list[Detection] = field(default_factory=list)
+    #: The batch's counts; added to the window once its output reached Kafka.
+    counters: Counters = field(default_factory=Counters)
 
     def extend(self, other: BatchOutput) -> None:
         self.recommendations += other.recommendations
         self.dead_letters += other.dead_letters
         self.events += other.events
+        self.sources += other.sources
         self.drift += other.drift
+        self.counters.merge(other.counters)
 
 
 class Engine:
@@ -169,6 +141,7 @@ class Engine:
         interest_candidates: int = 200,
         experiment: Experiment | None = None,
         monitor: Monitor | None = None,
+        dlq_original_max_bytes: int = MAX_DLQ_ORIGINAL,
     ) -> None:
         self.ingestor = ingestor
         self.updater = updater
@@ -187,6 +160,9 @@ class Engine:
         self.experiment = experiment or Experiment([])
         #: Online quality and drift (None: monitoring off).
         self.monitor = monitor
+        self.dlq_original_max_bytes = dlq_original_max_bytes
+        #: The current metrics window: whole batches, added by `count` (the shell
+        #: calls it once a batch's output reached Kafka; `process_batch` at once).
         self.counters = Counters()
 
     @classmethod
@@ -235,6 +211,7 @@ class Engine:
             interest_candidates=s.interest_candidates,
             experiment=s.experiment_config(),
             monitor=monitor_from_settings(s) if s.monitoring else None,
+            dlq_original_max_bytes=s.dlq_original_max_bytes,
         )
 
     def upsert_item(self, item: CatalogItem) -> None:
@@ -249,35 +226,69 @@ class Engine:
         now_ms: int,
         embed: EmbedFn | None = None,
     ) -> BatchOutput:
-        """Process events in order; each profile is read and written once per batch."""
+        """Process events in order; each profile is read and written once per batch.
+
+        In process, a batch's counts go into the window at once (`count`).
+        """
         ingested = self.ingest_batch(batch, now_ms)
         texts = self.missing_queries(ingested)
         if not texts or embed is None:
-            return self.apply_batch(ingested, store, now_ms)
-        # The same order as the streaming shell: users not waiting for a query first.
-        ready, waiting = self.split_waiting(ingested, texts)
-        out = self.apply_batch(ready, store, now_ms)
-        vectors = embed(texts, self.item_vectors.active_version)
-        if vectors is not None:
-            self.add_query_vectors(vectors)
-        out.extend(self.apply_batch(waiting, store, now_ms))
+            out = self.apply_batch(ingested, store, now_ms)
+        else:
+            # The same order as the streaming shell: users not waiting for a query first.
+            ready, waiting = self.split_waiting(ingested, texts)
+            out = self.apply_batch(ready, store, now_ms)
+            vectors = embed(texts, self.item_vectors.active_version)
+            if vectors is not None:
+                self.add_query_vectors(vectors)
+            out.extend(self.apply_batch(waiting, store, now_ms))
+        self.count(out.counters)
         return out
+
+    def count(self, batch: Counters) -> None:
+        """Add a batch's counts to the current window (once its output is delivered)."""
+        self.counters.merge(batch)
+
+    def dead_letter(self, msg: RawMessage, rejection: Rejection, now_ms: int) -> DeadLetter:
+        return rejection.dead_letter(msg, now_ms, self.dlq_original_max_bytes)
+
+    def encode(self, out: BatchOutput, now_ms: int) -> list[tuple[bytes, bytes, int]]:
+        """(key, value, source index) of each list on the wire; a list that cannot be
+        encoded dead-letters its event instead (`encode_error`), alone."""
+        wire = []
+        for i, rec in enumerate(out.recommendations):
+            try:
+                wire.append((rec.user.encode(), serde.dumps(rec.to_dict()), i))
+            except Exception as exc:  # a bug in one list must cost that event only
+                log.exception("list for event %s not encodable", rec.event_id)
+                self.unpublish(out, i, "encode_error", f"{type(exc).__name__}: {exc}", now_ms)
+        return wire
+
+    def unpublish(self, out: BatchOutput, i: int, reason: str, detail: str, now_ms: int) -> None:
+        """The list `i` of `out` did not get out: its event goes to the dead letters."""
+        msg, event = out.sources[i], out.recommendations[i]
+        rejection = Rejection(reason, detail, event.event_id, event.event_type)
+        out.dead_letters.append((msg.key, self.dead_letter(msg, rejection, now_ms)))
+        out.counters.unpublish(reason, event.event_type)
 
     def ingest_batch(self, batch: Sequence[RawMessage], now_ms: int) -> Ingested:
         """Validate, pseudonymise and de-duplicate; nothing is learned yet."""
         out = Ingested()
-        counts = self.counters.counts
+        counters = out.counters
+        counts = counters.counts
         for msg in batch:
             counts["in"] += 1
-            result = self.ingestor.ingest(msg, now_ms)
+            try:
+                result = self.ingestor.ingest(msg, now_ms)
+            except Exception as exc:  # a bug in ingest must cost one message, never the worker
+                log.exception("ingest error at partition %s offset %s", msg.partition, msg.offset)
+                result = Rejection("processing_error", f"{type(exc).__name__}: {exc}")
             if isinstance(result, Rejection):
-                counts["dlq"] += 1
-                self.counters.dlq_reasons[result.reason] += 1
-                self.counters.rejected_by_type[(result.event_type or "unknown", "dlq")] += 1
-                out.dead_letters.append((msg.key, result.dead_letter(msg, now_ms)))
+                counters.dead_letter(result.reason, result.event_type)
+                out.dead_letters.append((msg.key, self.dead_letter(msg, result, now_ms)))
             elif isinstance(result, Duplicate):
                 counts["duplicates"] += 1
-                self.counters.rejected_by_type[(result.event_type or "unknown", "duplicates")] += 1
+                counters.rejected_by_type[(result.event_type or "unknown", "duplicates")] += 1
             else:
                 out.accepted.append((msg, result))
         return out
@@ -298,13 +309,13 @@ class Engine:
 
         A user's events stay together and in order, so the ready part can be
         processed while the scorer works on the texts, and per-user order holds.
-        Dead letters go with the ready part.
+        Dead letters and ingest's counts go with the ready part.
         """
         wanted = set(texts)
         waiting_users = {
             e.user for _m, e in ingested.accepted if e.type == "search" and e.query in wanted
         }
-        ready = Ingested(dead_letters=list(ingested.dead_letters))
+        ready = Ingested(dead_letters=list(ingested.dead_letters), counters=ingested.counters)
         waiting = Ingested()
         for msg, event in ingested.accepted:
             (waiting if event.user in waiting_users else ready).accepted.append((msg, event))
@@ -332,35 +343,73 @@ class Engine:
         return entry
 
     def apply_batch(self, ingested: Ingested, store: ProfileStore, now_ms: int) -> BatchOutput:
-        """Update profiles and recommend, event by event, in order."""
-        out = BatchOutput(dead_letters=list(ingested.dead_letters))
+        """Update profiles and recommend, event by event, in order. Never raises.
+
+        A failure of the batch-wide steps (one vector search for the batch) falls
+        back to the events one at a time, so a poison event costs itself only.
+        """
+        try:
+            return self._apply_batch(ingested, store, now_ms)
+        except Exception:
+            log.exception("batch of %d events failed; one at a time", len(ingested.accepted))
+        out = BatchOutput(dead_letters=list(ingested.dead_letters), counters=ingested.counters)
+        for msg, event in ingested.accepted:
+            try:
+                out.extend(self._apply_batch(Ingested([(msg, event)]), store, now_ms))
+            except Exception as exc:
+                self._reject(out, msg, event, "processing_error", exc, now_ms)
+        return out
+
+    def _reject(
+        self,
+        out: BatchOutput,
+        msg: RawMessage,
+        event: Event,
+        reason: str,
+        exc: Exception | str,
+        now_ms: int,
+    ) -> None:
+        if isinstance(exc, Exception):
+            log.error(
+                "%s at partition %s offset %s", reason, msg.partition, msg.offset, exc_info=exc
+            )
+            exc = f"{type(exc).__name__}: {exc}"
+        out.counters.dead_letter(reason, event.type)
+        rejection = Rejection(reason, exc, event.event_id, event.type)
+        out.dead_letters.append((msg.key, self.dead_letter(msg, rejection, now_ms)))
+
+    def _apply_batch(self, ingested: Ingested, store: ProfileStore, now_ms: int) -> BatchOutput:
+        out = BatchOutput(dead_letters=list(ingested.dead_letters), counters=ingested.counters)
+        counters = out.counters
         profiles: dict[str, tuple[Profile, int]] = {}
-        counts = self.counters.counts
+        # Judged against each profile as stored before this batch: an event it has
+        # applied already (a replay after a crash) is answered but not learned twice.
+        replayed = [
+            self._profile(e.user, m.partition, store, profiles).applied(m.partition, m.offset)
+            for m, e in ingested.accepted
+        ]
         query_hits = self._search_queries(ingested)
-        user_vectors, interest_hits, states = self._interest_pass(ingested, store, profiles)
+        user_vectors, interest_hits, states = self._interest_pass(
+            ingested, store, profiles, replayed
+        )
         for j, (msg, event) in enumerate(ingested.accepted):
             try:
                 ctx = self._rank_context(user_vectors[j], interest_hits[j])
-                rec = self._apply(event, msg.partition, store, profiles, now_ms, query_hits, ctx)
+                rec = self._apply(event, msg, profiles, now_ms, query_hits, ctx, replayed[j], out)
             except Exception as exc:  # a bug must cost one event, never the worker
-                log.exception(
-                    "processing error at partition %s offset %s", msg.partition, msg.offset
-                )
-                counts["dlq"] += 1
-                self.counters.dlq_reasons["processing_error"] += 1
-                self.counters.rejected_by_type[(event.type, "dlq")] += 1
-                rejection = Rejection(
-                    "processing_error", f"{type(exc).__name__}: {exc}", event.event_id
-                )
-                out.dead_letters.append((msg.key, rejection.dead_letter(msg, now_ms)))
+                self._reject(out, msg, event, "processing_error", exc, now_ms)
                 continue
-            counts["valid"] += 1
-            self.counters.by_type[event.type] += 1
+            if isinstance(rec, Rejection):
+                self._reject(out, msg, event, rec.reason, rec.detail, now_ms)
+                continue
+            counters.counts["valid"] += 1
+            counters.by_type[event.type] += 1
             if event.ingest_ts > 0:
-                self.counters.freshness.record(now_ms - event.ingest_ts)
+                counters.freshness.record(now_ms - event.ingest_ts)
             out.events.append(event)
             out.recommendations.append(rec)
-        counts["recommendations"] += len(out.recommendations)
+            out.sources.append(msg)
+        counters.counts["recommendations"] += len(out.recommendations)
         if self.monitor is not None and self.monitor.detections:
             out.drift = self.monitor.take_detections()
         for user, state in states.items():
@@ -384,7 +433,11 @@ class Engine:
         return profile
 
     def _interest_pass(
-        self, ingested: Ingested, store: ProfileStore, profiles: dict[str, tuple[Profile, int]]
+        self,
+        ingested: Ingested,
+        store: ProfileStore,
+        profiles: dict[str, tuple[Profile, int]],
+        replayed: Sequence[bool],
     ) -> tuple[list[np.ndarray | None], list[list[tuple[str, float]]], dict[str, UserVectors]]:
         """Each event's user vector (as after that event) and its FAISS hits: one search.
 
@@ -406,7 +459,8 @@ class Engine:
             if state is None:
                 profile = self._profile(event.user, msg.partition, store, profiles)
                 state = states[event.user] = UserVectors.from_dict(profile.vectors)
-            self._move_vectors(state, event, version)
+            if not replayed[j]:
+                self._move_vectors(state, event, version)
             vec = vectors[j] = self.interest.user_vector(state, event.ts, version)
             if vec is not None:
                 rows.append(j)
@@ -503,34 +557,28 @@ class Engine:
     def _apply(
         self,
         event: Event,
-        partition: int,
-        store: ProfileStore,
+        msg: RawMessage,
         profiles: dict[str, tuple[Profile, int]],
         now_ms: int,
         query_hits: dict[str, list[tuple[str, float]]],
         ctx: RankContext,
-    ) -> Recommendation:
-        profile = self._profile(event.user, partition, store, profiles)
-
-        # Co-visitation learns from the session as it was *before* this event.
-        session_items = (
-            []
-            if self.updater.is_new_session(profile, event)
-            else profile.session_item_ids(self.recommender.covisit.window)
-        )
+        replayed: bool,
+        out: BatchOutput,
+    ) -> Recommendation | Rejection:
+        profile = profiles[event.user][0]
         catalog = self.catalog
         categories = catalog.categories(event.item_id) if event.item_id else ()
-        self.recommender.observe(event, session_items, categories)
-        value = self.recommender.value
-        if event.type == "purchase":
-            value.observe_purchase(profile, (event.price or 0.0) * event.quantity, event.ts)
-        self.updater.update(profile, event, categories)
-        if event.type == "purchase":
-            profile.value = value.estimate(profile, event.ts)
+        counts = out.counters.counts
+        if replayed:
+            counts["replayed"] += 1
+        else:
+            rejected = self._learn(event, profile, categories)
+            if rejected is not None:
+                return rejected
+            profile.mark_applied(msg.partition, msg.offset)
         flags: tuple[str, ...] = ()
         hits: list[tuple[str, float]] = []
         encoder_version = None
-        counts = self.counters.counts
         entry = None
         if event.type == "search":
             entry = self._query_entry(event.query)
@@ -548,7 +596,7 @@ class Engine:
         ):
             flags = ("no_item_vector",)
             counts["no_item_vector"] += 1
-        if event.type == "impression":
+        if event.type == "impression" and not replayed:
             self.recommender.observe_impression(event, profile, ctx)
         if ctx.user_vector is not None:
             encoder_version = encoder_version or self.item_vectors.active_version
@@ -576,9 +624,40 @@ class Engine:
             user_value=profile.value,
             variant=variant.name,
         )
-        if self.monitor is not None:
+        if self.monitor is not None and not replayed:
             self.monitor.observe(event, variant.name, rec, categories, entry)
         return rec
+
+    def _learn(
+        self, event: Event, profile: Profile, categories: tuple[str, ...]
+    ) -> Rejection | None:
+        """Everything one event teaches: the profile, co-visitation, trending, value."""
+        amount = 0.0
+        if event.type == "purchase":
+            # Checked before anything changes: state never takes a non-finite number.
+            amount = (event.price or 0.0) * event.quantity
+            if not math.isfinite(profile.spend + amount):
+                return Rejection(
+                    "out_of_range",
+                    f"purchase of {amount:g} makes the user's spend non-finite",
+                    event.event_id,
+                    event.type,
+                )
+        # Co-visitation learns from the session as it was *before* this event.
+        session_items = (
+            []
+            if self.updater.is_new_session(profile, event)
+            else profile.session_item_ids(self.recommender.covisit.window)
+        )
+        self.recommender.observe(event, session_items, categories)
+        value = self.recommender.value
+        if event.type == "purchase":
+            value.observe_purchase(profile, amount, event.ts)
+        self.updater.update(profile, event, categories)
+        if event.type == "purchase":
+            estimate = value.estimate(profile, event.ts)
+            profile.value = estimate if math.isfinite(estimate) else profile.value
+        return None
 
 
 def monitor_from_settings(s: Settings) -> Monitor:

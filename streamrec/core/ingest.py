@@ -8,6 +8,7 @@ which is what makes `in = valid + dlq + duplicates` hold.
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,11 @@ from streamrec import serde
 from streamrec.contracts import STOREFRONT_EVENTS, load_contract
 from streamrec.errors import SerdeError
 from streamrec.records import EVENT_TYPES, DeadLetter, Event
+
+#: Bytes of a dead-lettered message kept in the dead letter (the rest: size and hash).
+MAX_DLQ_ORIGINAL = 16_384
+#: Characters of a rejection's detail (and event id) kept in the dead letter.
+MAX_DETAIL = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,16 +47,29 @@ class Rejection:
     #: The event's type when it is a known one (for per-type counts), else None.
     event_type: str | None = None
 
-    def dead_letter(self, msg: RawMessage, now_ms: int) -> DeadLetter:
+    def dead_letter(
+        self, msg: RawMessage, now_ms: int, max_original: int = MAX_DLQ_ORIGINAL
+    ) -> DeadLetter:
+        """The dead letter for `msg`: its bytes up to `max_original`, a hash of the rest.
+
+        Bounded so that a dead letter always fits on the topic, however large the
+        message was (a 1 MiB event must not make its own dead letter undeliverable).
+        """
+        original = msg.value or b""
+        size = len(original)
+        truncated = size > max_original
         return DeadLetter(
             reason=self.reason,
-            detail=self.detail,
+            detail=self.detail[:MAX_DETAIL],
             source_topic=msg.topic,
             partition=msg.partition,
             offset=msg.offset,
-            original=msg.value or b"",
+            original=original[:max_original] if truncated else original,
             dlq_ts=now_ms,
-            event_id=self.event_id,
+            event_id=self.event_id[:MAX_DETAIL] if self.event_id else None,
+            truncated=truncated,
+            original_size=size if truncated else None,
+            original_sha256=hashlib.sha256(original).hexdigest() if truncated else None,
         )
 
 

@@ -55,8 +55,16 @@ class UserVectors:
 
     @classmethod
     def from_dict(cls, d: dict[str, object] | None) -> UserVectors:
+        """The stored vectors; unreadable ones (corrupt state) are dropped, never raised."""
         if not d:
             return cls()
+        try:
+            return cls._decode(d)
+        except (ValueError, TypeError, AttributeError):
+            return cls()
+
+    @classmethod
+    def _decode(cls, d: dict[str, object]) -> UserVectors:
 
         def dec(s: object) -> np.ndarray | None:
             if not isinstance(s, str):

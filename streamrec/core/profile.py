@@ -13,11 +13,16 @@ seen, the current session, a capped purchase history and spend.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import logging
+import math
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from streamrec import serde
+from streamrec.errors import SerdeError
 from streamrec.records import Event
+
+log = logging.getLogger(__name__)
 
 #: How much an event says about interest (search and impressions carry none here).
 EVENT_WEIGHTS: dict[str, float] = {
@@ -53,10 +58,23 @@ class Profile:
     vectors: dict[str, Any] | None = None
     #: Long-term value estimate (`core.value.ValueModel`), in the shop's currency.
     value: float = 0.0
+    #: Source partition -> offset of the last event applied to this profile. Stored with
+    #: the state it changed, so an event replayed after a crash is applied only once.
+    offsets: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def new(cls, user: str) -> Profile:
         return cls(user=user)
+
+    def applied(self, partition: int, offset: int) -> bool:
+        """Was the event at (partition, offset) applied to this profile already?"""
+        last = self.offsets.get(str(partition))
+        return last is not None and offset <= last
+
+    def mark_applied(self, partition: int, offset: int) -> None:
+        key = str(partition)
+        if offset > self.offsets.get(key, -1):
+            self.offsets[key] = offset
 
     def recent_item_ids(self) -> list[str]:
         return [r[0] for r in self.recent]
@@ -96,12 +114,96 @@ class Profile:
                 "orders": self.orders,
                 "vectors": self.vectors,
                 "value": self.value,
+                "offsets": self.offsets,
             }
         )
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> Profile:
-        return cls(**serde.loads(data))
+    def from_bytes(cls, data: bytes, user: str | None = None) -> tuple[Profile, bool]:
+        """(profile, repaired): a stored profile, repaired where it is not what we write.
+
+        Stored state can be corrupt (a bug of an earlier version, a non-finite number
+        that JSON stored as null, a hand-edited changelog): fields that cannot be
+        read are reset, a record that cannot be read at all becomes a new profile for
+        `user`. Never raises: one user's bad state must not stop the worker.
+        """
+        try:
+            doc = serde.loads(data)
+            if not isinstance(doc, dict):
+                raise SerdeError(f"a profile is a JSON object, not {type(doc).__name__}")
+            known = {k: v for k, v in doc.items() if k in _FIELDS}
+            profile = cls(**known)
+        except (SerdeError, TypeError) as exc:
+            log.warning("unreadable stored profile of %s reset: %s", user, exc)
+            return cls.new(user or ""), True
+        repaired = len(known) != len(doc) or not profile._is_sound()
+        if repaired:
+            profile._repair(user)
+        return profile, repaired
+
+    def _is_sound(self) -> bool:
+        """The cheap check on every read: types and finiteness of what arithmetic touches."""
+        return (
+            type(self.user) is str
+            and _finite_number(self.spend)
+            and _finite_number(self.value)
+            and type(self.orders) is int
+            and type(self.first_seen) is int
+            and type(self.last_seen) is int
+            and type(self.affinity_ts) is int
+            and type(self.counts) is dict
+            and type(self.affinity) is dict
+            and type(self.recent) is list
+            and type(self.purchased) is list
+            and type(self.offsets) is dict
+            and all(map(_finite_number, self.affinity.values()))
+            and all(type(v) is int and v >= 0 for v in self.counts.values())
+            and all(type(r) is list and len(r) == 3 and type(r[2]) is int for r in self.recent)
+        )
+
+    def _repair(self, user: str | None) -> None:
+        """Reset each field that is not what `to_bytes` writes; keep the rest."""
+        log.warning("stored profile of %s repaired", user or self.user)
+        default = Profile.new(user or "")
+        if type(self.user) is not str:
+            self.user = default.user
+        for name in ("spend", "value"):
+            if not _finite_number(getattr(self, name)):
+                setattr(self, name, 0.0)
+        for name in ("first_seen", "last_seen", "affinity_ts", "session_start", "orders",
+                     "session_events", "last_query_ts"):  # fmt: skip
+            if type(getattr(self, name)) is not int:
+                setattr(self, name, 0)
+        self.counts = _clean(self.counts, lambda v: type(v) is int and v >= 0)
+        self.affinity = _clean(self.affinity, _finite_number)
+        self.offsets = _clean(self.offsets, lambda v: type(v) is int)
+        self.recent = [
+            r for r in (self.recent if isinstance(self.recent, list) else [])
+            if isinstance(r, list) and len(r) == 3 and isinstance(r[0], str)
+            and isinstance(r[1], str) and type(r[2]) is int
+        ]  # fmt: skip
+        if not isinstance(self.purchased, list):
+            self.purchased = []
+        self.purchased = [i for i in self.purchased if isinstance(i, str)]
+        if not isinstance(self.session_id, str):
+            self.session_id = ""
+        if self.last_query is not None and not isinstance(self.last_query, str):
+            self.last_query = None
+        if self.vectors is not None and not isinstance(self.vectors, dict):
+            self.vectors = None
+
+
+_FIELDS = frozenset(f.name for f in fields(Profile))
+
+
+def _finite_number(v: Any) -> bool:
+    return type(v) in (float, int) and math.isfinite(v)
+
+
+def _clean(d: Any, keep: Any) -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {}
+    return {k: v for k, v in d.items() if isinstance(k, str) and keep(v)}
 
 
 class ProfileUpdater:

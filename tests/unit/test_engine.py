@@ -1,4 +1,5 @@
 import base64
+import hashlib
 
 from streamrec import serde
 from streamrec.core.engine import DictProfileStore, Engine
@@ -39,15 +40,27 @@ def test_counts_balance_and_every_valid_event_gets_a_list():
 
 
 def test_dead_letters_carry_reason_position_and_original_bytes():
-    engine = Engine.from_settings(Settings.from_env({}))
+    engine = Engine.from_settings(Settings.from_env({}, dlq_original_max_bytes=4_096))
     msgs = raw_batch(n=20)
     out = engine.process_batch(msgs, DictProfileStore(), NOW)
     by_offset = {m.offset: m for m in msgs}
+    truncated = 0
     for key, dead in out.dead_letters:
+        original = by_offset[dead.offset].value
+        assert original is not None
         wire = DeadLetter.from_dict(serde.loads(serde.dumps(dead.to_dict())))
-        assert wire.original == by_offset[dead.offset].value
-        assert base64.b64decode(dead.to_dict()["original"]) == by_offset[dead.offset].value
+        assert wire == dead
+        assert base64.b64decode(dead.to_dict()["original"]) == dead.original
+        if len(original) <= 4_096:
+            assert dead.original == original and not dead.truncated
+        else:  # the oversized one: its start, its size and its hash, within the bound
+            truncated += 1
+            assert dead.truncated and dead.original == original[:4_096]
+            assert dead.original_size == len(original)
+            assert dead.original_sha256 == hashlib.sha256(original).hexdigest()
+            assert len(serde.dumps(dead.to_dict())) < 4_096 * 4 / 3 + 2_000
         assert key == by_offset[dead.offset].key and dead.partition == 1 and dead.reason
+    assert truncated == 1
 
 
 def test_a_bug_costs_one_event_not_the_worker():
@@ -169,11 +182,12 @@ def test_only_users_waiting_for_a_query_vector_wait_and_their_order_holds():
 
     msgs = [view("a", 1), _search("a", "sink", 2), view("b", 3), view("a", 4), view("b", 5)]
     seen_at_embed: list[int] = []
+    store = DictProfileStore()
 
     def counting_embed(texts, version):
-        seen_at_embed.append(engine.counters.counts["valid"])
+        seen_at_embed.append(sum(p.events for p in store.values()))
         return embed(texts, version)
 
-    out = engine.process_batch(msgs, DictProfileStore(), NOW, embed=counting_embed)
+    out = engine.process_batch(msgs, store, NOW, embed=counting_embed)
     assert seen_at_embed == [2]  # b's two events were done before the scorer answered
     assert [r.event_id for r in out.recommendations] == ["v3", "v5", "v1", "e2", "v4"]

@@ -53,4 +53,4 @@ def test_sessions_by_id_and_by_inactivity_gap():
 def test_bytes_round_trip():
     up, p = ProfileUpdater(), Profile.new("u_1")
     up.update(p, ev(1, "purchase", price=3.0), ("A", "B"))
-    assert Profile.from_bytes(p.to_bytes()) == p
+    assert Profile.from_bytes(p.to_bytes()) == (p, False)

@@ -163,7 +163,7 @@ def test_user_vectors_round_trip_through_the_profile():
     m.add_item(s, np.array([0.6, 0.8], dtype=np.float32), "purchase", T0, "v1")
     p = Profile.new("me")
     p.vectors = s.to_dict()
-    back = UserVectors.from_dict(Profile.from_bytes(p.to_bytes()).vectors)
+    back = UserVectors.from_dict(Profile.from_bytes(p.to_bytes())[0].vectors)
     assert np.allclose(m.user_vector(back, T0, "v1"), [0.6, 0.8], atol=1e-3)
     assert m.user_vector(back, T0, "v2") is None  # another encoder: another space
 
