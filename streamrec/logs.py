@@ -9,6 +9,7 @@ were held back; everything else logs as before.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 
@@ -69,9 +70,8 @@ class OutageFilter(logging.Filter):
 
 def quiet_broker_outages(every_s: float = 30.0) -> OutageFilter:
     """Attach one `OutageFilter` to aiokafka's loggers (those that exist now, and its root)."""
-    # Imported so that their loggers exist before the filter is attached.
-    import aiokafka.consumer.fetcher
-    import aiokafka.producer.sender
+    for module in ("aiokafka.consumer.fetcher", "aiokafka.producer.sender"):
+        importlib.import_module(module)  # their loggers must exist before we attach
 
     shared = OutageFilter(every_s)
     names = [n for n in logging.Logger.manager.loggerDict if n.split(".")[0] == "aiokafka"]
