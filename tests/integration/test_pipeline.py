@@ -1,5 +1,6 @@
 """End to end through `streamrec worker` on the embedded broker."""
 
+import hashlib
 import time
 
 import pytest
@@ -49,10 +50,14 @@ def test_replay_2000_events_and_50_malformed(make_stack):
     dlq = tail(s, EVENTS_DLQ)
     dead = [DeadLetter.from_dict(serde.loads(r.value)) for r in read_all(dlq, idle_s=2)]
     dlq.close()
-    assert sorted(d.original for d in dead) == sorted(v for _, v, _ in bad)
     by_value = {v: reason for _, v, reason in bad}
-    for d in dead:
-        assert d.reason == by_value[d.original] and d.detail
+    by_hash = {hashlib.sha256(v).hexdigest(): v for v in by_value}
+    # Each bad event once: whole, or (the oversized ones) its start, size and hash.
+    whole = [by_hash[d.original_sha256] if d.truncated else d.original for d in dead]
+    assert sorted(whole) == sorted(by_value)
+    for d, original in zip(dead, whole, strict=True):
+        assert original.startswith(d.original) and len(d.original) <= s.dlq_original_max_bytes
+        assert d.reason == by_value[original] and d.detail
         assert d.source_topic == s.topic("storefront.events") and d.offset >= 0
 
     totals = metrics_totals(s, expect_in=2070 + 1)  # + the readiness probe
