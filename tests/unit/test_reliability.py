@@ -94,7 +94,7 @@ def test_a_profile_remembers_the_last_offset_per_partition():
         b'{"user": "u", "offsets": {"0": "x"}, "purchased": "a", "vectors": 7}',
         b'{"user": "u", "some_future_field": 1}',
         b'{"user": ',  # not JSON
-        b'[1, 2]',  # not an object
+        b"[1, 2]",  # not an object
         b'{"not_a_field": 1, "spend": 1}',
     ],
 )
