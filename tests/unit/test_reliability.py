@@ -20,6 +20,8 @@ from streamrec.datasets.synthetic import SyntheticShop
 from streamrec.records import CatalogItem, RecItem, Recommendation
 from streamrec.settings import Settings
 
+from .stores import BytesProfileStore
+
 NOW = 1_800_000_000_000
 
 
@@ -105,22 +107,15 @@ def test_stored_state_that_is_corrupt_is_repaired_on_read_and_keeps_working(stor
     back, again = Profile.from_bytes(profile.to_bytes(), "u")
     assert back == profile and not again  # what a repair writes back reads clean
 
-    class BytesStore(dict):
-        def get(self, user, partition=0):
-            raw = dict.get(self, user)
-            return None if raw is None else Profile.from_bytes(raw, user)[0]
-
-        def put(self, user, p, partition=0):
-            self[user] = p.to_bytes()
-
     e = engine()
-    store = BytesStore()
+    store = BytesProfileStore()
     user = e.ingestor.pseudonymize("alice")
     store[user] = stored
     doc = {"event_id": "p1", "type": "purchase", "user_id": "alice", "ts": NOW - 5,
            "item_id": "sku-1", "price": 10.0}  # fmt: skip
     out = e.process_batch([RawMessage(serde.dumps(doc), b"alice", 0, 0, NOW)], store, NOW)
     assert len(out.recommendations) == 1 and not out.dead_letters
+    assert store.repaired == 1
     assert Profile.from_bytes(store[user])[0].orders >= 1
 
 
