@@ -121,6 +121,9 @@ class Settings:
     shutdown_timeout_s: float = 8.0
     #: Decoded profiles a worker keeps in memory (LRU; the rest are read from its store).
     profile_cache_size: int = 20_000
+    #: Users whose last list and open impressions a worker keeps for online quality and
+    #: for the ranker's feedback (each bound separately; the least recent are dropped).
+    tracked_users: int = 100_000
     #: Consumer-group session timeout; the embedded broker makes joins wait half of it.
     session_timeout_s: float = 6.0
     heartbeat_interval_s: float = 1.0
@@ -139,9 +142,11 @@ class Settings:
     max_future_skew_s: float = 300.0
     #: Events older than this epoch-ms are rejected: catches seconds sent as ms.
     min_event_ts_ms: int = 631_152_000_000  # 1990-01-01
-    #: De-duplication window (event time) and the most event ids remembered.
+    #: De-duplication window (event time) and the most event ids remembered per worker
+    #: (~60 bytes each in memory; at least half the window or the newest half of the
+    #: ids are always remembered).
     dedup_window_s: float = 86_400.0
-    dedup_max_ids: int = 2_000_000
+    dedup_max_ids: int = 1_000_000
     #: Profile shape.
     recent_items: int = 50
     purchased_items: int = 500

@@ -194,6 +194,7 @@ class Engine:
                 min_updates=s.ranker_min_updates,
                 window_s=s.feedback_window_s,
                 negative_rate=s.negative_rate,
+                max_pending_users=s.tracked_users,
             )
             if s.ranker_enabled
             else None,
@@ -662,7 +663,7 @@ class Engine:
 
 def monitor_from_settings(s: Settings) -> Monitor:
     return Monitor(
-        OnlineQuality(s.quality_k, s.feedback_window_s),
+        OnlineQuality(s.quality_k, s.feedback_window_s, max_users=s.tracked_users),
         DriftMonitor(
             warmup=s.drift_warmup,
             adwin_delta=s.drift_adwin_delta,

@@ -94,8 +94,21 @@ def test_duplicates_inside_the_window_are_dropped_outside_forgotten():
     assert isinstance(ing.ingest(msg(doc), NOW + 120_000), Event)  # aged out of the 60 s window
 
 
-def test_dedup_memory_is_bounded():
+def test_dedup_memory_is_bounded_and_keeps_the_newest_ids():
     d = Deduplicator(window_ms=10**12, max_ids=100)
     for i in range(1000):
         d.seen(f"e{i}", i)
-    assert len(d) == 100
+        assert len(d) <= 100
+    assert all(d.seen(f"e{i}", 1000) for i in range(950, 1000))  # the newest half at least
+    assert not d.seen("e0", 1000)
+
+
+def test_dedup_remembers_at_least_half_the_window_and_forgets_after_it():
+    d = Deduplicator(window_ms=60_000, max_ids=10**6)
+    d.seen("early", 0)
+    for t in range(0, 30_000, 1_000):
+        d.seen(f"x{t}", t)
+    assert d.seen("early", 29_000)  # within half the window: always a duplicate
+    for t in range(30_000, 200_000, 1_000):
+        d.seen(f"y{t}", t)
+    assert not d.seen("early", 200_000)  # past the window: forgotten
