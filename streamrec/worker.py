@@ -419,7 +419,7 @@ class Worker:
         """catalog.items from the start; catalog.embeddings from the snapshot, if it fits."""
         emb = [tp for tp in tps if tp.topic == self.t_embeddings]
         saved = self.embedding_offsets
-        ends = await consumer.end_offsets(emb)
+        ends = await end_offsets(self.settings, emb)  # ListOffsets alone trails on tansu
         fits = bool(saved) and set(saved) == {tp.partition for tp in emb}
         fits = fits and all(saved[tp.partition] <= ends[tp] for tp in emb)
         if not fits:

@@ -46,3 +46,26 @@ def test_broker_refuses_a_taken_port_with_a_clear_error():
         port = sock.getsockname()[1]
         with pytest.raises(BrokerError, match=f"port {port} .* already taken"):
             EmbeddedBroker(port).start()
+
+
+def test_a_port_whose_last_connection_is_in_time_wait_is_free_again_at_once():
+    from streamrec.broker import port_is_free
+
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    conn, _ = server.accept()
+    conn.close()  # the server side closes first: its end of the connection waits in TIME_WAIT
+    server.close()
+    client.close()
+    assert port_is_free(port)  # a restarted broker may bind it (it uses SO_REUSEADDR)
+    with socket.socket() as busy, pytest.raises(OSError):
+        busy.bind(("127.0.0.1", port))  # what the check did before: refused for ~60 s
+    with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        busy.bind(("127.0.0.1", port))
+        busy.listen(1)
+        assert not port_is_free(port)  # a listener still there is still refused
