@@ -21,7 +21,7 @@ from typing import Any
 
 from streamrec.core.lru import LRUCache
 from streamrec.core.profile import Profile
-from streamrec.faust_tuning import as_current_event
+from streamrec.worker.faust_tuning import as_current_event
 
 
 class TableProfileStore:

@@ -1,0 +1,395 @@
+"""The worker's Faust app: one agent does ingest + profile + recommend.
+
+storefront.events --(take_events micro-batch)--> the engine (core)
+    --> recommendations (keyed by pseudonym), events.dlq, the profile changelog
+
+The agent decodes nothing itself: it hands raw bytes to the core and sends
+what the core returns, then settles each batch in the background: its events
+are acked (so Faust may commit past them) and its counts join the metrics
+window only once the broker has every message it produced
+(`worker.delivery`). Each Faust hop costs ~300 us of CPU per message here, so
+there is exactly one on the main path. Around it, as app tasks and timers:
+the catalog follower (`worker.catalog`), the scorer client
+(`scorer.client`), metrics/drift/alert publishing (`worker.monitoring`),
+Prometheus `/metrics`, and snapshots (`worker.snapshots`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import faust
+from faust.exceptions import ConsistencyError, ProducerSendError
+
+from streamrec import serde
+from streamrec.aio import end_offsets
+from streamrec.contracts import EVENTS_DLQ, RECOMMENDATIONS, STOREFRONT_EVENTS, partitions_for
+from streamrec.core.engine import BatchOutput, Engine
+from streamrec.core.ingest import RawMessage
+from streamrec.prometheus import serve
+from streamrec.records import DeadLetter
+from streamrec.scorer.client import ScorerClient
+from streamrec.settings import Settings
+from streamrec.worker.catalog import CatalogFollower
+from streamrec.worker.delivery import BatchDelivery, is_message_error
+from streamrec.worker.faust_tuning import defer_acks, set_end_offsets, set_fetch_max_wait_ms
+from streamrec.worker.lifecycle import (
+    StoppingWorker,
+    broker_lost_data,
+    crash_reason,
+    faust_credentials,
+    now_ms,
+)
+from streamrec.worker.monitoring import WorkerMonitoring
+from streamrec.worker.profile_store import TableProfileStore
+from streamrec.worker.snapshots import Snapshots
+
+log = logging.getLogger(__name__)
+
+#: Longest dead-letter key kept (bytes): keys are user ids; a 1 MiB one must not block.
+MAX_DLQ_KEY = 1_024
+
+
+class Worker:
+    """Builds the Faust app around one `Engine` and owns its side tasks."""
+
+    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+        self.settings = s = settings
+        set_fetch_max_wait_ms(s.fetch_max_wait_ms)
+        if s.rank_threads > 0:
+            import faiss
+
+            faiss.omp_set_num_threads(s.rank_threads)
+        Path(s.data_dir, "faust").mkdir(parents=True, exist_ok=True)
+        self.worker_id = f"{s.hostname()}-{os.getpid()}"
+        self.snapshots = Snapshots(s)
+        self.engine = engine or Engine.from_settings(
+            s, recommender=self.snapshots.load_recommender()
+        )
+        offsets: dict[int, int] = {}
+        restored = self.snapshots.load_vectors()
+        if restored is not None:
+            self.engine.item_vectors, offsets = restored
+        self.t_events = s.topic(STOREFRONT_EVENTS)
+        self.t_recs = s.topic(RECOMMENDATIONS)
+        self.t_dlq = s.topic(EVENTS_DLQ)
+        self.scorer = (
+            ScorerClient(s, self.worker_id, on_late=self.engine.add_query_vectors)
+            if s.scorer_enabled
+            else None
+        )
+        self.scorer_ready = False
+        self.catalog = CatalogFollower(s, self.engine, self.send_dead_letter, offsets)
+        self.monitoring = WorkerMonitoring(
+            s, self.worker_id, self.engine, self._send_value, self.scorer
+        )
+        #: Batches whose messages are still on their way to the broker.
+        self._settling: set[asyncio.Future[None]] = set()
+        #: Set when the worker must stop (it cannot deliver, or the broker lost its data).
+        self.exit_code = 0
+        set_end_offsets(lambda tps: end_offsets(s, tps))
+        self.app = self._build_app()
+        self.monitoring.repaired = self.store.take_repaired
+
+    # -- app --------------------------------------------------------------------
+
+    def _build_app(self) -> faust.App:
+        s = self.settings
+        partitions = partitions_for(STOREFRONT_EVENTS, s.partitions)
+        app = faust.App(
+            s.app_id,
+            broker=[f"kafka://{b}" for b in s.bootstrap_list()],
+            broker_credentials=faust_credentials(s),
+            store="rocksdb://" if s.store == "rocksdb" else "memory://",
+            datadir=str(Path(s.data_dir) / "faust"),
+            topic_partitions=partitions,
+            topic_allow_declare=True,
+            topic_disable_leader=True,
+            broker_session_timeout=s.session_timeout_s,
+            broker_heartbeat_interval=s.heartbeat_interval_s,
+            broker_request_timeout=max(90.0, s.session_timeout_s + 10),
+            producer_linger=s.producer_linger_ms / 1000.0,
+            consumer_auto_offset_reset="earliest",
+            table_standby_replicas=0,
+            web_enabled=s.web_enabled,
+            web_port=s.web_port,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        events = app.topic(
+            self.t_events,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=partitions,
+        )
+        self.profiles = app.Table(
+            "profiles",
+            default=None,
+            # bytes types make Faust pick the raw codec for store and changelog alike
+            # (a Schema would leave the store on JSON); the core owns the encoding.
+            key_type=bytes,
+            value_type=bytes,
+            partitions=partitions,
+        )
+        self.store = TableProfileStore(self.profiles, s.profile_cache_size)
+        self.changelog_topic = self.profiles.changelog_topic.get_topic_name()
+
+        @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+        async def _revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+            self.store.clear_cache()
+
+        async def process(stream: Any) -> None:
+            within = s.batch_within_ms / 1000.0
+            ack = defer_acks(stream)
+            async for batch in stream.take_events(s.batch_max, within):
+                try:
+                    await self.handle_batch(batch, ack)
+                except Exception as exc:  # the core never raises: this is the shell or Kafka
+                    log.exception("batch failed outside the core")
+                    self.fatal(f"a batch could not be processed ({exc!r}); it is not acked")
+
+        app.agent(events, name=f"{s.app_id}.process")(process)
+        app.task(self.catalog.run)
+        app.task(self.start_scorer_client)
+        app.timer(s.metrics_interval_s)(self.monitoring.publish_window)
+        if s.metrics_port:
+            app.task(self.serve_prometheus)
+        app.timer(s.snapshot_interval_s)(self.save_snapshot)
+        return app
+
+    async def handle_batch(
+        self, batch: Sequence[Any], ack: Callable[[Sequence[Any]], Awaitable[None]]
+    ) -> None:
+        """Process one micro-batch and hand everything it produced to the producer.
+
+        Nothing waits for the broker here: the batch settles in the background
+        (`_settle`), and only then are its events acked and its counts added.
+        """
+        if self.exit_code:
+            return  # stopping: nothing more is processed, nothing more acked
+        self._check_offsets(batch)
+        msgs = [
+            RawMessage(
+                value=ev.value,
+                key=ev.key,
+                partition=ev.message.partition,
+                offset=ev.message.offset,
+                timestamp_ms=int((ev.message.timestamp or 0) * 1000),
+                topic=ev.message.topic,
+            )
+            for ev in batch
+        ]
+        delivery = BatchDelivery(batch)
+        ingested = self.engine.ingest_batch(msgs, now_ms())
+        texts = self.engine.missing_queries(ingested)
+        self.store.begin_batch(batch)
+        if not texts or self.scorer is None or not self.scorer_ready:
+            await self._publish(self.engine.apply_batch(ingested, self.store, now_ms()), delivery)
+        else:
+            # One request per batch. Only the users who typed one of these queries wait
+            # for it (bounded by the timeout); everyone else's events are processed while
+            # the scorer works, so a scorer round trip never delays the whole batch.
+            ready, waiting = self.engine.split_waiting(ingested, texts)
+            request = asyncio.ensure_future(
+                self.scorer.embed(texts, self.engine.item_vectors.active_version)
+            )
+            await self._publish(self.engine.apply_batch(ready, self.store, now_ms()), delivery)
+            vectors = await request
+            if vectors is not None:
+                self.engine.add_query_vectors(vectors)
+            await self._publish(self.engine.apply_batch(waiting, self.store, now_ms()), delivery)
+        task = asyncio.ensure_future(self._settle(delivery, ack))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    def _check_offsets(self, batch: Sequence[Any]) -> None:
+        """An event below the committed offset of its partition: the broker lost its data.
+
+        Faust only delivers from the committed offset on; a consumer reset to the
+        start of an emptied partition is the one way to see less. Profiles remember
+        the offsets they applied, so carrying on would skip the new events as replays.
+        """
+        committed = cast(Any, self.app.consumer)._committed_offset
+        for ev in batch:
+            tp = ev.message.tp
+            floor = committed.get(tp)
+            if floor is not None and ev.message.offset < floor:
+                self.fatal(broker_lost_data(
+                    f"{tp.topic}[{tp.partition}] delivered offset {ev.message.offset}, "
+                    f"below the committed offset {floor}",
+                    self.settings,
+                ))  # fmt: skip
+                return
+
+    async def _publish(self, out: BatchOutput, delivery: BatchDelivery) -> None:
+        """Hand one output's messages to the producer; `delivery` tracks them."""
+        for user_key, profile, partition in self.store.take_pending():
+            delivery.add(
+                await self._send(
+                    self.changelog_topic, user_key, profile, partition, self._on_changelog_sent
+                )
+            )
+        now = now_ms()
+        for key, value, i in self.engine.encode(out, now):
+            try:
+                fut = await self._send(self.t_recs, key, value)
+            except ProducerSendError as exc:
+                if not is_message_error(exc):
+                    raise
+                self.engine.unpublish(out, i, "publish_error", str(exc), now)  # this event only
+                continue
+            delivery.add(fut, out, i)
+        for dead_key, dead in out.dead_letters:
+            delivery.add(await self.send_dead_letter(dead_key, dead))
+        delivery.outputs.append(out)
+        for detection in out.drift:
+            await self.monitoring.publish_detection(detection)
+
+    async def _settle(
+        self, delivery: BatchDelivery, ack: Callable[[Sequence[Any]], Awaitable[None]]
+    ) -> None:
+        """Once the broker has every message of a batch: ack its events, count it."""
+        late = BatchDelivery(())
+        for sent, exc in await delivery.failures():
+            if sent.out is None or not is_message_error(exc):
+                self.fatal(f"a message could not be delivered ({exc!r}); the batch is not acked")
+                return
+            # The broker refused this list for what it is: its event becomes a dead letter.
+            before = len(sent.out.dead_letters)
+            self.engine.unpublish(sent.out, sent.index, "publish_error", repr(exc), now_ms())
+            for key, dead in sent.out.dead_letters[before:]:
+                late.add(await self.send_dead_letter(key, dead))
+        if late.sent and await late.failures():
+            self.fatal("a dead letter could not be delivered; the batch is not acked")
+            return
+        await ack(delivery.events)
+        for out in delivery.outputs:
+            self.engine.count(out.counters)
+
+    async def _send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        partition: int | None = None,
+        on_delivered: Callable[[asyncio.Future[Any]], None] | None = None,
+    ) -> asyncio.Future[Any]:
+        """Hand one message to the producer (Faust's raw path); returns its delivery."""
+        fut = cast(
+            "asyncio.Future[Any]",
+            await self.app.producer.send(topic, key, value, partition, None, None),
+        )
+        if on_delivered is not None:
+            fut.add_done_callback(on_delivered)
+        return fut
+
+    def _on_changelog_sent(self, fut: asyncio.Future[Any]) -> None:
+        # What Faust's own table writes do: remember the changelog offset in the
+        # local store, so a restarted node resumes recovery there instead of
+        # re-reading the whole changelog.
+        if not fut.cancelled() and fut.exception() is None:
+            md = fut.result()
+            cast(Any, self.profiles.data).set_persisted_offset(md.topic_partition, md.offset)
+
+    def fatal(self, message: str, code: int = 1) -> None:
+        """Stop the worker: log why once, exit non-zero (events not acked are redone)."""
+        if self.exit_code:
+            return
+        self.exit_code = code
+        log.critical("%s; the worker stops", message)
+        os.kill(os.getpid(), signal.SIGTERM)  # the normal shutdown, with its time limit
+
+    async def send_dead_letter(self, key: bytes | None, dead: DeadLetter) -> asyncio.Future[Any]:
+        """Log topic/partition/offset and the reason, send to events.dlq, carry on."""
+        log.warning(
+            "dead letter %s at %s[%d]@%d: %s",
+            dead.reason,
+            dead.source_topic,
+            dead.partition,
+            dead.offset,
+            dead.detail,
+        )
+        if key is not None and len(key) > MAX_DLQ_KEY:
+            key = key[:MAX_DLQ_KEY]  # a key is the user id in practice; a huge one must not block
+        return await self._send(self.t_dlq, key, serde.dumps(dead.to_dict()))
+
+    # -- side tasks -------------------------------------------------------------
+
+    async def start_scorer_client(self) -> None:
+        if self.scorer is not None:
+            await self.scorer.start()
+            self.scorer_ready = True
+
+    async def _send_value(self, topic: str, key: str, value: dict[str, Any]) -> None:
+        """Monitoring records: not tied to events, so a failure is logged, not fatal."""
+        fut = await self._send(topic, key.encode(), serde.dumps(value))
+        fut.add_done_callback(lambda f: _log_failed_send(f, topic))
+
+    async def serve_prometheus(self) -> None:
+        s = self.settings
+        try:
+            runner = await serve(self.monitoring.state, s.metrics_host, s.metrics_port)
+        except OSError as exc:
+            log.warning("Prometheus /metrics not served: %s", exc)
+            return
+        try:
+            await asyncio.Event().wait()  # until the app stops this task
+        finally:
+            await runner.cleanup()
+
+    async def save_snapshot(self) -> None:
+        self.snapshots.write(self.engine, self.catalog.embedding_offsets)
+
+    # -- running ----------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run in the foreground until SIGINT/SIGTERM; then publish and snapshot once more.
+
+        Returns the exit status: 0 after a requested stop, non-zero when the worker
+        had to stop (it could not deliver, or the broker lost its data).
+        """
+
+        @self.app.on_before_shutdown.connect  # type: ignore[arg-type]
+        async def _final(app: Any, **kwargs: Any) -> None:  # pragma: no cover - shutdown path
+            try:
+                await self.monitoring.publish_window()
+                await app.producer.flush()
+                if self.scorer is not None and self.scorer_ready:
+                    await self.scorer.stop()
+            except Exception as exc:
+                log.warning("final metrics window not published: %s", exc)
+            self.snapshots.write(self.engine, self.catalog.embedding_offsets)
+
+        worker = StoppingWorker(
+            self.app,
+            loglevel=self.settings.log_level,
+            quiet=True,
+            redirect_stdouts=False,
+            override_logging=True,
+        )
+        worker.stop_within_s = self.settings.shutdown_timeout_s
+        worker.exit_code = lambda: self.exit_code
+        with contextlib.suppress(SystemExit):  # Faust exits 0 whatever happened
+            worker.execute_from_commandline()
+        crash = crash_reason(self.app)
+        if isinstance(crash, ConsistencyError):
+            log.critical(broker_lost_data(str(crash).replace("\n", " ").strip(), self.settings))
+            return 3
+        if crash is not None and not self.exit_code:
+            log.critical("the worker crashed: %r", crash)
+            return 1
+        return self.exit_code
+
+
+def _log_failed_send(fut: asyncio.Future[Any], topic: str) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.warning("a record for %s was not delivered: %r", topic, fut.exception())

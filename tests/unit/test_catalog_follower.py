@@ -1,0 +1,83 @@
+"""The catalog follower's record logic, without a broker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamrec import serde
+from streamrec.contracts import CATALOG_EMBEDDINGS, CATALOG_ITEMS, load_contract
+from streamrec.core.engine import Engine
+from streamrec.core.vectors import ItemVectors, encode_vectors
+from streamrec.records import CatalogEmbedding, CatalogItem
+from streamrec.settings import Settings
+from streamrec.worker.catalog import apply_catalog_record, apply_embedding_record
+
+ITEMS = load_contract(CATALOG_ITEMS).validator
+EMBEDDINGS = load_contract(CATALOG_EMBEDDINGS).validator
+
+
+@dataclass
+class Record:
+    """What aiokafka hands the follower (the fields it reads)."""
+
+    value: bytes | None
+    key: bytes | None
+    partition: int = 0
+    offset: int = 0
+    timestamp: int = 0
+    topic: str = "catalog.items"
+
+
+def test_items_are_upserted_made_unavailable_and_deleted_by_tombstone():
+    engine = Engine.from_settings(Settings.from_env({}))
+    hat = CatalogItem("hat", "Wool hat", ("Clothes",), price=20.0)
+    assert (
+        apply_catalog_record(engine, Record(serde.dumps(hat.to_dict()), b"hat"), ITEMS, 1) is None
+    )
+    assert engine.catalog.categories("hat") == ("Clothes",) and engine.catalog.is_available("hat")
+    gone = CatalogItem("hat", "Wool hat", ("Clothes",), available=False)
+    apply_catalog_record(engine, Record(serde.dumps(gone.to_dict()), b"hat"), ITEMS, 2)
+    assert not engine.catalog.is_available("hat")
+    apply_catalog_record(engine, Record(None, b"hat"), ITEMS, 3)
+    assert engine.catalog.price("hat") is None
+
+
+def test_a_bad_catalog_record_becomes_a_bounded_dead_letter():
+    engine = Engine.from_settings(Settings.from_env({}, dlq_original_max_bytes=100))
+    bad = serde.dumps({"item_id": "x", "title": "T" * 500, "price": "cheap"})
+    dead = apply_catalog_record(engine, Record(bad, b"x", offset=7), ITEMS, 5)
+    assert dead is not None and dead.reason == "schema" and "price" in dead.detail
+    assert dead.offset == 7 and dead.truncated and dead.original == bad[:100]
+    assert apply_catalog_record(engine, Record(b"{nope", b"x"), ITEMS, 5).reason == "not_json"
+
+
+def test_embeddings_fill_the_index_and_a_completed_version_becomes_active():
+    vectors = ItemVectors(1)
+    vec = np.eye(4, dtype=np.float32)[:1]
+    emb = CatalogEmbedding(
+        "item", "enc@1", 1, item_id="hat", dim=4, vector=encode_vectors(vec), text_hash="h"
+    )
+    rec = Record(serde.dumps(emb.to_dict()), b"hat", topic="catalog.embeddings")
+    assert apply_embedding_record(vectors, rec, EMBEDDINGS) is None
+    assert vectors.active_version is None  # not searched before its version is complete
+    done = CatalogEmbedding("complete", "enc@1", 2, partition=0, items=1)
+    assert (
+        apply_embedding_record(vectors, Record(serde.dumps(done.to_dict()), b"c"), EMBEDDINGS)
+        is None
+    )
+    assert vectors.active_version == "enc@1" and vectors.get("hat") is not None
+    apply_embedding_record(vectors, Record(None, b"hat"), EMBEDDINGS)
+    assert vectors.get("hat") is None
+
+
+def test_unreadable_embeddings_are_reported_not_raised():
+    vectors = ItemVectors(1)
+    assert "unreadable" in (apply_embedding_record(vectors, Record(b"[]", b"k"), EMBEDDINGS) or "")
+    broken = CatalogEmbedding(
+        "item", "enc@1", 1, item_id="hat", dim=4, vector="AAAA", text_hash="h"
+    )
+    error = apply_embedding_record(vectors, Record(serde.dumps(broken.to_dict()), b"k"), EMBEDDINGS)
+    assert error is not None and "hat" in error
+    assert len(vectors) == 0
