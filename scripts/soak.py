@@ -27,10 +27,8 @@ import tracemalloc
 import uuid
 from pathlib import Path
 
-from kafka import KafkaConsumer, TopicPartition
-
 from streamrec import serde
-from streamrec.client import EventProducer, read_all, tail
+from streamrec.client import EventProducer, read_all, read_table, tail
 from streamrec.contracts import METRICS
 from streamrec.core.profile import Profile
 from streamrec.datasets.synthetic import SyntheticShop
@@ -61,15 +59,7 @@ def produce(s: Settings, n: int, users: int, seed: int, done: list[int]) -> None
 
 def profile_sizes(s: Settings, sample: int = 20_000) -> dict[str, float]:
     """Bytes per profile on the changelog, and per decoded profile in memory."""
-    topic = f"{s.app_id}-profiles-changelog"
-    consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_list(), enable_auto_commit=False)
-    tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-    consumer.assign(tps)
-    consumer.seek_to_beginning(*tps)
-    latest: dict[bytes, bytes] = {}
-    for r in read_all(consumer, idle_s=3):
-        latest[r.key] = r.value
-    consumer.close()
+    latest = read_table(s)
     values = list(latest.values())[:sample]
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]

@@ -72,6 +72,35 @@ def read_all(consumer: KafkaConsumer, idle_s: float = 0.5) -> list[Any]:
             out.extend(records)
 
 
+def read_table(
+    settings: Settings, table: str = "profiles", idle_s: float = 2.0
+) -> dict[bytes, bytes]:
+    """A worker table as its changelog holds it now: the latest value per key.
+
+    The profile table's changelog is `<app id>-profiles-changelog`; values are
+    `Profile.to_bytes()`. For operators and tests: it reads the whole topic.
+    """
+    topic = f"{settings.app_id}-{table}-changelog"
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_list(),
+        enable_auto_commit=False,
+        **settings.kafka_python_security(),
+    )
+    try:
+        tps = [TopicPartition(topic, p) for p in _wait_partitions(consumer, topic)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        latest: dict[bytes, bytes] = {}
+        for r in read_all(consumer, idle_s=idle_s):
+            if r.value is None:
+                latest.pop(r.key, None)
+            else:
+                latest[r.key] = r.value
+        return latest
+    finally:
+        consumer.close()
+
+
 class InvalidEvent(StreamrecError, ValueError):
     """`track()` was called with an event the worker would reject."""
 

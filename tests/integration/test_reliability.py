@@ -16,11 +16,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
 from streamrec import serde
 from streamrec.broker import EmbeddedBroker, free_port
-from streamrec.client import EventProducer, RecommendationReader, read_all, tail
+from streamrec.client import EventProducer, RecommendationReader, read_all, read_table, tail
 from streamrec.contracts import EVENTS_DLQ, METRICS
 from streamrec.core.engine import DictProfileStore, Engine
 from streamrec.core.ingest import RawMessage
@@ -112,18 +111,7 @@ def metrics_windows(s: Settings, expect_in: int, timeout_s: float = 30) -> list[
 
 def changelog_profiles(s: Settings) -> dict[str, Profile]:
     """The profile table as its changelog holds it: the last record per user."""
-    topic = f"{s.app_id}-profiles-changelog"
-    consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_list(), enable_auto_commit=False)
-    tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-    consumer.assign(tps)
-    consumer.seek_to_beginning(*tps)
-    latest: dict[str, Profile] = {}
-    try:
-        for r in read_all(consumer, idle_s=2):
-            latest[r.key.decode()] = Profile.from_bytes(r.value)[0]
-    finally:
-        consumer.close()
-    return latest
+    return {k.decode(): Profile.from_bytes(v)[0] for k, v in read_table(s).items()}
 
 
 def own_state(p: Profile) -> tuple[object, ...]:
