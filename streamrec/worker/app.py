@@ -39,7 +39,12 @@ from streamrec.scorer.client import ScorerClient
 from streamrec.settings import Settings
 from streamrec.worker.catalog import CatalogFollower
 from streamrec.worker.delivery import BatchDelivery, is_message_error
-from streamrec.worker.faust_tuning import defer_acks, set_end_offsets, set_fetch_max_wait_ms
+from streamrec.worker.faust_tuning import (
+    committed_offsets,
+    defer_acks,
+    set_end_offsets,
+    set_fetch_max_wait_ms,
+)
 from streamrec.worker.lifecycle import (
     StoppingWorker,
     broker_lost_data,
@@ -174,9 +179,8 @@ class Worker:
         Nothing waits for the broker here: the batch settles in the background
         (`_settle`), and only then are its events acked and its counts added.
         """
-        if self.exit_code:
+        if self.exit_code or not self._offsets_hold(batch):
             return  # stopping: nothing more is processed, nothing more acked
-        self._check_offsets(batch)
         msgs = [
             RawMessage(
                 value=ev.value,
@@ -211,14 +215,14 @@ class Worker:
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
 
-    def _check_offsets(self, batch: Sequence[Any]) -> None:
+    def _offsets_hold(self, batch: Sequence[Any]) -> bool:
         """An event below the committed offset of its partition: the broker lost its data.
 
         Faust only delivers from the committed offset on; a consumer reset to the
         start of an emptied partition is the one way to see less. Profiles remember
         the offsets they applied, so carrying on would skip the new events as replays.
         """
-        committed = cast(Any, self.app.consumer)._committed_offset
+        committed = committed_offsets(self.app)
         for ev in batch:
             tp = ev.message.tp
             floor = committed.get(tp)
@@ -228,7 +232,8 @@ class Worker:
                     f"below the committed offset {floor}",
                     self.settings,
                 ))  # fmt: skip
-                return
+                return False
+        return True
 
     async def _publish(self, out: BatchOutput, delivery: BatchDelivery) -> None:
         """Hand one output's messages to the producer; `delivery` tracks them."""

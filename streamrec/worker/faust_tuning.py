@@ -22,6 +22,9 @@
    newest record batch. A restart then found its persisted offset "past the
    end" (``ConsistencyError``), or stopped recovering early. `set_end_offsets`
    gives recovery the ends a fetch reports (`streamrec.aio.end_offsets`).
+5. Committed offsets: `committed_offsets` reads the consumer's own record of
+   what it committed, so the worker can tell an emptied broker (offsets below
+   it) from a replay.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 from faust.streams import _current_event
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -109,3 +112,8 @@ def set_end_offsets(reader: EndOffsets) -> None:
 
     faust_aiokafka.AIOKafkaConsumerThread._highwaters = _highwaters  # type: ignore[method-assign]
     _end_offsets_patched = True
+
+
+def committed_offsets(app: Any) -> dict[Any, int | None]:
+    """Faust's consumer's committed offset per topic partition (its own bookkeeping)."""
+    return cast(dict[Any, int | None], app.consumer._committed_offset)
