@@ -108,6 +108,10 @@ class Settings:
     cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "streamrec")
     #: Table store: "rocksdb" (survives restarts locally) or "memory" (tests).
     store: str = "rocksdb"
+    #: RocksDB memory per assigned partition of the profile table: two write buffers of
+    #: this many MB, and a block cache (decompressed profiles read from disk).
+    store_write_buffer_mb: int = 8
+    store_block_cache_mb: int = 32
     #: Keyed-HMAC secret for user ids. Required in production mode.
     pseudonym_key: Secret = field(default_factory=lambda: Secret(""))
     #: Consumer fetch max wait. The embedded broker does not wake a waiting fetch,

@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 
 #: Longest dead-letter key kept (bytes): keys are user ids; a 1 MiB one must not block.
 MAX_DLQ_KEY = 1_024
+MiB = 1_048_576
 
 
 class Worker:
@@ -144,6 +145,13 @@ class Worker:
             key_type=bytes,
             value_type=bytes,
             partitions=partitions,
+            # Per partition's RocksDB: Faust's defaults (64 MB x 3 write buffers, a 2 GB
+            # block cache) let one worker grow to gigabytes; profiles are small.
+            options={
+                "write_buffer_size": s.store_write_buffer_mb * MiB,
+                "max_write_buffer_number": 2,
+                "block_cache_size": s.store_block_cache_mb * MiB,
+            },
         )
         self.store = TableProfileStore(self.profiles, s.profile_cache_size)
         self.changelog_topic = self.profiles.changelog_topic.get_topic_name()
