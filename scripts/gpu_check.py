@@ -1,7 +1,7 @@
 """The scorer on a GPU host: pack what it needs here, run the checks there.
 
     python scripts/gpu_check.py pack DIR     # here: fp16 model copy, orjson wheel, pairs CSV
-    python scripts/gpu_check.py run DIR OUT  # there: the checks, results as JSON under OUT
+    python scripts/gpu_check.py run DIR OUT [STEP ...]  # there: the checks (all, or the named)
 
 `run` needs only torch, transformers, numpy and orjson (the GPU image has all
 but orjson, which `pack` downloads as a wheel). It runs, each step on its own
@@ -84,7 +84,7 @@ def _step(name: str, results: dict[str, Any], fn: Any) -> None:
     print(f"== {name}: {json.dumps(results[name])[:2000]}", flush=True)
 
 
-def run(src: Path, out: Path) -> None:
+def run(src: Path, out: Path, only: list[str]) -> None:
     import numpy as np
     import torch
     from safetensors.torch import load_file, save_file
@@ -167,10 +167,15 @@ def run(src: Path, out: Path) -> None:
         report = json.loads(next(Path("/tmp/streamrec-ft").glob("*/training.json")).read_text())
         return {"seconds": round(seconds, 1), "stdout": done.stdout.strip()[-500:], **report}
 
-    _step("scorer_path", results, scorer_path)
-    _step("bench_scorer", results, bench)
-    _step("big_batches", results, big_batches)
-    _step("finetune", results, finetune)
+    steps = {
+        "scorer_path": scorer_path,
+        "bench_scorer": bench,
+        "big_batches": big_batches,
+        "finetune": finetune,
+    }
+    for name, fn in steps.items():
+        if not only or name in only:
+            _step(name, results, fn)
     (out / "gpu_check.json").write_text(json.dumps(results, indent=2))
 
 
@@ -178,6 +183,6 @@ if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "pack":
         pack(Path(sys.argv[2]))
     elif len(sys.argv) >= 4 and sys.argv[1] == "run":
-        run(Path(sys.argv[2]), Path(sys.argv[3]))
+        run(Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4:])
     else:
         sys.exit(__doc__)
