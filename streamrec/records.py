@@ -184,17 +184,24 @@ class Recommendation:
     #: The A/B variant that made this list (stable per user).
     variant: str = "default"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, finite: bool = False) -> dict[str, Any]:
+        """The wire form. `finite=True` turns NaN and infinities into 0.0 (JSON has
+        neither: orjson writes them as null, which no reader can take for a number).
+        The default skips that check, which doubled the cost of this call; the engine
+        asks for it only when a list's JSON shows a null (`Engine.encode`)."""
+        num = _finite if finite else round
         d: dict[str, Any] = {
             "user": self.user,
             "items": [
                 {
                     "item_id": i.item_id,
-                    "score": _finite(i.score, 6),
+                    "score": num(i.score, 6),
                     "reason": i.reason,
                     "sources": list(i.sources),
-                    "features": {k: _finite(v, 6) for k, v in i.features},
-                    "potential": _finite(i.potential, 6),
+                    "features": {k: num(v, 6) for k, v in i.features}
+                    if finite
+                    else dict(i.features),
+                    "potential": num(i.potential, 6) if finite else i.potential,
                     **({"category": i.category} if i.category is not None else {}),
                     **({"price": i.price} if i.price is not None else {}),
                 }
@@ -211,7 +218,7 @@ class Recommendation:
             d["encoder_version"] = self.encoder_version
         if self.flags:
             d["flags"] = list(self.flags)
-        d["user_value"] = _finite(self.user_value, 2)
+        d["user_value"] = num(self.user_value, 2)
         d["variant"] = self.variant
         return d
 

@@ -259,7 +259,10 @@ class Engine:
         wire = []
         for i, rec in enumerate(out.recommendations):
             try:
-                wire.append((rec.user.encode(), serde.dumps(rec.to_dict()), i))
+                value = serde.dumps(rec.to_dict())
+                if b"null" in value:  # a NaN or infinity became null: write 0.0 instead
+                    value = serde.dumps(rec.to_dict(finite=True))
+                wire.append((rec.user.encode(), value, i))
             except Exception as exc:  # a bug in one list must cost that event only
                 log.exception("list for event %s not encodable", rec.event_id)
                 self.unpublish(out, i, "encode_error", f"{type(exc).__name__}: {exc}", now_ms)

@@ -42,7 +42,7 @@ def is_message_error(exc: BaseException) -> bool:
     return isinstance(exc, MESSAGE_ERRORS) or isinstance(exc.__cause__, MESSAGE_ERRORS)
 
 
-@dataclass
+@dataclass(slots=True)
 class Sent:
     future: asyncio.Future[Any]
     #: For a list: the output it came from and its index there (else None, -1).

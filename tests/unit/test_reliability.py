@@ -144,10 +144,14 @@ def test_extreme_purchases_keep_every_number_finite():
 
 def test_a_non_finite_number_never_reaches_the_wire_as_null():
     item = RecItem("a", float("nan"), "trending", features=(("covisit", float("inf")),))
-    rec = Recommendation("u", (item,), "m", "e", "view", 1, 1, 1, user_value=float("inf"))
-    d = serde.loads(serde.dumps(rec.to_dict()))
+    bad = Recommendation("u", (item,), "m", "e", "view", 1, 1, 1, user_value=float("inf"))
+    ok = Recommendation("v", (RecItem("b", 0.5, "trending"),), "m", "f", "view", 1, 1, 1)
+    out = BatchOutput(recommendations=[bad, ok], sources=[RawMessage(b"", b"", 0, 0, 1)] * 2)
+    wire = engine().encode(out, NOW)
+    d = serde.loads(wire[0][1])
     assert d["user_value"] == 0.0 and d["items"][0]["score"] == 0.0
     assert d["items"][0]["features"] == {"covisit": 0.0}
+    assert serde.loads(wire[1][1]) == ok.to_dict()  # finite lists are written as they are
 
 
 def test_a_list_that_cannot_be_encoded_dead_letters_its_event_only():
