@@ -38,7 +38,7 @@ from streamrec.records import DeadLetter
 from streamrec.scorer.client import ScorerClient
 from streamrec.settings import Settings
 from streamrec.worker.catalog import CatalogFollower
-from streamrec.worker.delivery import BatchDelivery, is_message_error
+from streamrec.worker.delivery import AckOrder, BatchDelivery, is_message_error
 from streamrec.worker.faust_tuning import (
     committed_offsets,
     defer_acks,
@@ -98,6 +98,7 @@ class Worker:
         )
         #: Batches whose messages are still on their way to the broker.
         self._settling: set[asyncio.Future[None]] = set()
+        self._ack_order = AckOrder()
         #: Set when the worker must stop (it cannot deliver, or the broker lost its data).
         self.exit_code = 0
         set_end_offsets(lambda tps: end_offsets(s, tps))
@@ -219,7 +220,7 @@ class Worker:
             if vectors is not None:
                 self.engine.add_query_vectors(vectors)
             await self._publish(self.engine.apply_batch(waiting, self.store, now_ms()), delivery)
-        task = asyncio.ensure_future(self._settle(delivery, ack))
+        task = asyncio.ensure_future(self._settle(delivery, ack, self._ack_order.take()))
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
 
@@ -268,14 +269,32 @@ class Worker:
             await self.monitoring.publish_detection(detection)
 
     async def _settle(
-        self, delivery: BatchDelivery, ack: Callable[[Sequence[Any]], Awaitable[None]]
+        self,
+        delivery: BatchDelivery,
+        ack: Callable[[Sequence[Any]], Awaitable[None]],
+        turn: tuple[asyncio.Future[None] | None, asyncio.Future[None]],
     ) -> None:
-        """Once the broker has every message of a batch: ack its events, count it."""
+        """Once the broker has every message of a batch, and the batches before it are
+        acked: ack its events, count it. A batch that cannot be delivered is not acked,
+        and neither is any batch after it."""
+        previous, mine = turn
+        try:
+            delivered = await self._delivered(delivery)
+            await AckOrder.wait(previous)
+            if delivered and not self.exit_code:
+                await ack(delivery.events)
+                for out in delivery.outputs:
+                    self.engine.count(out.counters)
+        finally:
+            mine.set_result(None)
+
+    async def _delivered(self, delivery: BatchDelivery) -> bool:
+        """Wait for the batch's messages; dead-letter lists the broker refused. False: fatal."""
         late = BatchDelivery(())
         for sent, exc in await delivery.failures():
             if sent.out is None or not is_message_error(exc):
                 self.fatal(f"a message could not be delivered ({exc!r}); the batch is not acked")
-                return
+                return False
             # The broker refused this list for what it is: its event becomes a dead letter.
             before = len(sent.out.dead_letters)
             self.engine.unpublish(sent.out, sent.index, "publish_error", repr(exc), now_ms())
@@ -283,10 +302,8 @@ class Worker:
                 late.add(await self.send_dead_letter(key, dead))
         if late.sent and await late.failures():
             self.fatal("a dead letter could not be delivered; the batch is not acked")
-            return
-        await ack(delivery.events)
-        for out in delivery.outputs:
-            self.engine.count(out.counters)
+            return False
+        return True
 
     async def _send(
         self,

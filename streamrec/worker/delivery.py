@@ -8,6 +8,13 @@ A list the broker refuses for what it is (too large, corrupt) dead-letters its
 own event; any other failure means the worker cannot deliver at all, and it
 stops without acking, so a restarted worker processes the batch again.
 
+Batches are acked in the order they were processed (`AckOrder`), whatever
+order their deliveries finish in: Faust commits the first run of consecutive
+acked offsets, and its check for a gap at the head misses a gap of one offset
+(and any gap before the first commit), so acks out of order could commit past
+an event whose list was still in flight. Measured: one event of 4,000 lost to
+a SIGKILL in one of two runs of the crash test.
+
 >>> import asyncio
 >>> async def demo():
 ...     d = BatchDelivery(events=["e1"])
@@ -68,3 +75,36 @@ class BatchDelivery:
         return [
             (s, r) for s, r in zip(self.sent, results, strict=True) if isinstance(r, BaseException)
         ]
+
+
+class AckOrder:
+    """Hands each batch the previous batch's turn, so acks follow processing order.
+
+    >>> async def demo():
+    ...     order, done = AckOrder(), []
+    ...     async def settle(name, turn, delay):
+    ...         previous, mine = turn
+    ...         await asyncio.sleep(delay)  # the broker answers the later batch first
+    ...         await order.wait(previous)
+    ...         done.append(name)
+    ...         mine.set_result(None)
+    ...     first, second = order.take(), order.take()
+    ...     await asyncio.gather(settle("b1", first, 0.02), settle("b2", second, 0.0))
+    ...     return done
+    >>> asyncio.run(demo())
+    ['b1', 'b2']
+    """
+
+    def __init__(self) -> None:
+        self._tail: asyncio.Future[None] | None = None
+
+    def take(self) -> tuple[asyncio.Future[None] | None, asyncio.Future[None]]:
+        """(the previous batch's turn or None, this batch's turn: set it when done)."""
+        previous = self._tail
+        self._tail = mine = asyncio.get_running_loop().create_future()
+        return previous, mine
+
+    @staticmethod
+    async def wait(previous: asyncio.Future[None] | None) -> None:
+        if previous is not None:
+            await previous
