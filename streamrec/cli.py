@@ -90,11 +90,14 @@ def limit_math_threads(n: int) -> None:
 
 
 def cmd_scorer(args: argparse.Namespace) -> int:
+    from streamrec.logs import quiet_broker_outages
     from streamrec.scorer.embedder import Embedder
     from streamrec.scorer.service import run_foreground
 
     s = _settings(args).with_overrides(encoder_model_dir=args.model_dir, encoder_device=args.device)
     embedder = Embedder.from_settings(s)  # a bad model directory fails here, before Kafka
+    quiet_broker_outages()
+    require_broker(s)
     return run_foreground(s, embedder)
 
 
