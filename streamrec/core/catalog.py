@@ -1,6 +1,7 @@
 """The item catalog as the engine sees it: titles, categories, availability.
 
-Fed from the compacted catalog.items topic; every worker keeps all of it.
+Fed from the compacted catalog.items topic; every worker keeps all of it. A
+view by item id over the `ItemStore`, whose rows and columns ranking uses.
 
 >>> c = Catalog()
 >>> c.upsert(CatalogItem("1", "Toy Story", ("Animation",)))
@@ -10,43 +11,40 @@ Fed from the compacted catalog.items topic; every worker keeps all of it.
 
 from __future__ import annotations
 
+from streamrec.core.items import ItemStore
 from streamrec.records import CatalogItem
 
 
 class Catalog:
-    def __init__(self) -> None:
-        self._items: dict[str, CatalogItem] = {}
-        self.unavailable: set[str] = set()
+    def __init__(self, store: ItemStore | None = None) -> None:
+        self.store = store if store is not None else ItemStore()
 
     def upsert(self, item: CatalogItem) -> None:
-        self._items[item.item_id] = item
-        if item.available:
-            self.unavailable.discard(item.item_id)
-        else:
-            self.unavailable.add(item.item_id)
+        self.store.upsert(item)
 
     def remove(self, item_id: str) -> None:
         """A tombstone on the compacted topic: the item is gone for good."""
-        self._items.pop(item_id, None)
-        self.unavailable.add(item_id)
+        self.store.remove(item_id)
 
     def get(self, item_id: str) -> CatalogItem | None:
-        return self._items.get(item_id)
+        row = self.store.find(item_id)
+        return None if row is None else self.store.items[row]
 
     def categories(self, item_id: str) -> tuple[str, ...]:
-        item = self._items.get(item_id)
+        item = self.get(item_id)
         return item.category if item else ()
 
     def price(self, item_id: str) -> float | None:
-        item = self._items.get(item_id)
+        item = self.get(item_id)
         return item.price if item else None
 
     def is_available(self, item_id: str) -> bool:
         """Unknown items count as available: events may arrive before the catalog feed."""
-        return item_id not in self.unavailable
+        row = self.store.find(item_id)
+        return row is None or bool(self.store.available[row])
 
     def __len__(self) -> int:
-        return len(self._items)
+        return self.store.in_catalog
 
     def __contains__(self, item_id: object) -> bool:
-        return item_id in self._items
+        return isinstance(item_id, str) and self.get(item_id) is not None
