@@ -35,6 +35,7 @@ from streamrec.contracts import CATALOG_EMBEDDINGS, partitions_for
 from streamrec.core.catalog import Catalog
 from streamrec.core.counters import Counters
 from streamrec.core.drift import Detection, DriftMonitor
+from streamrec.core.index import Hits
 from streamrec.core.ingest import (
     MAX_DLQ_ORIGINAL,
     Deduplicator,
@@ -44,13 +45,14 @@ from streamrec.core.ingest import (
     Rejection,
 )
 from streamrec.core.interest import InterestModel, UserVectors
+from streamrec.core.items import ItemStore
 from streamrec.core.lru import LRUCache
 from streamrec.core.monitor import Monitor
 from streamrec.core.privacy import Pseudonymizer
 from streamrec.core.profile import EVENT_WEIGHTS, Profile, ProfileUpdater
 from streamrec.core.quality import OnlineQuality
 from streamrec.core.ranking import OnlineRanker
-from streamrec.core.recommender import RankContext, Recommender
+from streamrec.core.recommender import NO_HITS, RankContext, Recommender
 from streamrec.core.variants import Experiment
 from streamrec.core.vectors import ItemVectors
 from streamrec.records import CatalogItem, DeadLetter, Event, RecItem, Recommendation
@@ -146,12 +148,16 @@ class Engine:
         self.ingestor = ingestor
         self.updater = updater
         self.recommender = recommender
-        self.catalog = catalog or Catalog()
+        #: One item store for everything keyed by item: catalog, vectors, learned state.
+        self.items = recommender.items
+        self.catalog = catalog or Catalog(self.items)
         self.item_vectors = (
             item_vectors
             if item_vectors is not None  # an empty store is falsy (it has a length)
-            else ItemVectors(partitions_for(CATALOG_EMBEDDINGS))
+            else ItemVectors(partitions_for(CATALOG_EMBEDDINGS), store=self.items)
         )
+        if self.catalog.store is not self.items or self.item_vectors.store is not self.items:
+            raise ValueError("the catalog and the item vectors must share the recommender's store")
         #: text -> (encoder version, unit vector); only the active version is used.
         self.query_vectors: LRUCache[tuple[str, np.ndarray]] = LRUCache(query_cache_size)
         self.query_candidates = query_candidates
@@ -181,6 +187,7 @@ class Engine:
             session_gap_s=s.session_gap_s,
         )
         recommender = recommender or Recommender(
+            ItemStore(),
             top_k=s.top_k,
             trending_half_life_s=s.trending_half_life_s,
             covisit_window=s.covisit_window,
@@ -204,7 +211,9 @@ class Engine:
             updater,
             recommender,
             item_vectors=ItemVectors(
-                partitions_for(CATALOG_EMBEDDINGS, s.partitions), hnsw_above=s.index_hnsw_above
+                partitions_for(CATALOG_EMBEDDINGS, s.partitions),
+                store=recommender.items,
+                hnsw_above=s.index_hnsw_above,
             ),
             query_cache_size=s.scorer_cache_size,
             query_candidates=s.query_candidates,
@@ -442,7 +451,7 @@ class Engine:
         store: ProfileStore,
         profiles: dict[str, tuple[Profile, int]],
         replayed: Sequence[bool],
-    ) -> tuple[list[np.ndarray | None], list[list[tuple[str, float]]], dict[str, UserVectors]]:
+    ) -> tuple[list[np.ndarray | None], list[Hits], dict[str, UserVectors]]:
         """Each event's user vector (as after that event) and its FAISS hits: one search.
 
         Only the user's own events move their vectors, so working them out ahead
@@ -451,7 +460,7 @@ class Engine:
         """
         n = len(ingested.accepted)
         vectors: list[np.ndarray | None] = [None] * n
-        hits: list[list[tuple[str, float]]] = [[] for _ in range(n)]
+        hits: list[Hits] = [NO_HITS] * n
         version = self.item_vectors.active_version
         if version is None or not len(self.item_vectors):
             return vectors, hits, {}
@@ -471,7 +480,7 @@ class Engine:
                 queries.append(vec)
         if rows:
             # The ranker scores at most rank_pool candidates: more hits would be cut anyway.
-            found = self.item_vectors.search_batch(
+            found = self.item_vectors.search_rows(
                 np.stack(queries), self._hits_wanted(self.interest_candidates)
             )
             for j, f in zip(rows, found, strict=True):
@@ -495,31 +504,24 @@ class Engine:
                 vec = self.interest.user_vector(state, ts, version)
                 if vec is not None:
                     vectors[user] = vec
-        hits: dict[str, list[tuple[str, float]]] = {}
+        hits: dict[str, Hits] = {}
         if vectors:
-            found = self.item_vectors.search_batch(
+            found = self.item_vectors.search_rows(
                 np.stack(list(vectors.values())), self._hits_wanted(self.interest_candidates)
             )
             hits = dict(zip(vectors, found, strict=True))
-        catalog = self.catalog
         return {
             user: self.recommender.recommend(
                 profile,
                 None,
-                categories_of=catalog.categories,
-                is_available=catalog.is_available,
-                ctx=self._rank_context(vectors.get(user), hits.get(user, [])),
+                ctx=self._rank_context(vectors.get(user), hits.get(user, NO_HITS)),
                 variant=self.experiment.assign(user),
             )
             for user, profile in profiles.items()
         }
 
-    def _rank_context(
-        self, user_vector: np.ndarray | None, interest_hits: list[tuple[str, float]]
-    ) -> RankContext:
+    def _rank_context(self, user_vector: np.ndarray | None, interest_hits: Hits) -> RankContext:
         return RankContext(
-            categories_of=self.catalog.categories,
-            price_of=self.catalog.price,
             similarities=self.item_vectors.similarities,
             user_vector=user_vector,
             interest_hits=interest_hits,
@@ -543,7 +545,7 @@ class Engine:
             pool = 0 if variant_pool == 0 else max(pool, variant_pool)
         return min(k, pool) if pool else k
 
-    def _search_queries(self, ingested: Ingested) -> dict[str, list[tuple[str, float]]]:
+    def _search_queries(self, ingested: Ingested) -> dict[str, Hits]:
         """Item hits for every distinct query of the batch that has a vector: one search."""
         texts: dict[str, np.ndarray] = {}
         for _msg, event in ingested.accepted:
@@ -553,7 +555,7 @@ class Engine:
                     texts[event.query] = entry[1]
         if not texts:
             return {}
-        found = self.item_vectors.search_batch(
+        found = self.item_vectors.search_rows(
             np.stack(list(texts.values())), self._hits_wanted(self.query_candidates)
         )
         return dict(zip(texts, found, strict=True))
@@ -564,24 +566,24 @@ class Engine:
         msg: RawMessage,
         profiles: dict[str, tuple[Profile, int]],
         now_ms: int,
-        query_hits: dict[str, list[tuple[str, float]]],
+        query_hits: dict[str, Hits],
         ctx: RankContext,
         replayed: bool,
         out: BatchOutput,
     ) -> Recommendation | Rejection:
         profile = profiles[event.user][0]
-        catalog = self.catalog
-        categories = catalog.categories(event.item_id) if event.item_id else ()
+        row = self.items.row(event.item_id) if event.item_id is not None else None
+        categories = self.items.categories(row) if row is not None else ()
         counts = out.counters.counts
         if replayed:
             counts["replayed"] += 1
         else:
-            rejected = self._learn(event, profile, categories)
+            rejected = self._learn(event, row, profile, categories)
             if rejected is not None:
                 return rejected
             profile.mark_applied(msg.partition, msg.offset)
         flags: tuple[str, ...] = ()
-        hits: list[tuple[str, float]] = []
+        hits = NO_HITS
         encoder_version = None
         entry = None
         if event.type == "search":
@@ -592,7 +594,7 @@ class Engine:
             else:
                 counts["query_vector"] += 1
                 encoder_version = entry[0]
-                hits = query_hits.get(event.query or "", [])
+                hits = query_hits.get(event.query or "", NO_HITS)
         elif (
             event.item_id is not None
             and self.item_vectors.active_version is not None
@@ -605,15 +607,7 @@ class Engine:
         if ctx.user_vector is not None:
             encoder_version = encoder_version or self.item_vectors.active_version
         variant = self.experiment.assign(event.user)
-        items = self.recommender.recommend(
-            profile,
-            event.item_id,
-            categories_of=catalog.categories,
-            is_available=catalog.is_available,
-            query_hits=hits,
-            ctx=ctx,
-            variant=variant,
-        )
+        items = self.recommender.recommend(profile, row, query_hits=hits, ctx=ctx, variant=variant)
         rec = Recommendation(
             user=event.user,
             items=tuple(items),
@@ -633,7 +627,7 @@ class Engine:
         return rec
 
     def _learn(
-        self, event: Event, profile: Profile, categories: tuple[str, ...]
+        self, event: Event, row: int | None, profile: Profile, categories: tuple[str, ...]
     ) -> Rejection | None:
         """Everything one event teaches: the profile, co-visitation, trending, value."""
         amount = 0.0
@@ -648,12 +642,12 @@ class Engine:
                     event.type,
                 )
         # Co-visitation learns from the session as it was *before* this event.
-        session_items = (
+        session: list[int] = (
             []
             if self.updater.is_new_session(profile, event)
-            else profile.session_item_ids(self.recommender.covisit.window)
+            else self.items.rows(profile.session_item_ids(self.recommender.covisit.window)).tolist()
         )
-        self.recommender.observe(event, session_items, categories)
+        self.recommender.observe(event, row, session)
         value = self.recommender.value
         if event.type == "purchase":
             value.observe_purchase(profile, amount, event.ts)

@@ -1,31 +1,35 @@
-"""One encoder version's item vectors in FAISS, updated item by item as they arrive.
+"""One encoder version's item vectors in FAISS, keyed by item-store row.
+
+The FAISS id of a vector is the item's row in the `ItemStore`, so a hit is a
+candidate row with no lookup in between. The vectors also live in a matrix
+indexed by row (`get`, `similarities`, exact BLAS search, rebuilds).
 
 Exact inner product while the catalog is small (faiss IndexFlatIP, or for a
-big batch of queries one BLAS matrix product over the vectors this class
-keeps anyway); above `hnsw_above` items the index is rebuilt once as FAISS HNSW
-(approximate, inner product), which answers in ~1 ms at a million items.
-Vectors are unit length, so inner product is cosine similarity.
+big batch of queries one BLAS matrix product over the matrix); above
+`hnsw_above` items the index is rebuilt once as FAISS HNSW (approximate, inner
+product), which answers in ~1 ms at a million items. Vectors are unit length,
+so inner product is cosine similarity.
 
-Updates and removals: the flat index removes ids in place. HNSW cannot remove,
-so an update adds the new vector under a new id and the old id becomes
-*dead* (filtered from results); when dead ids pass a quarter of the index it
-is rebuilt from the live vectors, which this class keeps anyway (`get`,
-rebuilds, pickling).
+Updates and removals: the flat index removes ids in place. HNSW cannot remove:
+an update adds the row again with its new vector and the old entry goes
+*stale*; a removal only clears the row's `has` flag. Hits are filtered by
+`has`, de-duplicated and re-scored against the matrix, so a stale entry never
+returns a removed row or an old score; past a quarter of stale entries the
+index is rebuilt from the matrix.
 
 >>> idx = ItemIndex(dim=2)
->>> idx.upsert("a", np.array([1.0, 0.0])); idx.upsert("b", np.array([0.0, 1.0]))
->>> [(i, round(s, 3)) for i, s in idx.search(np.array([[0.9, 0.1]], dtype=np.float32), k=1)[0]]
-[('a', 0.9)]
->>> idx.remove("a")
+>>> idx.upsert(0, np.array([1.0, 0.0])); idx.upsert(1, np.array([0.0, 1.0]))
+>>> rows, scores = idx.search(np.array([[0.9, 0.1]], dtype=np.float32), k=1)[0]
+>>> rows.tolist(), scores.tolist()
+([0], [0.9])
+>>> idx.remove(0)
 True
->>> [item for item, _ in idx.search(np.array([[0.9, 0.1]]), k=2)[0]]
-['b']
+>>> idx.search(np.array([[0.9, 0.1]]), k=2)[0][0].tolist()
+[1]
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -34,9 +38,15 @@ import numpy as np
 HNSW_ABOVE = 50_000
 #: Exact search batches at least this large go through BLAS instead of faiss (`_exact`).
 EXACT_BLAS_MIN_QUERIES = 32
+#: Per query: (rows, scores), best first.
+Hits = tuple[np.ndarray, np.ndarray]
+_NO_HITS: Hits = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
 
 
 class ItemIndex:
+    #: Bumped when the pickled state changes shape: older states are refused.
+    STATE_VERSION = 2
+
     def __init__(
         self, dim: int, *, hnsw_above: int = HNSW_ABOVE, hnsw_m: int = 32, ef_search: int = 128
     ) -> None:
@@ -44,86 +54,79 @@ class ItemIndex:
         self.hnsw_above = hnsw_above
         self.hnsw_m = hnsw_m
         self.ef_search = ef_search
-        self._matrix = np.zeros((64, dim), dtype=np.float32)  # row = faiss id
-        self._item_of: list[str | None] = []  # row -> item (None: dead row)
-        self._row_of: dict[str, int] = {}
-        self._dead = 0
-        self._dead_cache: np.ndarray | None = None
+        self._matrix = np.zeros((64, dim), dtype=np.float32)  # row = item-store row
+        self._has = np.zeros(64, dtype=bool)
+        self._live = 0
+        self._stale = 0  # HNSW entries that no longer hold the row's vector
+        self._live_rows: np.ndarray | None = None
         self.hnsw = False
         self._index = self._new_index(hnsw=False)
 
     # -- updates --------------------------------------------------------------
 
-    def upsert(self, item_id: str, vector: np.ndarray) -> None:
+    def upsert(self, row: int, vector: np.ndarray) -> None:
         vec = np.asarray(vector, dtype=np.float32).reshape(1, self.dim)
-        row = self._row_of.get(item_id)
-        if row is not None:
-            if not self.hnsw:
-                self._index.remove_ids(np.array([row], dtype=np.int64))
-                self._matrix[row] = vec
-                self._index.add_with_ids(vec, np.array([row], dtype=np.int64))
-                return
-            self._kill(row)
-        row = self._append(item_id, vec)
-        self._index.add_with_ids(vec, np.array([row], dtype=np.int64))
-        grown_past = not self.hnsw and len(self._row_of) > self.hnsw_above
-        # Dead rows cost search work (and over-fetch in HNSW); past a quarter, rebuild.
-        too_dead = self._dead > max(32, len(self._row_of) // 4)
-        if grown_past or too_dead:
+        self._ensure(row)
+        ids = np.array([row], dtype=np.int64)
+        if self._has[row]:
+            if self.hnsw:
+                self._stale += 1
+            else:
+                self._index.remove_ids(ids)
+        else:
+            self._has[row] = True
+            self._live += 1
+            self._live_rows = None
+        self._matrix[row] = vec
+        self._index.add_with_ids(vec, ids)
+        grown_past = not self.hnsw and self._live > self.hnsw_above
+        # Stale entries cost search work (and over-fetch in HNSW); past a quarter, rebuild.
+        if grown_past or self._stale > max(32, self._live // 4):
             self.rebuild()
 
-    def add_many(self, item_ids: Sequence[str], vectors: np.ndarray) -> None:
+    def add_many(self, rows: np.ndarray, vectors: np.ndarray) -> None:
         """Bulk load (a snapshot, a benchmark): one index build instead of one add each."""
-        vecs = np.asarray(vectors, dtype=np.float32).reshape(len(item_ids), self.dim)
-        for item_id, vec in zip(item_ids, vecs, strict=True):
-            row = self._row_of.get(item_id)
-            if row is not None:
-                self._kill(row)
-            self._append(item_id, vec)
+        rows = np.asarray(rows, dtype=np.int64)
+        vecs = np.asarray(vectors, dtype=np.float32).reshape(len(rows), self.dim)
+        if len(rows):
+            self._ensure(int(rows.max()))
+        self._matrix[rows] = vecs
+        self._has[rows] = True
         self.rebuild()
 
-    def remove(self, item_id: str) -> bool:
-        row = self._row_of.get(item_id)
-        if row is None:
+    def remove(self, row: int) -> bool:
+        if row >= len(self._has) or not self._has[row]:
             return False
-        if not self.hnsw:
+        self._has[row] = False
+        self._live -= 1
+        self._live_rows = None
+        if self.hnsw:
+            self._stale += 1
+            if self._stale > max(32, self._live // 4):
+                self.rebuild()
+        else:
             self._index.remove_ids(np.array([row], dtype=np.int64))
-        self._kill(row)
-        if self._dead > max(32, len(self._row_of) // 4):
-            self.rebuild()
         return True
 
-    def _append(self, item_id: str, vec: np.ndarray) -> int:
-        row = len(self._item_of)
-        if row == len(self._matrix):
-            grown = np.zeros((2 * row, self.dim), dtype=np.float32)
-            grown[:row] = self._matrix
-            self._matrix = grown
-        self._matrix[row] = vec
-        self._item_of.append(item_id)
-        self._row_of[item_id] = row
-        return row
-
-    def _kill(self, row: int) -> None:
-        item = self._item_of[row]
-        if item is not None:
-            del self._row_of[item]
-        self._item_of[row] = None
-        self._dead += 1
-        self._dead_cache = None
+    def _ensure(self, row: int) -> None:
+        if row < len(self._has):
+            return
+        cap = max(2 * len(self._has), row + 1)
+        matrix = np.zeros((cap, self.dim), dtype=np.float32)
+        matrix[: len(self._matrix)] = self._matrix
+        has = np.zeros(cap, dtype=bool)
+        has[: len(self._has)] = self._has
+        self._matrix, self._has = matrix, has
 
     def rebuild(self, hnsw: bool | None = None) -> None:
-        """Re-create the index from the live vectors (compacts rows; picks the index type)."""
-        items = list(self._row_of)
-        vectors = self._matrix[[self._row_of[i] for i in items]] if items else None
-        self.hnsw = (len(items) > self.hnsw_above) if hnsw is None else hnsw
-        self._matrix = np.zeros((max(64, len(items)), self.dim), dtype=np.float32)
-        self._item_of, self._row_of, self._dead, self._dead_cache = [], {}, 0, None
+        """Re-create the index from the live vectors (drops stale entries, picks the type)."""
+        rows = self.live_rows()
+        self._live = len(rows)
+        self.hnsw = (self._live > self.hnsw_above) if hnsw is None else hnsw
+        self._stale = 0
         self._index = self._new_index(self.hnsw)
-        if vectors is not None:
-            for item, vec in zip(items, vectors, strict=True):
-                self._append(item, vec.reshape(1, self.dim))
-            self._index.add_with_ids(vectors, np.arange(len(items), dtype=np.int64))
+        if len(rows):
+            self._index.add_with_ids(np.ascontiguousarray(self._matrix[rows]), rows)
 
     def _new_index(self, hnsw: bool) -> Any:
         import faiss
@@ -137,111 +140,122 @@ class ItemIndex:
 
     # -- reads ----------------------------------------------------------------
 
-    def get(self, item_id: str) -> np.ndarray | None:
-        row = self._row_of.get(item_id)
-        return None if row is None else self._matrix[row]
+    def live_rows(self) -> np.ndarray:
+        if self._live_rows is None:
+            self._live_rows = np.flatnonzero(self._has).astype(np.int64)
+        return self._live_rows
 
-    def search(
-        self,
-        queries: np.ndarray,
-        k: int,
-        exclude: Sequence[Iterable[str]] | None = None,
-    ) -> list[list[tuple[str, float]]]:
-        """Top-k (item, similarity) per query row, best first; `exclude[i]` for row i."""
+    def get(self, row: int) -> np.ndarray | None:
+        return self._matrix[row] if row < len(self._has) and self._has[row] else None
+
+    def search(self, queries: np.ndarray, k: int) -> list[Hits]:
+        """Top-k (rows, similarities) per query, best first."""
         q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32).reshape(-1, self.dim))
-        live = len(self._row_of)
-        if live == 0 or k < 1 or len(q) == 0:
-            return [[] for _ in range(len(q))]
-        skip = [set(e) for e in exclude] if exclude is not None else [set()] * len(q)
-        extra = max((len(s) for s in skip), default=0)
-        fetch = min(live + self._dead, k + extra + (min(self._dead, 4 * k) if self.hnsw else 0))
-        if self.hnsw or len(q) < EXACT_BLAS_MIN_QUERIES:
-            scores, rows = self._index.search(q, fetch)
+        if self._live == 0 or k < 1 or len(q) == 0:
+            return [_NO_HITS] * len(q)
+        k = min(k, self._live)
+        if not self.hnsw and len(q) >= EXACT_BLAS_MIN_QUERIES:
+            scores, rows = self._exact(q, k)
         else:
-            scores, rows = self._exact(q, fetch)
-        scores[rows < 0] = 0.0  # FAISS pads missing results with -FLT_MAX
-        out: list[list[tuple[str, float]]] = []
-        item_of = self._item_of
+            fetch = k + (min(self._stale, 4 * k) if self.hnsw else 0)
+            scores, rows = self._index.search(q, fetch)
+        # Rounded: float32 sums differ in the last bits with the batch shape (BLAS
+        # blocking); lists must not depend on how events were batched.
+        scores = np.round(scores.astype(np.float64), 6)
+        out: list[Hits] = []
         for i in range(len(q)):
-            hits: list[tuple[str, float]] = []
-            skip_i = skip[i]
-            # Rounded: float32 sums differ in the last bits with the batch shape (BLAS
-            # blocking); lists must not depend on how events were batched.
-            for row, score in zip(rows[i].tolist(), np.round(scores[i], 6).tolist(), strict=True):
-                if row < 0:
-                    break
-                item = item_of[row]
-                if item is None or item in skip_i:
-                    continue
-                hits.append((item, score))
-                if len(hits) == k:
-                    break
-            out.append(hits)
+            r, s = rows[i], scores[i]
+            keep = r >= 0
+            if self.hnsw:
+                keep &= self._has[np.where(keep, r, 0)]
+                r = r[keep]
+                if len(r) != len(np.unique(r)) or self._stale:
+                    # An updated row can come back from its old entry too: score it now.
+                    r = np.unique(r)
+                    s = np.round((self._matrix[r] @ q[i]).astype(np.float64), 6)
+                    order = np.lexsort((r, -s))
+                    r, s = r[order], s[order]
+                else:
+                    s = s[keep]
+            else:
+                r, s = r[keep], s[keep]
+            out.append((r[:k].astype(np.int64), s[:k].astype(np.float64)))
         return out
 
-    def _exact(self, q: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-`fetch` for a large batch: one BLAS matrix product and a partial sort.
+    def _exact(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-`k` for a large batch: one BLAS matrix product and a partial sort.
 
         faiss's IndexFlatIP is faster for a few queries (its own SIMD loop) but its
         bundled BLAS is slower for many: measured at 10k x 384 on one thread, 0.17
         against 0.36 ms a query at 200 queries, 0.43 against 0.41 at 20.
-        Dead rows score -inf and come back as row -1, as FAISS pads.
         """
-        n = len(self._item_of)
-        scores = q @ self._matrix[:n].T
-        if self._dead:
-            scores[:, self._dead_rows()] = -np.inf
-        fetch = min(fetch, n)
-        if fetch < n:
-            part = np.argpartition(scores, n - fetch, axis=1)[:, n - fetch :]
+        live = self.live_rows()
+        n = len(live)
+        scores = q @ self._matrix[live].T
+        if k < n:
+            part = np.argpartition(scores, n - k, axis=1)[:, n - k :]
         else:
             part = np.broadcast_to(np.arange(n), scores.shape)
         top = np.take_along_axis(scores, part, axis=1)
         order = np.argsort(-top, axis=1, kind="stable")
-        rows = np.take_along_axis(part, order, axis=1).astype(np.int64)
-        top = np.take_along_axis(top, order, axis=1)
-        rows[~np.isfinite(top)] = -1
-        return top, rows
+        rows = live[np.take_along_axis(part, order, axis=1)]
+        return np.take_along_axis(top, order, axis=1), rows
 
-    def _dead_rows(self) -> np.ndarray:
-        if self._dead_cache is None:
-            self._dead_cache = np.array(
-                [r for r, item in enumerate(self._item_of) if item is None], dtype=np.int64
-            )
-        return self._dead_cache
-
-    def similarities(self, items: Sequence[str], query: np.ndarray) -> np.ndarray:
-        """Inner product of `query` with each item's vector (0 where it has none)."""
-        rows = np.fromiter(map(self._row_of.get, items, repeat(-1)), np.int64, len(items))
-        known = rows >= 0
-        out = np.zeros(len(items), dtype=np.float64)
+    def similarities(self, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+        """Inner product of `query` with each row's vector (0 where it has none)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        inside = rows < len(self._has)
+        known = np.zeros(len(rows), dtype=bool)
+        known[inside] = self._has[rows[inside]]
+        out = np.zeros(len(rows), dtype=np.float64)
         if known.any():
             out[known] = self._matrix[rows[known]] @ np.asarray(query, dtype=np.float32)
         return np.round(out, 6)
 
     def __len__(self) -> int:
-        return len(self._row_of)
+        return self._live
 
-    def __contains__(self, item_id: object) -> bool:
-        return item_id in self._row_of
+    def __contains__(self, row: object) -> bool:
+        return isinstance(row, int | np.integer) and self.get(int(row)) is not None
 
-    # -- checkpoints ----------------------------------------------------------
+    # -- state ----------------------------------------------------------------
 
-    def __getstate__(self) -> dict[str, Any]:
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """(scalars, arrays): the live rows, their vectors and, for HNSW, the FAISS index
+        bytes (FAISS's own format; rebuilding a million-item HNSW takes minutes)."""
         import faiss
 
-        n = len(self._item_of)
-        state = {k: v for k, v in self.__dict__.items() if k not in ("_index", "_dead_cache")}
-        state["_matrix"] = self._matrix[:n].copy()
-        state["_index_bytes"] = faiss.serialize_index(self._index)
-        return state
+        rows = self.live_rows()
+        arrays = {"rows": rows, "vectors": self._matrix[rows]}
+        if self.hnsw and not self._stale:
+            arrays["faiss"] = faiss.serialize_index(self._index)
+        return {"dim": self.dim, "hnsw": self.hnsw}, arrays
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
+    @classmethod
+    def from_state(
+        cls,
+        scalars: dict[str, Any],
+        arrays: dict[str, np.ndarray],
+        rows: np.ndarray,
+        *,
+        hnsw_above: int = HNSW_ABOVE,
+    ) -> ItemIndex:
+        """The index again, its vectors at `rows` (the saved rows mapped onto the store's);
+        the saved FAISS index is reused only when the rows did not move."""
         import faiss
 
-        blob = state.pop("_index_bytes")
-        self.__dict__.update(state)
-        self._dead_cache = None
-        if len(self._matrix) == 0:
-            self._matrix = np.zeros((64, self.dim), dtype=np.float32)
-        self._index = faiss.deserialize_index(blob)
+        idx = cls(int(scalars["dim"]), hnsw_above=hnsw_above)
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows):
+            idx._ensure(int(rows.max()))
+        idx._matrix[rows] = arrays["vectors"]
+        idx._has[rows] = True
+        idx._live = len(rows)
+        idx._live_rows = None
+        same_rows = np.array_equal(rows, arrays["rows"])
+        if "faiss" in arrays and same_rows:
+            idx.hnsw = True
+            idx._index = faiss.deserialize_index(arrays["faiss"])
+        else:
+            idx.rebuild(hnsw=bool(scalars["hnsw"]) or None)
+        return idx

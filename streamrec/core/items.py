@@ -50,6 +50,9 @@ class ItemStore:
         self.max_categories = max_categories
         self.category_ids: dict[str, int] = {}
         self.category_names: list[str] = []
+        #: Category id -> its member rows, and a counter of changes per category.
+        self.members: dict[int, set[int]] = {}
+        self.member_changes: dict[int, int] = {}
         self.items: list[CatalogItem | None] = []
         #: Items with a catalog record (not only seen in events).
         self.in_catalog = 0
@@ -135,10 +138,22 @@ class ItemStore:
         if len(names) > self.max_categories:  # the first ones and the leaf
             names = (*names[: self.max_categories - 1], names[-1])
         ids = [self.category_id(c) for c in names]
+        self._set_categories(row, ids)
+        return row
+
+    def _set_categories(self, row: int, ids: list[int]) -> None:
+        old = [int(c) for c in self.cats[row] if c >= 0]
+        if old == ids:
+            return
+        for c in old:
+            self.members[c].discard(row)
+            self.member_changes[c] = self.member_changes.get(c, 0) + 1
+        for c in ids:
+            self.members.setdefault(c, set()).add(row)
+            self.member_changes[c] = self.member_changes.get(c, 0) + 1
         self.cats[row] = -1
         self.cats[row, : len(ids)] = ids
         self.leaf[row] = ids[-1] if ids else -1
-        return row
 
     def remove(self, item_id: str) -> None:
         """A tombstone: the item is gone (it keeps its row, unavailable, attributes cleared)."""
@@ -147,8 +162,7 @@ class ItemStore:
         self.items[row] = None
         self.available[row] = False
         self.price[row] = np.nan
-        self.cats[row] = -1
-        self.leaf[row] = -1
+        self._set_categories(row, [])
 
     def categories(self, row: int) -> tuple[str, ...]:
         item = self.items[row]

@@ -1,18 +1,30 @@
-"""The first recommender: time-decayed trending + session co-visitation.
+"""The recommender: candidates and features on item-store rows, a ranked and explained top-K.
 
-* `Trending` keeps a time-decayed popularity per item (event time, half-life
-  configurable), weighted by event type. Scores live in a shifted exponential
-  space so an update is O(1) and never touches other items.
-* `CoVisitation` counts item pairs that occur close together in one user's
-  session (item-to-item, both directions), each neighbour list capped.
-* `Recommender.recommend` blends co-visitation neighbours of the user's recent
-  items, category affinity and trending, excludes purchased / recent / on-screen
-  / unavailable items, and explains every pick.
+Per event, on rows (integers) and numpy columns; nothing per candidate goes
+through a dict:
+
+1. **Sources**, each (rows, scores at most 1): co-visitation neighbours of the
+   user's newest items (`covisit`), trending (`trending`), popular in the
+   user's two strongest categories (`category`), the search query's vector
+   hits (`query`), the user vector's hits (`interest`).
+2. **Union and cut**: one `np.unique` over the sources' rows, a 5 x N score
+   matrix, excluded and unavailable rows dropped, then the pool cut takes every
+   source's best in turn (`_best_source_rank`) down to `rank_pool`.
+3. **Features** for the pool only (`FEATURES`): gathers from the store and the
+   models' arrays.
+4. **Ranking** by the online river ranker once it measures better than the
+   fixed blend, else the blend; at most `max_per_category` per leaf category.
+5. **Explanations** (reason, sources, top features, category, price) for the
+   chosen rows only.
+
+Score ties break by the item store's `tiebreak` (a hash of the item id), so a
+list is the same in every process, however rows were handed out.
 
 >>> from streamrec.core.profile import Profile
->>> r = Recommender(top_k=2)
+>>> store = ItemStore()
+>>> r = Recommender(store, top_k=2)
 >>> for i, item in enumerate(["a", "b", "a", "c"]):
-...     r.observe(Event(f"e{i}", "view", "u_1", 1_000 + i, item_id=item), [])
+...     r.observe(Event(f"e{i}", "view", "u_1", 1_000 + i, item_id=item), store.row(item), [])
 >>> [x.item_id for x in r.recommend(Profile.new("u_2"), None)]
 ['a', 'c']
 """
@@ -20,15 +32,17 @@
 from __future__ import annotations
 
 import heapq
-import pickle
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from itertools import chain, repeat
+from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
 import numpy as np
 
+from streamrec.core.covisit import CoVisitation
+from streamrec.core.index import Hits
+from streamrec.core.items import ItemStore
+from streamrec.core.popularity import CategoryTop, Trending
 from streamrec.core.profile import EVENT_WEIGHTS, Profile
 from streamrec.core.ranking import FEATURES, POSITIVE_TYPES, FixedBlend, OnlineRanker
 from streamrec.core.value import ValueModel
@@ -36,38 +50,35 @@ from streamrec.core.variants import Variant
 from streamrec.records import Event, RecItem
 
 FEATURE_INDEX = {name: i for i, name in enumerate(FEATURES)}
+SOURCES = ("covisit", "trending", "category", "query", "interest")
 _NO_VARIANT = Variant("default")
-
-
-def _no_categories(_item: str) -> tuple[str, ...]:
-    return ()
+_NO_ROWS = np.zeros(0, dtype=np.int64)
+NO_HITS: Hits = (_NO_ROWS, np.zeros(0))
 
 
 @dataclass
 class RankContext:
     """What ranking needs from outside the recommender for one event."""
 
-    categories_of: Callable[[str], tuple[str, ...]] = _no_categories
-    price_of: Callable[[str], float | None] | None = None
-    #: (items, unit vector) -> cosine per item (0 for items without a vector)
-    similarities: Callable[[Sequence[str], np.ndarray], np.ndarray] | None = None
+    #: (rows, unit vector) -> cosine per row (0 for rows without a vector)
+    similarities: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
     user_vector: np.ndarray | None = None
-    interest_hits: Sequence[tuple[str, float]] = field(default_factory=list)
+    interest_hits: Hits = NO_HITS
 
 
-def _normalised(hits: Sequence[tuple[str, float]]) -> dict[str, float]:
-    """{item: score / best score} for hits that come best first."""
-    best = hits[0][1] if hits else 0.0
-    if best <= 0:
-        return dict.fromkeys((item for item, _sim in hits), 0.0)
-    scale = 1.0 / best
-    return {item: sim * scale for item, sim in hits}
+def _normalised(hits: Hits, pool: int) -> Hits:
+    """Hits (best first) cut to `pool`, scores divided by the best (all 0 if it is <= 0)."""
+    rows, scores = hits
+    if pool:
+        rows, scores = rows[:pool], scores[:pool]
+    best = scores[0] if len(scores) else 0.0
+    return rows, (scores / best if best > 0 else np.zeros(len(scores)))
 
 
 def _best_source_rank(per_source: np.ndarray) -> np.ndarray:
     """Per item (column), its best rank within any source (row); NaN: not in that source.
 
-    Ties within a source keep column order (item id order), so the cut is stable.
+    Ties within a source keep column order, so the cut is stable.
 
     >>> m = np.array([[0.9, np.nan, 0.5], [np.nan, 0.2, 0.1]])
     >>> np.round(_best_source_rank(m), 3).tolist()  # 1st of a source; 1st of another; 2nd
@@ -81,107 +92,6 @@ def _best_source_rank(per_source: np.ndarray) -> np.ndarray:
     # Equal best ranks: the higher score first (a source's 1st at 0.9 before one at 0.2).
     best = np.fmax.reduce(per_source, axis=0)
     return np.min(ranks, axis=0) + (1.0 - np.clip(best, 0.0, 1.0)) * 0.5
-
-
-class Trending:
-    """Time-decayed popularity. score(t) = sum_i w_i * 2^-((t - t_i) / half_life)."""
-
-    def __init__(
-        self, half_life_s: float = 86_400.0, pool: int = 200, refresh_every: int = 100
-    ) -> None:
-        self.half_life_ms = half_life_s * 1000.0
-        self.pool = pool
-        self.refresh_every = refresh_every
-        self._scaled: dict[str, float] = {}  # w * 2^((t - origin) / half_life)
-        self._origin = 0
-        self._now = 0
-        self._top: list[tuple[str, float]] = []
-        self._stale = 0
-
-    def add(self, item: str, weight: float, ts: int) -> None:
-        if not self._scaled:
-            self._origin = ts
-        exponent = (ts - self._origin) / self.half_life_ms
-        if exponent > 400:  # keep the shifted scores far from float overflow
-            self._rebase(ts)
-            exponent = 0.0
-        self._scaled[item] = self._scaled.get(item, 0.0) + weight * 2.0**exponent
-        if ts > self._now:
-            self._now = ts
-        self._stale += 1
-
-    def _rebase(self, ts: int) -> None:
-        factor = 2.0 ** (-(ts - self._origin) / self.half_life_ms)
-        self._scaled = {k: v * factor for k, v in self._scaled.items() if v * factor > 1e-12}
-        self._origin = ts
-
-    def top(self) -> list[tuple[str, float]]:
-        """The `pool` most popular items, best first, scores normalised so the first is 1.0.
-
-        Recomputed after every `refresh_every` adds (scaled up for big catalogs,
-        so the O(items) scan stays a small share per event). Counting adds, not
-        batches or seconds, keeps results identical however events are batched.
-        """
-        threshold = max(self.refresh_every, len(self._scaled) // 50)
-        if len(self._top) < self.pool:  # young catalog: cheap to refresh, and it grows fast
-            threshold = min(threshold, max(1, len(self._top)))
-        if self._stale >= threshold:
-            best = heapq.nlargest(self.pool, self._scaled.items(), key=itemgetter(1))
-            norm = best[0][1] if best else 1.0
-            self._top = [(item, s / norm) for item, s in best]
-            self._stale = 0
-        return self._top
-
-    def scores(self, items: Sequence[str]) -> np.ndarray:
-        """`score` for many items at once."""
-        raw = np.fromiter(
-            map(self._scaled.get, items, repeat(0.0)), dtype=np.float64, count=len(items)
-        )
-        return raw * 2.0 ** (-(self._now - self._origin) / self.half_life_ms)
-
-    def score(self, item: str) -> float:
-        """Current decayed score (absolute, event-time now)."""
-        s = self._scaled.get(item, 0.0)
-        return s * 2.0 ** (-(self._now - self._origin) / self.half_life_ms)
-
-    def __len__(self) -> int:
-        return len(self._scaled)
-
-
-class CoVisitation:
-    """Item-to-item co-occurrence within a session, capped per item."""
-
-    def __init__(self, window: int = 5, max_neighbours: int = 100) -> None:
-        self.window = window
-        self.max_neighbours = max_neighbours
-        self._nbrs: dict[str, dict[str, float]] = {}
-
-    def add(self, item: str, previous: Sequence[str], weight: float) -> None:
-        """`previous`: the session's earlier items, newest last."""
-        if not previous:
-            return
-        nbrs = self._nbrs
-        for dist, other in enumerate(reversed(previous[-self.window :]), start=1):
-            if other == item:
-                continue
-            w = weight / dist
-            for a, b in ((item, other), (other, item)):
-                row = nbrs.get(a)
-                if row is None:
-                    row = nbrs[a] = {}
-                row[b] = row.get(b, 0.0) + w
-                if len(row) > self.max_neighbours + self.max_neighbours // 2:
-                    self._prune(a, row)
-
-    def _prune(self, item: str, row: dict[str, float]) -> None:
-        keep = heapq.nlargest(self.max_neighbours, row.items(), key=itemgetter(1))
-        self._nbrs[item] = dict(keep)
-
-    def neighbours(self, item: str) -> dict[str, float]:
-        return self._nbrs.get(item, {})
-
-    def __len__(self) -> int:
-        return len(self._nbrs)
 
 
 REASONS = {
@@ -204,13 +114,9 @@ class Recommender:
     (leaf) category make the list.
     """
 
-    #: Class defaults: snapshots from before these attributes existed still load.
-    w_query: float = 1.0
-    max_per_category: int = 0
-    ranker: OnlineRanker | None = None
-
     def __init__(
         self,
+        store: ItemStore | None = None,
         *,
         top_k: int = 20,
         trending_half_life_s: float = 86_400.0,
@@ -228,18 +134,18 @@ class Recommender:
         ranker: OnlineRanker | None = None,
         rank_pool: int = 60,
     ) -> None:
+        self.items = store if store is not None else ItemStore()
         self.top_k = top_k
         self.anchors = anchors
         self.exclude_purchased = exclude_purchased
         self.exclude_recent = exclude_recent
         self.max_per_category = max_per_category
-        self.trending = Trending(trending_half_life_s, trending_pool)
+        self.trending = Trending(trending_half_life_s, trending_pool, store=self.items)
         # Seven times slower: the baseline that "growth" compares today's popularity with.
-        self.trending_long = Trending(trending_half_life_s * 7, trending_pool)
+        self.trending_long = Trending(trending_half_life_s * 7, trending_pool, store=self.items)
         self.covisit = CoVisitation(covisit_window, covisit_max_neighbours)
-        #: Popularity inside each category: "popular in what you like" candidates.
-        self.trending_by_category: dict[str, Trending] = {}
-        self.category_candidates = 10
+        #: Popular in a category: "popular in what you like" candidates.
+        self.by_category = CategoryTop(self.trending, self.items, n=10)
         self.rank_pool = rank_pool
         self.value = ValueModel()
         self.blend = FixedBlend(
@@ -249,41 +155,37 @@ class Recommender:
         self.ranker = ranker
         if ranker is not None:
             ranker.baseline = self.blend  # judged against the blend it would replace
+        self._mark = np.zeros(1024, dtype=bool)  # scratch: rows excluded from one list
 
     # -- learning ---------------------------------------------------------------
 
-    def observe(
-        self, event: Event, session_items: Sequence[str], categories: Sequence[str] = ()
-    ) -> None:
-        """Learn from one event; `session_items` are the user's session items before it."""
+    def observe(self, event: Event, row: int | None, session_rows: Sequence[int]) -> None:
+        """Learn from one event on item `row`; `session_rows` are the session's rows before it."""
         if self.ranker is not None:
             self.ranker.expire(event.ts)
             if event.type in POSITIVE_TYPES and event.item_id is not None:
                 self.ranker.on_positive(event.user, event.item_id, event.ts)
-        item = event.item_id
-        if item is None:
+        if row is None:
             return
         weight = EVENT_WEIGHTS.get(event.type, 0.0)
         if weight <= 0:
             return
-        self.trending.add(item, weight, event.ts)
-        self.trending_long.add(item, weight, event.ts)
-        self.covisit.add(item, session_items, weight)
-        by_cat = self.trending_by_category
-        for cat in categories:
-            t = by_cat.get(cat)
-            if t is None:
-                t = by_cat[cat] = Trending(self.trending.half_life_ms / 1000.0, pool=50)
-            t.add(item, weight, event.ts)
+        self.trending.add(row, weight, event.ts)
+        self.trending_long.add(row, weight, event.ts)
+        self.covisit.add(row, session_rows, weight)
 
     def observe_impression(self, event: Event, profile: Profile, ctx: RankContext) -> None:
         """The storefront showed `event.shown`: remember their features for feedback."""
         if self.ranker is None or not event.shown:
             return
         items = list(dict.fromkeys(event.shown))[:100]
+        rows = self.items.rows(items)
+        recent = self.items.rows([r[0] for r in profile.recent])
         # The same features as at serving time (the ranker learns what it will score).
-        covisit, _anchors = self._covisit(profile)
-        features = self._features(profile, items, covisit, {}, ctx)
+        cov_rows, cov_scores, _anchor = self._covisit(recent, self.anchors)
+        per_source = np.full((len(SOURCES), len(rows)), np.nan)
+        per_source[0] = self._align(cov_rows, cov_scores, rows)
+        features = self._features(profile, recent, rows, per_source, ctx)
         self.ranker.on_impression(event.user, dict(zip(items, features, strict=True)), event.ts)
 
     @property
@@ -303,12 +205,10 @@ class Recommender:
     def recommend(
         self,
         profile: Profile,
-        current_item: str | None,
+        current_row: int | None,
         *,
-        categories_of: Callable[[str], tuple[str, ...]] = lambda _item: (),
-        is_available: Callable[[str], bool] = lambda _item: True,
         k: int | None = None,
-        query_hits: Sequence[tuple[str, float]] = (),
+        query_hits: Hits = NO_HITS,
         ctx: RankContext | None = None,
         variant: Variant | None = None,
     ) -> list[RecItem]:
@@ -319,191 +219,242 @@ class Recommender:
         """
         v = variant or _NO_VARIANT
         k = k or v.top_k or self.top_k
-        max_per_category = (
-            self.max_per_category if v.max_per_category is None else v.max_per_category
-        )
-        ctx = ctx or RankContext(categories_of=categories_of)
-        if ctx.categories_of is _no_categories:
-            ctx.categories_of = categories_of
-        excluded: set[str] = set()
-        if self.exclude_purchased:
-            excluded.update(profile.purchased)
-        if self.exclude_recent:
-            excluded.update(r[0] for r in profile.recent)
-        if current_item is not None:
-            excluded.add(current_item)
-
-        # Each source as {item: score, at most 1}; merged with dict and numpy
-        # operations (no per-candidate Python): this runs for every event.
-        covisit, anchor_of = self._covisit(profile, v.anchors)
-        trending = dict(self._top_trending(excluded, 2 * k))
-        by_cat = self.trending_by_category
-        category: dict[str, float] = {}
-        for cat, _aff in heapq.nlargest(2, profile.affinity.items(), key=itemgetter(1)):
-            top_in_cat = by_cat.get(cat)
-            if top_in_cat is not None:
-                for item, t in top_in_cat.top()[: self.category_candidates]:
-                    if t > category.get(item, -1.0):
-                        category[item] = t
+        ctx = ctx or RankContext()
+        store = self.items
+        recent = store.rows([r[0] for r in profile.recent])
         pool = self.rank_pool if v.rank_pool is None else v.rank_pool
-        # Hits come best first: past the pool size none could make the shortlist.
-        query = _normalised(query_hits[:pool] if pool else query_hits)
-        interest = _normalised(ctx.interest_hits[:pool] if pool else ctx.interest_hits)
-        by_source = (
-            ("covisit", covisit),
-            ("trending", trending),
-            ("category", category),
-            ("query", query),
-            ("interest", interest),
-        )
-        candidates = dict.fromkeys(chain(covisit, trending, category, query, interest))
-        for item in excluded:
-            candidates.pop(item, None)
-        if not candidates:
+
+        cov_rows, cov_scores, cov_anchor = self._covisit(recent, v.anchors)
+        trend_rows, trend_scores = self.trending.top()
+        cat_rows, cat_scores = self._categories(profile)
+        q_rows, q_scores = _normalised(query_hits, pool)
+        i_rows, i_scores = _normalised(ctx.interest_hits, pool)
+        sources = ((cov_rows, cov_scores), (trend_rows[: 2 * k + 200], trend_scores[: 2 * k + 200]),
+                   (cat_rows, cat_scores), (q_rows, q_scores), (i_rows, i_scores))  # fmt: skip
+        rows = np.concatenate([s[0] for s in sources])
+        if not len(rows):
             return []
-        # Sorted ids, then a stable sort by score: ties break by item id, so lists
-        # never depend on the order candidates arrived in.
-        items = sorted(candidates)
-        # NaN where a source lacks the item (a query hit may score below zero).
-        absent = repeat(np.nan)
-        per_source = np.array(
-            [list(map(src.get, items, absent)) for _name, src in by_source], dtype=np.float64
-        )
-        if pool and len(items) > pool:
+        which = np.repeat(np.arange(len(sources)), [len(s[0]) for s in sources])
+        cand, inv = np.unique(rows, return_inverse=True)
+        per_source = np.full((len(sources), len(cand)), np.nan)
+        per_source[which, inv] = np.concatenate([s[1] for s in sources])
+        keep = self._allowed(cand, profile, recent, current_row)
+        trending_kept = np.flatnonzero(keep & ~np.isnan(per_source[1]))
+        if len(trending_kept) > 2 * k:  # trending offers its 2k best allowed items
+            cut = trending_kept[np.argsort(-per_source[1, trending_kept], kind="stable")][2 * k :]
+            per_source[1, cut] = np.nan
+            keep &= ~np.isnan(per_source).all(axis=0)
+        cand, per_source = cand[keep], per_source[:, keep]
+        if not len(cand):
+            return []
+        # Candidates in tiebreak order: stable sorts below break ties the same everywhere.
+        order = np.argsort(store.tiebreak[cand], kind="stable")
+        cand, per_source = cand[order], per_source[:, order]
+        if pool and len(cand) > pool:
             # Features cost per row: rank only `pool` candidates, taken from every source
             # in turn (each source's 1st, then each one's 2nd, ...). Comparing scores
             # across sources instead let a flat one (vector hits all near 1.0) fill the
             # pool and crowd the others out: ml-100k NDCG@10 fell by a quarter.
-            keep = np.sort(np.argsort(_best_source_rank(per_source), kind="stable")[:pool])
-            items = [items[i] for i in keep.tolist()]
-            per_source = per_source[:, keep]
-        present = (~np.isnan(per_source)).T.tolist()
-        names = [name for name, _src in by_source]
+            cut = np.sort(np.argsort(_best_source_rank(per_source), kind="stable")[:pool])
+            cand, per_source = cand[cut], per_source[:, cut]
 
-        x = self._features(profile, items, covisit, query, ctx)
+        x = self._features(profile, recent, cand, per_source, ctx)
         model = self.model_for(v)
-        # Rounded before sorting: ties (and near-ties in the last float bits) break by
-        # item id, so lists never depend on the order candidates arrived in.
-        scores = np.round(model.score(x), 9).tolist()
-        order = sorted(range(len(items)), key=lambda i: (-scores[i], items[i]))
+        # Rounded before sorting: near-ties in the last float bits break by tiebreak.
+        scores = np.round(model.score(x), 9)
+        ranked = np.lexsort((store.tiebreak[cand], -scores))
+        chosen = self._choose(ranked, store.leaf[cand], k, v)
+        if not chosen:
+            return []
+        return self._explain(
+            profile, cand, per_source, x, scores, chosen, model, cov_rows, cov_anchor
+        )
 
+    def _allowed(
+        self, cand: np.ndarray, profile: Profile, recent: np.ndarray, current_row: int | None
+    ) -> np.ndarray:
+        """Available and not excluded (purchased, recent, on screen)."""
+        store = self.items
+        excluded = [recent] if self.exclude_recent else []
+        if self.exclude_purchased and profile.purchased:
+            excluded.append(store.rows(profile.purchased))
+        if current_row is not None:
+            excluded.append(np.array([current_row], dtype=np.int64))
+        keep = store.available[cand].copy()
+        if excluded:
+            out = np.concatenate(excluded)
+            mark = self._scratch(store.capacity)
+            mark[out] = True
+            keep &= ~mark[cand]
+            mark[out] = False
+        return keep
+
+    def _scratch(self, size: int) -> np.ndarray:
+        if len(self._mark) < size:
+            self._mark = np.zeros(max(size, 2 * len(self._mark)), dtype=bool)
+        return self._mark
+
+    def _choose(self, ranked: np.ndarray, leafs: np.ndarray, k: int, v: Variant) -> list[int]:
+        cap = self.max_per_category if v.max_per_category is None else v.max_per_category
+        if not cap:
+            return ranked[:k].tolist()
         chosen: list[int] = []
-        per_cat: dict[str, int] = {}
-        for i in order:
-            item = items[i]
-            if not is_available(item):
-                continue
-            if max_per_category:
-                cats = ctx.categories_of(item)
-                leaf = cats[-1] if cats else ""
-                if leaf and per_cat.get(leaf, 0) >= max_per_category:
+        per_cat: dict[int, int] = {}
+        leaf_of = leafs.tolist()
+        for i in ranked.tolist():
+            leaf = leaf_of[i]
+            if leaf >= 0:
+                if per_cat.get(leaf, 0) >= cap:
                     continue
                 per_cat[leaf] = per_cat.get(leaf, 0) + 1
             chosen.append(i)
             if len(chosen) == k:
                 break
-        if not chosen:
-            return []
-        # Explanations for what is shown only, in one matrix operation.
+        return chosen
+
+    def _explain(
+        self,
+        profile: Profile,
+        cand: np.ndarray,
+        per_source: np.ndarray,
+        x: np.ndarray,
+        scores: np.ndarray,
+        chosen: list[int],
+        model: FixedBlend | OnlineRanker,
+        cov_rows: np.ndarray,
+        cov_anchor: np.ndarray,
+    ) -> list[RecItem]:
+        """Explanations for what is shown only, in one matrix operation."""
+        store = self.items
+        rows = cand[chosen]
         contrib_m = model.contributions(x[chosen])
         best3 = np.argsort(-contrib_m, axis=1, kind="stable")[:, :3].tolist()
         contrib = contrib_m.round(4).tolist()
         growth = x[chosen, FEATURE_INDEX["growth"]].round(4).tolist()
+        present = (~np.isnan(per_source[:, chosen])).T.tolist()
+        anchors = self._align(cov_rows, cov_anchor.astype(np.float64), rows).tolist()
+        prices = store.price[rows].tolist()
+        chosen_scores = scores[chosen].tolist()
         out: list[RecItem] = []
-        for n, i in enumerate(chosen):
-            item = items[i]
-            row = contrib[n]
-            top_features = tuple((FEATURES[f], row[f]) for f in best3[n] if row[f] > 0)
-            cats = ctx.categories_of(item)
+        for n, row in enumerate(rows.tolist()):
+            line = contrib[n]
+            top_features = tuple((FEATURES[f], line[f]) for f in best3[n] if line[f] > 0)
+            cats = store.categories(row)
+            anchor = store.ids[int(anchors[n])] if anchors[n] == anchors[n] else None  # NaN: none
+            price = prices[n]
             out.append(
                 RecItem(
-                    item,
-                    scores[i],
-                    self._reason(top_features, anchor_of.get(item), profile, cats),
-                    tuple(name for name, has in zip(names, present[i], strict=True) if has),
+                    store.ids[row],
+                    chosen_scores[n],
+                    self._reason(top_features, anchor, profile, cats),
+                    tuple(s for s, has in zip(SOURCES, present[n], strict=True) if has),
                     top_features,
                     potential=growth[n],
                     category=cats[-1] if cats else None,
-                    price=ctx.price_of(item) if ctx.price_of is not None else None,
+                    price=None if price != price else price,  # NaN: no price
                 )
             )
         return out
 
     def _covisit(
-        self, profile: Profile, anchors: int | None = None
-    ) -> tuple[dict[str, float], dict[str, str]]:
-        """Co-visitation neighbours of the newest recent items, normalised to 1."""
-        covisit: dict[str, float] = {}
-        anchor_of: dict[str, str] = {}
+        self, recent: np.ndarray, anchors: int | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Co-visitation neighbours of the newest recent rows, normalised to 1: (rows sorted,
+        scores, the newest anchor that led to each)."""
         n = self.anchors if anchors is None else anchors
-        for rank, anchor in enumerate(reversed(profile.recent[-n:] if n else [])):
-            row = self.covisit.neighbours(anchor[0])
-            if not row:
+        parts_r, parts_w, parts_a = [], [], []
+        for rank, anchor in enumerate(recent[::-1][:n].tolist() if n else []):
+            nbr, w = self.covisit.neighbours(anchor)
+            if not len(nbr):
                 continue
-            scale = 1.0 / ((1 + rank) * max(row.values()))
-            for item, w in row.items():
-                prev = covisit.get(item)
-                if prev is None:
-                    covisit[item] = w * scale
-                    anchor_of[item] = anchor[0]  # the most recent anchor that led here
-                else:
-                    covisit[item] = prev + w * scale
-        top = max(covisit.values()) if covisit else 0.0
-        return ({i: c / top for i, c in covisit.items()} if top else {}), anchor_of
+            parts_r.append(nbr)
+            parts_w.append(w * (1.0 / ((1 + rank) * w.max())))
+            parts_a.append(np.full(len(nbr), anchor, dtype=np.int64))
+        if not parts_r:
+            return _NO_ROWS, np.zeros(0), _NO_ROWS
+        rows = np.concatenate(parts_r)
+        uniq, first, inv = np.unique(rows, return_index=True, return_inverse=True)
+        sums = np.bincount(inv, weights=np.concatenate(parts_w))
+        top = sums.max()
+        scores = sums / top if top > 0 else np.zeros(len(sums))
+        return uniq, scores, np.concatenate(parts_a)[first]
+
+    def _categories(self, profile: Profile) -> tuple[np.ndarray, np.ndarray]:
+        """Popular in the user's two strongest categories (merged by the better score)."""
+        parts = []
+        for cat, _aff in heapq.nlargest(2, profile.affinity.items(), key=itemgetter(1)):
+            cid = self.items.category_ids.get(cat)
+            if cid is not None:
+                parts.append(self.by_category.top(cid))
+        if not parts:
+            return _NO_ROWS, np.zeros(0)
+        rows = np.concatenate([p[0] for p in parts])
+        scores = np.concatenate([p[1] for p in parts])
+        uniq, inv = np.unique(rows, return_inverse=True)
+        best = np.full(len(uniq), -np.inf)
+        np.maximum.at(best, inv, scores)
+        return uniq, best
+
+    def _align(self, rows: np.ndarray, scores: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """`scores` (of sorted `rows`) at each of `target` (NaN where absent)."""
+        out = np.full(len(target), np.nan)
+        if len(rows):
+            pos = np.minimum(np.searchsorted(rows, target), len(rows) - 1)
+            hit = rows[pos] == target
+            out[hit] = scores[pos[hit]]
+        return out
 
     def _features(
         self,
         profile: Profile,
-        items: Sequence[str],
-        covisit: dict[str, float],
-        query: dict[str, float],
+        recent: np.ndarray,
+        rows: np.ndarray,
+        per_source: np.ndarray,
         ctx: RankContext,
     ) -> np.ndarray:
-        """The (len(items), len(FEATURES)) matrix, built column by column (no per-cell numpy)."""
-        n = len(items)
-        x = np.zeros((n, len(FEATURES)), dtype=np.float64)
+        """The (len(rows), len(FEATURES)) matrix: a gather per column."""
+        store = self.items
+        x = np.zeros((len(rows), len(FEATURES)), dtype=np.float64)
         f = FEATURE_INDEX
-        zeros = repeat(0.0)
         if ctx.user_vector is not None and ctx.similarities is not None:
-            x[:, f["similarity"]] = ctx.similarities(items, ctx.user_vector)
-        if query:  # already normalised to the best hit (`_normalised`)
-            sims = np.fromiter(map(query.get, items, zeros), dtype=np.float64, count=n)
-            x[:, f["query_match"]] = np.maximum(sims, 0.0)
-        if covisit:
-            x[:, f["covisit"]] = np.fromiter(map(covisit.get, items, zeros), np.float64, n)
-        short = self.trending.scores(items)
-        top_item = self.trending.top()[:1]
-        pop_norm = self.trending.score(top_item[0][0]) if top_item else 0.0
+            x[:, f["similarity"]] = ctx.similarities(rows, ctx.user_vector)
+        x[:, f["query_match"]] = np.maximum(np.nan_to_num(per_source[3]), 0.0)
+        x[:, f["covisit"]] = np.nan_to_num(per_source[0])
+        short = self.trending.scores(rows)
+        top_rows = self.trending.top()[0]
+        pop_norm = self.trending.score(int(top_rows[0])) if len(top_rows) else 0.0
         if pop_norm > 0:
             x[:, f["popularity"]] = np.minimum(1.0, short / pop_norm)
-        long = self.trending_long.scores(items)
+        long = self.trending_long.scores(rows)
         with np.errstate(divide="ignore", invalid="ignore"):
             # steady demand: short/long ~ 1/7 (the half-life ratio); rising: more
             growth = np.where(long > 0, 7.0 * short / np.where(long > 0, long, 1.0) - 1.0, 0.0)
         x[:, f["growth"]] = np.clip(growth, 0.0, 3.0) / 3.0
         affinity = profile.affinity
         if affinity:
-            aff_norm = max(affinity.values())
-            aget = affinity.get
-            best = [
-                max(map(aget, cats, zeros), default=0.0) for cats in map(ctx.categories_of, items)
-            ]
-            x[:, f["affinity"]] = np.asarray(best, dtype=np.float64) / aff_norm
+            by_id = np.zeros(len(store.category_names) + 1)  # the last: "no category" (-1)
+            for cat, a in affinity.items():
+                cid = store.category_ids.get(cat)
+                if cid is not None:
+                    by_id[cid] = a
+            x[:, f["affinity"]] = by_id[store.cats[rows]].max(axis=1) / max(affinity.values())
         user_price = profile.spend / profile.orders if profile.orders and profile.spend else 0.0
         if not user_price:
             user_price = self.value.expected_order_value(profile)  # what a user like this pays
-        if user_price > 0 and ctx.price_of is not None:
-            prices = np.array([p or 0.0 for p in map(ctx.price_of, items)], dtype=np.float64)
+        if user_price > 0:
+            prices = np.nan_to_num(store.price[rows])
             with np.errstate(divide="ignore"):
                 fit = np.exp(-np.abs(np.log(np.where(prices > 0, prices, 1.0) / user_price)))
             x[:, f["price_fit"]] = np.where(prices > 0, fit, 0.0)
-        if profile.recent:
-            seen = {r[0] for r in profile.recent}
-            x[:, f["seen"]] = [i in seen for i in items]
+        if len(recent):
+            mark = self._scratch(store.capacity)
+            mark[recent] = True
+            x[:, f["seen"]] = mark[rows]
+            mark[recent] = False
         return x
 
-    @staticmethod
     def _reason(
+        self,
         top: tuple[tuple[str, float], ...],
         anchor: str | None,
         profile: Profile,
@@ -521,47 +472,6 @@ class Recommender:
             if best is not None and aff.get(best, 0.0) > 0:
                 return f"matches your interest in {best}"
         return REASONS.get(name, "trending")
-
-    def _top_trending(self, excluded: set[str], n: int) -> list[tuple[str, float]]:
-        """The `n` most popular items not excluded, best first."""
-        out: list[tuple[str, float]] = []
-        for pair in self.trending.top():
-            if pair[0] not in excluded:
-                out.append(pair)
-                if len(out) >= n:
-                    break
-        return out
-
-    # -- checkpoints ------------------------------------------------------------
-
-    def snapshot(self) -> bytes:
-        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
-
-    @staticmethod
-    def restore(data: bytes) -> Recommender:
-        obj = pickle.loads(data)
-        if not isinstance(obj, Recommender):
-            raise TypeError(f"snapshot holds a {type(obj).__name__}, not a Recommender")
-        obj._upgrade()
-        return obj
-
-    def _upgrade(self) -> None:
-        """Fill in state that snapshots from older versions lack (learned from here on)."""
-        d = self.__dict__
-        if "trending_long" not in d:
-            self.trending_long = Trending(
-                self.trending.half_life_ms / 1000.0 * 7, self.trending.pool
-            )
-        d.setdefault("trending_by_category", {})
-        d.setdefault("category_candidates", 10)
-        d.setdefault("rank_pool", 60)
-        if "blend" not in d:
-            self.blend = FixedBlend(
-                {"covisit": d.pop("w_covisit", 1.0), "popularity": d.pop("w_trending", 0.3),
-                 "affinity": d.pop("w_affinity", 0.2), "query_match": d.get("w_query", 1.0)}
-            )  # fmt: skip
-        if "value" not in d:
-            self.value = ValueModel()
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {"items": len(self.trending), "covisit_items": len(self.covisit)}

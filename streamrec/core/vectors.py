@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
-from streamrec.core.index import HNSW_ABOVE, ItemIndex
+from streamrec.core.index import HNSW_ABOVE, Hits, ItemIndex
+from streamrec.core.items import ItemStore
 
 WIRE_DTYPE = np.dtype("<f2")
 
@@ -52,62 +54,68 @@ def decode_vectors(data: str, dim: int) -> np.ndarray:
 
 
 class ItemVectors:
-    """Item vectors per encoder version; exact inner-product search over the active one."""
+    """Item vectors per encoder version, keyed by item-store row; searches the active one."""
 
-    def __init__(self, partitions: int, *, hnsw_above: int = HNSW_ABOVE) -> None:
+    def __init__(
+        self, partitions: int, *, store: ItemStore | None = None, hnsw_above: int = HNSW_ABOVE
+    ) -> None:
         self.partitions = partitions
+        self.store = store if store is not None else ItemStore()
         self.hnsw_above = hnsw_above
         self._spaces: dict[str, ItemIndex] = {}
         #: version -> {partition: ts of its completion marker}
         self._complete: dict[str, dict[int, int]] = {}
         self.active_version: str | None = None
         #: Unavailable items' vectors, out of the indexes until they are back.
-        self._parked: dict[str, dict[str, np.ndarray]] = {}  # item -> version -> vector
+        self._parked: dict[int, dict[str, np.ndarray]] = {}  # row -> version -> vector
+
+    def _space(self, version: str, dim: int) -> ItemIndex:
+        space = self._spaces.get(version)
+        if space is None:
+            space = self._spaces[version] = ItemIndex(dim, hnsw_above=self.hnsw_above)
+        return space
 
     def upsert(self, item_id: str, version: str, vector: np.ndarray) -> None:
         vector = np.asarray(vector, dtype=np.float32)
-        parked = self._parked.get(item_id)
+        row = self.store.row(item_id)
+        parked = self._parked.get(row)
         if parked is not None:
             parked[version] = vector
             return
-        space = self._spaces.get(version)
-        if space is None:
-            space = ItemIndex(int(vector.shape[-1]), hnsw_above=self.hnsw_above)
-            self._spaces[version] = space
-        space.upsert(item_id, vector)
+        self._space(version, int(vector.shape[-1])).upsert(row, vector)
 
     def add_many(self, item_ids: Sequence[str], version: str, vectors: np.ndarray) -> None:
-        space = self._spaces.get(version)
-        if space is None:
-            space = ItemIndex(int(vectors.shape[-1]), hnsw_above=self.hnsw_above)
-            self._spaces[version] = space
-        space.add_many(item_ids, vectors)
+        self._space(version, int(vectors.shape[-1])).add_many(self.store.rows(item_ids), vectors)
 
     def remove(self, item_id: str) -> None:
         """The item is gone from the catalog (tombstone): drop it from every version."""
+        row = self.store.find(item_id)
+        if row is None:
+            return
         for space in self._spaces.values():
-            space.remove(item_id)
-        self._parked.pop(item_id, None)
+            space.remove(row)
+        self._parked.pop(row, None)
 
     def set_available(self, item_id: str, available: bool) -> None:
         """Unavailable items leave the indexes (searches never spend hits on them) and
         come back with their vectors when the catalog says they are available again."""
+        row = self.store.row(item_id)
         parked_all = self._parked
         if not available:
-            if item_id in parked_all:
+            if row in parked_all:
                 return
             parked: dict[str, np.ndarray] = {}
             for version, space in self._spaces.items():
-                vec = space.get(item_id)
+                vec = space.get(row)
                 if vec is not None:
                     parked[version] = vec.copy()
-                    space.remove(item_id)
-            parked_all[item_id] = parked
+                    space.remove(row)
+            parked_all[row] = parked
             return
-        for version, vec in parked_all.pop(item_id, {}).items():
+        for version, vec in parked_all.pop(row, {}).items():
             back = self._spaces.get(version)
             if back is not None:
-                back.upsert(item_id, vec)
+                back.upsert(row, vec)
 
     def mark_complete(self, version: str, partition: int, ts: int) -> None:
         """The scorer finished `version` for catalog `partition`; may switch versions."""
@@ -132,29 +140,33 @@ class ItemVectors:
     def get(self, item_id: str) -> np.ndarray | None:
         """The item's vector in the active version, if it has one."""
         space = self._active()
-        return None if space is None else space.get(item_id)
+        row = self.store.find(item_id)
+        return None if space is None or row is None else space.get(row)
+
+    def search_rows(self, queries: np.ndarray, k: int) -> list[Hits]:
+        """Top-k (rows, similarities) per query in the active version: one FAISS call."""
+        space = self._active()
+        queries = np.asarray(queries)
+        if space is None or queries.shape[-1] != space.dim:
+            return [(np.zeros(0, dtype=np.int64), np.zeros(0))] * len(queries)
+        return space.search(queries, k)
 
     def search(
         self, query: np.ndarray, k: int, exclude: Iterable[str] = ()
     ) -> list[tuple[str, float]]:
-        """Top-k items of the active version by inner product with `query` (unit vectors)."""
-        return self.search_batch(np.asarray(query)[None, :], k, [exclude])[0]
+        """Top-k (item id, similarity) for one query, best first (tools and tests)."""
+        skip = {r for r in map(self.store.find, exclude) if r is not None}
+        rows, scores = self.search_rows(np.asarray(query)[None, :], k + len(skip))[0]
+        ids = self.store.ids
+        hits = [(ids[r], s) for r, s in zip(rows.tolist(), scores.tolist(), strict=True)]
+        return [h for h, r in zip(hits, rows.tolist(), strict=True) if r not in skip][:k]
 
-    def search_batch(
-        self, queries: np.ndarray, k: int, exclude: Sequence[Iterable[str]] | None = None
-    ) -> list[list[tuple[str, float]]]:
-        """`search` for many queries at once: one FAISS call per micro-batch."""
-        space = self._active()
-        if space is None or queries.shape[-1] != space.dim:
-            return [[] for _ in range(len(queries))]
-        return space.search(queries, k, exclude)
-
-    def similarities(self, items: Sequence[str], query: np.ndarray) -> np.ndarray:
-        """Cosine of `query` with each item's active-version vector (0 without one)."""
+    def similarities(self, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+        """Cosine of `query` with each row's active-version vector (0 without one)."""
         space = self._active()
         if space is None or query.shape[-1] != space.dim:
-            return np.zeros(len(items), dtype=np.float64)
-        return space.similarities(items, query)
+            return np.zeros(len(rows), dtype=np.float64)
+        return space.similarities(rows, query)
 
     def _active(self) -> ItemIndex | None:
         return None if self.active_version is None else self._spaces.get(self.active_version)
@@ -168,3 +180,54 @@ class ItemVectors:
             "active_version": self.active_version,
             "items": {v: len(space) for v, space in self._spaces.items()},
         }
+
+    # -- state ----------------------------------------------------------------
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """(header, arrays) of every space: rows as positions in the store's id list
+        (the caller saves `store.ids`), vectors, completion markers, parked vectors."""
+        header: dict[str, Any] = {
+            "active_version": self.active_version,
+            "partitions": self.partitions,
+            "complete": {
+                v: {str(p): ts for p, ts in parts.items()} for v, parts in self._complete.items()
+            },
+            "spaces": [],
+        }
+        arrays: dict[str, np.ndarray] = {}
+        spaces: list[dict[str, Any]] = []
+        for i, (version, space) in enumerate(self._spaces.items()):
+            scalars, space_arrays = space.state()
+            spaces.append({"version": version, **scalars})
+            for name, arr in space_arrays.items():
+                arrays[f"space{i}.{name}"] = np.asarray(arr)
+        header["spaces"] = spaces
+        parked = [(row, v, vec) for row, by in self._parked.items() for v, vec in by.items()]
+        header["parked_versions"] = [v for _r, v, _x in parked]
+        arrays["parked.rows"] = np.array([r for r, _v, _x in parked], dtype=np.int64)
+        for j, (_r, _v, vec) in enumerate(parked):
+            arrays[f"parked{j}"] = vec
+        return header, arrays
+
+    def restore(
+        self, header: dict[str, Any], arrays: dict[str, np.ndarray], rows: np.ndarray
+    ) -> None:
+        """The spaces of a `state`, saved rows mapped onto this store's (`rows[position]`)."""
+        self._spaces = {}
+        for i, scalars in enumerate(header["spaces"]):
+            space_arrays = {k.split(".", 1)[1]: v for k, v in arrays.items()
+                            if k.startswith(f"space{i}.")}  # fmt: skip
+            self._spaces[scalars["version"]] = ItemIndex.from_state(
+                scalars, space_arrays, rows[space_arrays["rows"]], hnsw_above=self.hnsw_above
+            )
+        self._complete = {
+            v: {int(p): int(ts) for p, ts in parts.items()}
+            for v, parts in header["complete"].items()
+        }
+        self.active_version = header["active_version"]
+        self._parked = {}
+        versions = header.get("parked_versions", [])
+        for j, (pos, version) in enumerate(
+            zip(arrays["parked.rows"].tolist(), versions, strict=True)
+        ):
+            self._parked.setdefault(int(rows[pos]), {})[version] = arrays[f"parked{j}"]

@@ -21,8 +21,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from streamrec.core.items import ItemStore
+from streamrec.core.popularity import Trending
 from streamrec.core.profile import EVENT_WEIGHTS
-from streamrec.core.recommender import Trending
 from streamrec.records import RawEvent
 
 
@@ -124,13 +125,15 @@ class TrendingBaseline(Baseline):
 
     def __init__(self, half_life_s: float = 86_400.0) -> None:
         super().__init__()
-        self.trending = Trending(half_life_s, pool=500, refresh_every=1)
+        self.items = ItemStore()
+        self.trending = Trending(half_life_s, pool=500, refresh_every=1, store=self.items)
 
     def learn(self, user: str, item: str, event: RawEvent) -> None:
-        self.trending.add(item, 1.0, event.ts)
+        self.trending.add(self.items.row(item), 1.0, event.ts)
 
     def rank(self, user: str, k: int, seen: set[str]) -> list[str]:
-        out = [item for item, _s in self.trending.top() if item not in seen]
+        ids = self.items.ids
+        out = [ids[r] for r in self.trending.top()[0].tolist() if ids[r] not in seen]
         return out[:k]
 
 

@@ -76,13 +76,9 @@ class Worker:
         Path(s.data_dir, "faust").mkdir(parents=True, exist_ok=True)
         self.worker_id = f"{s.hostname()}-{os.getpid()}"
         self.snapshots = Snapshots(s)
-        self.engine = engine or Engine.from_settings(
-            s, recommender=self.snapshots.load_recommender()
-        )
-        offsets: dict[int, int] = {}
-        restored = self.snapshots.load_vectors()
-        if restored is not None:
-            self.engine.item_vectors, offsets = restored
+        self.engine = engine or Engine.from_settings(s)
+        self.snapshots.load_learned(self.engine)
+        offsets = self.snapshots.load_vectors(self.engine)
         self.t_events = s.topic(STOREFRONT_EVENTS)
         self.t_recs = s.topic(RECOMMENDATIONS)
         self.t_dlq = s.topic(EVENTS_DLQ)

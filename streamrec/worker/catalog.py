@@ -136,7 +136,7 @@ class CatalogFollower:
             if saved:
                 log.warning("item-vector snapshot does not match catalog.embeddings; rebuilding")
                 self.engine.item_vectors = type(self.engine.item_vectors)(
-                    len(emb), hnsw_above=self.settings.index_hnsw_above
+                    len(emb), store=self.engine.items, hnsw_above=self.settings.index_hnsw_above
                 )
                 saved.clear()
             await consumer.seek_to_beginning(*tps)

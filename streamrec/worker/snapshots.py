@@ -1,69 +1,101 @@
-"""The worker's snapshots in its data dir: learned item state and the item vectors.
+"""The worker's snapshots in its data dir: learned state and item vectors, explicit formats.
 
-Written every `STREAMREC_SNAPSHOT_INTERVAL_S` and at shutdown, atomically
-(write, then rename); read at start-up. The item vectors are written only
-when catalog.embeddings moved, with the offsets they include, so a restart
-reads on from there instead of re-reading a million vectors. An unreadable
-snapshot is logged and ignored: the worker relearns.
+* `<app>-learned.npz`: what the recommender learned (`core.snapshot`:
+  arrays and a JSON header, versioned), written every
+  `STREAMREC_SNAPSHOT_INTERVAL_S` and at shutdown;
+* `<app>-vectors.npz`: the item vectors of every encoder version with the
+  catalog.embeddings offsets they include, written only when that topic
+  moved, so a restart reads on from there instead of re-reading a million
+  vectors.
+
+Both carry the item ids their rows refer to and are mapped onto the store on
+load. Files are written atomically (write, then rename). A snapshot written
+by an earlier version as a pickle (`<app>-recommender.pkl`) is migrated once
+into the new format and renamed `.migrated`; the old pickled item vectors are
+not (they are re-read from catalog.embeddings). An unreadable snapshot is
+logged and ignored: the worker relearns.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import pickle
 from pathlib import Path
+from typing import Any
 
+from streamrec.core import snapshot
 from streamrec.core.engine import Engine
-from streamrec.core.recommender import Recommender
-from streamrec.core.vectors import ItemVectors
 from streamrec.settings import Settings
 
 log = logging.getLogger(__name__)
+
+VECTORS_FORMAT = "streamrec-item-vectors"
+VECTORS_VERSION = 1
 
 
 class Snapshots:
     def __init__(self, settings: Settings) -> None:
         data = Path(settings.data_dir)
-        self.recommender_path = data / f"{settings.app_id}-recommender.pkl"
-        self.vectors_path = data / f"{settings.app_id}-item-vectors.pkl"
+        self.learned_path = data / f"{settings.app_id}-learned.npz"
+        self.vectors_path = data / f"{settings.app_id}-vectors.npz"
+        self.legacy_path = data / f"{settings.app_id}-recommender.pkl"
         self._vectors_written: dict[int, int] = {}
 
-    def load_recommender(self) -> Recommender | None:
-        path = self.recommender_path
-        if not path.is_file():
-            return None
+    def load_learned(self, engine: Engine) -> bool:
+        """Restore what `engine`'s recommender learned; True if a snapshot was found."""
+        path = self.learned_path
         try:
-            rec = Recommender.restore(path.read_bytes())
+            if path.is_file():
+                snapshot.restore(engine.recommender, *snapshot.from_bytes(path.read_bytes()))
+            elif self.legacy_path.is_file():
+                snapshot.migrate_pickled(self.legacy_path.read_bytes(), engine.recommender)
+                self.write(engine, None)
+                os.replace(self.legacy_path, self.legacy_path.with_suffix(".pkl.migrated"))
+                log.info("migrated %s to %s", self.legacy_path, path)
+            else:
+                return False
         except Exception as exc:
-            log.warning("ignoring unreadable recommender snapshot %s: %s", path, exc)
-            return None
-        log.info("restored recommender snapshot %s: %s", path, rec.stats())
-        return rec
+            log.warning("ignoring unreadable snapshot %s: %s", path, exc)
+            return False
+        log.info("restored learned state from %s: %s", path, engine.recommender.stats())
+        return True
 
-    def load_vectors(self) -> tuple[ItemVectors, dict[int, int]] | None:
-        """(item vectors, the catalog.embeddings offsets they include), if there are any."""
+    def load_vectors(self, engine: Engine) -> dict[int, int]:
+        """Restore the item vectors; returns the catalog.embeddings offsets they include."""
         path = self.vectors_path
         if not path.is_file():
-            return None
+            return {}
         try:
-            state = pickle.loads(path.read_bytes())
-            vectors, offsets = state["vectors"], dict(state["offsets"])
+            header, arrays = snapshot.from_bytes(path.read_bytes())
+            if (header.get("format"), header.get("version")) != (VECTORS_FORMAT, VECTORS_VERSION):
+                raise snapshot.SnapshotError(f"not item vectors of version {VECTORS_VERSION}")
+            rows = engine.items.rows(snapshot.unpack_ids(arrays["ids"], arrays["ids.ends"]))
+            engine.item_vectors.restore(header["vectors"], arrays, rows)
         except Exception as exc:
             log.warning("ignoring unreadable item-vector snapshot %s: %s", path, exc)
-            return None
-        log.info("restored item-vector snapshot %s: %s", path, vectors.stats())
+            return {}
+        offsets = {int(p): int(o) for p, o in header["offsets"].items()}
         self._vectors_written = dict(offsets)
-        return vectors, offsets
+        log.info("restored item vectors from %s: %s", path, engine.item_vectors.stats())
+        return offsets
 
-    def write(self, engine: Engine, embedding_offsets: dict[int, int]) -> None:
-        write_atomic(self.recommender_path, engine.recommender.snapshot())
+    def write(self, engine: Engine, embedding_offsets: dict[int, int] | None) -> None:
+        header, arrays = snapshot.capture(engine.recommender)
+        write_atomic(self.learned_path, snapshot.to_bytes(header, arrays))
         # Item vectors are large (100k x 384 floats plus the index: hundreds of MB) and
         # change only with the catalog: written only when catalog.embeddings moved.
-        if embedding_offsets == self._vectors_written:
+        if embedding_offsets is None or embedding_offsets == self._vectors_written:
             return
-        state = {"offsets": dict(embedding_offsets), "vectors": engine.item_vectors}
-        write_atomic(self.vectors_path, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+        vec_header, vec_arrays = engine.item_vectors.state()
+        ids, ends = snapshot.pack_ids(engine.items.ids)
+        head: dict[str, Any] = {
+            "format": VECTORS_FORMAT,
+            "version": VECTORS_VERSION,
+            "offsets": {str(p): o for p, o in embedding_offsets.items()},
+            "vectors": vec_header,
+        }
+        blob = snapshot.to_bytes(head, {"ids": ids, "ids.ends": ends, **vec_arrays})
+        write_atomic(self.vectors_path, blob)
         self._vectors_written = dict(embedding_offsets)
 
 

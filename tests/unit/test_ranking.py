@@ -1,15 +1,16 @@
 """Candidates, features, the online ranker, rules, explanations, checkpoints."""
 
-import pickle
 import random
+from pathlib import Path
 
 import numpy as np
 
-from streamrec.core.catalog import Catalog
+from streamrec.core import snapshot
 from streamrec.core.interest import InterestModel, UserVectors
+from streamrec.core.items import ItemStore
 from streamrec.core.profile import Profile, ProfileUpdater
 from streamrec.core.ranking import FEATURES, OnlineRanker
-from streamrec.core.recommender import RankContext, Recommender
+from streamrec.core.recommender import SOURCES, RankContext, Recommender
 from streamrec.records import CatalogItem, Event
 
 T0 = 1_700_000_000_000
@@ -17,22 +18,26 @@ MIN = 60_000
 CATS = ["Audio", "Books", "Garden", "Kitchen", "Shoes", "Toys", "Games", "Sports"]
 
 
-def shop(n_items=240, seed=0):
+def shop(store: ItemStore, n_items=240, seed=0):
     rng = random.Random(seed)
-    catalog = Catalog()
     for i in range(n_items):
-        catalog.upsert(CatalogItem(f"i{i}", f"item {i}", (CATS[i % len(CATS)],), price=10.0))
+        store.upsert(CatalogItem(f"i{i}", f"item {i}", (CATS[i % len(CATS)],), price=10.0))
     # popularity unrelated to category: the fixed blend leans on it
     pop = [f"i{i}" for i in range(n_items)]
     rng.shuffle(pop)
-    return catalog, pop
+    return pop
+
+
+def category(store: ItemStore, item: str) -> str:
+    return store.categories(store.row(item))[0]
 
 
 def simulate(ranker: OnlineRanker | None, rounds=3_000, users=60, seed=1) -> float:
     """Users click items of their own category; HR@10 of the clicked item, last third."""
     rng = random.Random(seed)
-    catalog, pop = shop()
     rec = Recommender(top_k=10, ranker=ranker, exclude_recent=False)
+    store = rec.items
+    pop = shop(store)
     up = ProfileUpdater()
     taste = {u: CATS[u % len(CATS)] for u in range(users)}
     profiles = {u: Profile.new(f"u{u}") for u in range(users)}
@@ -46,11 +51,12 @@ def simulate(ranker: OnlineRanker | None, rounds=3_000, users=60, seed=1) -> flo
         # come from popularity and category affinity, weighed by the blend or the ranker.
         ev = Event(f"e{n}", etype, f"u{u}", ts, f"s{n}", item_id=item, shown=tuple(shown))
         p = profiles[u]
-        cats = catalog.categories(item) if item else ()
-        rec.observe(ev, [] if up.is_new_session(p, ev) else p.session_item_ids(), cats)
-        up.update(p, ev, catalog.categories(item) if item else ())
+        row = store.row(item) if item else None
+        session = [] if up.is_new_session(p, ev) else store.rows(p.session_item_ids()).tolist()
+        rec.observe(ev, row, session)
+        up.update(p, ev, store.categories(row) if row is not None else ())
         if etype == "impression":
-            rec.observe_impression(ev, p, RankContext(categories_of=catalog.categories))
+            rec.observe_impression(ev, p, RankContext())
 
     def background(n):  # other shoppers make a few items very popular, whatever the taste
         for _ in range(n):
@@ -59,13 +65,12 @@ def simulate(ranker: OnlineRanker | None, rounds=3_000, users=60, seed=1) -> flo
     profiles[users] = Profile.new("crowd")
     background(400)
     for u in range(users):  # each user has shown their taste once
-        apply(u, "view", next(i for i in pop if catalog.categories(i)[0] == taste[u]))
-    by_cat = {c: [i for i in pop if catalog.categories(i)[0] == c] for c in CATS}
+        apply(u, "view", next(i for i in pop if category(store, i) == taste[u]))
+    by_cat = {c: [i for i in pop if category(store, i) == c] for c in CATS}
     hits = []
     for r in range(rounds):
         u = rng.randrange(users)
-        shown = [x.item_id for x in rec.recommend(profiles[u], None,
-                                                  categories_of=catalog.categories)]  # fmt: skip
+        shown = [x.item_id for x in rec.recommend(profiles[u], None)]
         apply(u, "impression", shown=shown)
         # The user wants something of their category: what they pick does not depend on
         # what was shown (a hit when it was), as when they search or browse on their own.
@@ -84,28 +89,31 @@ def test_online_ranker_learns_what_users_click_and_beats_the_fixed_blend():
 
 
 def test_candidates_are_merged_with_their_sources_and_explained():
-    catalog, _pop = shop(40)
     rec = Recommender(top_k=8)
+    store = rec.items
+    shop(store, 40)
     up = ProfileUpdater()
     p = Profile.new("me")
     for n, item in enumerate(["i1", "i2", "i1", "i2"]):  # i1, i2 co-visited
         ev = Event(f"e{n}", "view", "me" if n >= 2 else "other", T0 + n, item_id=item)
-        rec.observe(ev, ["i1"] if item == "i2" else [])
+        rec.observe(ev, store.row(item), [store.row("i1")] if item == "i2" else [])
         if ev.user == "me":
-            up.update(p, ev, catalog.categories(item))
-    vec = {f"i{i}": np.eye(4, dtype=np.float32)[i % 4] for i in range(40)}
+            up.update(p, ev, store.categories(store.row(item)))
+    vec = {store.row(f"i{i}"): np.eye(4, dtype=np.float32)[i % 4] for i in range(40)}
 
-    def sims(items, u):
-        return np.array([float(vec[i] @ u) if i in vec else 0.0 for i in items])
+    def sims(rows, u):
+        return np.array([float(vec[r] @ u) if r in vec else 0.0 for r in rows.tolist()])
+
+    def hits(*pairs):
+        return store.rows([i for i, _s in pairs]), np.array([s for _i, s in pairs])
 
     ctx = RankContext(
-        categories_of=catalog.categories,
         similarities=sims,
         user_vector=np.eye(4, dtype=np.float32)[3],
-        interest_hits=[("i3", 1.0), ("i7", 1.0)],
+        interest_hits=hits(("i3", 1.0), ("i7", 1.0)),
     )
-    hits = [("i5", 0.9), ("i7", 0.8), ("i9", -0.1)]  # a far query hit still counts as one
-    top = rec.recommend(p, None, query_hits=hits, ctx=ctx)
+    query = hits(("i5", 0.9), ("i7", 0.8), ("i9", -0.1))  # a far query hit still counts as one
+    top = rec.recommend(p, None, query_hits=query, ctx=ctx)
     by_id = {x.item_id: x for x in top}
     assert set(by_id["i7"].sources) == {"query", "interest"}
     assert by_id["i3"].sources == ("interest",) and by_id["i5"].sources == ("query",)
@@ -117,36 +125,37 @@ def test_candidates_are_merged_with_their_sources_and_explained():
 
 
 def test_diversity_caps_items_per_category():
-    catalog, pop = shop(80)
     rec = Recommender(top_k=10, max_per_category=2)
+    pop = shop(rec.items, 80)
     for n, item in enumerate(pop * 2):
-        rec.observe(Event(f"e{n}", "view", f"u{n}", T0 + n, item_id=item), [])
-    top = rec.recommend(Profile.new("x"), None, categories_of=catalog.categories)
-    cats = [catalog.categories(x.item_id)[0] for x in top]
+        rec.observe(Event(f"e{n}", "view", f"u{n}", T0 + n, item_id=item), rec.items.row(item), [])
+    top = rec.recommend(Profile.new("x"), None)
+    cats = [category(rec.items, x.item_id) for x in top]
     assert len(top) == 10 and max(cats.count(c) for c in set(cats)) <= 2
 
 
 def test_price_fit_and_seen_features():
-    catalog = Catalog()
-    for i, price in enumerate([10.0, 11.0, 500.0]):
-        catalog.upsert(CatalogItem(f"i{i}", "x", ("A",), price=price))
     rec = Recommender(top_k=3, exclude_recent=False)
+    for i, price in enumerate([10.0, 11.0, 500.0]):
+        rec.items.upsert(CatalogItem(f"i{i}", "x", ("A",), price=price))
     p = Profile.new("me")
     ProfileUpdater().update(p, Event("e", "purchase", "me", T0, item_id="i1", price=10.0))
-    ctx = RankContext(categories_of=catalog.categories, price_of=catalog.price)
-    x = rec._features(p, ["i0", "i1", "i2"], {}, {}, ctx)
+    rows = rec.items.rows(["i0", "i1", "i2"])
+    none = np.full((len(SOURCES), 3), np.nan)
+    x = rec._features(p, rec.items.rows(["i1"]), rows, none, RankContext())
     fit, seen = x[:, FEATURES.index("price_fit")], x[:, FEATURES.index("seen")]
     assert fit[0] > 0.9 and fit[2] < 0.05 and seen.tolist() == [0.0, 1.0, 0.0]
 
 
-def test_ranker_and_recommender_survive_a_pickle_round_trip():
+def test_ranker_and_recommender_survive_a_snapshot_round_trip():
     ranker = OnlineRanker(min_updates=10, min_positives=5, negative_rate=1.0, margin=-1.0)
     rng = np.random.default_rng(0)
     for _ in range(50):
         x = rng.random(len(FEATURES))
         ranker.learn(x, bool(x[FEATURES.index("affinity")] > 0.5))
     rec = Recommender(top_k=5, ranker=ranker)
-    clone = Recommender.restore(pickle.loads(pickle.dumps(rec.snapshot())))
+    clone = Recommender(top_k=5, ranker=OnlineRanker(min_updates=10, min_positives=5))
+    snapshot.restore(clone, *snapshot.from_bytes(snapshot.to_bytes(*snapshot.capture(rec))))
     assert (
         clone.ranker is not None
         and clone.ranker.ready
@@ -199,15 +208,42 @@ def test_value_model_learns_order_values_and_stays_bounded():
     assert m.estimate(newcomer, now) == 0.0 and 0 < m.expected_order_value(newcomer, now) < 1e4
 
 
-def test_a_snapshot_from_before_ranking_still_loads_and_serves():
-    rec = Recommender(top_k=3)
-    for n, item in enumerate(["a", "b", "a", "c"]):
-        rec.observe(Event(f"e{n}", "view", "u", T0 + n, item_id=item), [])
-    old = rec.__dict__
-    for name in ("trending_long", "trending_by_category", "category_candidates", "rank_pool",
-                 "blend", "value"):  # fmt: skip
-        del old[name]
-    old.update(w_covisit=1.0, w_trending=0.3, w_affinity=0.2)
-    restored = Recommender.restore(pickle.dumps(rec))
-    restored.observe(Event("e9", "view", "u", T0 + 9, item_id="b"), ["a"], ("X",))
-    assert {x.item_id for x in restored.recommend(Profile.new("x"), None)} == {"a", "b", "c"}
+def legacy_events():
+    """The events `tests/unit/data/recommender-cf580d8.pkl` was learned from (streamrec at
+    cf580d8, the last version that pickled its snapshots)."""
+    cats = {f"i{i}": (["A", "B", "C"][i % 3],) for i in range(60)}
+    for n in range(400):
+        item = f"i{(n * 7 + n // 3) % 60}"
+        etype = "purchase" if n % 13 == 0 else "view"
+        price = 10.0 + n % 5 if etype == "purchase" else None
+        yield Event(f"e{n}", etype, f"u{n % 7}", T0 + n * 60_000, item_id=item, price=price), cats
+
+
+def test_a_pickled_snapshot_of_the_previous_version_is_migrated_and_serves_the_same_lists():
+    def fresh():
+        return Recommender(top_k=5, covisit_window=10, covisit_max_neighbours=100, anchors=5,
+                           ranker=OnlineRanker(min_updates=300))  # fmt: skip
+
+    learned, up, profiles = fresh(), ProfileUpdater(), {}
+    store = learned.items
+    for e, cats in legacy_events():
+        p = profiles.setdefault(e.user, Profile.new(e.user))
+        session = [] if up.is_new_session(p, e) else p.session_item_ids(10)
+        learned.observe(e, store.row(e.item_id), store.rows(session).tolist())
+        if e.type == "purchase":
+            learned.value.observe_purchase(p, e.price, e.ts)
+        up.update(p, e, cats[e.item_id])
+    migrated = fresh()
+    data = (Path(__file__).parent / "data" / "recommender-cf580d8.pkl").read_bytes()
+    snapshot.migrate_pickled(data, migrated)
+    ids = [f"i{i}" for i in range(60)]
+    for r in (learned, migrated):
+        for i in ids:  # the catalog, as the follower would give it
+            r.items.upsert(CatalogItem(i, i, (["A", "B", "C"][int(i[1:]) % 3],)))
+    for name in ("trending", "trending_long"):
+        a, b = getattr(learned, name), getattr(migrated, name)
+        assert np.allclose(a.scores(learned.items.rows(ids)), b.scores(migrated.items.rows(ids)))
+    assert migrated.value.purchases == learned.value.purchases
+    for user, p in profiles.items():
+        want = [(x.item_id, x.score) for x in learned.recommend(p, None)]
+        assert [(x.item_id, x.score) for x in migrated.recommend(p, None)] == want, user

@@ -1,6 +1,4 @@
-import pickle
-
-from streamrec.core.catalog import Catalog
+from streamrec.core import snapshot
 from streamrec.core.profile import Profile, ProfileUpdater
 from streamrec.core.recommender import Recommender
 from streamrec.records import CatalogItem, Event
@@ -16,9 +14,11 @@ def view(i, user, item, ts, etype="view", **kw) -> Event:
 def feed(rec: Recommender, events, profiles=None):
     profiles = profiles if profiles is not None else {}
     up = ProfileUpdater()
+    items = rec.items
     for e in events:
         p = profiles.setdefault(e.user, Profile.new(e.user))
-        rec.observe(e, [] if up.is_new_session(p, e) else p.session_item_ids())
+        session = [] if up.is_new_session(p, e) else items.rows(p.session_item_ids()).tolist()
+        rec.observe(e, items.row(e.item_id), session)
         up.update(p, e)
     return profiles
 
@@ -38,7 +38,7 @@ def test_covisitation_recommends_items_seen_together():
         events += [view(2 * u, f"u{u}", "a", T0 + u), view(2 * u + 1, f"u{u}", "b", T0 + u + 1)]
     events += [view(500 + i, f"w{i}", "popular", T0 + 100) for i in range(30)]
     profiles = feed(rec, [*events, view(999, "me", "a", T0 + 200)])
-    top = rec.recommend(profiles["me"], "a")
+    top = rec.recommend(profiles["me"], rec.items.row("a"))
     assert top[0].item_id == "b"
     assert top[0].reason == "co-visited with a"
     assert any(x.reason == "trending" for x in top)
@@ -55,11 +55,8 @@ def test_business_rules_exclude_purchased_recent_current_and_unavailable():
             view(91, "me", "r", T0 + 51 + 4 * HOUR),
         ],
     )
-    catalog = Catalog()
-    catalog.upsert(CatalogItem("gone", "Gone", available=False))
-    got = [
-        x.item_id for x in rec.recommend(profiles["me"], "cur", is_available=catalog.is_available)
-    ]
+    rec.items.upsert(CatalogItem("gone", "Gone", available=False))
+    got = [x.item_id for x in rec.recommend(profiles["me"], rec.items.row("cur"))]
     assert got == ["ok"]
 
 
@@ -72,21 +69,23 @@ def test_exclusions_are_configurable():
 def test_category_affinity_lifts_matching_items():
     rec = Recommender(top_k=2, w_affinity=0.5)
     feed(rec, [view(i, f"u{i}", it, T0 + i) for i, it in enumerate(["x", "y"] * 5)])
-    cats = {"x": ("Books",), "y": ("Garden",), "g": ("Garden",)}
+    for item, cat in {"x": "Books", "y": "Garden", "g": "Garden"}.items():
+        rec.items.upsert(CatalogItem(item, item, (cat,)))
     p = Profile.new("me")
     ProfileUpdater().update(p, view(50, "me", "g", T0 + 20), ("Garden",))
-    top = rec.recommend(p, None, categories_of=lambda i: cats.get(i, ()))
+    top = rec.recommend(p, None)
     assert top[0].item_id == "y" and top[0].reason == "matches your interest in Garden"
 
 
-def test_same_events_same_lists_and_pickle_round_trip():
+def test_same_events_same_lists_and_snapshot_round_trip():
     def build():
         rec = Recommender(top_k=5)
         events = [view(i, f"u{i % 7}", str(i % 100), T0 + i * 1000) for i in range(300)]
         return rec, feed(rec, events)
 
     (r1, p1), (r2, p2) = build(), build()
-    clone = Recommender.restore(pickle.loads(pickle.dumps(r1.snapshot())))
+    clone = Recommender(top_k=5)
+    snapshot.restore(clone, *snapshot.from_bytes(snapshot.to_bytes(*snapshot.capture(r1))))
     for user in p1:
         a = r1.recommend(p1[user], None)
         assert a == r2.recommend(p2[user], None) == clone.recommend(p1[user], None)

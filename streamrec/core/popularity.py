@@ -1,0 +1,198 @@
+"""Time-decayed popularity over item-store rows: trending, and trending within a category.
+
+`Trending` keeps, per row, `w * 2^((t - origin) / half_life)` summed over the
+item's events: an update is one array element, the decay is applied when
+scores are read, and the origin moves forward (a rebase) long before floats
+could overflow. `top()` is recomputed every `refresh_every` adds (scaled up
+for big catalogs: one partial sort over all rows), so the per-event cost stays
+O(1) amortised, and results do not depend on how events were batched.
+
+Popularity within a category needs no state of its own: an item's score in
+its category is its trending score, so `CategoryTop` ranks a category's
+member rows by it (members from the item store's category columns).
+
+>>> t = Trending(half_life_s=3600, pool=2, refresh_every=1)
+>>> for row, ts in [(0, 0), (1, 0), (1, 1_000), (2, 2_000)]:
+...     t.add(row, 1.0, ts)
+>>> rows, scores = t.top()
+>>> rows.tolist(), [round(s, 3) for s in scores.tolist()]
+([1, 2], [1.0, 0.5])
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from streamrec.core.items import ItemStore
+
+
+class Trending:
+    """Time-decayed popularity per row. score(t) = sum_i w_i * 2^-((t - t_i) / half_life)."""
+
+    def __init__(
+        self,
+        half_life_s: float = 86_400.0,
+        pool: int = 200,
+        refresh_every: int = 100,
+        store: ItemStore | None = None,
+    ) -> None:
+        self.half_life_ms = half_life_s * 1000.0
+        self.pool = pool
+        self.refresh_every = refresh_every
+        self._scaled = np.zeros(1024, dtype=np.float64)  # w * 2^((t - origin) / half_life)
+        self._rows = 0  # rows < this may hold a score
+        self._count = 0  # rows with a score
+        self._origin = 0
+        self._now = 0
+        self._top: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0))
+        self._stale = 0
+        #: Equal scores break by the store's tiebreak column: the same order in every process.
+        self.store = store
+        #: Adds so far: lets derived views (`CategoryTop`) know when to refresh.
+        self.adds = 0
+
+    def add(self, row: int, weight: float, ts: int) -> None:
+        if not self._count:
+            self._origin = ts
+        exponent = (ts - self._origin) / self.half_life_ms
+        if exponent > 400:  # keep the shifted scores far from float overflow
+            self._rebase(ts)
+            exponent = 0.0
+        if row >= len(self._scaled):
+            grown = np.zeros(max(2 * len(self._scaled), row + 1), dtype=np.float64)
+            grown[: len(self._scaled)] = self._scaled
+            self._scaled = grown
+        if row >= self._rows:
+            self._rows = row + 1
+        if self._scaled[row] == 0.0:
+            self._count += 1
+        self._scaled[row] += weight * 2.0**exponent
+        if ts > self._now:
+            self._now = ts
+        self._stale += 1
+        self.adds += 1
+
+    def _rebase(self, ts: int) -> None:
+        factor = 2.0 ** (-(ts - self._origin) / self.half_life_ms)
+        scaled = self._scaled[: self._rows] * factor
+        scaled[scaled <= 1e-12] = 0.0
+        self._scaled[: self._rows] = scaled
+        self._count = int(np.count_nonzero(scaled))
+        self._origin = ts
+
+    def top(self) -> tuple[np.ndarray, np.ndarray]:
+        """The `pool` most popular rows, best first, scores normalised so the first is 1.0.
+
+        Recomputed after every `refresh_every` adds (scaled up for big catalogs,
+        so the O(items) pass stays a small share per event). Counting adds, not
+        batches or seconds, keeps results identical however events are batched.
+        """
+        threshold = max(self.refresh_every, self._count // 50)
+        if len(self._top[0]) < self.pool:  # young catalog: cheap to refresh, and it grows fast
+            threshold = min(threshold, max(1, len(self._top[0])))
+        if self._stale >= threshold:
+            tiebreak = self.store.tiebreak if self.store is not None else None
+            rows, scores = best_rows(self._scaled[: self._rows], self.pool, tiebreak)
+            norm = scores[0] if len(scores) else 1.0
+            self._top = (rows, scores / norm)
+            self._stale = 0
+        return self._top
+
+    def scores(self, rows: np.ndarray) -> np.ndarray:
+        """Current decayed scores (absolute, event-time now) of `rows`."""
+        rows = np.asarray(rows, dtype=np.int64)
+        inside = rows < self._rows
+        raw = np.zeros(len(rows), dtype=np.float64)
+        raw[inside] = self._scaled[rows[inside]]
+        return raw * self._decay()
+
+    def score(self, row: int) -> float:
+        return float(self._scaled[row]) * self._decay() if row < self._rows else 0.0
+
+    def _decay(self) -> float:
+        return float(2.0 ** (-(self._now - self._origin) / self.half_life_ms))
+
+    def __len__(self) -> int:
+        return self._count
+
+    # -- state ----------------------------------------------------------------
+
+    def state(self) -> dict[str, object]:
+        """Arrays and numbers that rebuild it (`from_state`); rows as in its item store."""
+        return {
+            "scaled": self._scaled[: self._rows].copy(),
+            "origin": self._origin,
+            "now": self._now,
+            "half_life_ms": self.half_life_ms,
+            "pool": self.pool,
+            "refresh_every": self.refresh_every,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, object], store: ItemStore | None) -> Trending:
+        t = cls(
+            float(state["half_life_ms"]) / 1000.0,  # type: ignore[arg-type]
+            int(state["pool"]),  # type: ignore[call-overload]
+            int(state["refresh_every"]),  # type: ignore[call-overload]
+            store,
+        )
+        scaled = np.asarray(state["scaled"], dtype=np.float64)
+        t._scaled = np.zeros(max(1024, len(scaled)), dtype=np.float64)
+        t._scaled[: len(scaled)] = scaled
+        t._rows = len(scaled)
+        t._count = int(np.count_nonzero(scaled))
+        t._origin, t._now = int(state["origin"]), int(state["now"])  # type: ignore[call-overload]
+        t._stale = t.refresh_every  # the first `top()` recomputes
+        return t
+
+
+def best_rows(
+    scores: np.ndarray, n: int, tiebreak: np.ndarray | None = None, rows: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The `n` best positive scores (of `rows`, or of rows 0..len-1), best first.
+
+    Equal scores: by the item store's tiebreak, so the order is the same in
+    every process; without one, by row.
+    """
+    idx = np.flatnonzero(scores > 0)
+    if len(idx) > n:
+        idx = idx[np.argpartition(-scores[idx], n - 1)[:n]]
+    picked = idx if rows is None else rows[idx]
+    second = tiebreak[picked] if tiebreak is not None else picked
+    order = np.lexsort((second, -scores[idx]))
+    return picked[order].astype(np.int64), scores[idx][order]
+
+
+class CategoryTop:
+    """The most popular rows within one category: trending, restricted to its members."""
+
+    def __init__(self, trending: Trending, store: ItemStore, n: int = 10) -> None:
+        self.trending = trending
+        self.store = store
+        self.n = n
+        self._members: dict[int, tuple[int, np.ndarray]] = {}  # cid -> (version, rows)
+        self._top: dict[int, tuple[int, tuple[np.ndarray, np.ndarray]]] = {}
+
+    def top(self, cid: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, scores normalised to the best) of category `cid`."""
+        t = self.trending
+        cached = self._top.get(cid)
+        if cached is not None:
+            threshold = max(t.refresh_every, len(t) // 50)
+            if len(cached[1][0]) < self.n:  # a young category: cheap to refresh, and it grows
+                threshold = min(threshold, max(1, len(cached[1][0])))
+            if t.adds - cached[0] < threshold:
+                return cached[1]
+        members = self._members_of(cid)
+        rows, scores = best_rows(t.scores(members), self.n, self.store.tiebreak, members)
+        out = (rows, scores / scores[0] if len(scores) else scores)
+        self._top[cid] = (t.adds, out)
+        return out
+
+    def _members_of(self, cid: int) -> np.ndarray:
+        version = self.store.member_changes.get(cid, 0)
+        cached = self._members.get(cid)
+        if cached is None or cached[0] != version:
+            rows = np.fromiter(sorted(self.store.members.get(cid, ())), dtype=np.int64)
+            cached = self._members[cid] = (version, rows)
+        return cached[1]

@@ -1,0 +1,299 @@
+"""Learned state that outlives a process, in an explicit, versioned format.
+
+A snapshot is arrays plus a small JSON header (`.npz`, no pickled objects):
+
+* ``ids``: the item store's ids, in row order (UTF-8, concatenated, with offsets);
+  every other array refers to items by these positions, and `restore` maps
+  them onto the rows of the store it restores into;
+* ``trending.scaled``, ``trending_long.scaled``: decayed popularity per position;
+* ``covisit.src`` / ``covisit.dst`` / ``covisit.w``: co-visitation pairs;
+* ``ranker.eval``: the ranker's recent (ranker score, blend score, label);
+* the header: format name and version, the scalars of those models, and the
+  river models' parameters (weights, intercepts, scaler statistics) as JSON.
+
+A format change comes with a migration in `restore` (`migrate_pickled`
+reads the pickled `Recommender`s that earlier versions wrote), never with a
+crash or a silent reset: an unknown format or version is an error that says so.
+
+>>> from streamrec.core.recommender import Recommender
+>>> from streamrec.records import Event
+>>> rec = Recommender()
+>>> for i, item in enumerate("abcab"):
+...     rec.observe(Event(f"e{i}", "view", "u", 1_000 + i, item_id=item), rec.items.row(item), [])
+>>> header, arrays = capture(rec)
+>>> back = Recommender()
+>>> restore(back, header, arrays)
+>>> back.trending.scores(back.items.rows(["a", "b", "c"])).round(4).tolist()
+[2.0, 2.0, 1.0]
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import pickle
+from collections import Counter, deque
+from typing import Any
+
+import numpy as np
+
+from streamrec import serde
+from streamrec.core.covisit import CoVisitation
+from streamrec.core.popularity import Trending
+from streamrec.core.recommender import Recommender
+from streamrec.errors import StreamrecError
+
+log = logging.getLogger(__name__)
+
+FORMAT = "streamrec-learned-state"
+VERSION = 1
+
+
+class SnapshotError(StreamrecError):
+    """A snapshot file that is not a streamrec snapshot of a version this code reads."""
+
+
+# -- ids ----------------------------------------------------------------------
+
+
+def pack_ids(ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Item ids as one UTF-8 byte array and the end offset of each."""
+    encoded = [i.encode() for i in ids]
+    ends = np.cumsum([len(e) for e in encoded], dtype=np.int64)
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8), ends
+
+
+def unpack_ids(data: np.ndarray, ends: np.ndarray) -> list[str]:
+    if not len(ends):
+        return []
+    raw = data.tobytes()
+    starts = [0, *ends[:-1].tolist()]
+    return [raw[a:b].decode() for a, b in zip(starts, ends.tolist(), strict=True)]
+
+
+# -- river models -----------------------------------------------------------------
+
+
+def linear_state(model: Any) -> dict[str, Any]:
+    """A river linear model's parameters (weights, intercept, optimizer step)."""
+    return {
+        "weights": dict(model._weights),
+        "intercept": float(model.intercept),
+        "n_iterations": int(getattr(model.optimizer, "n_iterations", 0)),
+    }
+
+
+def set_linear_state(model: Any, state: dict[str, Any]) -> None:
+    model._weights = type(model._weights)({k: float(v) for k, v in state["weights"].items()})
+    model.intercept = float(state["intercept"])
+    if hasattr(model.optimizer, "n_iterations"):
+        model.optimizer.n_iterations = int(state.get("n_iterations", 0))
+
+
+def _value_state(rec: Recommender) -> dict[str, Any]:
+    v = rec.value
+    scaler, lin = v.model["StandardScaler"], v.model["LinearRegression"]
+    return {
+        "linear": linear_state(lin),
+        "scaler": {
+            "counts": dict(scaler.counts),
+            "means": dict(scaler.means),
+            "vars": dict(scaler.vars),
+        },
+        "purchases": v.purchases,
+        "max_target": v.max_target,
+    }
+
+
+def _set_value_state(rec: Recommender, state: dict[str, Any]) -> None:
+    v = rec.value
+    scaler, lin = v.model["StandardScaler"], v.model["LinearRegression"]
+    set_linear_state(lin, state["linear"])
+    scaler.counts = Counter(state["scaler"]["counts"])
+    scaler.means.clear()
+    scaler.means.update(state["scaler"]["means"])
+    scaler.vars.clear()
+    scaler.vars.update(state["scaler"]["vars"])
+    v.purchases = int(state["purchases"])
+    v.max_target = float(state["max_target"])
+
+
+def _ranker_state(rec: Recommender) -> tuple[dict[str, Any] | None, np.ndarray]:
+    r = rec.ranker
+    if r is None:
+        return None, np.zeros((0, 3))
+    header = {
+        "linear": linear_state(r.model),
+        "positives": r.positives,
+        "negatives": r.negatives,
+        "ready": r.ready,
+        "auc": r.auc,
+    }
+    return header, np.array([(a, b, float(y)) for a, b, y in r._eval], dtype=np.float64)
+
+
+def _set_ranker_state(rec: Recommender, state: dict[str, Any], evals: np.ndarray) -> None:
+    r = rec.ranker
+    if r is None:
+        return
+    set_linear_state(r.model, state["linear"])
+    r._w = None
+    r.positives, r.negatives = int(state["positives"]), int(state["negatives"])
+    r._ready, r.auc = bool(state["ready"]), dict(state["auc"])
+    r._eval = deque(
+        ((float(a), float(b), bool(y)) for a, b, y in evals.tolist()), maxlen=r._eval.maxlen
+    )
+
+
+# -- the snapshot -------------------------------------------------------------------
+
+
+def capture(rec: Recommender) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(header, arrays) of everything `rec` learned."""
+    ids, ends = pack_ids(rec.items.ids)
+    short, long = rec.trending.state(), rec.trending_long.state()
+    cov = rec.covisit.state()
+    ranker, evals = _ranker_state(rec)
+    header = {
+        "format": FORMAT,
+        "version": VERSION,
+        "items": len(rec.items),
+        "trending": {k: v for k, v in short.items() if k != "scaled"},
+        "trending_long": {k: v for k, v in long.items() if k != "scaled"},
+        "covisit": {"window": cov["window"], "max_neighbours": cov["max_neighbours"]},
+        "value": _value_state(rec),
+        "ranker": ranker,
+    }
+    arrays: dict[str, np.ndarray] = {
+        "ids": ids,
+        "ids.ends": ends,
+        "trending.scaled": np.asarray(short["scaled"]),
+        "trending_long.scaled": np.asarray(long["scaled"]),
+        "covisit.src": np.asarray(cov["src"]),
+        "covisit.dst": np.asarray(cov["dst"]),
+        "covisit.w": np.asarray(cov["w"]),
+        "ranker.eval": evals,
+    }
+    return header, arrays
+
+
+def restore(rec: Recommender, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """Put a snapshot's learned state into `rec`, mapping its items onto `rec`'s rows."""
+    if header.get("format") != FORMAT:
+        raise SnapshotError(f"not a streamrec snapshot (format {header.get('format')!r})")
+    if header.get("version") != VERSION:
+        raise SnapshotError(
+            f"snapshot format version {header.get('version')} is not one this streamrec reads "
+            f"(it reads {VERSION}); start the worker with an empty data dir to relearn"
+        )
+    store = rec.items
+    rows = store.rows(unpack_ids(arrays["ids"], arrays["ids.ends"]))
+
+    def trending(name: str) -> Trending:
+        scaled = arrays[f"{name}.scaled"]
+        at = np.zeros(max(len(store), 1), dtype=np.float64)
+        at[rows[: len(scaled)]] = scaled
+        return Trending.from_state({**header[name], "scaled": at}, store)
+
+    rec.trending, rec.trending_long = trending("trending"), trending("trending_long")
+    rec.by_category.trending = rec.trending
+    rec.covisit = CoVisitation.from_state(
+        {
+            **header["covisit"],
+            "src": rows[arrays["covisit.src"]],
+            "dst": rows[arrays["covisit.dst"]],
+            "w": arrays["covisit.w"],
+        }
+    )
+    _set_value_state(rec, header["value"])
+    if header.get("ranker") is not None:
+        _set_ranker_state(rec, header["ranker"], arrays["ranker.eval"])
+
+
+def to_bytes(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    head = np.frombuffer(serde.dumps(header), dtype=np.uint8)
+    np.savez(buf, __header__=head, **arrays)  # type: ignore[arg-type]
+    return buf.getvalue()
+
+
+def from_bytes(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(header, arrays) of a snapshot file's bytes; SnapshotError if it is not one."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        header = serde.loads(arrays.pop("__header__").tobytes())
+    except Exception as exc:
+        raise SnapshotError(f"not a readable snapshot: {exc}") from exc
+    return header, arrays
+
+
+# -- migration from the pickled snapshots of earlier versions ------------------------
+
+
+class _Pickled:
+    """Stands in for a streamrec class while an old pickle is read: keeps its state only."""
+
+    def __setstate__(self, state: Any) -> None:
+        self.__dict__.update(state if isinstance(state, dict) else state[1] or {})
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if module.startswith("streamrec."):
+            return _Pickled  # streamrec's own classes: state only, no code of today runs
+        return super().find_class(module, name)  # river, numpy, builtins
+
+
+def migrate_pickled(data: bytes, rec: Recommender) -> None:
+    """Learned state from a pickled `Recommender` (snapshots before format 1) into `rec`."""
+    old = _Unpickler(io.BytesIO(data)).load()
+    d = old.__dict__
+    store = rec.items
+
+    def trending(t: Any) -> Trending:
+        scaled: dict[str, float] = t._scaled
+        rows = store.rows(list(scaled))
+        at = np.zeros(max(len(store), 1), dtype=np.float64)
+        at[rows] = np.fromiter(scaled.values(), dtype=np.float64, count=len(scaled))
+        return Trending.from_state(
+            {
+                "scaled": at,
+                "origin": t._origin,
+                "now": t._now,
+                "half_life_ms": t.half_life_ms,
+                "pool": t.pool,
+                "refresh_every": t.refresh_every,
+            },
+            store,
+        )
+
+    rec.trending = trending(d["trending"])
+    if "trending_long" in d:
+        rec.trending_long = trending(d["trending_long"])
+    rec.by_category.trending = rec.trending
+    cov = d["covisit"].__dict__
+    pairs = [(a, b, w) for a, nb in cov["_nbrs"].items() for b, w in nb.items()]
+    rec.covisit = CoVisitation.from_state(
+        {
+            "window": cov["window"],
+            "max_neighbours": cov["max_neighbours"],
+            "src": store.rows([p[0] for p in pairs]),
+            "dst": store.rows([p[1] for p in pairs]),
+            "w": np.array([p[2] for p in pairs], dtype=np.float64),
+        }
+    )
+    value = d.get("value")
+    if value is not None:
+        rec.value.model = value.__dict__["model"]
+        rec.value.purchases = value.__dict__.get("purchases", 0)
+        rec.value.max_target = value.__dict__.get("max_target", 0.0)
+    ranker = d.get("ranker")
+    if ranker is not None and rec.ranker is not None:
+        r = ranker.__dict__
+        rec.ranker.model = r["model"]
+        rec.ranker.positives, rec.ranker.negatives = r["positives"], r["negatives"]
+        rec.ranker._ready, rec.ranker.auc = r.get("_ready", False), r.get("auc", {})
+        rec.ranker._eval.extend(r.get("_eval", ()))
+        rec.ranker._w = None
+    log.info("migrated a pickled recommender snapshot: %s", rec.stats())
