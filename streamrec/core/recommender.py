@@ -51,6 +51,11 @@ from streamrec.records import Event, RecItem
 
 FEATURE_INDEX = {name: i for i, name in enumerate(FEATURES)}
 SOURCES = ("covisit", "trending", "category", "query", "interest")
+_SOURCE_BITS = 1 << np.arange(len(SOURCES))
+#: Bit mask -> the tuple of source names it stands for.
+_SOURCE_SETS = [
+    tuple(s for b, s in enumerate(SOURCES) if mask >> b & 1) for mask in range(1 << len(SOURCES))
+]
 _NO_VARIANT = Variant("default")
 _NO_ROWS = np.zeros(0, dtype=np.int64)
 NO_HITS: Hits = (_NO_ROWS, np.zeros(0))
@@ -84,16 +89,19 @@ def _best_source_rank(per_source: np.ndarray) -> np.ndarray:
     >>> np.round(_best_source_rank(m), 3).tolist()  # 1st of a source; 1st of another; 2nd
     [0.05, 0.4, 1.25]
     """
-    ranks = np.full(per_source.shape, np.inf)
-    for row, scores in enumerate(per_source):
-        present = np.flatnonzero(~np.isnan(scores))
-        order = present[np.argsort(-scores[present], kind="stable")]
-        ranks[row, order] = np.arange(len(order))
+    absent = np.isnan(per_source)
+    # NaN sorts last; a stable sort keeps column order among equal scores.
+    order = np.argsort(np.where(absent, np.inf, -per_source), axis=1, kind="stable")
+    ranks = np.empty(per_source.shape)
+    ranks[np.arange(len(per_source))[:, None], order] = np.arange(per_source.shape[1])
+    ranks[absent] = np.inf
     # Equal best ranks: the higher score first (a source's 1st at 0.9 before one at 0.2).
     best = np.fmax.reduce(per_source, axis=0)
     return np.min(ranks, axis=0) + (1.0 - np.clip(best, 0.0, 1.0)) * 0.5
 
 
+#: Reasons that depend on more than the feature's name (the anchor, the category).
+_SLOW_REASONS = frozenset({"covisit", "affinity"})
 REASONS = {
     "similarity": "similar to what you like",
     "query_match": "matches your search",
@@ -331,23 +339,30 @@ class Recommender:
         best3 = np.argsort(-contrib_m, axis=1, kind="stable")[:, :3].tolist()
         contrib = contrib_m.round(4).tolist()
         growth = x[chosen, FEATURE_INDEX["growth"]].round(4).tolist()
-        present = (~np.isnan(per_source[:, chosen])).T.tolist()
+        # Which sources proposed each item: a bit per source, one table lookup per item.
+        masks = ((~np.isnan(per_source[:, chosen])).T @ _SOURCE_BITS).tolist()
         anchors = self._align(cov_rows, cov_anchor.astype(np.float64), rows).tolist()
         prices = store.price[rows].tolist()
         chosen_scores = scores[chosen].tolist()
+        ids, items = store.ids, store.items
         out: list[RecItem] = []
         for n, row in enumerate(rows.tolist()):
             line = contrib[n]
-            top_features = tuple((FEATURES[f], line[f]) for f in best3[n] if line[f] > 0)
-            cats = store.categories(row)
-            anchor = store.ids[int(anchors[n])] if anchors[n] == anchors[n] else None  # NaN: none
+            top_features = tuple([(FEATURES[f], line[f]) for f in best3[n] if line[f] > 0])
+            item = items[row]
+            cats = item.category if item is not None else ()
+            anchor = ids[int(anchors[n])] if anchors[n] == anchors[n] else None  # NaN: none
             price = prices[n]
             out.append(
                 RecItem(
-                    store.ids[row],
+                    ids[row],
                     chosen_scores[n],
-                    self._reason(top_features, anchor, profile, cats),
-                    tuple(s for s, has in zip(SOURCES, present[n], strict=True) if has),
+                    self._reason(top_features, anchor, profile, cats)
+                    if top_features and top_features[0][0] in _SLOW_REASONS
+                    else REASONS.get(top_features[0][0], "trending")
+                    if top_features
+                    else "trending",
+                    _SOURCE_SETS[masks[n]],
                     top_features,
                     potential=growth[n],
                     category=cats[-1] if cats else None,
@@ -381,19 +396,21 @@ class Recommender:
 
     def _categories(self, profile: Profile) -> tuple[np.ndarray, np.ndarray]:
         """Popular in the user's two strongest categories (merged by the better score)."""
-        parts = []
+        best: dict[int, float] = {}
         for cat, _aff in heapq.nlargest(2, profile.affinity.items(), key=itemgetter(1)):
             cid = self.items.category_ids.get(cat)
-            if cid is not None:
-                parts.append(self.by_category.top(cid))
-        if not parts:
+            if cid is None:
+                continue
+            rows, scores = self.by_category.top(cid)
+            if not best:
+                best = dict(zip(rows.tolist(), scores.tolist(), strict=True))
+                continue
+            for r, sc in zip(rows.tolist(), scores.tolist(), strict=True):
+                if sc > best.get(r, -1.0):
+                    best[r] = sc
+        if not best:
             return _NO_ROWS, np.zeros(0)
-        rows = np.concatenate([p[0] for p in parts])
-        scores = np.concatenate([p[1] for p in parts])
-        uniq, inv = np.unique(rows, return_inverse=True)
-        best = np.full(len(uniq), -np.inf)
-        np.maximum.at(best, inv, scores)
-        return uniq, best
+        return np.fromiter(best, np.int64, len(best)), np.fromiter(best.values(), float, len(best))
 
     def _align(self, rows: np.ndarray, scores: np.ndarray, target: np.ndarray) -> np.ndarray:
         """`scores` (of sorted `rows`) at each of `target` (NaN where absent)."""
@@ -418,8 +435,9 @@ class Recommender:
         f = FEATURE_INDEX
         if ctx.user_vector is not None and ctx.similarities is not None:
             x[:, f["similarity"]] = ctx.similarities(rows, ctx.user_vector)
-        x[:, f["query_match"]] = np.maximum(np.nan_to_num(per_source[3]), 0.0)
-        x[:, f["covisit"]] = np.nan_to_num(per_source[0])
+        # fmax ignores NaN (a source without the row): 0 there, and never below 0.
+        x[:, f["query_match"]] = np.fmax(per_source[3], 0.0)
+        x[:, f["covisit"]] = np.fmax(per_source[0], 0.0)
         short = self.trending.scores(rows)
         top_rows = self.trending.top()[0]
         pop_norm = self.trending.score(int(top_rows[0])) if len(top_rows) else 0.0
@@ -442,7 +460,7 @@ class Recommender:
         if not user_price:
             user_price = self.value.expected_order_value(profile)  # what a user like this pays
         if user_price > 0:
-            prices = np.nan_to_num(store.price[rows])
+            prices = np.fmax(store.price[rows], 0.0)  # NaN (no price): 0
             with np.errstate(divide="ignore"):
                 fit = np.exp(-np.abs(np.log(np.where(prices > 0, prices, 1.0) / user_price)))
             x[:, f["price_fit"]] = np.where(prices > 0, fit, 0.0)
