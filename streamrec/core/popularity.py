@@ -126,6 +126,11 @@ class Trending:
             "half_life_ms": self.half_life_ms,
             "pool": self.pool,
             "refresh_every": self.refresh_every,
+            # The cached top list and when it is due: lists after a restore are the same.
+            "top_rows": self._top[0],
+            "top_scores": self._top[1],
+            "stale": self._stale,
+            "adds": self.adds,
         }
 
     @classmethod
@@ -142,7 +147,12 @@ class Trending:
         t._rows = len(scaled)
         t._count = int(np.count_nonzero(scaled))
         t._origin, t._now = int(state["origin"]), int(state["now"])  # type: ignore[call-overload]
-        t._stale = t.refresh_every  # the first `top()` recomputes
+        if "top_rows" in state:
+            t._top = (np.asarray(state["top_rows"], np.int64), np.asarray(state["top_scores"]))
+            t._stale = int(state["stale"])  # type: ignore[call-overload]
+            t.adds = int(state["adds"])  # type: ignore[call-overload]
+        else:
+            t._stale = t.refresh_every  # the first `top()` recomputes
         return t
 
 
@@ -188,6 +198,30 @@ class CategoryTop:
         out = (rows, scores / scores[0] if len(scores) else scores)
         self._top[cid] = (t.adds, out)
         return out
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The cached top lists (when each was made, its rows and scores), flattened."""
+        cids = sorted(self._top)
+        tops = [self._top[c] for c in cids]
+        return {
+            "cids": np.array(cids, dtype=np.int64),
+            "adds": np.array([t[0] for t in tops], dtype=np.int64),
+            "lengths": np.array([len(t[1][0]) for t in tops], dtype=np.int64),
+            "rows": np.concatenate([t[1][0] for t in tops]) if tops else np.zeros(0, np.int64),
+            "scores": np.concatenate([t[1][1] for t in tops]) if tops else np.zeros(0),
+        }
+
+    def restore(
+        self, state: dict[str, np.ndarray], rows_of: np.ndarray, cids_of: np.ndarray
+    ) -> None:
+        """Cached lists of a `state`, its rows and category ids mapped onto this store's."""
+        self._top = {}
+        ends = np.cumsum(state["lengths"])
+        starts = ends - state["lengths"]
+        for cid, adds, a, b in zip(state["cids"].tolist(), state["adds"].tolist(),
+                                   starts.tolist(), ends.tolist(), strict=True):  # fmt: skip
+            rows = rows_of[state["rows"][a:b]]
+            self._top[int(cids_of[cid])] = (adds, (rows, state["scores"][a:b]))
 
     def _members_of(self, cid: int) -> np.ndarray:
         version = self.store.member_changes.get(cid, 0)

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 FORMAT = "streamrec-learned-state"
 VERSION = 1
+_TRENDING_ARRAYS = ("scaled", "top_rows", "top_scores")
 
 
 class SnapshotError(StreamrecError):
@@ -128,6 +129,7 @@ def _ranker_state(rec: Recommender) -> tuple[dict[str, Any] | None, np.ndarray]:
         "negatives": r.negatives,
         "ready": r.ready,
         "auc": r.auc,
+        "rng": [*r._rng.getstate()[1], r._rng.getstate()[0]],
     }
     return header, np.array([(a, b, float(y)) for a, b, y in r._eval], dtype=np.float64)
 
@@ -140,6 +142,9 @@ def _set_ranker_state(rec: Recommender, state: dict[str, Any], evals: np.ndarray
     r._w = None
     r.positives, r.negatives = int(state["positives"]), int(state["negatives"])
     r._ready, r.auc = bool(state["ready"]), dict(state["auc"])
+    if "rng" in state:  # negative sampling goes on where it stopped
+        *words, version = state["rng"]
+        r._rng.setstate((version, tuple(words), None))
     r._eval = deque(
         ((float(a), float(b), bool(y)) for a, b, y in evals.tolist()), maxlen=r._eval.maxlen
     )
@@ -158,8 +163,9 @@ def capture(rec: Recommender) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         "format": FORMAT,
         "version": VERSION,
         "items": len(rec.items),
-        "trending": {k: v for k, v in short.items() if k != "scaled"},
-        "trending_long": {k: v for k, v in long.items() if k != "scaled"},
+        "categories": rec.items.category_names,
+        "trending": {k: v for k, v in short.items() if k not in _TRENDING_ARRAYS},
+        "trending_long": {k: v for k, v in long.items() if k not in _TRENDING_ARRAYS},
         "covisit": {"window": cov["window"], "max_neighbours": cov["max_neighbours"]},
         "value": _value_state(rec),
         "ranker": ranker,
@@ -167,8 +173,9 @@ def capture(rec: Recommender) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     arrays: dict[str, np.ndarray] = {
         "ids": ids,
         "ids.ends": ends,
-        "trending.scaled": np.asarray(short["scaled"]),
-        "trending_long.scaled": np.asarray(long["scaled"]),
+        **{f"trending.{k}": np.asarray(short[k]) for k in _TRENDING_ARRAYS},
+        **{f"trending_long.{k}": np.asarray(long[k]) for k in _TRENDING_ARRAYS},
+        **{f"category.{k}": v for k, v in rec.by_category.state().items()},
         "covisit.src": np.asarray(cov["src"]),
         "covisit.dst": np.asarray(cov["dst"]),
         "covisit.w": np.asarray(cov["w"]),
@@ -193,10 +200,16 @@ def restore(rec: Recommender, header: dict[str, Any], arrays: dict[str, np.ndarr
         scaled = arrays[f"{name}.scaled"]
         at = np.zeros(max(len(store), 1), dtype=np.float64)
         at[rows[: len(scaled)]] = scaled
-        return Trending.from_state({**header[name], "scaled": at}, store)
+        top = {"top_rows": rows[arrays[f"{name}.top_rows"]],
+               "top_scores": arrays[f"{name}.top_scores"]}  # fmt: skip
+        return Trending.from_state({**header[name], "scaled": at, **top}, store)
 
     rec.trending, rec.trending_long = trending("trending"), trending("trending_long")
     rec.by_category.trending = rec.trending
+    cids = np.array([store.category_id(c) for c in header["categories"]], dtype=np.int64)
+    rec.by_category.restore(
+        {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("category.")}, rows, cids
+    )
     rec.covisit = CoVisitation.from_state(
         {
             **header["covisit"],

@@ -1,0 +1,111 @@
+"""The worker's snapshot files: every piece of learned state and the item vectors round-trip,
+an old pickled snapshot is migrated once, a bad file is refused with a reason."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamrec import serde
+from streamrec.bench import synthetic_vectors
+from streamrec.core import snapshot
+from streamrec.core.engine import DictProfileStore, Engine
+from streamrec.core.ingest import RawMessage
+from streamrec.core.profile import Profile
+from streamrec.datasets.synthetic import SyntheticShop
+from streamrec.settings import Settings
+from streamrec.worker.snapshots import Snapshots
+
+NOW = int(time.time() * 1000)
+
+
+def settings(tmp_path: Path) -> Settings:
+    return Settings.from_env({}, data_dir=tmp_path, partitions=1, scorer_enabled=False)
+
+
+def engine_with_vectors(s: Settings, shop: SyntheticShop) -> Engine:
+    e = Engine.from_settings(s)
+    for item in shop.catalog:
+        e.upsert_item(item)
+    ids = [it.item_id for it in shop.catalog]
+    e.item_vectors.add_many(ids, "enc@1", synthetic_vectors(len(ids), dim=16))
+    e.item_vectors.mark_complete("enc@1", 0, ts=1)
+    return e
+
+
+def messages(shop: SyntheticShop, n: int, first: int) -> list[RawMessage]:
+    events = shop.events(n, start_ts=NOW - 10 * n, step_ms=10)
+    return [
+        RawMessage(serde.dumps(ev.to_dict()), ev.user_id.encode(), 0, first + i, NOW)
+        for i, ev in enumerate(events)
+    ]
+
+
+def test_a_restored_engine_serves_the_same_lists_as_the_one_that_learned(tmp_path):
+    s = settings(tmp_path)
+    shop = SyntheticShop(users=80, items=400, seed=4)
+    learned, profiles = engine_with_vectors(s, shop), DictProfileStore()
+    learned.process_batch(messages(shop, 1_500, 0), profiles, NOW)
+    Snapshots(s).write(learned, {0: 1_234})
+
+    restored = Engine.from_settings(s)
+    snaps = Snapshots(s)
+    assert snaps.load_learned(restored)
+    assert snaps.load_vectors(restored) == {0: 1_234}
+    for item in shop.catalog:  # the catalog follower re-reads catalog.items
+        restored.upsert_item(item)
+    assert restored.item_vectors.active_version == "enc@1" and len(restored.item_vectors) == 400
+    later = messages(shop, 300, 1_500)
+    copy = DictProfileStore({u: Profile.from_bytes(p.to_bytes())[0] for u, p in profiles.items()})
+    a = learned.process_batch(later, profiles, NOW).recommendations
+    b = restored.process_batch(later, copy, NOW).recommendations
+    assert [r.items for r in a] == [r.items for r in b]
+
+
+def test_every_learned_piece_round_trips(tmp_path):
+    s = settings(tmp_path)
+    shop = SyntheticShop(users=50, items=200, seed=5)
+    e = engine_with_vectors(s, shop)
+    e.process_batch(messages(shop, 800, 0), DictProfileStore(), NOW)
+    header, arrays = snapshot.from_bytes(snapshot.to_bytes(*snapshot.capture(e.recommender)))
+    back = Engine.from_settings(s)
+    snapshot.restore(back.recommender, header, arrays)
+    a, b = e.recommender, back.recommender
+    rows = a.items.rows(a.items.ids)
+    assert np.allclose(a.trending.scores(rows), b.trending.scores(b.items.rows(a.items.ids)))
+    assert np.allclose(a.trending_long.scores(rows), b.trending_long.scores(rows))
+    for r in rows.tolist()[:50]:
+        assert a.covisit._nbrs.get(r, {}) == b.covisit._nbrs.get(r, {})
+    assert a.value.purchases == b.value.purchases and a.value.max_target == b.value.max_target
+    assert a.ranker is not None and b.ranker is not None
+    assert (a.ranker.positives, a.ranker.negatives) == (b.ranker.positives, b.ranker.negatives)
+
+
+def test_an_old_pickled_snapshot_is_migrated_once(tmp_path):
+    s = settings(tmp_path)
+    legacy = Path(__file__).parent / "data" / "recommender-cf580d8.pkl"
+    snaps = Snapshots(s)
+    snaps.legacy_path.write_bytes(legacy.read_bytes())
+    e = Engine.from_settings(s)
+    assert snaps.load_learned(e)
+    assert len(e.recommender.trending) == 60 and len(e.recommender.covisit) == 60
+    assert snaps.learned_path.is_file() and not snaps.legacy_path.exists()
+    assert snaps.legacy_path.with_suffix(".pkl.migrated").is_file()
+    again = Engine.from_settings(s)
+    assert Snapshots(s).load_learned(again)  # from the new file from now on
+    assert len(again.recommender.trending) == 60
+
+
+def test_bad_or_foreign_snapshot_files_are_refused_with_a_reason(tmp_path):
+    with pytest.raises(snapshot.SnapshotError, match="not a readable snapshot"):
+        snapshot.from_bytes(b"\x00garbage")
+    header, arrays = snapshot.capture(Engine.from_settings(settings(tmp_path)).recommender)
+    with pytest.raises(snapshot.SnapshotError, match="version 99"):
+        snapshot.restore(Engine.from_settings(settings(tmp_path)).recommender,
+                         header | {"version": 99}, arrays)  # fmt: skip
+    s = settings(tmp_path)
+    Snapshots(s).learned_path.write_bytes(b"not a snapshot")
+    assert not Snapshots(s).load_learned(Engine.from_settings(s))  # ignored, relearned
