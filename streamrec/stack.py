@@ -174,8 +174,11 @@ class LocalStack:
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGTERM)
+        # One deadline for all of them: waiting 20 s for each in turn let a stack of a
+        # worker and a scorer that both hang on a gone broker take over 40 s to stop.
+        deadline = time.monotonic() + 20.0
         for proc in self.children:
-            self.stop_worker(proc)
+            self.stop_worker(proc, max(0.1, deadline - time.monotonic()))
         self.workers.clear()
         self.scorers.clear()
         if self.start_broker and self.broker is not None:
