@@ -9,11 +9,16 @@ pipeline with --bootstrap / --topic-prefix) and prints one JSON object:
   produced (``produced_ts - ingest_ts``), and ``e2e_ms`` to the reader;
 * ``raw_passthrough_per_s``: a plain aiokafka consume -> produce loop on the
   same broker in the same run: the ceiling any Kafka consumer here could reach;
+* ``faust_passthrough_per_s``: a Faust agent with the worker's own app and
+  batching settings that decodes each event and sends one message on, with no
+  core (`worker/passthrough.py`): the ceiling of one Faust hop here;
 * with ``--scorer``: ``scorer_round_trip`` (Kafka request/reply to a scorer);
 * with ``--rank-items 10000,100000``: ``rank_latency_ms`` (items -> p50/p95/p99
-  of the core stage per event, in process, synthetic 384-d vectors) and
-  ``events_per_s_ranked`` (the throughput run with the shop's catalog and item
-  vectors loaded, so every event runs retrieval and ranking).
+  of the core stage per event, in process, synthetic 384-d vectors; HNSW above
+  STREAMREC_INDEX_HNSW_ABOVE, with the build time and the resident memory per
+  item beyond its vector) and ``events_per_s_ranked``: a second throughput run
+  after the shop's catalog and item vectors are loaded, so every event runs
+  retrieval and ranking (``events_per_s`` is the first run, without vectors).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from streamrec.datasets.synthetic import SyntheticShop
 from streamrec.records import RawEvent
 from streamrec.settings import Settings
 from streamrec.stack import LocalStack, interrupt_on_signals
+from streamrec.worker import passthrough
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -90,12 +96,15 @@ def _measure(
     for n_items in rank_items:
         _log(f"rank stage latency in process, {n_items:,} items with 384-d vectors")
         rank_latency[str(n_items)] = measure_rank_latency(settings, n_items)
+    _log(f"throughput: {args.events:,} events as a backlog")
+    throughput = measure_throughput(settings, shop, args.events)
+    ranked: dict[str, Any] | None = None
     if rank_items and not attached:
         _log(f"publishing the catalog and {len(shop.catalog):,} item vectors for the ranked run")
         publish_shop_vectors(settings, shop)
         time.sleep(5)  # the worker follows catalog.embeddings from the start
-    _log(f"throughput: {args.events:,} events as a backlog")
-    throughput = measure_throughput(settings, shop, args.events)
+        _log(f"ranked throughput: {args.events:,} events, retrieval and ranking on every one")
+        ranked = measure_throughput(settings, shop, args.events)
     freshness: dict[str, Any] = {}
     for load in loads:
         _log(f"freshness: {load} events/s offered for {args.seconds:.0f} s")
@@ -112,11 +121,15 @@ def _measure(
             scorer[str(concurrency)] = asyncio.run(
                 kafka_round_trip(settings, concurrency=concurrency)
             )
-    if attached:
-        raw = None
-    else:
+    raw = faust = None
+    if not attached:
         _log("raw aiokafka consume -> produce ceiling")
         raw = asyncio.run(raw_passthrough(settings, n=min(100_000, args.events * 2)))
+        _log(f"Faust pass-through ceiling: {args.events:,} events, the worker's app settings")
+        faust = passthrough.measure(settings, [
+            (e.user_id.encode(), serde.dumps(e.to_dict()))
+            for e in shop.events(args.events, start_ts=_now_ms() - args.events, step_ms=1)
+        ])  # fmt: skip
     return {
         "events_per_s": round(throughput["events_per_s"], 1),
         "throughput": throughput,
@@ -124,10 +137,17 @@ def _measure(
         "e2e_ms": {k: v["e2e_ms"] for k, v in freshness.items()},
         "offered": freshness,
         "raw_passthrough_per_s": round(raw, 1) if raw else None,
+        # One Faust hop that decodes and sends on: the ceiling for a Faust worker here.
+        "faust_passthrough_per_s": round(faust, 1) if faust else None,
         "scorer_round_trip": scorer,
         "rank_latency_ms": rank_latency or None,
-        # With item vectors loaded, every event runs retrieval (FAISS) and ranking.
-        "events_per_s_ranked": round(throughput["events_per_s"], 1) if rank_items else None,
+        # Its own run, after the item vectors are loaded: every event runs retrieval
+        # (FAISS) and ranking. `events_per_s` is the same worker before that.
+        "events_per_s_ranked": round(ranked["events_per_s"], 1) if ranked else None,
+        "throughput_ranked": ranked,
+        "ranked_share_of_faust_passthrough": round(ranked["events_per_s"] / faust, 3)
+        if ranked and faust
+        else None,
         "config": {
             "scorer": bool(getattr(args, "scorer", False)),
             "encoder_threads": settings.encoder_threads,
@@ -162,16 +182,19 @@ def measure_rank_latency(
         import faiss
 
         faiss.omp_set_num_threads(s.rank_threads)
+    rss0 = _rss_bytes()
     engine = Engine.from_settings(s)
     shop = SyntheticShop(users=5_000, items=n_items, seed=1)
     for item in shop.catalog:
         engine.catalog.upsert(item)
+    vectors = synthetic_vectors(n_items, dim)
+    rss0 += vectors.nbytes  # made here only to be copied in: not the engine's memory
     t0 = time.perf_counter()
-    engine.item_vectors.add_many(
-        [it.item_id for it in shop.catalog], "synthetic@1", synthetic_vectors(n_items, dim)
-    )
+    engine.item_vectors.add_many([it.item_id for it in shop.catalog], "synthetic@1", vectors)
     engine.item_vectors.mark_complete("synthetic@1", 0, ts=1)
     build_s = time.perf_counter() - t0
+    del vectors
+    per_item = (_rss_bytes() - rss0) / n_items - dim * 4
     now = int(time.time() * 1000)
     evs = shop.events(events, start_ts=now - events * 50, step_ms=50)
     msgs = [
@@ -191,6 +214,9 @@ def measure_rank_latency(
         "items": n_items,
         "index": "hnsw" if n_items > s.index_hnsw_above else "flat",
         "index_build_s": round(build_s, 1),
+        # Catalog record, item-store columns, index structures: what an item costs
+        # on top of its float32 vector (RSS growth while loading, per item).
+        "bytes_per_item_beyond_vector": round(per_item),
     } | hist.summary((50, 95, 99))
 
 
@@ -345,6 +371,15 @@ async def raw_passthrough(settings: Settings, n: int, size: int = 400) -> float:
         await producer.stop()
 
 
+def _rss_bytes() -> int:
+    """Resident set size of this process now (Linux), 0 where unknown."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -368,6 +403,11 @@ def _print_human(r: dict[str, Any]) -> None:
         )
     for n, rl in (r.get("rank_latency_ms") or {}).items():
         print(f"rank stage, {int(n):,} items ({rl['index']}): p50 {rl['p50']:.2f} ms, "
-              f"p99 {rl['p99']:.2f} ms")  # fmt: skip
+              f"p99 {rl['p99']:.2f} ms, index build {rl['index_build_s']} s, "
+              f"{rl['bytes_per_item_beyond_vector']:,} B/item beyond its vector")  # fmt: skip
+    if r.get("events_per_s_ranked"):
+        print(f"ranked throughput      {r['events_per_s_ranked']:>10,.0f} events/s")
     if r["raw_passthrough_per_s"]:
         print(f"raw aiokafka ceiling   {r['raw_passthrough_per_s']:>10,.0f} msg/s")
+    if r.get("faust_passthrough_per_s"):
+        print(f"Faust hop ceiling      {r['faust_passthrough_per_s']:>10,.0f} msg/s")

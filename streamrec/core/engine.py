@@ -9,8 +9,9 @@ A batch goes through three steps, so the streaming shell can ask the scorer
 for query vectors in between without the core knowing about Kafka:
 `ingest_batch` (validate, pseudonymise, de-duplicate), `missing_queries` /
 `add_query_vectors` (the batch's search texts the local cache lacks), and
-`apply_batch` (profiles, recommendations). `process_batch` runs all three,
-with an optional synchronous `embed` function for in-process use.
+`apply_batch` (profiles, recommendations). The order of these steps is
+defined once, in `core/plan.py`: the worker drives that plan with Kafka,
+`process_batch` drives it in process with an optional synchronous `embed`.
 
 >>> engine = Engine.from_settings(Settings())
 >>> msg = RawMessage(b'{"event_id":"e1","type":"view","user_id":"alice",'
@@ -238,20 +239,15 @@ class Engine:
     ) -> BatchOutput:
         """Process events in order; each profile is read and written once per batch.
 
-        In process, a batch's counts go into the window at once (`count`).
+        The worker's steps (`core/plan.py`), driven in process: `embed` stands in
+        for the scorer. A batch's counts go into the window at once (`count`).
         """
-        ingested = self.ingest_batch(batch, now_ms)
-        texts = self.missing_queries(ingested)
-        if not texts or embed is None:
-            out = self.apply_batch(ingested, store, now_ms)
-        else:
-            # The same order as the streaming shell: users not waiting for a query first.
-            ready, waiting = self.split_waiting(ingested, texts)
-            out = self.apply_batch(ready, store, now_ms)
-            vectors = embed(texts, self.item_vectors.active_version)
-            if vectors is not None:
-                self.add_query_vectors(vectors)
-            out.extend(self.apply_batch(waiting, store, now_ms))
+        from streamrec.core.plan import batch_plan, run_plan  # plan builds on the engine
+
+        out = BatchOutput()
+        plan = batch_plan(self, batch, store, lambda: now_ms, can_embed=embed is not None)
+        for part in run_plan(plan, embed):
+            out.extend(part)
         self.count(out.counters)
         return out
 

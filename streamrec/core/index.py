@@ -59,6 +59,7 @@ class ItemIndex:
         self._live = 0
         self._stale = 0  # HNSW entries that no longer hold the row's vector
         self._live_rows: np.ndarray | None = None
+        self._live_matrix: np.ndarray | None = None
         self.hnsw = False
         self._index = self._new_index(hnsw=False)
 
@@ -78,6 +79,7 @@ class ItemIndex:
             self._live += 1
             self._live_rows = None
         self._matrix[row] = vec
+        self._live_matrix = None
         self._index.add_with_ids(vec, ids)
         grown_past = not self.hnsw and self._live > self.hnsw_above
         # Stale entries cost search work (and over-fetch in HNSW); past a quarter, rebuild.
@@ -92,6 +94,7 @@ class ItemIndex:
             self._ensure(int(rows.max()))
         self._matrix[rows] = vecs
         self._has[rows] = True
+        self._live_rows = self._live_matrix = None
         self.rebuild()
 
     def remove(self, row: int) -> bool:
@@ -99,7 +102,7 @@ class ItemIndex:
             return False
         self._has[row] = False
         self._live -= 1
-        self._live_rows = None
+        self._live_rows = self._live_matrix = None
         if self.hnsw:
             self._stale += 1
             if self._stale > max(32, self._live // 4):
@@ -183,23 +186,45 @@ class ItemIndex:
         return out
 
     def _exact(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-`k` for a large batch: one BLAS matrix product and a partial sort.
+        """Exact top-`k` for a large batch: one BLAS matrix product and a thresholded sort.
 
         faiss's IndexFlatIP is faster for a few queries (its own SIMD loop) but its
         bundled BLAS is slower for many: measured at 10k x 384 on one thread, 0.17
-        against 0.36 ms a query at 200 queries, 0.43 against 0.41 at 20.
+        against 0.36 ms a query at 200 queries, 0.43 against 0.41 at 20. A full
+        partial sort of every row cost as much as the product; instead a threshold
+        from a strided sample of each row keeps ~3k candidates per query (rows that
+        keep fewer than `k` fall back to a partial sort), so the result is exact.
+        Ties break by row: the same hits however the queries were batched.
         """
         live = self.live_rows()
         n = len(live)
-        scores = q @ self._matrix[live].T
-        if k < n:
-            part = np.argpartition(scores, n - k, axis=1)[:, n - k :]
-        else:
-            part = np.broadcast_to(np.arange(n), scores.shape)
-        top = np.take_along_axis(scores, part, axis=1)
-        order = np.argsort(-top, axis=1, kind="stable")
-        rows = live[np.take_along_axis(part, order, axis=1)]
-        return np.take_along_axis(top, order, axis=1), rows
+        scores = q @ self.live_matrix().T
+        if k >= n:
+            order = np.lexsort((np.broadcast_to(live, scores.shape), -scores), axis=1)
+            return np.take_along_axis(scores, order, axis=1), live[order]
+        step = max(1, n // (8 * k))
+        sample = scores[:, ::step]
+        j = min(sample.shape[1], -(-3 * k // step))
+        thr = np.partition(sample, sample.shape[1] - j, axis=1)[:, sample.shape[1] - j]
+        mask = scores >= thr[:, None]
+        short = np.flatnonzero(np.count_nonzero(mask, axis=1) < k)
+        if len(short):  # rare: the sample's threshold was too high for these rows
+            part = np.argpartition(scores[short], n - k, axis=1)[:, n - k :]
+            mask[short] = False
+            mask[short[:, None], part] = True
+        qi, col = np.nonzero(mask)
+        s = scores[qi, col]
+        order = np.lexsort((col, -s, qi))
+        qi, col, s = qi[order], col[order], s[order]
+        starts = np.searchsorted(qi, np.arange(len(q)))
+        keep = np.arange(len(qi)) - starts[qi] < k
+        return s[keep].reshape(len(q), k), live[col[keep]].reshape(len(q), k)
+
+    def live_matrix(self) -> np.ndarray:
+        """The live rows' vectors, contiguous (kept until the vectors change)."""
+        if self._live_matrix is None:
+            self._live_matrix = np.ascontiguousarray(self._matrix[self.live_rows()])
+        return self._live_matrix
 
     def similarities(self, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
         """Inner product of `query` with each row's vector (0 where it has none)."""
@@ -251,7 +276,7 @@ class ItemIndex:
         idx._matrix[rows] = arrays["vectors"]
         idx._has[rows] = True
         idx._live = len(rows)
-        idx._live_rows = None
+        idx._live_rows = idx._live_matrix = None
         same_rows = np.array_equal(rows, arrays["rows"])
         if "faiss" in arrays and same_rows:
             idx.hnsw = True

@@ -33,6 +33,7 @@ from streamrec.aio import end_offsets
 from streamrec.contracts import EVENTS_DLQ, RECOMMENDATIONS, STOREFRONT_EVENTS, partitions_for
 from streamrec.core.engine import BatchOutput, Engine
 from streamrec.core.ingest import RawMessage
+from streamrec.core.plan import Embed, Publish, batch_plan
 from streamrec.prometheus import serve
 from streamrec.records import DeadLetter
 from streamrec.scorer.client import ScorerClient
@@ -106,26 +107,7 @@ class Worker:
     def _build_app(self) -> faust.App:
         s = self.settings
         partitions = partitions_for(STOREFRONT_EVENTS, s.partitions)
-        app = faust.App(
-            s.app_id,
-            broker=[f"kafka://{b}" for b in s.bootstrap_list()],
-            broker_credentials=faust_credentials(s),
-            store="rocksdb://" if s.store == "rocksdb" else "memory://",
-            datadir=str(Path(s.data_dir) / "faust"),
-            topic_partitions=partitions,
-            topic_allow_declare=True,
-            topic_disable_leader=True,
-            broker_session_timeout=s.session_timeout_s,
-            broker_heartbeat_interval=s.heartbeat_interval_s,
-            broker_request_timeout=max(90.0, s.session_timeout_s + 10),
-            producer_linger=s.producer_linger_ms / 1000.0,
-            consumer_auto_offset_reset="earliest",
-            table_standby_replicas=0,
-            web_enabled=s.web_enabled,
-            web_port=s.web_port,
-            key_serializer="raw",
-            value_serializer="raw",
-        )
+        app = faust_app(s, s.app_id)
         events = app.topic(
             self.t_events,
             key_type=bytes,
@@ -198,24 +180,23 @@ class Worker:
             for ev in batch
         ]
         delivery = BatchDelivery(batch)
-        ingested = self.engine.ingest_batch(msgs, now_ms())
-        texts = self.engine.missing_queries(ingested)
         self.store.begin_batch(batch)
-        if not texts or self.scorer is None or not self.scorer_ready:
-            await self._publish(self.engine.apply_batch(ingested, self.store, now_ms()), delivery)
-        else:
-            # One request per batch. Only the users who typed one of these queries wait
-            # for it (bounded by the timeout); everyone else's events are processed while
-            # the scorer works, so a scorer round trip never delays the whole batch.
-            ready, waiting = self.engine.split_waiting(ingested, texts)
-            request = asyncio.ensure_future(
-                self.scorer.embed(texts, self.engine.item_vectors.active_version)
-            )
-            await self._publish(self.engine.apply_batch(ready, self.store, now_ms()), delivery)
-            vectors = await request
-            if vectors is not None:
-                self.engine.add_query_vectors(vectors)
-            await self._publish(self.engine.apply_batch(waiting, self.store, now_ms()), delivery)
+        can_embed = self.scorer is not None and self.scorer_ready
+        plan = batch_plan(self.engine, msgs, self.store, now_ms, can_embed=can_embed)
+        answer: Any = None
+        try:
+            while True:  # the same steps as in process (`run_plan`), with Kafka and asyncio
+                effect = plan.send(answer)
+                answer = None
+                if isinstance(effect, Publish):
+                    await self._publish(effect.out, delivery)
+                elif isinstance(effect, Embed):
+                    assert self.scorer is not None  # can_embed
+                    answer = asyncio.ensure_future(self.scorer.embed(effect.texts, effect.version))
+                else:
+                    answer = await effect.handle
+        except StopIteration:
+            pass
         task = asyncio.ensure_future(self._settle(delivery, ack, self._ack_order.take()))
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
@@ -414,6 +395,30 @@ class Worker:
             log.critical("the worker crashed: %r", crash)
             return 1
         return self.exit_code
+
+
+def faust_app(s: Settings, app_id: str) -> faust.App:
+    """A Faust app with the worker's broker, store, batching and producer settings."""
+    return faust.App(
+        app_id,
+        broker=[f"kafka://{b}" for b in s.bootstrap_list()],
+        broker_credentials=faust_credentials(s),
+        store="rocksdb://" if s.store == "rocksdb" else "memory://",
+        datadir=str(Path(s.data_dir) / "faust"),
+        topic_partitions=partitions_for(STOREFRONT_EVENTS, s.partitions),
+        topic_allow_declare=True,
+        topic_disable_leader=True,
+        broker_session_timeout=s.session_timeout_s,
+        broker_heartbeat_interval=s.heartbeat_interval_s,
+        broker_request_timeout=max(90.0, s.session_timeout_s + 10),
+        producer_linger=s.producer_linger_ms / 1000.0,
+        consumer_auto_offset_reset="earliest",
+        table_standby_replicas=0,
+        web_enabled=s.web_enabled,
+        web_port=s.web_port,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
 
 
 def _log_failed_send(fut: asyncio.Future[Any], topic: str) -> None:
