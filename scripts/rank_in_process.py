@@ -23,7 +23,8 @@ import time
 
 from streamrec import serde
 from streamrec.bench import synthetic_vectors
-from streamrec.core.engine import DictProfileStore, Engine
+from streamrec.build import build_engine
+from streamrec.core.engine import DictProfileStore
 from streamrec.core.ingest import RawMessage
 from streamrec.core.profile import Profile
 from streamrec.datasets.synthetic import SyntheticShop
@@ -48,7 +49,7 @@ def main() -> None:
     import faiss
 
     faiss.omp_set_num_threads(1)
-    engine = Engine.from_settings(Settings.from_env().with_overrides(partitions=1))
+    engine = build_engine(Settings.from_env().with_overrides(partitions=1))
     shop = SyntheticShop(seed=1)
     for item in shop.catalog:
         engine.catalog.upsert(item)

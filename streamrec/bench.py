@@ -38,9 +38,10 @@ import numpy as np
 
 from streamrec import serde
 from streamrec.admin import admin_client
+from streamrec.build import build_engine
 from streamrec.client import EventProducer, RecommendationReader
 from streamrec.contracts import CATALOG_EMBEDDINGS, partitions_for
-from streamrec.core.engine import DictProfileStore, Engine
+from streamrec.core.engine import DictProfileStore
 from streamrec.core.histogram import LogHistogram
 from streamrec.core.ingest import RawMessage
 from streamrec.datasets.synthetic import SyntheticShop
@@ -183,7 +184,7 @@ def measure_rank_latency(
 
         faiss.omp_set_num_threads(s.rank_threads)
     rss0 = _rss_bytes()
-    engine = Engine.from_settings(s)
+    engine = build_engine(s)
     shop = SyntheticShop(users=5_000, items=n_items, seed=1)
     for item in shop.catalog:
         engine.catalog.upsert(item)

@@ -13,7 +13,9 @@ for query vectors in between without the core knowing about Kafka:
 defined once, in `core/plan.py`: the worker drives that plan with Kafka,
 `process_batch` drives it in process with an optional synchronous `embed`.
 
->>> engine = Engine.from_settings(Settings())
+>>> from streamrec.build import build_engine
+>>> from streamrec.settings import Settings
+>>> engine = build_engine(Settings())
 >>> msg = RawMessage(b'{"event_id":"e1","type":"view","user_id":"alice",'
 ...                  b'"ts":1700000000000,"item_id":"42"}', b"alice", 0, 0, 1700000000000)
 >>> out = engine.process_batch([msg], DictProfileStore(), now_ms=1700000000001)
@@ -32,32 +34,25 @@ from typing import Protocol
 import numpy as np
 
 from streamrec import serde
-from streamrec.contracts import CATALOG_EMBEDDINGS, partitions_for
 from streamrec.core.catalog import Catalog
 from streamrec.core.counters import Counters
-from streamrec.core.drift import Detection, DriftMonitor
+from streamrec.core.drift import Detection
 from streamrec.core.index import Hits
 from streamrec.core.ingest import (
     MAX_DLQ_ORIGINAL,
-    Deduplicator,
     Duplicate,
     Ingestor,
     RawMessage,
     Rejection,
 )
 from streamrec.core.interest import InterestModel, UserVectors
-from streamrec.core.items import ItemStore
 from streamrec.core.lru import LRUCache
 from streamrec.core.monitor import Monitor
-from streamrec.core.privacy import Pseudonymizer
 from streamrec.core.profile import EVENT_WEIGHTS, Profile, ProfileUpdater
-from streamrec.core.quality import OnlineQuality
-from streamrec.core.ranking import OnlineRanker
 from streamrec.core.recommender import NO_HITS, RankContext, Recommender
 from streamrec.core.variants import Experiment
 from streamrec.core.vectors import ItemVectors
 from streamrec.records import CatalogItem, DeadLetter, Event, RecItem, Recommendation
-from streamrec.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +150,7 @@ class Engine:
         self.item_vectors = (
             item_vectors
             if item_vectors is not None  # an empty store is falsy (it has a length)
-            else ItemVectors(partitions_for(CATALOG_EMBEDDINGS), store=self.items)
+            else ItemVectors(1, store=self.items)
         )
         if self.catalog.store is not self.items or self.item_vectors.store is not self.items:
             raise ValueError("the catalog and the item vectors must share the recommender's store")
@@ -171,59 +166,6 @@ class Engine:
         #: The current metrics window: whole batches, added by `count` (the shell
         #: calls it once a batch's output reached Kafka; `process_batch` at once).
         self.counters = Counters()
-
-    @classmethod
-    def from_settings(cls, s: Settings, recommender: Recommender | None = None) -> Engine:
-        ingestor = Ingestor(
-            Pseudonymizer(s.resolved_pseudonym_key()),
-            max_event_bytes=s.max_event_bytes,
-            min_ts_ms=s.min_event_ts_ms,
-            max_future_skew_ms=int(s.max_future_skew_s * 1000),
-            dedup=Deduplicator(int(s.dedup_window_s * 1000), s.dedup_max_ids),
-        )
-        updater = ProfileUpdater(
-            recent_items=s.recent_items,
-            purchased_items=s.purchased_items,
-            affinity_half_life_s=s.affinity_half_life_s,
-            session_gap_s=s.session_gap_s,
-        )
-        recommender = recommender or Recommender(
-            ItemStore(),
-            top_k=s.top_k,
-            trending_half_life_s=s.trending_half_life_s,
-            covisit_window=s.covisit_window,
-            covisit_max_neighbours=s.covisit_max_neighbours,
-            anchors=s.covisit_anchors,
-            exclude_purchased=s.exclude_purchased,
-            exclude_recent=s.exclude_recent,
-            max_per_category=s.max_per_category,
-            rank_pool=s.rank_pool,
-            ranker=OnlineRanker(
-                min_updates=s.ranker_min_updates,
-                window_s=s.feedback_window_s,
-                negative_rate=s.negative_rate,
-                max_pending_users=s.tracked_users,
-            )
-            if s.ranker_enabled
-            else None,
-        )
-        return cls(
-            ingestor,
-            updater,
-            recommender,
-            item_vectors=ItemVectors(
-                partitions_for(CATALOG_EMBEDDINGS, s.partitions),
-                store=recommender.items,
-                hnsw_above=s.index_hnsw_above,
-            ),
-            query_cache_size=s.scorer_cache_size,
-            query_candidates=s.query_candidates,
-            interest=InterestModel(s.interest_half_life_s, s.intent_half_life_s),
-            interest_candidates=s.interest_candidates,
-            experiment=s.experiment_config(),
-            monitor=monitor_from_settings(s) if s.monitoring else None,
-            dlq_original_max_bytes=s.dlq_original_max_bytes,
-        )
 
     def upsert_item(self, item: CatalogItem) -> None:
         """A catalog record: attributes for ranking, availability for the item index too."""
@@ -652,17 +594,3 @@ class Engine:
             estimate = value.estimate(profile, event.ts)
             profile.value = estimate if math.isfinite(estimate) else profile.value
         return None
-
-
-def monitor_from_settings(s: Settings) -> Monitor:
-    return Monitor(
-        OnlineQuality(s.quality_k, s.feedback_window_s, max_users=s.tracked_users),
-        DriftMonitor(
-            warmup=s.drift_warmup,
-            adwin_delta=s.drift_adwin_delta,
-            ph_threshold=s.drift_ph_threshold,
-            psi_threshold=s.drift_psi_threshold,
-            psi_chunk=s.drift_psi_chunk,
-            query_chunk=max(4, s.drift_psi_chunk // 4),
-        ),
-    )

@@ -16,7 +16,7 @@ from typing import Any
 import fastjsonschema
 
 from streamrec import serde
-from streamrec.contracts import STOREFRONT_EVENTS, load_contract
+from streamrec.contracts import STOREFRONT_EVENTS
 from streamrec.errors import SerdeError
 from streamrec.records import EVENT_TYPES, DeadLetter, Event
 
@@ -162,6 +162,7 @@ class Ingestor:
         self,
         pseudonymize: Callable[[str], str],
         *,
+        validate: Callable[[Any], Any],
         max_event_bytes: int = 16_384,
         min_ts_ms: int = 631_152_000_000,
         max_future_skew_ms: int = 300_000,
@@ -172,7 +173,8 @@ class Ingestor:
         self.min_ts_ms = min_ts_ms
         self.max_future_skew_ms = max_future_skew_ms
         self.dedup = dedup if dedup is not None else Deduplicator(86_400_000, 2_000_000)
-        self._validate = load_contract(STOREFRONT_EVENTS).validator
+        #: The storefront.events contract's schema check (raises on a bad event).
+        self._validate = validate
 
     def ingest(self, msg: RawMessage, now_ms: int) -> Event | Rejection | Duplicate:
         raw = msg.value

@@ -14,10 +14,11 @@ The streaming shell drives it with asyncio and Kafka (`worker/app.py`),
 (offline evaluation, benchmarks, tests). Both therefore take the same steps
 in the same order, and cannot drift apart.
 
->>> from streamrec.core.engine import DictProfileStore, Engine
+>>> from streamrec.build import build_engine
+>>> from streamrec.core.engine import DictProfileStore
 >>> from streamrec.core.ingest import RawMessage
 >>> from streamrec.settings import Settings
->>> engine = Engine.from_settings(Settings())
+>>> engine = build_engine(Settings())
 >>> msg = RawMessage(b'{"event_id":"e1","type":"view","user_id":"alice",'
 ...                  b'"ts":1700000000000,"item_id":"42"}', b"alice", 0, 0, 1700000000000)
 >>> outs = run_plan(batch_plan(engine, [msg], DictProfileStore(), lambda: 1700000000001))

@@ -19,7 +19,8 @@ import numpy as np
 from tqdm import tqdm
 
 from streamrec import serde
-from streamrec.core.engine import DictProfileStore, Engine, QueryVectors
+from streamrec.build import build_engine
+from streamrec.core.engine import DictProfileStore, QueryVectors
 from streamrec.core.ingest import RawMessage
 from streamrec.records import CatalogItem, RawEvent
 from streamrec.settings import Settings
@@ -87,7 +88,7 @@ class StreamrecModel:
     ) -> None:
         # One partition of everything: the in-process run is one worker owning all.
         self.settings = settings.with_overrides(partitions=1)
-        self.engine = Engine.from_settings(self.settings)
+        self.engine = build_engine(self.settings)
         self.store = DictProfileStore()
         self.now_ms = int(time.time() * 1000)
         self._offset = 0

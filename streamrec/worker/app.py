@@ -30,6 +30,7 @@ from faust.exceptions import ConsistencyError, ProducerSendError
 
 from streamrec import serde
 from streamrec.aio import end_offsets
+from streamrec.build import build_engine
 from streamrec.contracts import EVENTS_DLQ, RECOMMENDATIONS, STOREFRONT_EVENTS, partitions_for
 from streamrec.core.engine import BatchOutput, Engine
 from streamrec.core.ingest import RawMessage
@@ -77,7 +78,7 @@ class Worker:
         Path(s.data_dir, "faust").mkdir(parents=True, exist_ok=True)
         self.worker_id = f"{s.hostname()}-{os.getpid()}"
         self.snapshots = Snapshots(s)
-        self.engine = engine or Engine.from_settings(s)
+        self.engine = engine or build_engine(s)
         self.snapshots.load_learned(self.engine)
         offsets = self.snapshots.load_vectors(self.engine)
         self.t_events = s.topic(STOREFRONT_EVENTS)

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from streamrec import serde
+from streamrec.build import build_engine
 from streamrec.client import EventProducer, RecommendationReader, read_all, tail
 from streamrec.contracts import METRICS
-from streamrec.core.engine import DictProfileStore, Engine
+from streamrec.core.engine import DictProfileStore
 from streamrec.core.ingest import RawMessage
 from streamrec.core.vectors import decode_vectors, encode_vectors
 from streamrec.datasets.synthetic import SyntheticShop
@@ -103,7 +104,7 @@ def test_in_process_core_and_the_pipeline_rank_the_same_with_vectors_and_learnin
 
     now = int(time.time() * 1000)
     events = synthetic_stream(shop, 1_500, start_ts=now - 2_000_000)
-    engine = Engine.from_settings(s)
+    engine = build_engine(s)
     for it in shop.catalog:
         engine.upsert_item(it)
     for item, vec in vectors.items():

@@ -19,9 +19,10 @@ import pytest
 
 from streamrec import serde
 from streamrec.broker import EmbeddedBroker, free_port
+from streamrec.build import build_engine
 from streamrec.client import EventProducer, RecommendationReader, read_all, read_table, tail
 from streamrec.contracts import EVENTS_DLQ, METRICS
-from streamrec.core.engine import DictProfileStore, Engine
+from streamrec.core.engine import DictProfileStore
 from streamrec.core.ingest import RawMessage
 from streamrec.core.privacy import Pseudonymizer
 from streamrec.core.profile import Profile
@@ -155,7 +156,7 @@ def test_ten_restarts_onto_one_data_dir_lose_nothing_and_count_nothing_twice(mak
     assert all(code == 0 for name, _t, code in kills if name == "SIGTERM"), kills
 
     # The profiles equal one uninterrupted run over the same events.
-    engine = Engine.from_settings(s)
+    engine = build_engine(s)
     reference = DictProfileStore()
     now = int(time.time() * 1000)
     msgs = [

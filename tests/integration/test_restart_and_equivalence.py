@@ -4,8 +4,9 @@ import pytest
 from rocksdict import Options, Rdict
 
 from streamrec import serde
+from streamrec.build import build_engine
 from streamrec.client import EventProducer, RecommendationReader
-from streamrec.core.engine import DictProfileStore, Engine
+from streamrec.core.engine import DictProfileStore
 from streamrec.core.ingest import RawMessage
 from streamrec.datasets import movielens
 
@@ -52,7 +53,7 @@ def test_in_process_core_and_kafka_pipeline_give_the_same_lists(make_stack):
     s = stack.settings
     ml = movielens.load(movielens.fetch(s.cache_dir, quiet=True), limit=1500)
 
-    engine = Engine.from_settings(s)
+    engine = build_engine(s)
     now = int(time.time() * 1000)
     msgs = [
         RawMessage(serde.dumps(e.to_dict()), e.user_id.encode(), 0, i, now)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamrec import serde
+from streamrec.build import build_engine
 from streamrec.contracts import CATALOG_EMBEDDINGS, CATALOG_ITEMS, load_contract
-from streamrec.core.engine import Engine
 from streamrec.core.vectors import ItemVectors, encode_vectors
 from streamrec.records import CatalogEmbedding, CatalogItem
 from streamrec.settings import Settings
@@ -31,7 +31,7 @@ class Record:
 
 
 def test_items_are_upserted_made_unavailable_and_deleted_by_tombstone():
-    engine = Engine.from_settings(Settings.from_env({}))
+    engine = build_engine(Settings.from_env({}))
     hat = CatalogItem("hat", "Wool hat", ("Clothes",), price=20.0)
     assert (
         apply_catalog_record(engine, Record(serde.dumps(hat.to_dict()), b"hat"), ITEMS, 1) is None
@@ -45,7 +45,7 @@ def test_items_are_upserted_made_unavailable_and_deleted_by_tombstone():
 
 
 def test_a_bad_catalog_record_becomes_a_bounded_dead_letter():
-    engine = Engine.from_settings(Settings.from_env({}, dlq_original_max_bytes=100))
+    engine = build_engine(Settings.from_env({}, dlq_original_max_bytes=100))
     bad = serde.dumps({"item_id": "x", "title": "T" * 500, "price": "cheap"})
     dead = apply_catalog_record(engine, Record(bad, b"x", offset=7), ITEMS, 5)
     assert dead is not None and dead.reason == "schema" and "price" in dead.detail

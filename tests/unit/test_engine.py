@@ -2,7 +2,8 @@ import base64
 import hashlib
 
 from streamrec import serde
-from streamrec.core.engine import DictProfileStore, Engine
+from streamrec.build import build_engine
+from streamrec.core.engine import DictProfileStore
 from streamrec.core.ingest import RawMessage
 from streamrec.datasets.malformed import malformed_events
 from streamrec.datasets.synthetic import SyntheticShop
@@ -25,7 +26,7 @@ def raw_batch(n=300, bad=11, seed=3):
 
 
 def test_counts_balance_and_every_valid_event_gets_a_list():
-    engine = Engine.from_settings(Settings.from_env({}))
+    engine = build_engine(Settings.from_env({}))
     msgs = raw_batch()
     out = engine.process_batch(msgs, DictProfileStore(), NOW)
     c = engine.counters.snapshot()
@@ -40,7 +41,7 @@ def test_counts_balance_and_every_valid_event_gets_a_list():
 
 
 def test_dead_letters_carry_reason_position_and_original_bytes():
-    engine = Engine.from_settings(Settings.from_env({}, dlq_original_max_bytes=4_096))
+    engine = build_engine(Settings.from_env({}, dlq_original_max_bytes=4_096))
     msgs = raw_batch(n=20)
     out = engine.process_batch(msgs, DictProfileStore(), NOW)
     by_offset = {m.offset: m for m in msgs}
@@ -64,7 +65,7 @@ def test_dead_letters_carry_reason_position_and_original_bytes():
 
 
 def test_a_bug_costs_one_event_not_the_worker():
-    engine = Engine.from_settings(Settings.from_env({}))
+    engine = build_engine(Settings.from_env({}))
     original = engine.recommender.recommend
     calls = {"n": 0}
 
@@ -84,8 +85,8 @@ def test_a_bug_costs_one_event_not_the_worker():
 
 def test_batching_does_not_change_the_lists():
     msgs = raw_batch(n=400, bad=0)
-    one = Engine.from_settings(Settings.from_env({}))
-    many = Engine.from_settings(Settings.from_env({}))
+    one = build_engine(Settings.from_env({}))
+    many = build_engine(Settings.from_env({}))
     store1, store2 = DictProfileStore(), DictProfileStore()
     a = one.process_batch(msgs, store1, NOW).recommendations
     b = []
@@ -107,7 +108,7 @@ def _search(user, query, n):
 def _vector_engine():
     import numpy as np
 
-    engine = Engine.from_settings(Settings.from_env({}, partitions=1))
+    engine = build_engine(Settings.from_env({}, partitions=1))
     space = {"shoes": [1.0, 0.0, 0.0], "sink": [0.0, 1.0, 0.0], "lamp": [0.0, 0.0, 1.0]}
     for word, vec in space.items():
         for k in range(3):

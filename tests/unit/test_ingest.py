@@ -1,4 +1,5 @@
 from streamrec import serde
+from streamrec.contracts import STOREFRONT_EVENTS, load_contract
 from streamrec.core.ingest import Deduplicator, Duplicate, Ingestor, RawMessage, Rejection
 from streamrec.core.privacy import Pseudonymizer
 from streamrec.datasets.malformed import malformed_events
@@ -13,7 +14,11 @@ def msg(doc, offset=0, partition=2) -> RawMessage:
 
 
 def make() -> Ingestor:
-    return Ingestor(Pseudonymizer(b"k"), dedup=Deduplicator(window_ms=60_000, max_ids=1000))
+    return Ingestor(
+        Pseudonymizer(b"k"),
+        validate=load_contract(STOREFRONT_EVENTS).validator,
+        dedup=Deduplicator(window_ms=60_000, max_ids=1000),
+    )
 
 
 def test_valid_event_is_pseudonymised_and_minimised():

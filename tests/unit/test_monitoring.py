@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 
 from streamrec import serde
+from streamrec.build import build_engine
 from streamrec.core.abtest import compare_variants, two_proportion_test
 from streamrec.core.alerts import AlertEngine, AlertRule, parse_rules
 from streamrec.core.engine import DictProfileStore, Engine
@@ -38,7 +39,7 @@ def raw(event: dict, offset: int = 0, partition: int = 0) -> RawMessage:
 
 def engine(**overrides: object) -> Engine:
     s = Settings.from_env({}, scorer_enabled=False, **overrides)
-    e = Engine.from_settings(s)
+    e = build_engine(s)
     for i in range(200):
         e.upsert_item(CatalogItem(f"i{i}", f"item {i}", (CATS[i % 4],)))
     return e

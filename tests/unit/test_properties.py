@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streamrec import serde
+from streamrec.build import build_engine
 from streamrec.contracts import EVENTS_DLQ, load_contract
-from streamrec.core.engine import Engine
 from streamrec.core.ingest import Duplicate, RawMessage, Rejection
 from streamrec.records import EVENT_TYPES, Event
 from streamrec.settings import Settings
@@ -19,7 +19,7 @@ from .stores import BytesProfileStore
 
 NOW = 1_800_000_000_000
 REASONS = set(load_contract(EVENTS_DLQ).value_schema["properties"]["reason"]["enum"])
-ENGINE = Engine.from_settings(Settings.from_env({}, scorer_enabled=False))
+ENGINE = build_engine(Settings.from_env({}, scorer_enabled=False))
 
 json_values = st.recursive(
     st.none()

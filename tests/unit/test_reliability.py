@@ -12,6 +12,7 @@ import math
 import pytest
 
 from streamrec import serde
+from streamrec.build import build_engine
 from streamrec.core.counters import Counters
 from streamrec.core.engine import BatchOutput, DictProfileStore, Engine
 from streamrec.core.ingest import RawMessage
@@ -26,7 +27,7 @@ NOW = 1_800_000_000_000
 
 
 def engine() -> Engine:
-    e = Engine.from_settings(Settings.from_env({}, scorer_enabled=False))
+    e = build_engine(Settings.from_env({}, scorer_enabled=False))
     for item in SyntheticShop(users=1, items=200, seed=1).catalog:
         e.upsert_item(item)
     return e

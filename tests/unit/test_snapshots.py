@@ -11,6 +11,7 @@ import pytest
 
 from streamrec import serde
 from streamrec.bench import synthetic_vectors
+from streamrec.build import build_engine
 from streamrec.core import snapshot
 from streamrec.core.engine import DictProfileStore, Engine
 from streamrec.core.ingest import RawMessage
@@ -27,7 +28,7 @@ def settings(tmp_path: Path) -> Settings:
 
 
 def engine_with_vectors(s: Settings, shop: SyntheticShop) -> Engine:
-    e = Engine.from_settings(s)
+    e = build_engine(s)
     for item in shop.catalog:
         e.upsert_item(item)
     ids = [it.item_id for it in shop.catalog]
@@ -51,7 +52,7 @@ def test_a_restored_engine_serves_the_same_lists_as_the_one_that_learned(tmp_pat
     learned.process_batch(messages(shop, 1_500, 0), profiles, NOW)
     Snapshots(s).write(learned, {0: 1_234})
 
-    restored = Engine.from_settings(s)
+    restored = build_engine(s)
     snaps = Snapshots(s)
     assert snaps.load_learned(restored)
     assert snaps.load_vectors(restored) == {0: 1_234}
@@ -71,7 +72,7 @@ def test_every_learned_piece_round_trips(tmp_path):
     e = engine_with_vectors(s, shop)
     e.process_batch(messages(shop, 800, 0), DictProfileStore(), NOW)
     header, arrays = snapshot.from_bytes(snapshot.to_bytes(*snapshot.capture(e.recommender)))
-    back = Engine.from_settings(s)
+    back = build_engine(s)
     snapshot.restore(back.recommender, header, arrays)
     a, b = e.recommender, back.recommender
     rows = a.items.rows(a.items.ids)
@@ -89,12 +90,12 @@ def test_an_old_pickled_snapshot_is_migrated_once(tmp_path):
     legacy = Path(__file__).parent / "data" / "recommender-cf580d8.pkl"
     snaps = Snapshots(s)
     snaps.legacy_path.write_bytes(legacy.read_bytes())
-    e = Engine.from_settings(s)
+    e = build_engine(s)
     assert snaps.load_learned(e)
     assert len(e.recommender.trending) == 60 and len(e.recommender.covisit) == 60
     assert snaps.learned_path.is_file() and not snaps.legacy_path.exists()
     assert snaps.legacy_path.with_suffix(".pkl.migrated").is_file()
-    again = Engine.from_settings(s)
+    again = build_engine(s)
     assert Snapshots(s).load_learned(again)  # from the new file from now on
     assert len(again.recommender.trending) == 60
 
@@ -102,10 +103,10 @@ def test_an_old_pickled_snapshot_is_migrated_once(tmp_path):
 def test_bad_or_foreign_snapshot_files_are_refused_with_a_reason(tmp_path):
     with pytest.raises(snapshot.SnapshotError, match="not a readable snapshot"):
         snapshot.from_bytes(b"\x00garbage")
-    header, arrays = snapshot.capture(Engine.from_settings(settings(tmp_path)).recommender)
+    header, arrays = snapshot.capture(build_engine(settings(tmp_path)).recommender)
     with pytest.raises(snapshot.SnapshotError, match="version 99"):
-        snapshot.restore(Engine.from_settings(settings(tmp_path)).recommender,
+        snapshot.restore(build_engine(settings(tmp_path)).recommender,
                          header | {"version": 99}, arrays)  # fmt: skip
     s = settings(tmp_path)
     Snapshots(s).learned_path.write_bytes(b"not a snapshot")
-    assert not Snapshots(s).load_learned(Engine.from_settings(s))  # ignored, relearned
+    assert not Snapshots(s).load_learned(build_engine(s))  # ignored, relearned

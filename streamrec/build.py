@@ -1,0 +1,101 @@
+"""The one place `Settings` becomes a core: the shell's builder of an `Engine`.
+
+The core (`streamrec/core/`) takes plain values and never reads settings or
+files; the worker, offline evaluation, benchmarks and tests all build their
+engine here, so they run the same configuration from the same environment.
+
+>>> from streamrec.settings import Settings
+>>> engine = build_engine(Settings())
+>>> engine.recommender.top_k == Settings().top_k
+True
+"""
+
+from __future__ import annotations
+
+from streamrec.contracts import CATALOG_EMBEDDINGS, STOREFRONT_EVENTS, load_contract, partitions_for
+from streamrec.core.drift import DriftMonitor
+from streamrec.core.engine import Engine
+from streamrec.core.ingest import Deduplicator, Ingestor
+from streamrec.core.interest import InterestModel
+from streamrec.core.items import ItemStore
+from streamrec.core.monitor import Monitor
+from streamrec.core.privacy import Pseudonymizer
+from streamrec.core.profile import ProfileUpdater
+from streamrec.core.quality import OnlineQuality
+from streamrec.core.ranking import OnlineRanker
+from streamrec.core.recommender import Recommender
+from streamrec.core.vectors import ItemVectors
+from streamrec.settings import Settings
+
+
+def build_engine(s: Settings, recommender: Recommender | None = None) -> Engine:
+    """An engine configured by `s` (a fresh `Recommender` unless one is given)."""
+    ingestor = Ingestor(
+        Pseudonymizer(s.resolved_pseudonym_key()),
+        validate=load_contract(STOREFRONT_EVENTS).validator,
+        max_event_bytes=s.max_event_bytes,
+        min_ts_ms=s.min_event_ts_ms,
+        max_future_skew_ms=int(s.max_future_skew_s * 1000),
+        dedup=Deduplicator(int(s.dedup_window_s * 1000), s.dedup_max_ids),
+    )
+    updater = ProfileUpdater(
+        recent_items=s.recent_items,
+        purchased_items=s.purchased_items,
+        affinity_half_life_s=s.affinity_half_life_s,
+        session_gap_s=s.session_gap_s,
+    )
+    recommender = recommender or build_recommender(s)
+    return Engine(
+        ingestor,
+        updater,
+        recommender,
+        item_vectors=ItemVectors(
+            partitions_for(CATALOG_EMBEDDINGS, s.partitions),
+            store=recommender.items,
+            hnsw_above=s.index_hnsw_above,
+        ),
+        query_cache_size=s.scorer_cache_size,
+        query_candidates=s.query_candidates,
+        interest=InterestModel(s.interest_half_life_s, s.intent_half_life_s),
+        interest_candidates=s.interest_candidates,
+        experiment=s.experiment_config(),
+        monitor=build_monitor(s) if s.monitoring else None,
+        dlq_original_max_bytes=s.dlq_original_max_bytes,
+    )
+
+
+def build_recommender(s: Settings) -> Recommender:
+    return Recommender(
+        ItemStore(),
+        top_k=s.top_k,
+        trending_half_life_s=s.trending_half_life_s,
+        covisit_window=s.covisit_window,
+        covisit_max_neighbours=s.covisit_max_neighbours,
+        anchors=s.covisit_anchors,
+        exclude_purchased=s.exclude_purchased,
+        exclude_recent=s.exclude_recent,
+        max_per_category=s.max_per_category,
+        rank_pool=s.rank_pool,
+        ranker=OnlineRanker(
+            min_updates=s.ranker_min_updates,
+            window_s=s.feedback_window_s,
+            negative_rate=s.negative_rate,
+            max_pending_users=s.tracked_users,
+        )
+        if s.ranker_enabled
+        else None,
+    )
+
+
+def build_monitor(s: Settings) -> Monitor:
+    return Monitor(
+        OnlineQuality(s.quality_k, s.feedback_window_s, max_users=s.tracked_users),
+        DriftMonitor(
+            warmup=s.drift_warmup,
+            adwin_delta=s.drift_adwin_delta,
+            ph_threshold=s.drift_ph_threshold,
+            psi_threshold=s.drift_psi_threshold,
+            psi_chunk=s.drift_psi_chunk,
+            query_chunk=max(4, s.drift_psi_chunk // 4),
+        ),
+    )
