@@ -145,8 +145,8 @@ def run(src: Path, out: Path, only: list[str]) -> None:
         return json.loads(done.stdout.strip().splitlines()[-1])
 
     def big_batches() -> dict[str, Any]:
-        from streamrec.scorer.bench import synthetic_queries, synthetic_titles, texts_per_s
         from streamrec.scorer.encoder import TextEncoder
+        from streamrec.tools.scorer_bench import synthetic_queries, synthetic_titles, texts_per_s
 
         enc = TextEncoder(model, device="cuda")
         t, q = synthetic_titles(40_000), synthetic_queries(100_000)

@@ -22,13 +22,13 @@ import pstats
 import time
 
 from streamrec import serde
-from streamrec.bench import synthetic_vectors
 from streamrec.build import build_engine
 from streamrec.core.engine import DictProfileStore
 from streamrec.core.ingest import RawMessage
 from streamrec.core.profile import Profile
 from streamrec.datasets.synthetic import SyntheticShop
 from streamrec.settings import Settings
+from streamrec.tools.bench import synthetic_vectors
 
 
 class EncodingStore(DictProfileStore):

@@ -34,7 +34,7 @@ from streamrec.core.profile import Profile
 from streamrec.datasets.synthetic import SyntheticShop
 from streamrec.records import MetricsWindow
 from streamrec.settings import Settings
-from streamrec.stack import LocalStack
+from streamrec.tools.stack import LocalStack
 
 
 def rss_mb(pid: int) -> float:

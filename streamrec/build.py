@@ -13,18 +13,18 @@ True
 from __future__ import annotations
 
 from streamrec.contracts import CATALOG_EMBEDDINGS, STOREFRONT_EVENTS, load_contract, partitions_for
-from streamrec.core.drift import DriftMonitor
 from streamrec.core.engine import Engine
 from streamrec.core.ingest import Deduplicator, Ingestor
-from streamrec.core.interest import InterestModel
 from streamrec.core.items import ItemStore
-from streamrec.core.monitor import Monitor
+from streamrec.core.monitoring.drift import DriftMonitor
+from streamrec.core.monitoring.monitor import Monitor
+from streamrec.core.monitoring.quality import OnlineQuality
 from streamrec.core.privacy import Pseudonymizer
 from streamrec.core.profile import ProfileUpdater
-from streamrec.core.quality import OnlineQuality
-from streamrec.core.ranking import OnlineRanker
-from streamrec.core.recommender import Recommender
-from streamrec.core.vectors import ItemVectors
+from streamrec.core.ranking.models import OnlineRanker
+from streamrec.core.ranking.recommender import Recommender
+from streamrec.core.retrieval.interest import InterestModel
+from streamrec.core.retrieval.vectors import ItemVectors
 from streamrec.settings import Settings
 
 

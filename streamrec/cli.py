@@ -30,7 +30,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    from streamrec.admin import create_topics
+    from streamrec.tools.admin import create_topics
 
     s = _settings(args)
     for r in create_topics(s):
@@ -127,14 +127,14 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_repartition(args: argparse.Namespace) -> int:
-    from streamrec import repartition
+    from streamrec.tools import repartition
 
     return repartition.run(_settings(args), args.source)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from streamrec.client import EventProducer
-    from streamrec.replay import load_log, replay
+    from streamrec.tools.replay import load_log, replay
 
     s = _settings(args)
     with EventProducer(s) as producer:
@@ -190,7 +190,7 @@ def cmd_recs(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from streamrec.demo import run_demo
+    from streamrec.tools.demo import run_demo
 
     return run_demo(limit=args.limit, workers=args.workers, scorer=not args.no_scorer)
 
@@ -203,20 +203,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    from streamrec.monitor import run_monitor
+    from streamrec.tools.dashboard import run_monitor
 
     return run_monitor(args, _settings(args))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     limit_math_threads(Settings.from_env().rank_threads)  # the in-process rank stage too
-    from streamrec.bench import run_bench
+    from streamrec.tools.bench import run_bench
 
     return run_bench(args)
 
 
 def cmd_bench_scorer(args: argparse.Namespace) -> int:
-    from streamrec.scorer.bench import run
+    from streamrec.tools.scorer_bench import run
 
     return run(args)
 
@@ -425,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("streamrec: interrupted; every process it started has been stopped", file=sys.stderr)
         return 130
     except Exception as exc:
-        from streamrec import stack
+        from streamrec.tools import stack
 
         if stack.interrupted is not None:  # the interrupt surfaced as a client error
             print(

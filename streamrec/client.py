@@ -187,7 +187,7 @@ class EventProducer:
         """
         from kafka.partitioner.default import murmur2
 
-        from streamrec.core.vectors import encode_vectors
+        from streamrec.core.retrieval.vectors import encode_vectors
         from streamrec.records import CatalogEmbedding
 
         ts = ts or int(time.time() * 1000)

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from streamrec.core.windows import WindowTotals
+from streamrec.core.monitoring.windows import WindowTotals
 from streamrec.records import DriftStat, MetricsWindow
 
 log = logging.getLogger(__name__)

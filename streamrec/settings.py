@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 from streamrec.errors import ConfigError
 
 if TYPE_CHECKING:
-    from streamrec.core.alerts import AlertRule
-    from streamrec.core.variants import Experiment
+    from streamrec.core.monitoring.alerts import AlertRule
+    from streamrec.core.ranking.variants import Experiment
 
 PREFIX = "STREAMREC_"
 
@@ -239,7 +239,8 @@ class Settings:
     experiment: str = "exp1"
     #: Significance level of the per-variant two-proportion tests (monitor, /metrics).
     ab_alpha: float = 0.05
-    #: Alert rules: JSON list or @file.json ("" = the defaults in core/alerts.py, "[]" none).
+    #: Alert rules: JSON list or @file.json ("" = the defaults in
+    #: core/monitoring/alerts.py, "[]" none).
     alert_rules: str = ""
     #: Drift detectors: updates before any may fire, ADWIN delta (hit rate, CTR),
     #: Page-Hinkley threshold (list top score), PSI threshold and chunk (category mix;
@@ -323,12 +324,12 @@ class Settings:
 
     def experiment_config(self) -> Experiment:
         """The A/B variants (raises ConfigError with what to fix)."""
-        from streamrec.core.variants import Experiment
+        from streamrec.core.ranking.variants import Experiment
 
         return Experiment.parse(self.variants, self.experiment)
 
     def alert_rule_set(self) -> tuple[AlertRule, ...]:
-        from streamrec.core.alerts import parse_rules
+        from streamrec.core.monitoring.alerts import parse_rules
 
         return parse_rules(self.alert_rules)
 

@@ -35,9 +35,6 @@ import numpy as np
 
 from streamrec import serde
 from streamrec.core.catalog import Catalog
-from streamrec.core.counters import Counters
-from streamrec.core.drift import Detection
-from streamrec.core.index import Hits
 from streamrec.core.ingest import (
     MAX_DLQ_ORIGINAL,
     Duplicate,
@@ -45,13 +42,16 @@ from streamrec.core.ingest import (
     RawMessage,
     Rejection,
 )
-from streamrec.core.interest import InterestModel, UserVectors
 from streamrec.core.lru import LRUCache
-from streamrec.core.monitor import Monitor
+from streamrec.core.monitoring.counters import Counters
+from streamrec.core.monitoring.drift import Detection
+from streamrec.core.monitoring.monitor import Monitor
 from streamrec.core.profile import EVENT_WEIGHTS, Profile, ProfileUpdater
-from streamrec.core.recommender import NO_HITS, RankContext, Recommender
-from streamrec.core.variants import Experiment
-from streamrec.core.vectors import ItemVectors
+from streamrec.core.ranking.recommender import NO_HITS, RankContext, Recommender
+from streamrec.core.ranking.variants import Experiment
+from streamrec.core.retrieval.index import Hits
+from streamrec.core.retrieval.interest import InterestModel, UserVectors
+from streamrec.core.retrieval.vectors import ItemVectors
 from streamrec.records import CatalogItem, DeadLetter, Event, RecItem, Recommendation
 
 log = logging.getLogger(__name__)

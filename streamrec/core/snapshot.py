@@ -15,7 +15,7 @@ A format change comes with a migration in `restore` (`migrate_pickled`
 reads the pickled `Recommender`s that earlier versions wrote), never with a
 crash or a silent reset: an unknown format or version is an error that says so.
 
->>> from streamrec.core.recommender import Recommender
+>>> from streamrec.core.ranking.recommender import Recommender
 >>> from streamrec.records import Event
 >>> rec = Recommender()
 >>> for i, item in enumerate("abcab"):
@@ -38,9 +38,9 @@ from typing import Any
 import numpy as np
 
 from streamrec import serde
-from streamrec.core.covisit import CoVisitation
-from streamrec.core.popularity import Trending
-from streamrec.core.recommender import Recommender
+from streamrec.core.ranking.covisit import CoVisitation
+from streamrec.core.ranking.popularity import Trending
+from streamrec.core.ranking.recommender import Recommender
 from streamrec.errors import StreamrecError
 
 log = logging.getLogger(__name__)

@@ -22,8 +22,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from streamrec.core.items import ItemStore
-from streamrec.core.popularity import Trending
 from streamrec.core.profile import EVENT_WEIGHTS
+from streamrec.core.ranking.popularity import Trending
 from streamrec.records import RawEvent
 
 

@@ -17,11 +17,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from streamrec.client import EventProducer, RecommendationReader
-from streamrec.core.histogram import LogHistogram
+from streamrec.core.monitoring.histogram import LogHistogram
 from streamrec.errors import StreamrecError
 from streamrec.records import CatalogItem, RawEvent, Recommendation
 from streamrec.settings import Settings
-from streamrec.stack import PROBE_USER, LocalStack
+from streamrec.tools.stack import PROBE_USER, LocalStack
 
 #: Seconds without a new list, once the replay is sent, before the rest count as lost.
 IDLE_S = 60.0

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from streamrec.core.histogram import LogHistogram
+from streamrec.core.monitoring.histogram import LogHistogram
 from streamrec.evaluation.baselines import interacts
 from streamrec.evaluation.metrics import (
     KS,

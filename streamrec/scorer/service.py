@@ -57,9 +57,9 @@ from streamrec.contracts import (
     SCORER_REQUESTS,
     load_contract,
 )
-from streamrec.core.histogram import LogHistogram
 from streamrec.core.ingest import RawMessage, Rejection, parse_document
-from streamrec.core.vectors import encode_vectors
+from streamrec.core.monitoring.histogram import LogHistogram
+from streamrec.core.retrieval.vectors import encode_vectors
 from streamrec.records import (
     CatalogEmbedding,
     CatalogItem,

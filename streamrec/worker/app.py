@@ -37,7 +37,6 @@ from streamrec.core.ingest import RawMessage
 from streamrec.core.plan import Embed, Publish, batch_plan
 from streamrec.prometheus import serve
 from streamrec.records import DeadLetter
-from streamrec.scorer.client import ScorerClient
 from streamrec.settings import Settings
 from streamrec.worker.catalog import CatalogFollower
 from streamrec.worker.delivery import AckOrder, BatchDelivery, is_message_error
@@ -56,6 +55,7 @@ from streamrec.worker.lifecycle import (
 )
 from streamrec.worker.monitoring import WorkerMonitoring
 from streamrec.worker.profile_store import TableProfileStore
+from streamrec.worker.scorer_client import ScorerClient
 from streamrec.worker.snapshots import Snapshots
 
 log = logging.getLogger(__name__)

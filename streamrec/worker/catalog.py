@@ -20,7 +20,7 @@ from streamrec.aio import end_offsets, wait_partitions
 from streamrec.contracts import CATALOG_EMBEDDINGS, CATALOG_ITEMS, load_contract
 from streamrec.core.engine import Engine
 from streamrec.core.ingest import RawMessage, Rejection, parse_document
-from streamrec.core.vectors import ItemVectors, decode_vectors
+from streamrec.core.retrieval.vectors import ItemVectors, decode_vectors
 from streamrec.records import CatalogEmbedding, CatalogItem, DeadLetter
 from streamrec.settings import Settings
 from streamrec.worker.lifecycle import now_ms

@@ -14,17 +14,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from streamrec.contracts import ALERTS, DRIFT_STATS, METRICS
-from streamrec.core.alerts import AlertEngine
-from streamrec.core.counters import Counters
-from streamrec.core.drift import Detection
 from streamrec.core.engine import Engine
-from streamrec.core.monitor import MonitorWindow
-from streamrec.core.windows import merge_windows
+from streamrec.core.monitoring.alerts import AlertEngine
+from streamrec.core.monitoring.counters import Counters
+from streamrec.core.monitoring.drift import Detection
+from streamrec.core.monitoring.monitor import MonitorWindow
+from streamrec.core.monitoring.windows import merge_windows
 from streamrec.prometheus import MetricsState
 from streamrec.records import Alert, DriftStat, MetricsWindow
-from streamrec.scorer.client import ScorerClient
 from streamrec.settings import Settings
 from streamrec.worker.lifecycle import now_ms
+from streamrec.worker.scorer_client import ScorerClient
 
 log = logging.getLogger(__name__)
 

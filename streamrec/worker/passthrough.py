@@ -61,8 +61,8 @@ def measure(
     from kafka import KafkaConsumer, KafkaProducer
     from kafka.admin import NewTopic
 
-    from streamrec.admin import admin_client
     from streamrec.contracts import STOREFRONT_EVENTS, partitions_for
+    from streamrec.tools.admin import admin_client
 
     tag = uuid.uuid4().hex[:8]
     source, dest = settings.topic(f"bench-faust-in-{tag}"), settings.topic(f"bench-faust-out-{tag}")

@@ -15,7 +15,7 @@ from streamrec.client import read_all, tail
 from streamrec.contracts import METRICS
 from streamrec.records import MetricsWindow
 from streamrec.settings import Settings
-from streamrec.stack import LocalStack
+from streamrec.tools.stack import LocalStack
 
 pytestmark = pytest.mark.integration
 

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from streamrec.admin import admin_client, create_topics
 from streamrec.broker import free_port, wait_for_port
 from streamrec.contracts import all_contracts
+from streamrec.tools.admin import admin_client, create_topics
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from streamrec.broker import free_port
 from streamrec.cli import main
 from streamrec.client import EventProducer, RecommendationReader, read_all, tail
 from streamrec.contracts import ALERTS, DRIFT_STATS, METRICS, load_contract
-from streamrec.core.windows import merge_windows
+from streamrec.core.monitoring.windows import merge_windows
 from streamrec.records import Alert, CatalogItem, DriftStat, MetricsWindow
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ from streamrec.core.privacy import Pseudonymizer
 from streamrec.datasets import movielens
 from streamrec.datasets.malformed import malformed_events
 from streamrec.records import CatalogItem, DeadLetter, Recommendation
-from streamrec.replay import replay
+from streamrec.tools.replay import replay
 
 from .conftest import metrics_totals
 

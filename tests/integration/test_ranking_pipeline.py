@@ -14,7 +14,7 @@ from streamrec.client import EventProducer, RecommendationReader, read_all, tail
 from streamrec.contracts import METRICS
 from streamrec.core.engine import DictProfileStore
 from streamrec.core.ingest import RawMessage
-from streamrec.core.vectors import decode_vectors, encode_vectors
+from streamrec.core.retrieval.vectors import decode_vectors, encode_vectors
 from streamrec.datasets.synthetic import SyntheticShop
 from streamrec.records import MetricsWindow, RawEvent
 from streamrec.settings import Settings

@@ -29,7 +29,7 @@ from streamrec.core.profile import Profile
 from streamrec.datasets.synthetic import SyntheticShop
 from streamrec.records import DeadLetter, MetricsWindow, RawEvent
 from streamrec.settings import Settings
-from streamrec.stack import PROBE_USER, LocalStack
+from streamrec.tools.stack import PROBE_USER, LocalStack
 
 pytestmark = pytest.mark.integration
 
@@ -244,7 +244,7 @@ def test_a_broker_that_comes_back_empty_stops_the_worker_with_a_clear_message(ow
         time.sleep(3)
         own_broker.stop()
         own_broker.start()  # the same port at once, and nothing in it
-        from streamrec.admin import create_topics
+        from streamrec.tools.admin import create_topics
 
         create_topics(s)
         with EventProducer(s) as p:

@@ -11,10 +11,10 @@ from kafka import KafkaProducer
 from kafka.admin import NewTopic
 
 from streamrec import serde
-from streamrec.admin import admin_client
 from streamrec.client import RecommendationReader, read_all, tail
 from streamrec.contracts import EVENTS_DLQ, STOREFRONT_EVENTS
 from streamrec.datasets.synthetic import SyntheticShop
+from streamrec.tools.admin import admin_client
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from streamrec.records import CatalogItem, DeadLetter, Recommendation
 from streamrec.scorer.encoder import model_version
 from streamrec.scorer.service import send_control
 from streamrec.settings import Settings
-from streamrec.stack import LocalStack
+from streamrec.tools.stack import LocalStack
 from tests.tiny_bert import SHOP_WORDS
 
 from .conftest import metrics_totals

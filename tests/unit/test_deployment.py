@@ -84,7 +84,7 @@ def test_prometheus_scrapes_the_port_workers_serve_metrics_on():
 
 
 def test_grafana_dashboard_queries_only_metrics_a_worker_serves():
-    from streamrec.core.windows import merge_windows
+    from streamrec.core.monitoring.windows import merge_windows
     from streamrec.prometheus import MetricsState, render
     from streamrec.records import DriftStat, MetricsWindow
 

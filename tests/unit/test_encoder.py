@@ -107,7 +107,7 @@ def test_real_packaged_model_relates_shop_texts():
 
 
 def test_bench_scorer_helpers_on_the_tiny_model(tiny):
-    from streamrec.scorer.bench import cached_rate, synthetic_queries, texts_per_s
+    from streamrec.tools.scorer_bench import cached_rate, synthetic_queries, texts_per_s
 
     queries = synthetic_queries(2_000)
     assert len(set(queries)) == 2_000

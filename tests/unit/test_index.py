@@ -5,7 +5,7 @@ import pytest
 
 pytest.importorskip("faiss")
 
-from streamrec.core.index import ItemIndex
+from streamrec.core.retrieval.index import ItemIndex
 
 
 def unit_rows(n, dim=16, seed=0):

@@ -10,21 +10,21 @@ import pytest
 
 from streamrec import serde
 from streamrec.build import build_engine
-from streamrec.core.abtest import compare_variants, two_proportion_test
-from streamrec.core.alerts import AlertEngine, AlertRule, parse_rules
 from streamrec.core.engine import DictProfileStore, Engine
-from streamrec.core.histogram import LogHistogram
 from streamrec.core.ingest import RawMessage
-from streamrec.core.quality import OnlineQuality, QualitySums
-from streamrec.core.variants import Experiment
-from streamrec.core.windows import merge_windows
+from streamrec.core.monitoring.abtest import compare_variants, two_proportion_test
+from streamrec.core.monitoring.alerts import AlertEngine, AlertRule, parse_rules
+from streamrec.core.monitoring.histogram import LogHistogram
+from streamrec.core.monitoring.quality import OnlineQuality, QualitySums
+from streamrec.core.monitoring.windows import merge_windows
+from streamrec.core.ranking.variants import Experiment
 from streamrec.errors import ConfigError
 from streamrec.evaluation.metrics import MetricSums
-from streamrec.monitor import MonitorView, render
 from streamrec.prometheus import MetricsState
 from streamrec.prometheus import render as prometheus_text
 from streamrec.records import CatalogItem, DriftStat, Recommendation
 from streamrec.settings import Settings
+from streamrec.tools.dashboard import MonitorView, render
 from streamrec.worker import metrics_window
 
 T0 = 1_700_000_000_000
@@ -217,7 +217,7 @@ def test_hit_rate_drift_fires_soon_after_click_behaviour_changes_and_never_on_th
 
 
 def test_psi_fires_on_a_category_mix_shift_and_resets_on_a_new_encoder_version():
-    from streamrec.core.drift import DriftMonitor
+    from streamrec.core.monitoring.drift import DriftMonitor
 
     m = DriftMonitor(warmup=0, psi_chunk=200)
     rng = random.Random(1)
@@ -319,7 +319,7 @@ def test_alert_rules_fire_after_n_windows_resolve_and_ignore_windows_without_dat
     assert a.on_window({"dlq_share": 0.3}, 4) == []  # still firing: said once
     assert [x.state for x in a.on_window({"dlq_share": 0.0}, 5)] == ["resolved"]
 
-    from streamrec.core.drift import Detection
+    from streamrec.core.monitoring.drift import Detection
 
     up = Detection("hit_rate", "ADWIN", "hr", 0.4, 0.002, "up", 0.3, 0.4, 100)
     down = Detection("hit_rate", "ADWIN", "hr", 0.1, 0.002, "down", 0.3, 0.1, 200)
@@ -386,7 +386,7 @@ def test_monitor_view_adds_windows_and_keeps_drift_and_alerts():
 
 
 def test_page_hinkley_fires_on_a_top_score_drop_but_not_on_a_model_switch():
-    from streamrec.core.drift import DriftMonitor
+    from streamrec.core.monitoring.drift import DriftMonitor
 
     m = DriftMonitor(warmup=500)
     rng = random.Random(2)

@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 
 from streamrec.core import snapshot
-from streamrec.core.interest import InterestModel, UserVectors
 from streamrec.core.items import ItemStore
 from streamrec.core.profile import Profile, ProfileUpdater
-from streamrec.core.ranking import FEATURES, OnlineRanker
-from streamrec.core.recommender import SOURCES, RankContext, Recommender
+from streamrec.core.ranking.models import FEATURES, OnlineRanker
+from streamrec.core.ranking.recommender import SOURCES, RankContext, Recommender
+from streamrec.core.retrieval.interest import InterestModel, UserVectors
 from streamrec.records import CatalogItem, Event
 
 T0 = 1_700_000_000_000
@@ -180,7 +180,7 @@ def test_user_vectors_round_trip_through_the_profile():
 def test_value_model_learns_order_values_and_stays_bounded():
     import math
 
-    from streamrec.core.value import ValueModel
+    from streamrec.core.ranking.value import ValueModel
 
     m = ValueModel()
     rng = random.Random(0)

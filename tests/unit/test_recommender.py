@@ -1,6 +1,6 @@
 from streamrec.core import snapshot
 from streamrec.core.profile import Profile, ProfileUpdater
-from streamrec.core.recommender import Recommender
+from streamrec.core.ranking.recommender import Recommender
 from streamrec.records import CatalogItem, Event
 
 HOUR = 3_600_000
@@ -96,7 +96,7 @@ def test_rank_pool_takes_every_sources_best_in_turn_not_the_flattest_source():
     """Vector hits all normalise to ~1.0; a cut by score would keep only them."""
     import numpy as np
 
-    from streamrec.core.recommender import _best_source_rank
+    from streamrec.core.ranking.recommender import _best_source_rank
 
     nan = np.nan
     flat = [1.0, 0.999, 0.998, 0.997, 0.996, nan, nan, nan]  # e.g. interest hits

@@ -13,9 +13,9 @@ import pytest
 
 from streamrec import serde
 from streamrec.build import build_engine
-from streamrec.core.counters import Counters
 from streamrec.core.engine import BatchOutput, DictProfileStore, Engine
 from streamrec.core.ingest import RawMessage
+from streamrec.core.monitoring.counters import Counters
 from streamrec.core.profile import Profile
 from streamrec.datasets.synthetic import SyntheticShop
 from streamrec.records import CatalogItem, RecItem, Recommendation

@@ -3,7 +3,7 @@ import random
 import pytest
 
 from streamrec import serde
-from streamrec.core.histogram import LogHistogram
+from streamrec.core.monitoring.histogram import LogHistogram
 from streamrec.core.privacy import Pseudonymizer
 from streamrec.errors import SerdeError
 

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from streamrec import serde
-from streamrec.bench import synthetic_vectors
 from streamrec.build import build_engine
 from streamrec.core import snapshot
 from streamrec.core.engine import DictProfileStore, Engine
@@ -18,6 +17,7 @@ from streamrec.core.ingest import RawMessage
 from streamrec.core.profile import Profile
 from streamrec.datasets.synthetic import SyntheticShop
 from streamrec.settings import Settings
+from streamrec.tools.bench import synthetic_vectors
 from streamrec.worker.snapshots import Snapshots
 
 NOW = int(time.time() * 1000)

@@ -5,7 +5,7 @@ import base64
 import numpy as np
 import pytest
 
-from streamrec.core.vectors import ItemVectors, decode_vectors, encode_vectors
+from streamrec.core.retrieval.vectors import ItemVectors, decode_vectors, encode_vectors
 
 
 def unit(*xs: float) -> np.ndarray:

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from streamrec.core.drift import Detection, DriftMonitor
-from streamrec.core.quality import OnlineQuality, QualitySums
-from streamrec.core.ranking import POSITIVE_TYPES
+from streamrec.core.monitoring.drift import Detection, DriftMonitor
+from streamrec.core.monitoring.quality import OnlineQuality, QualitySums
+from streamrec.core.ranking.models import POSITIVE_TYPES
 from streamrec.records import Event, Recommendation
 
 

@@ -21,7 +21,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamrec.core.ranking import FEATURES, FixedBlend
+from streamrec.core.ranking.models import FEATURES, FixedBlend
 from streamrec.errors import ConfigError
 from streamrec.serde import json_setting
 

@@ -39,14 +39,14 @@ from typing import Any
 
 import numpy as np
 
-from streamrec.core.covisit import CoVisitation
-from streamrec.core.index import Hits
 from streamrec.core.items import ItemStore
-from streamrec.core.popularity import CategoryTop, Trending
 from streamrec.core.profile import EVENT_WEIGHTS, Profile
-from streamrec.core.ranking import FEATURES, POSITIVE_TYPES, FixedBlend, OnlineRanker
-from streamrec.core.value import ValueModel
-from streamrec.core.variants import Variant
+from streamrec.core.ranking.covisit import CoVisitation
+from streamrec.core.ranking.models import FEATURES, POSITIVE_TYPES, FixedBlend, OnlineRanker
+from streamrec.core.ranking.popularity import CategoryTop, Trending
+from streamrec.core.ranking.value import ValueModel
+from streamrec.core.ranking.variants import Variant
+from streamrec.core.retrieval.index import Hits
 from streamrec.records import Event, RecItem
 
 FEATURE_INDEX = {name: i for i, name in enumerate(FEATURES)}

@@ -32,9 +32,9 @@ from streamrec import serde
 from streamrec.aio import wait_partitions
 from streamrec.contracts import SCORER_REPLIES, SCORER_REQUESTS, load_contract
 from streamrec.core.engine import QueryVectors
-from streamrec.core.histogram import LogHistogram
 from streamrec.core.ingest import Rejection, parse_document
-from streamrec.core.vectors import decode_vectors
+from streamrec.core.monitoring.histogram import LogHistogram
+from streamrec.core.retrieval.vectors import decode_vectors
 from streamrec.records import ScorerReply, ScorerRequest
 from streamrec.settings import Settings
 

@@ -20,8 +20,8 @@ from typing import Any
 
 from streamrec import serde
 from streamrec.contracts import ALERTS, DRIFT_STATS, METRICS
-from streamrec.core.abtest import compare_variants
-from streamrec.core.windows import merge_windows
+from streamrec.core.monitoring.abtest import compare_variants
+from streamrec.core.monitoring.windows import merge_windows
 from streamrec.errors import SerdeError
 from streamrec.records import Alert, DriftStat, MetricsWindow
 from streamrec.settings import Settings

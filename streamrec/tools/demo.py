@@ -19,17 +19,17 @@ from dataclasses import replace
 from pathlib import Path
 
 from streamrec import serde
-from streamrec.bench import measure_freshness
 from streamrec.client import EventProducer, RecommendationReader, read_all, tail
 from streamrec.contracts import METRICS
-from streamrec.core.histogram import LogHistogram
-from streamrec.core.windows import WindowTotals, merge_windows
+from streamrec.core.monitoring.histogram import LogHistogram
+from streamrec.core.monitoring.windows import WindowTotals, merge_windows
 from streamrec.datasets import movielens
 from streamrec.datasets.malformed import malformed_events
 from streamrec.records import MetricsWindow, RawEvent, Recommendation
-from streamrec.replay import replay
 from streamrec.settings import Settings
-from streamrec.stack import LocalStack, interrupt_on_signals
+from streamrec.tools.bench import measure_freshness
+from streamrec.tools.replay import replay
+from streamrec.tools.stack import LocalStack, interrupt_on_signals
 
 LIVE_RATE = 300
 LIVE_SECONDS = 5.0

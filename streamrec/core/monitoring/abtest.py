@@ -19,7 +19,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from streamrec.core.quality import QualitySums
+from streamrec.core.monitoring.quality import QualitySums
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from streamrec import serde
-from streamrec.core.histogram import LogHistogram
+from streamrec.core.monitoring.histogram import LogHistogram
 from streamrec.scorer.encoder import TextEncoder
 
 _ADJ = [
@@ -213,7 +213,7 @@ async def kafka_round_trip(
     many rank workers): the scorer batches across them. Round trip = send ->
     reply decoded, what a rank worker's batch waits.
     """
-    from streamrec.scorer.client import ScorerClient
+    from streamrec.worker.scorer_client import ScorerClient
 
     client = ScorerClient(settings.with_overrides(scorer_timeout_ms=30_000), "bench-rtt")
     await client.start()

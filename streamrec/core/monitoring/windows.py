@@ -21,8 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamrec.core.histogram import LogHistogram
-from streamrec.core.quality import QualitySums
+from streamrec.core.monitoring.histogram import LogHistogram
+from streamrec.core.monitoring.quality import QualitySums
 from streamrec.records import MetricsWindow
 
 #: Scorer-window counters that add up (the rest are summaries or versions).

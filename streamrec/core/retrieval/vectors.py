@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from streamrec.core.index import HNSW_ABOVE, Hits, ItemIndex
 from streamrec.core.items import ItemStore
+from streamrec.core.retrieval.index import HNSW_ABOVE, Hits, ItemIndex
 
 WIRE_DTYPE = np.dtype("<f2")
 

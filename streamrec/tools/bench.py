@@ -37,17 +37,17 @@ from typing import Any
 import numpy as np
 
 from streamrec import serde
-from streamrec.admin import admin_client
 from streamrec.build import build_engine
 from streamrec.client import EventProducer, RecommendationReader
 from streamrec.contracts import CATALOG_EMBEDDINGS, partitions_for
 from streamrec.core.engine import DictProfileStore
-from streamrec.core.histogram import LogHistogram
 from streamrec.core.ingest import RawMessage
+from streamrec.core.monitoring.histogram import LogHistogram
 from streamrec.datasets.synthetic import SyntheticShop
 from streamrec.records import RawEvent
 from streamrec.settings import Settings
-from streamrec.stack import LocalStack, interrupt_on_signals
+from streamrec.tools.admin import admin_client
+from streamrec.tools.stack import LocalStack, interrupt_on_signals
 from streamrec.worker import passthrough
 
 
@@ -114,7 +114,7 @@ def _measure(
         )
     scorer: dict[str, Any] | None = None
     if getattr(args, "scorer", False):
-        from streamrec.scorer.bench import kafka_round_trip
+        from streamrec.tools.scorer_bench import kafka_round_trip
 
         scorer = {}
         for concurrency in (1, 4):

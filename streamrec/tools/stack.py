@@ -18,11 +18,11 @@ import uuid
 from pathlib import Path
 from types import TracebackType
 
-from streamrec.admin import create_topics
 from streamrec.broker import EmbeddedBroker, free_port
 from streamrec.client import EventProducer, RecommendationReader
 from streamrec.errors import BrokerError
 from streamrec.settings import Settings
+from streamrec.tools.admin import create_topics
 
 PROBE_USER = "__streamrec_probe__"
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from streamrec.core.drift import DETECTORS, Detection
+from streamrec.core.monitoring.drift import DETECTORS, Detection
 from streamrec.errors import ConfigError
 from streamrec.records import Alert
 from streamrec.serde import json_setting

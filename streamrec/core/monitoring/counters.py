@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from streamrec.core.histogram import LogHistogram
+from streamrec.core.monitoring.histogram import LogHistogram
 
 #: Counts of vector use: search events with / without a query vector, item events
 #: whose item has no vector in the active encoder version.

@@ -1,0 +1,3 @@
+"""Monitoring: counters and windows, online quality, drift, histograms, alerts, A/B
+reports.
+"""
