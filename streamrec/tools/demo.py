@@ -18,8 +18,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from streamrec import serde
-from streamrec.client import EventProducer, RecommendationReader, read_all, tail
+from streamrec.client import EventProducer, RecommendationReader, read_all, read_table, tail
 from streamrec.contracts import METRICS
 from streamrec.core.monitoring.histogram import LogHistogram
 from streamrec.core.monitoring.windows import WindowTotals, merge_windows
@@ -125,6 +127,7 @@ def _run(
 
     sent += live["count"] + 1  # the live phase and the readiness probe
     _summary(reader, ml, titles, totals, reasons, sent, backlog_rate, recs, live)
+    _profile_sizes(settings)
     _online_quality(merged)
     ok = totals["in"] == totals["valid"] + totals["dlq"] + totals["duplicates"]
     return 0 if ok else 1
@@ -194,6 +197,17 @@ def _summary(
         "as all events were sent at once)"
     )
     print("=" * 78)
+
+
+def _profile_sizes(settings: Settings) -> None:
+    """Bytes per user profile as stored (the changelog's latest value per user)."""
+    sizes = np.array([len(v) for v in read_table(settings).values() if v is not None])
+    if not len(sizes):
+        return
+    print(
+        f"profiles stored  {len(sizes):>9,}  bytes each: mean {sizes.mean():,.0f}, "
+        f"p99 {np.percentile(sizes, 99):,.0f}  (changelog records, {sizes.sum() / 2**20:.1f} MiB)"
+    )
 
 
 def _online_quality(merged: WindowTotals) -> None:
