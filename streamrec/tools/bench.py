@@ -257,10 +257,7 @@ def measure_throughput(settings: Settings, shop: SyntheticShop, n: int) -> dict[
             idle_deadline = time.monotonic() + 10
         produced.extend(r.produced_ts for r in got if r.event_id in ids)
     reader.close()
-    produced.sort()
-    lo, hi = int(len(produced) * 0.1), int(len(produced) * 0.9) - 1
-    span_s = (produced[hi] - produced[lo]) / 1000 if hi > lo else 0.0
-    rate = (hi - lo) / span_s if span_s > 0 else 0.0
+    rate = passthrough.middle_rate(produced)
     return {
         "events": n,
         "received": len(produced),
