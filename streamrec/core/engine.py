@@ -27,13 +27,19 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Sequence
 
 import numpy as np
 
 from streamrec import serde
+from streamrec.core.batch import (
+    BatchOutput,
+    DictProfileStore,
+    EmbedFn,
+    Ingested,
+    ProfileStore,
+    QueryVectors,
+)
 from streamrec.core.catalog import Catalog
 from streamrec.core.ingest import (
     MAX_DLQ_ORIGINAL,
@@ -44,85 +50,30 @@ from streamrec.core.ingest import (
 )
 from streamrec.core.lru import LRUCache
 from streamrec.core.monitoring.counters import Counters
-from streamrec.core.monitoring.drift import Detection
 from streamrec.core.monitoring.monitor import Monitor
-from streamrec.core.profile import EVENT_WEIGHTS, Profile, ProfileUpdater
+from streamrec.core.profile import Profile, ProfileUpdater
 from streamrec.core.ranking.recommender import NO_HITS, RankContext, Recommender
 from streamrec.core.ranking.variants import Experiment
 from streamrec.core.retrieval.index import Hits
-from streamrec.core.retrieval.interest import InterestModel, UserVectors
+from streamrec.core.retrieval.interest import InterestModel
+from streamrec.core.retrieval.stage import Retrieval
 from streamrec.core.retrieval.vectors import ItemVectors
-from streamrec.records import CatalogItem, DeadLetter, Event, RecItem, Recommendation
+from streamrec.records import CatalogItem, DeadLetter, Event, Recommendation
+
+__all__ = [
+    "BatchOutput",
+    "DictProfileStore",
+    "EmbedFn",
+    "Engine",
+    "Ingested",
+    "ProfileStore",
+    "QueryVectors",
+]
 
 log = logging.getLogger(__name__)
 
 
-class ProfileStore(Protocol):
-    """Where profiles live. `partition` is the source partition of the user's events."""
-
-    def get(self, user: str, partition: int) -> Profile | None: ...
-
-    def put(self, user: str, profile: Profile, partition: int) -> None: ...
-
-
-class DictProfileStore(dict[str, Profile]):
-    """In-process profile store (offline evaluation, tests)."""
-
-    def get(self, user: str, partition: int = 0) -> Profile | None:  # type: ignore[override]
-        return dict.get(self, user)
-
-    def put(self, user: str, profile: Profile, partition: int = 0) -> None:
-        self[user] = profile
-
-
-@dataclass(frozen=True)
-class QueryVectors:
-    """Vectors for query texts (a scorer reply, decoded); `valid[i]` False: none."""
-
-    version: str
-    texts: Sequence[str]
-    vectors: np.ndarray
-    valid: np.ndarray
-
-
-#: In-process stand-in for the scorer: texts, wanted version -> vectors (or None).
-EmbedFn = Callable[[list[str], str | None], QueryVectors | None]
-
-
-@dataclass
-class Ingested:
-    """A batch after ingest: accepted events with their source message, and dead letters."""
-
-    accepted: list[tuple[RawMessage, Event]] = field(default_factory=list)
-    dead_letters: list[tuple[bytes | None, DeadLetter]] = field(default_factory=list)
-    #: What ingest counted (in, dlq, duplicates); travels on with the batch.
-    counters: Counters = field(default_factory=Counters)
-
-
-@dataclass
-class BatchOutput:
-    recommendations: list[Recommendation] = field(default_factory=list)
-    #: (original key, dead letter): the DLQ keeps the original key.
-    dead_letters: list[tuple[bytes | None, DeadLetter]] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
-    #: The source message of each recommendation (same order): what a list that
-    #: cannot be published is dead-lettered with.
-    sources: list[RawMessage] = field(default_factory=list)
-    #: Drift detected while processing the batch (published at once by the shell).
-    drift: list[Detection] = field(default_factory=list)
-    #: The batch's counts; added to the window once its output reached Kafka.
-    counters: Counters = field(default_factory=Counters)
-
-    def extend(self, other: BatchOutput) -> None:
-        self.recommendations += other.recommendations
-        self.dead_letters += other.dead_letters
-        self.events += other.events
-        self.sources += other.sources
-        self.drift += other.drift
-        self.counters.merge(other.counters)
-
-
-class Engine:
+class Engine(Retrieval):
     """Ingest -> profile -> recommend, for micro-batches of raw events."""
 
     def __init__(
@@ -244,17 +195,6 @@ class Engine:
                 out.accepted.append((msg, result))
         return out
 
-    def missing_queries(self, ingested: Ingested) -> list[str]:
-        """The batch's distinct search texts without a usable cached vector, in order."""
-        out: dict[str, None] = {}
-        for _msg, event in ingested.accepted:
-            q = event.query
-            if event.type != "search" or not q or q in out:
-                continue
-            if q.strip() and self._query_entry(q, count=False) is None:
-                out[q] = None
-        return list(out)
-
     def split_waiting(self, ingested: Ingested, texts: Sequence[str]) -> tuple[Ingested, Ingested]:
         """(ready, waiting): the events of users who searched one of `texts` wait for it.
 
@@ -271,27 +211,6 @@ class Engine:
         for msg, event in ingested.accepted:
             (waiting if event.user in waiting_users else ready).accepted.append((msg, event))
         return ready, waiting
-
-    def add_query_vectors(self, qv: QueryVectors) -> None:
-        """Cache the scorer's vectors (ignored if in another version than the items')."""
-        active = self.item_vectors.active_version
-        if active is not None and qv.version != active:
-            return
-        for i, text in enumerate(qv.texts):
-            if qv.valid[i]:
-                self.query_vectors.put(text, (qv.version, qv.vectors[i]))
-
-    def _query_entry(self, text: str | None, count: bool = True) -> tuple[str, np.ndarray] | None:
-        """(version, vector) for `text` if cached in the version the items are searched in."""
-        if not text or not text.strip():
-            return None
-        entry = self.query_vectors.get(text) if count else self.query_vectors.peek(text)
-        if entry is None:
-            return None
-        active = self.item_vectors.active_version
-        if active is not None and entry[0] != active:
-            return None  # from before a model switch: another vector space
-        return entry
 
     def apply_batch(self, ingested: Ingested, store: ProfileStore, now_ms: int) -> BatchOutput:
         """Update profiles and recommend, event by event, in order. Never raises.
@@ -368,135 +287,6 @@ class Engine:
         for user, (profile, partition) in profiles.items():
             store.put(user, profile, partition)
         return out
-
-    def _profile(
-        self,
-        user: str,
-        partition: int,
-        store: ProfileStore,
-        profiles: dict[str, tuple[Profile, int]],
-    ) -> Profile:
-        cached = profiles.get(user)
-        if cached is not None:
-            return cached[0]
-        profile = store.get(user, partition) or Profile.new(user)
-        profiles[user] = (profile, partition)
-        return profile
-
-    def _interest_pass(
-        self,
-        ingested: Ingested,
-        store: ProfileStore,
-        profiles: dict[str, tuple[Profile, int]],
-        replayed: Sequence[bool],
-    ) -> tuple[list[np.ndarray | None], list[Hits], dict[str, UserVectors]]:
-        """Each event's user vector (as after that event) and its FAISS hits: one search.
-
-        Only the user's own events move their vectors, so working them out ahead
-        of the main pass gives the same vectors as one event at a time, however
-        the events are batched.
-        """
-        n = len(ingested.accepted)
-        vectors: list[np.ndarray | None] = [None] * n
-        hits: list[Hits] = [NO_HITS] * n
-        version = self.item_vectors.active_version
-        if version is None or not len(self.item_vectors):
-            return vectors, hits, {}
-        states: dict[str, UserVectors] = {}
-        rows: list[int] = []
-        queries: list[np.ndarray] = []
-        for j, (msg, event) in enumerate(ingested.accepted):
-            state = states.get(event.user)
-            if state is None:
-                profile = self._profile(event.user, msg.partition, store, profiles)
-                state = states[event.user] = UserVectors.from_dict(profile.vectors)
-            if not replayed[j]:
-                self._move_vectors(state, event, version)
-            vec = vectors[j] = self.interest.user_vector(state, event.ts, version)
-            if vec is not None:
-                rows.append(j)
-                queries.append(vec)
-        if rows:
-            # The ranker scores at most rank_pool candidates: more hits would be cut anyway.
-            found = self.item_vectors.search_rows(
-                np.stack(queries), self._hits_wanted(self.interest_candidates)
-            )
-            for j, f in zip(rows, found, strict=True):
-                hits[j] = f
-        return vectors, hits, states
-
-    def recommend_for(
-        self, users: Sequence[str], store: ProfileStore, ts: int
-    ) -> dict[str, list[RecItem]]:
-        """Each user's list as of event time `ts`, without an event (offline evaluation).
-
-        The same ranking as after an event, minus what the event itself adds
-        (no on-screen item, no query): one vector search for all users.
-        """
-        profiles = {u: store.get(u, 0) or Profile.new(u) for u in users}
-        vectors: dict[str, np.ndarray] = {}
-        version = self.item_vectors.active_version
-        if version is not None and len(self.item_vectors):
-            for user, profile in profiles.items():
-                state = UserVectors.from_dict(profile.vectors)
-                vec = self.interest.user_vector(state, ts, version)
-                if vec is not None:
-                    vectors[user] = vec
-        hits: dict[str, Hits] = {}
-        if vectors:
-            found = self.item_vectors.search_rows(
-                np.stack(list(vectors.values())), self._hits_wanted(self.interest_candidates)
-            )
-            hits = dict(zip(vectors, found, strict=True))
-        return {
-            user: self.recommender.recommend(
-                profile,
-                None,
-                ctx=self._rank_context(vectors.get(user), hits.get(user, NO_HITS)),
-                variant=self.experiment.assign(user),
-            )
-            for user, profile in profiles.items()
-        }
-
-    def _rank_context(self, user_vector: np.ndarray | None, interest_hits: Hits) -> RankContext:
-        return RankContext(
-            similarities=self.item_vectors.similarities,
-            user_vector=user_vector,
-            interest_hits=interest_hits,
-        )
-
-    def _move_vectors(self, state: UserVectors, event: Event, version: str) -> None:
-        if event.item_id is not None and EVENT_WEIGHTS.get(event.type, 0.0) > 0:
-            vec = self.item_vectors.get(event.item_id)
-            if vec is not None:
-                self.interest.add_item(state, vec, event.type, event.ts, version)
-        elif event.type == "search":
-            entry = self._query_entry(event.query, count=False)
-            if entry is not None and entry[0] == version:
-                self.interest.add_query(state, entry[1], event.ts, version)
-
-    def _hits_wanted(self, k: int) -> int:
-        """FAISS hits worth fetching: the ranker scores at most `rank_pool` candidates."""
-        pool = self.recommender.rank_pool
-        variant_pool = self.experiment.max_rank_pool
-        if pool and variant_pool is not None:
-            pool = 0 if variant_pool == 0 else max(pool, variant_pool)
-        return min(k, pool) if pool else k
-
-    def _search_queries(self, ingested: Ingested) -> dict[str, Hits]:
-        """Item hits for every distinct query of the batch that has a vector: one search."""
-        texts: dict[str, np.ndarray] = {}
-        for _msg, event in ingested.accepted:
-            if event.type == "search" and event.query and event.query not in texts:
-                entry = self._query_entry(event.query, count=False)
-                if entry is not None:
-                    texts[event.query] = entry[1]
-        if not texts:
-            return {}
-        found = self.item_vectors.search_rows(
-            np.stack(list(texts.values())), self._hits_wanted(self.query_candidates)
-        )
-        return dict(zip(texts, found, strict=True))
 
     def _apply(
         self,

@@ -10,11 +10,11 @@ through a dict:
 2. **Union and cut**: one `np.unique` over the sources' rows, a 5 x N score
    matrix, excluded and unavailable rows dropped, then the pool cut takes every
    source's best in turn (`_best_source_rank`) down to `rank_pool`.
-3. **Features** for the pool only (`FEATURES`): gathers from the store and the
+3. **Features** for the pool only (`features.py`): gathers from the store and the
    models' arrays.
 4. **Ranking** by the online river ranker once it measures better than the
    fixed blend, else the blend; at most `max_per_category` per leaf category.
-5. **Explanations** (reason, sources, top features, category, price) for the
+5. **Explanations** (`explain.py`: reason, sources, top features, category, price) for the
    chosen rows only.
 
 Score ties break by the item store's `tiebreak` (a hash of the item id), so a
@@ -32,8 +32,7 @@ list is the same in every process, however rows were handed out.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -42,33 +41,22 @@ import numpy as np
 from streamrec.core.items import ItemStore
 from streamrec.core.profile import EVENT_WEIGHTS, Profile
 from streamrec.core.ranking.covisit import CoVisitation
-from streamrec.core.ranking.models import FEATURES, POSITIVE_TYPES, FixedBlend, OnlineRanker
+from streamrec.core.ranking.explain import Explainer
+from streamrec.core.ranking.features import (
+    _NO_ROWS,
+    NO_HITS,
+    SOURCES,
+    FeatureBuilder,
+    RankContext,
+)
+from streamrec.core.ranking.models import POSITIVE_TYPES, FixedBlend, OnlineRanker
 from streamrec.core.ranking.popularity import CategoryTop, Trending
 from streamrec.core.ranking.value import ValueModel
 from streamrec.core.ranking.variants import Variant
 from streamrec.core.retrieval.index import Hits
 from streamrec.records import Event, RecItem
 
-FEATURE_INDEX = {name: i for i, name in enumerate(FEATURES)}
-SOURCES = ("covisit", "trending", "category", "query", "interest")
-_SOURCE_BITS = 1 << np.arange(len(SOURCES))
-#: Bit mask -> the tuple of source names it stands for.
-_SOURCE_SETS = [
-    tuple(s for b, s in enumerate(SOURCES) if mask >> b & 1) for mask in range(1 << len(SOURCES))
-]
 _NO_VARIANT = Variant("default")
-_NO_ROWS = np.zeros(0, dtype=np.int64)
-NO_HITS: Hits = (_NO_ROWS, np.zeros(0))
-
-
-@dataclass
-class RankContext:
-    """What ranking needs from outside the recommender for one event."""
-
-    #: (rows, unit vector) -> cosine per row (0 for rows without a vector)
-    similarities: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
-    user_vector: np.ndarray | None = None
-    interest_hits: Hits = NO_HITS
 
 
 def _normalised(hits: Hits, pool: int) -> Hits:
@@ -100,19 +88,7 @@ def _best_source_rank(per_source: np.ndarray) -> np.ndarray:
     return np.min(ranks, axis=0) + (1.0 - np.clip(best, 0.0, 1.0)) * 0.5
 
 
-#: Reasons that depend on more than the feature's name (the anchor, the category).
-_SLOW_REASONS = frozenset({"covisit", "affinity"})
-REASONS = {
-    "similarity": "similar to what you like",
-    "query_match": "matches your search",
-    "popularity": "trending",
-    "growth": "rising in popularity",
-    "price_fit": "in your price range",
-    "seen": "you looked at this before",
-}
-
-
-class Recommender:
+class Recommender(FeatureBuilder, Explainer):
     """Candidates (query / interest vectors, co-visitation, trending) -> features -> ranked top-K.
 
     Ranking uses the online river model (`OnlineRanker`) once it has learned
@@ -320,57 +296,6 @@ class Recommender:
                 break
         return chosen
 
-    def _explain(
-        self,
-        profile: Profile,
-        cand: np.ndarray,
-        per_source: np.ndarray,
-        x: np.ndarray,
-        scores: np.ndarray,
-        chosen: list[int],
-        model: FixedBlend | OnlineRanker,
-        cov_rows: np.ndarray,
-        cov_anchor: np.ndarray,
-    ) -> list[RecItem]:
-        """Explanations for what is shown only, in one matrix operation."""
-        store = self.items
-        rows = cand[chosen]
-        contrib_m = model.contributions(x[chosen])
-        best3 = np.argsort(-contrib_m, axis=1, kind="stable")[:, :3].tolist()
-        contrib = contrib_m.round(4).tolist()
-        growth = x[chosen, FEATURE_INDEX["growth"]].round(4).tolist()
-        # Which sources proposed each item: a bit per source, one table lookup per item.
-        masks = ((~np.isnan(per_source[:, chosen])).T @ _SOURCE_BITS).tolist()
-        anchors = self._align(cov_rows, cov_anchor.astype(np.float64), rows).tolist()
-        prices = store.price[rows].tolist()
-        chosen_scores = scores[chosen].tolist()
-        ids, items = store.ids, store.items
-        out: list[RecItem] = []
-        for n, row in enumerate(rows.tolist()):
-            line = contrib[n]
-            top_features = tuple([(FEATURES[f], line[f]) for f in best3[n] if line[f] > 0])
-            item = items[row]
-            cats = item.category if item is not None else ()
-            anchor = ids[int(anchors[n])] if anchors[n] == anchors[n] else None  # NaN: none
-            price = prices[n]
-            out.append(
-                RecItem(
-                    ids[row],
-                    chosen_scores[n],
-                    self._reason(top_features, anchor, profile, cats)
-                    if top_features and top_features[0][0] in _SLOW_REASONS
-                    else REASONS.get(top_features[0][0], "trending")
-                    if top_features
-                    else "trending",
-                    _SOURCE_SETS[masks[n]],
-                    top_features,
-                    potential=growth[n],
-                    category=cats[-1] if cats else None,
-                    price=None if price != price else price,  # NaN: no price
-                )
-            )
-        return out
-
     def _covisit(
         self, recent: np.ndarray, anchors: int | None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -411,85 +336,6 @@ class Recommender:
         if not best:
             return _NO_ROWS, np.zeros(0)
         return np.fromiter(best, np.int64, len(best)), np.fromiter(best.values(), float, len(best))
-
-    def _align(self, rows: np.ndarray, scores: np.ndarray, target: np.ndarray) -> np.ndarray:
-        """`scores` (of sorted `rows`) at each of `target` (NaN where absent)."""
-        out = np.full(len(target), np.nan)
-        if len(rows):
-            pos = np.minimum(np.searchsorted(rows, target), len(rows) - 1)
-            hit = rows[pos] == target
-            out[hit] = scores[pos[hit]]
-        return out
-
-    def _features(
-        self,
-        profile: Profile,
-        recent: np.ndarray,
-        rows: np.ndarray,
-        per_source: np.ndarray,
-        ctx: RankContext,
-    ) -> np.ndarray:
-        """The (len(rows), len(FEATURES)) matrix: a gather per column."""
-        store = self.items
-        x = np.zeros((len(rows), len(FEATURES)), dtype=np.float64)
-        f = FEATURE_INDEX
-        if ctx.user_vector is not None and ctx.similarities is not None:
-            x[:, f["similarity"]] = ctx.similarities(rows, ctx.user_vector)
-        # fmax ignores NaN (a source without the row): 0 there, and never below 0.
-        x[:, f["query_match"]] = np.fmax(per_source[3], 0.0)
-        x[:, f["covisit"]] = np.fmax(per_source[0], 0.0)
-        short = self.trending.scores(rows)
-        top_rows = self.trending.top()[0]
-        pop_norm = self.trending.score(int(top_rows[0])) if len(top_rows) else 0.0
-        if pop_norm > 0:
-            x[:, f["popularity"]] = np.minimum(1.0, short / pop_norm)
-        long = self.trending_long.scores(rows)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            # steady demand: short/long ~ 1/7 (the half-life ratio); rising: more
-            growth = np.where(long > 0, 7.0 * short / np.where(long > 0, long, 1.0) - 1.0, 0.0)
-        x[:, f["growth"]] = np.clip(growth, 0.0, 3.0) / 3.0
-        affinity = profile.affinity
-        if affinity:
-            by_id = np.zeros(len(store.category_names) + 1)  # the last: "no category" (-1)
-            for cat, a in affinity.items():
-                cid = store.category_ids.get(cat)
-                if cid is not None:
-                    by_id[cid] = a
-            x[:, f["affinity"]] = by_id[store.cats[rows]].max(axis=1) / max(affinity.values())
-        user_price = profile.spend / profile.orders if profile.orders and profile.spend else 0.0
-        if not user_price:
-            user_price = self.value.expected_order_value(profile)  # what a user like this pays
-        if user_price > 0:
-            prices = np.fmax(store.price[rows], 0.0)  # NaN (no price): 0
-            with np.errstate(divide="ignore"):
-                fit = np.exp(-np.abs(np.log(np.where(prices > 0, prices, 1.0) / user_price)))
-            x[:, f["price_fit"]] = np.where(prices > 0, fit, 0.0)
-        if len(recent):
-            mark = self._scratch(store.capacity)
-            mark[recent] = True
-            x[:, f["seen"]] = mark[rows]
-            mark[recent] = False
-        return x
-
-    def _reason(
-        self,
-        top: tuple[tuple[str, float], ...],
-        anchor: str | None,
-        profile: Profile,
-        categories: tuple[str, ...],
-    ) -> str:
-        if not top:
-            return "trending"
-        name = top[0][0]
-        if name == "covisit" and anchor:
-            return f"co-visited with {anchor}"
-        if name == "affinity":
-            # The item's category the user likes most (the first of equals).
-            aff = profile.affinity
-            best = max(categories, key=lambda c: aff.get(c, 0.0), default=None)
-            if best is not None and aff.get(best, 0.0) > 0:
-                return f"matches your interest in {best}"
-        return REASONS.get(name, "trending")
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {"items": len(self.trending), "covisit_items": len(self.covisit)}

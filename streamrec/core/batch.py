@@ -1,0 +1,82 @@
+"""What flows through a micro-batch: the profile store seam, query vectors, a batch
+after ingest and a batch's output. Plain records, shared by the engine, the batch
+plan and the streaming shell."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from streamrec.core.ingest import RawMessage
+from streamrec.core.monitoring.counters import Counters
+from streamrec.core.monitoring.drift import Detection
+from streamrec.core.profile import Profile
+from streamrec.records import DeadLetter, Event, Recommendation
+
+
+class ProfileStore(Protocol):
+    """Where profiles live. `partition` is the source partition of the user's events."""
+
+    def get(self, user: str, partition: int) -> Profile | None: ...
+
+    def put(self, user: str, profile: Profile, partition: int) -> None: ...
+
+
+class DictProfileStore(dict[str, Profile]):
+    """In-process profile store (offline evaluation, tests)."""
+
+    def get(self, user: str, partition: int = 0) -> Profile | None:  # type: ignore[override]
+        return dict.get(self, user)
+
+    def put(self, user: str, profile: Profile, partition: int = 0) -> None:
+        self[user] = profile
+
+
+@dataclass(frozen=True)
+class QueryVectors:
+    """Vectors for query texts (a scorer reply, decoded); `valid[i]` False: none."""
+
+    version: str
+    texts: Sequence[str]
+    vectors: np.ndarray
+    valid: np.ndarray
+
+
+#: In-process stand-in for the scorer: texts, wanted version -> vectors (or None).
+EmbedFn = Callable[[list[str], str | None], QueryVectors | None]
+
+
+@dataclass
+class Ingested:
+    """A batch after ingest: accepted events with their source message, and dead letters."""
+
+    accepted: list[tuple[RawMessage, Event]] = field(default_factory=list)
+    dead_letters: list[tuple[bytes | None, DeadLetter]] = field(default_factory=list)
+    #: What ingest counted (in, dlq, duplicates); travels on with the batch.
+    counters: Counters = field(default_factory=Counters)
+
+
+@dataclass
+class BatchOutput:
+    recommendations: list[Recommendation] = field(default_factory=list)
+    #: (original key, dead letter): the DLQ keeps the original key.
+    dead_letters: list[tuple[bytes | None, DeadLetter]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    #: The source message of each recommendation (same order): what a list that
+    #: cannot be published is dead-lettered with.
+    sources: list[RawMessage] = field(default_factory=list)
+    #: Drift detected while processing the batch (published at once by the shell).
+    drift: list[Detection] = field(default_factory=list)
+    #: The batch's counts; added to the window once its output reached Kafka.
+    counters: Counters = field(default_factory=Counters)
+
+    def extend(self, other: BatchOutput) -> None:
+        self.recommendations += other.recommendations
+        self.dead_letters += other.dead_letters
+        self.events += other.events
+        self.sources += other.sources
+        self.drift += other.drift
+        self.counters.merge(other.counters)

@@ -1,0 +1,120 @@
+"""Explanations: why each item of a list is there, for the items shown only.
+
+Per item: the score, the sources that proposed it (a bit mask, one table
+lookup), the top three feature contributions, and a reason a consumer app can
+show: "co-visited with <item>", "matches your interest in <category>",
+"matches your search", "trending", ...
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from streamrec.core.items import ItemStore
+from streamrec.core.profile import Profile
+from streamrec.core.ranking.features import FEATURE_INDEX, SOURCES
+from streamrec.core.ranking.models import FEATURES, FixedBlend, OnlineRanker
+from streamrec.records import RecItem
+
+_SOURCE_BITS = 1 << np.arange(len(SOURCES))
+#: Bit mask -> the tuple of source names it stands for.
+_SOURCE_SETS = [
+    tuple(s for b, s in enumerate(SOURCES) if mask >> b & 1) for mask in range(1 << len(SOURCES))
+]
+
+#: Reasons that depend on more than the feature's name (the anchor, the category).
+_SLOW_REASONS = frozenset({"covisit", "affinity"})
+REASONS = {
+    "similarity": "similar to what you like",
+    "query_match": "matches your search",
+    "popularity": "trending",
+    "growth": "rising in popularity",
+    "price_fit": "in your price range",
+    "seen": "you looked at this before",
+}
+
+
+class Explainer:
+    """Builds a list's `RecItem`s (a part of `Recommender`)."""
+
+    items: ItemStore
+
+    def _explain(
+        self,
+        profile: Profile,
+        cand: np.ndarray,
+        per_source: np.ndarray,
+        x: np.ndarray,
+        scores: np.ndarray,
+        chosen: list[int],
+        model: FixedBlend | OnlineRanker,
+        cov_rows: np.ndarray,
+        cov_anchor: np.ndarray,
+    ) -> list[RecItem]:
+        """Explanations for what is shown only, in one matrix operation."""
+        store = self.items
+        rows = cand[chosen]
+        contrib_m = model.contributions(x[chosen])
+        best3 = np.argsort(-contrib_m, axis=1, kind="stable")[:, :3].tolist()
+        contrib = contrib_m.round(4).tolist()
+        growth = x[chosen, FEATURE_INDEX["growth"]].round(4).tolist()
+        # Which sources proposed each item: a bit per source, one table lookup per item.
+        masks = ((~np.isnan(per_source[:, chosen])).T @ _SOURCE_BITS).tolist()
+        anchors = self._align(cov_rows, cov_anchor.astype(np.float64), rows).tolist()
+        prices = store.price[rows].tolist()
+        chosen_scores = scores[chosen].tolist()
+        ids, items = store.ids, store.items
+        out: list[RecItem] = []
+        for n, row in enumerate(rows.tolist()):
+            line = contrib[n]
+            top_features = tuple([(FEATURES[f], line[f]) for f in best3[n] if line[f] > 0])
+            item = items[row]
+            cats = item.category if item is not None else ()
+            anchor = ids[int(anchors[n])] if anchors[n] == anchors[n] else None  # NaN: none
+            price = prices[n]
+            out.append(
+                RecItem(
+                    ids[row],
+                    chosen_scores[n],
+                    self._reason(top_features, anchor, profile, cats)
+                    if top_features and top_features[0][0] in _SLOW_REASONS
+                    else REASONS.get(top_features[0][0], "trending")
+                    if top_features
+                    else "trending",
+                    _SOURCE_SETS[masks[n]],
+                    top_features,
+                    potential=growth[n],
+                    category=cats[-1] if cats else None,
+                    price=None if price != price else price,  # NaN: no price
+                )
+            )
+        return out
+
+    def _reason(
+        self,
+        top: tuple[tuple[str, float], ...],
+        anchor: str | None,
+        profile: Profile,
+        categories: tuple[str, ...],
+    ) -> str:
+        if not top:
+            return "trending"
+        name = top[0][0]
+        if name == "covisit" and anchor:
+            return f"co-visited with {anchor}"
+        if name == "affinity":
+            # The item's category the user likes most (the first of equals).
+            aff = profile.affinity
+            best = max(categories, key=lambda c: aff.get(c, 0.0), default=None)
+            if best is not None and aff.get(best, 0.0) > 0:
+                return f"matches your interest in {best}"
+        return REASONS.get(name, "trending")
+
+    def _align(self, rows: np.ndarray, scores: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """`scores` (of sorted `rows`) at each of `target` (NaN where absent)."""
+        out = np.full(len(target), np.nan)
+        if len(rows):
+            pos = np.minimum(np.searchsorted(rows, target), len(rows) - 1)
+            hit = rows[pos] == target
+            out[hit] = scores[pos[hit]]
+        return out
