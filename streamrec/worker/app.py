@@ -40,6 +40,7 @@ from streamrec.records import DeadLetter
 from streamrec.settings import Settings
 from streamrec.worker.catalog import CatalogFollower
 from streamrec.worker.delivery import AckOrder, BatchDelivery, is_message_error
+from streamrec.worker.faust_app import faust_app
 from streamrec.worker.faust_tuning import (
     committed_offsets,
     defer_acks,
@@ -50,7 +51,6 @@ from streamrec.worker.lifecycle import (
     StoppingWorker,
     broker_lost_data,
     crash_reason,
-    faust_credentials,
     now_ms,
 )
 from streamrec.worker.monitoring import WorkerMonitoring
@@ -396,30 +396,6 @@ class Worker:
             log.critical("the worker crashed: %r", crash)
             return 1
         return self.exit_code
-
-
-def faust_app(s: Settings, app_id: str) -> faust.App:
-    """A Faust app with the worker's broker, store, batching and producer settings."""
-    return faust.App(
-        app_id,
-        broker=[f"kafka://{b}" for b in s.bootstrap_list()],
-        broker_credentials=faust_credentials(s),
-        store="rocksdb://" if s.store == "rocksdb" else "memory://",
-        datadir=str(Path(s.data_dir) / "faust"),
-        topic_partitions=partitions_for(STOREFRONT_EVENTS, s.partitions),
-        topic_allow_declare=True,
-        topic_disable_leader=True,
-        broker_session_timeout=s.session_timeout_s,
-        broker_heartbeat_interval=s.heartbeat_interval_s,
-        broker_request_timeout=max(90.0, s.session_timeout_s + 10),
-        producer_linger=s.producer_linger_ms / 1000.0,
-        consumer_auto_offset_reset="earliest",
-        table_standby_replicas=0,
-        web_enabled=s.web_enabled,
-        web_port=s.web_port,
-        key_serializer="raw",
-        value_serializer="raw",
-    )
 
 
 def _log_failed_send(fut: asyncio.Future[Any], topic: str) -> None:

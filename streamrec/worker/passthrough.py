@@ -17,6 +17,7 @@ from __future__ import annotations
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from streamrec import serde
@@ -25,10 +26,12 @@ from streamrec.settings import Settings
 
 def build(settings: Settings, source: str, dest: str) -> Any:
     """The pass-through Faust app: decode each event, send {event_id, produced_ts} on."""
-    from streamrec.worker.app import faust_app
+    from streamrec.worker.faust_app import faust_app
     from streamrec.worker.faust_tuning import set_fetch_max_wait_ms
 
     s = settings.with_overrides(web_enabled=False, store="memory")
+    # Faust creates its data dir without parents and exits 0 when it cannot.
+    Path(s.data_dir, "faust").mkdir(parents=True, exist_ok=True)
     set_fetch_max_wait_ms(s.fetch_max_wait_ms)
     app = faust_app(s, f"{s.app_id}-passthrough-{uuid.uuid4().hex[:6]}")
     topic = app.topic(source, key_type=bytes, value_type=bytes,
@@ -78,16 +81,21 @@ def measure(
     consumer = KafkaConsumer(dest, bootstrap_servers=settings.bootstrap_list(),
                              auto_offset_reset="earliest", enable_auto_commit=False)  # fmt: skip
     env = {**os.environ, **settings.to_env()}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamrec.worker.passthrough", source, dest],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    log_path = Path(settings.data_dir) / f"faust-passthrough-{tag}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamrec.worker.passthrough", source, dest],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     produced: list[int] = []
     try:
         deadline = time.monotonic() + timeout_s
         while len(produced) < len(messages) and time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(f"the Faust pass-through exited with {proc.returncode}")
+                raise RuntimeError(
+                    f"the Faust pass-through exited with {proc.returncode}; see {log_path}"
+                )
             for records in consumer.poll(timeout_ms=500).values():
                 produced.extend(serde.loads(r.value)["produced_ts"] for r in records)
     finally:
