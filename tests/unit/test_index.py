@@ -109,3 +109,32 @@ def test_similarities_are_zero_for_rows_without_a_vector():
     idx.upsert(3, np.array([1.0, 0.0]))
     sims = idx.similarities(np.array([3, 0, 99]), np.array([0.6, 0.8], dtype=np.float32))
     assert sims.tolist() == [0.6, 0.0, 0.0]
+
+
+def test_exact_top_k_is_exact_for_every_query_and_breaks_ties_by_row():
+    rng = np.random.default_rng(5)
+    for n, k in [(5_000, 60), (300, 60), (61, 60), (2_000, 1)]:
+        idx = ItemIndex(dim=16)
+        rows = rng.permutation(2 * n)[:n]
+        vecs = unit_rows(n, seed=n)
+        idx.add_many(rows, vecs)
+        queries = unit_rows(40, seed=n + 1)
+        scores, found = idx._exact(queries, k)
+        full = queries @ vecs.T
+        for i in range(len(queries)):
+            best = rows[np.lexsort((rows, -full[i]))[:k]]
+            assert sorted(found[i].tolist()) == sorted(best.tolist())
+            assert np.all(np.diff(scores[i]) <= 0)  # best first
+    tied = ItemIndex(dim=2)
+    tied.add_many(np.array([7, 3, 5]), np.array([[1.0, 0.0]] * 3, np.float32))
+    assert tied._exact(np.array([[1.0, 0.0]] * 2, np.float32), 2)[1].tolist() == [[3, 5]] * 2
+
+
+def test_bulk_loading_after_a_search_indexes_the_new_rows():
+    idx = ItemIndex(dim=16)
+    vecs = unit_rows(20)
+    idx.add_many(np.arange(10), vecs[:10])
+    idx.search(vecs[:1], k=1)  # caches the live rows
+    idx.add_many(np.arange(10, 20), vecs[10:])
+    assert len(idx) == 20
+    assert idx.search(vecs[15:16], k=1)[0][0].tolist() == [15]
