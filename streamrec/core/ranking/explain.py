@@ -22,6 +22,7 @@ _SOURCE_SETS = [
     tuple(s for b, s in enumerate(SOURCES) if mask >> b & 1) for mask in range(1 << len(SOURCES))
 ]
 
+_NAMES = list(FEATURES)
 #: Reasons that depend on more than the feature's name (the anchor, the category).
 _SLOW_REASONS = frozenset({"covisit", "affinity"})
 REASONS = {
@@ -55,8 +56,12 @@ class Explainer:
         store = self.items
         rows = cand[chosen]
         contrib_m = model.contributions(x[chosen])
-        best3 = np.argsort(-contrib_m, axis=1, kind="stable")[:, :3].tolist()
-        contrib = contrib_m.round(4).tolist()
+        best3_m = np.argsort(-contrib_m, axis=1, kind="stable")[:, :3]
+        top_m = np.take_along_axis(contrib_m, best3_m, axis=1).round(4)
+        # Best first, and rounding keeps the order: the positive ones are a prefix.
+        positive = top_m > 0
+        n_top = np.where(positive.all(axis=1), positive.shape[1], positive.argmin(axis=1))
+        best3, top_vals, n_tops = best3_m.tolist(), top_m.tolist(), n_top.tolist()
         growth = x[chosen, FEATURE_INDEX["growth"]].round(4).tolist()
         # Which sources proposed each item: a bit per source, one table lookup per item.
         masks = ((~np.isnan(per_source[:, chosen])).T @ _SOURCE_BITS).tolist()
@@ -66,8 +71,10 @@ class Explainer:
         ids, items = store.ids, store.items
         out: list[RecItem] = []
         for n, row in enumerate(rows.tolist()):
-            line = contrib[n]
-            top_features = tuple([(FEATURES[f], line[f]) for f in best3[n] if line[f] > 0])
+            b, v = best3[n], top_vals[n]
+            top_features = ((_NAMES[b[0]], v[0]), (_NAMES[b[1]], v[1]), (_NAMES[b[2]], v[2]))[
+                : n_tops[n]
+            ]
             item = items[row]
             cats = item.category if item is not None else ()
             anchor = ids[int(anchors[n])] if anchors[n] == anchors[n] else None  # NaN: none

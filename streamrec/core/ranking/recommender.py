@@ -302,22 +302,30 @@ class Recommender(FeatureBuilder, Explainer):
         """Co-visitation neighbours of the newest recent rows, normalised to 1: (rows sorted,
         scores, the newest anchor that led to each)."""
         n = self.anchors if anchors is None else anchors
-        parts_r, parts_w, parts_a = [], [], []
+        parts_r, parts_w, used, sizes = [], [], [], []
         for rank, anchor in enumerate(recent[::-1][:n].tolist() if n else []):
             nbr, w = self.covisit.neighbours(anchor)
             if not len(nbr):
                 continue
             parts_r.append(nbr)
             parts_w.append(w * (1.0 / ((1 + rank) * w.max())))
-            parts_a.append(np.full(len(nbr), anchor, dtype=np.int64))
+            used.append(anchor)
+            sizes.append(len(nbr))
         if not parts_r:
             return _NO_ROWS, np.zeros(0), _NO_ROWS
         rows = np.concatenate(parts_r)
-        uniq, first, inv = np.unique(rows, return_index=True, return_inverse=True)
-        sums = np.bincount(inv, weights=np.concatenate(parts_w))
+        # One stable sort instead of np.unique(return_index, return_inverse): the same
+        # groups, summed in the same order, the first (newest) anchor of each.
+        order = np.argsort(rows, kind="stable")
+        rows = rows[order]
+        new = np.concatenate(([True], rows[1:] != rows[:-1]))
+        starts = np.flatnonzero(new)
+        inv = np.empty(len(rows), dtype=np.int64)
+        inv[order] = np.cumsum(new) - 1
+        sums = np.bincount(inv, weights=np.concatenate(parts_w))  # in input order, as before
         top = sums.max()
         scores = sums / top if top > 0 else np.zeros(len(sums))
-        return uniq, scores, np.concatenate(parts_a)[first]
+        return rows[starts], scores, np.repeat(np.array(used, dtype=np.int64), sizes)[order[starts]]
 
     def _categories(self, profile: Profile) -> tuple[np.ndarray, np.ndarray]:
         """Popular in the user's two strongest categories (merged by the better score)."""
