@@ -13,13 +13,14 @@ True
 from __future__ import annotations
 
 from streamrec.contracts import CATALOG_EMBEDDINGS, STOREFRONT_EVENTS, load_contract, partitions_for
+from streamrec.core.deadletters import DeadLetterWriter
 from streamrec.core.engine import Engine
 from streamrec.core.ingest import Deduplicator, Ingestor
 from streamrec.core.items import ItemStore
 from streamrec.core.monitoring.drift import DriftMonitor
 from streamrec.core.monitoring.monitor import Monitor
 from streamrec.core.monitoring.quality import OnlineQuality
-from streamrec.core.privacy import Pseudonymizer
+from streamrec.core.privacy import Pseudonymizer, Sealer
 from streamrec.core.profile import ProfileUpdater
 from streamrec.core.ranking.models import OnlineRanker
 from streamrec.core.ranking.recommender import Recommender
@@ -30,8 +31,9 @@ from streamrec.settings import Settings
 
 def build_engine(s: Settings, recommender: Recommender | None = None) -> Engine:
     """An engine configured by `s` (a fresh `Recommender` unless one is given)."""
+    pseudonymize = Pseudonymizer(s.resolved_pseudonym_key())
     ingestor = Ingestor(
-        Pseudonymizer(s.resolved_pseudonym_key()),
+        pseudonymize,
         validate=load_contract(STOREFRONT_EVENTS).validator,
         max_event_bytes=s.max_event_bytes,
         min_ts_ms=s.min_event_ts_ms,
@@ -60,7 +62,16 @@ def build_engine(s: Settings, recommender: Recommender | None = None) -> Engine:
         interest_candidates=s.interest_candidates,
         experiment=s.experiment_config(),
         monitor=build_monitor(s) if s.monitoring else None,
-        dlq_original_max_bytes=s.dlq_original_max_bytes,
+        dead_letters=build_dead_letters(s, pseudonymize),
+    )
+
+
+def build_dead_letters(s: Settings, pseudonymize: Pseudonymizer | None = None) -> DeadLetterWriter:
+    """Dead letters keyed by pseudonym, their bytes sealed with the DLQ key."""
+    return DeadLetterWriter(
+        pseudonymize or Pseudonymizer(s.resolved_pseudonym_key()),
+        Sealer(s.resolved_dlq_key()),
+        s.dlq_original_max_bytes,
     )
 
 

@@ -249,12 +249,24 @@ class RecommendationReader:
     def pseudonym(self, user_id: str) -> str:
         return self._pseudonym(user_id)
 
+    def event_ref(self, event_id: str) -> str:
+        """The id a list carries for the event `event_id` you sent (its keyed hash):
+        past ingest no topic holds a storefront's own event ids."""
+        return self._pseudonym.event_id(event_id)
+
+    def answers(self, event_id: str) -> Callable[[Recommendation], bool]:
+        """A `wait_for(until=...)` test: the list made after event `event_id`."""
+        ref = self.event_ref(event_id)
+        return lambda rec: rec.event_id == ref
+
     def poll(self, timeout_s: float = 0.2) -> list[Recommendation]:
         """Fetch what has arrived; returns the lists read, in partition order."""
         got: list[Recommendation] = []
         for records in self._consumer.poll(timeout_ms=int(timeout_s * 1000)).values():
             for r in records:
-                if r.value is None:
+                if r.value is None:  # a tombstone: the user was erased (`streamrec forget`)
+                    if r.key is not None:
+                        self._latest.pop(r.key.decode(), None)
                     continue
                 rec = Recommendation.from_dict(serde.loads(r.value))
                 self._latest[rec.user] = rec

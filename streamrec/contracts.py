@@ -36,6 +36,7 @@ CATALOG_EMBEDDINGS = "catalog.embeddings"
 SCORER_REQUESTS = "scorer.requests"
 SCORER_REPLIES = "scorer.replies"
 SCORER_CONTROL = "scorer.control"
+PRIVACY_AUDIT = "privacy.audit"
 
 
 def contracts_dir() -> Path:

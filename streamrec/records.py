@@ -16,7 +16,9 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-EVENT_TYPES = ("view", "click", "search", "add_to_cart", "purchase", "impression")
+EVENT_TYPES = ("view", "click", "search", "add_to_cart", "purchase", "impression", "forget")
+#: Events that are behaviour (all but `forget`, an erasure request).
+BEHAVIOUR_TYPES = EVENT_TYPES[:-1]
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
@@ -118,11 +120,16 @@ class CatalogItem:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """A message that could not be processed, with why and (a bounded part of) its bytes.
+    """A message that could not be processed: why, where from, and its bytes sealed.
 
-    `original` holds at most the configured number of bytes; when the message
-    was longer, `truncated` is True and `original_size` / `original_sha256`
-    describe the whole, so a dead letter always fits on the topic.
+    No identity is readable at rest: the record is keyed by the user's
+    pseudonym (or a keyed hash of the message key), `event_id` is the hashed
+    id, and the original key and bytes are in `sealed` (AES-256-GCM, see
+    `core/privacy.Sealer`; `key_id` names the key). `sealed` holds at most the
+    configured number of original bytes; when the message was longer,
+    `truncated` is True and `original_size` / `original_sha256` describe the
+    whole, so a dead letter always fits on the topic. `original` is set only on
+    records read back from before sealing (format 1).
     """
 
     reason: str
@@ -130,22 +137,67 @@ class DeadLetter:
     source_topic: str
     partition: int
     offset: int
-    original: bytes
+    sealed: bytes
     dlq_ts: int
+    key_id: str = ""
+    #: The user's pseudonym when the message named a user (also the record's key).
+    user: str | None = None
     event_id: str | None = None
     truncated: bool = False
     original_size: int | None = None
     original_sha256: str | None = None
+    original: bytes | None = None
+    format: int = 2
+
+    @property
+    def ref(self) -> str:
+        """source topic:partition:offset, the name `streamrec dlq` shows."""
+        return f"{self.source_topic}:{self.partition}:{self.offset}"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["original"] = base64.b64encode(self.original).decode("ascii")
+        d["sealed"] = base64.b64encode(self.sealed).decode("ascii")
+        d.pop("original")
         return _drop_none(d) | {"event_id": self.event_id}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DeadLetter:
         d = dict(d)
-        d["original"] = base64.b64decode(d["original"])
+        if "original" in d:  # format 1: readable bytes, written before dead letters were sealed
+            d["original"] = base64.b64decode(d["original"])
+            d.setdefault("sealed", "")
+            d["format"] = 1
+        d["sealed"] = base64.b64decode(d["sealed"])
+        return cls(**d)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One privacy action on `privacy.audit`, by pseudonym: never a raw id.
+
+    `action` is "erase" (a worker forgot a user: `detail` says what it
+    removed) or "dlq_replay" (an operator replayed the dead letter `ref`).
+    """
+
+    action: str
+    ts: int
+    user: str | None = None
+    #: The hashed id of the `forget` event that asked for it (erasures).
+    event_id: str | None = None
+    requested_ts: int | None = None
+    ref: str | None = None
+    detail: str = ""
+    by: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.action}:{self.user or self.ref}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none(asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AuditRecord:
         return cls(**d)
 
 

@@ -31,8 +31,23 @@ ENV_MODE = "STREAMREC_MODE"
 ENV_KAFKA_BOOTSTRAP = "STREAMREC_KAFKA_BOOTSTRAP"
 ENV_PSEUDONYM_KEY = "STREAMREC_PSEUDONYM_KEY"
 
+ENV_DLQ_KEY = "STREAMREC_DLQ_KEY"
+
 # Only usable with the embedded (loopback) broker: production refuses it.
 DEV_PSEUDONYM_KEY = "streamrec-dev-key-not-for-production"
+#: The shortest production key, in bytes (256 bits: a key no one can guess).
+MIN_KEY_BYTES = 32
+_MAKE_KEY = "`python -c 'import secrets; print(secrets.token_hex(32))'`"
+
+
+def is_dev_key(key: str) -> bool:
+    """The public dev key however it is cased, padded or quoted.
+
+    >>> is_dev_key(" Streamrec-Dev-Key-Not-For-Production\n"), is_dev_key('"x"')
+    (True, False)
+    """
+    core = "".join(key.split()).strip("\"'`").casefold()
+    return core == DEV_PSEUDONYM_KEY
 
 
 class Secret:
@@ -112,8 +127,12 @@ class Settings:
     #: this many MB, and a block cache (decompressed profiles read from disk).
     store_write_buffer_mb: int = 8
     store_block_cache_mb: int = 32
-    #: Keyed-HMAC secret for user ids. Required in production mode.
+    #: Keyed-HMAC secret for user, event and session ids. Production mode requires
+    #: one of at least 32 bytes; see docs/privacy.md for rotating it.
     pseudonym_key: Secret = field(default_factory=lambda: Secret(""))
+    #: Secret that seals dead letters' original bytes (AES-256-GCM); unset: a key
+    #: derived from the pseudonym key. At least 32 bytes when set.
+    dlq_key: Secret = field(default_factory=lambda: Secret(""))
     #: Consumer fetch max wait. The embedded broker does not wake a waiting fetch,
     #: so latency per hop is about half of this; real Kafka answers at once.
     fetch_max_wait_ms: int = 100
@@ -352,24 +371,48 @@ class Settings:
         return f"{self.topic_prefix}{name}"
 
     def resolved_pseudonym_key(self) -> bytes:
-        """The HMAC key; refuses the dev key anywhere but the embedded broker in dev mode."""
-        if self.pseudonym_key:
-            key = self.pseudonym_key.get()
-            if self.mode == "production" and key == DEV_PSEUDONYM_KEY:
-                raise ConfigError(f"{ENV_PSEUDONYM_KEY} is the public dev key; set a real secret")
-            return key.encode()
-        if self.mode == "production":
+        """The HMAC key. The dev key (in any casing or padding) only on a loopback
+        broker; production needs a key of at least `MIN_KEY_BYTES`."""
+        key = self.pseudonym_key.get() if self.pseudonym_key else ""
+        if (key and is_dev_key(key)) or (not key and self.mode != "production"):
+            if self.mode == "production":
+                raise ConfigError(
+                    f"{ENV_PSEUDONYM_KEY} is (a variant of) the public dev key; make a real "
+                    f"secret with {_MAKE_KEY}"
+                )
+            if not self.is_embedded:
+                raise ConfigError(
+                    f"{ENV_KAFKA_BOOTSTRAP}={self.kafka_bootstrap} is not a loopback broker; "
+                    "the public dev key is only allowed there (anyone can compute its "
+                    f"pseudonyms). Set {ENV_PSEUDONYM_KEY} to a secret made with {_MAKE_KEY}"
+                )
+            return DEV_PSEUDONYM_KEY.encode()
+        if not key:
             raise ConfigError(
-                f"production mode needs {ENV_PSEUDONYM_KEY}: a long random secret, e.g. "
-                "`python -c 'import secrets; print(secrets.token_hex(32))'`. "
-                "Keep it stable: changing it changes every user's pseudonym."
+                f"production mode needs {ENV_PSEUDONYM_KEY}: a secret of at least "
+                f"{MIN_KEY_BYTES} bytes, e.g. {_MAKE_KEY}. "
+                "Keep it stable: changing it changes every user's pseudonym (docs/privacy.md)."
             )
-        if not self.is_embedded:
+        if self.mode == "production" and len(key.encode()) < MIN_KEY_BYTES:
             raise ConfigError(
-                f"{ENV_KAFKA_BOOTSTRAP}={self.kafka_bootstrap} is not the embedded broker; "
-                f"the built-in dev key is only allowed on loopback. Set {ENV_PSEUDONYM_KEY}."
+                f"{ENV_PSEUDONYM_KEY} is {len(key.encode())} bytes; production needs at least "
+                f"{MIN_KEY_BYTES} (a guessable key lets anyone compute pseudonyms). "
+                f"Make one with {_MAKE_KEY}"
             )
-        return DEV_PSEUDONYM_KEY.encode()
+        return key.encode()
+
+    def resolved_dlq_key(self) -> bytes:
+        """The secret that seals dead letters: its own, or derived from the pseudonym key."""
+        pseudonym_key = self.resolved_pseudonym_key()  # its checks apply in any case
+        if not self.dlq_key:
+            return b"dlq:" + pseudonym_key
+        key = self.dlq_key.get()
+        if is_dev_key(key) or (len(key.encode()) < MIN_KEY_BYTES and self.mode == "production"):
+            raise ConfigError(
+                f"{ENV_DLQ_KEY} must be a secret of at least {MIN_KEY_BYTES} bytes "
+                f"(or unset, to derive it from {ENV_PSEUDONYM_KEY}); make one with {_MAKE_KEY}"
+            )
+        return key.encode()
 
     def kafka_python_security(self) -> dict[str, Any]:
         """Security keyword arguments for kafka-python clients."""

@@ -14,7 +14,7 @@ from streamrec.core.ingest import RawMessage
 from streamrec.core.monitoring.counters import Counters
 from streamrec.core.monitoring.drift import Detection
 from streamrec.core.profile import Profile
-from streamrec.records import DeadLetter, Event, Recommendation
+from streamrec.records import AuditRecord, DeadLetter, Event, Recommendation
 
 
 class ProfileStore(Protocol):
@@ -23,6 +23,8 @@ class ProfileStore(Protocol):
     def get(self, user: str, partition: int) -> Profile | None: ...
 
     def put(self, user: str, profile: Profile, partition: int) -> None: ...
+
+    def delete(self, user: str, partition: int) -> None: ...
 
 
 class DictProfileStore(dict[str, Profile]):
@@ -33,6 +35,9 @@ class DictProfileStore(dict[str, Profile]):
 
     def put(self, user: str, profile: Profile, partition: int = 0) -> None:
         self[user] = profile
+
+    def delete(self, user: str, partition: int = 0) -> None:
+        self.pop(user, None)
 
 
 @dataclass(frozen=True)
@@ -57,14 +62,22 @@ class Ingested:
     dead_letters: list[tuple[bytes | None, DeadLetter]] = field(default_factory=list)
     #: What ingest counted (in, dlq, duplicates); travels on with the batch.
     counters: Counters = field(default_factory=Counters)
+    #: Event ids an erasure in this run keeps in de-duplication: the same user's
+    #: events later in the batch (ingested already, applied after the erasure).
+    keep_ids: frozenset[str] = frozenset()
 
 
 @dataclass
 class BatchOutput:
     recommendations: list[Recommendation] = field(default_factory=list)
-    #: (original key, dead letter): the DLQ keeps the original key.
+    #: (record key: a pseudonym or a keyed hash, dead letter).
     dead_letters: list[tuple[bytes | None, DeadLetter]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    #: Users erased in this batch (`forget` events): what each one removed, for the audit.
+    erasures: list[AuditRecord] = field(default_factory=list)
+    #: Pseudonyms whose latest list is to be deleted (a tombstone on `recommendations`):
+    #: erased users without a newer list in the same batch.
+    tombstones: list[str] = field(default_factory=list)
     #: The source message of each recommendation (same order): what a list that
     #: cannot be published is dead-lettered with.
     sources: list[RawMessage] = field(default_factory=list)
@@ -77,6 +90,8 @@ class BatchOutput:
         self.recommendations += other.recommendations
         self.dead_letters += other.dead_letters
         self.events += other.events
+        self.erasures += other.erasures
+        self.tombstones += other.tombstones
         self.sources += other.sources
         self.drift += other.drift
         self.counters.merge(other.counters)

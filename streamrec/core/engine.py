@@ -41,8 +41,8 @@ from streamrec.core.batch import (
     QueryVectors,
 )
 from streamrec.core.catalog import Catalog
+from streamrec.core.deadletters import DeadLetterWriter
 from streamrec.core.ingest import (
-    MAX_DLQ_ORIGINAL,
     Duplicate,
     Ingestor,
     RawMessage,
@@ -58,7 +58,7 @@ from streamrec.core.retrieval.index import Hits
 from streamrec.core.retrieval.interest import InterestModel
 from streamrec.core.retrieval.stage import Retrieval
 from streamrec.core.retrieval.vectors import ItemVectors
-from streamrec.records import CatalogItem, DeadLetter, Event, Recommendation
+from streamrec.records import AuditRecord, CatalogItem, DeadLetter, Event, Recommendation
 
 __all__ = [
     "BatchOutput",
@@ -82,15 +82,15 @@ class Engine(Retrieval):
         updater: ProfileUpdater,
         recommender: Recommender,
         catalog: Catalog | None = None,
-        item_vectors: ItemVectors | None = None,
         *,
+        dead_letters: DeadLetterWriter,
+        item_vectors: ItemVectors | None = None,
         query_cache_size: int = 100_000,
         query_candidates: int = 100,
         interest: InterestModel | None = None,
         interest_candidates: int = 200,
         experiment: Experiment | None = None,
         monitor: Monitor | None = None,
-        dlq_original_max_bytes: int = MAX_DLQ_ORIGINAL,
     ) -> None:
         self.ingestor = ingestor
         self.updater = updater
@@ -113,7 +113,8 @@ class Engine(Retrieval):
         self.experiment = experiment or Experiment([])
         #: Online quality and drift (None: monitoring off).
         self.monitor = monitor
-        self.dlq_original_max_bytes = dlq_original_max_bytes
+        #: Dead letters keyed by pseudonym, their bytes sealed (`core/deadletters.py`).
+        self.dead_letters = dead_letters
         #: The current metrics window: whole batches, added by `count` (the shell
         #: calls it once a batch's output reached Kafka; `process_batch` at once).
         self.counters = Counters()
@@ -148,8 +149,21 @@ class Engine(Retrieval):
         """Add a batch's counts to the current window (once its output is delivered)."""
         self.counters.merge(batch)
 
-    def dead_letter(self, msg: RawMessage, rejection: Rejection, now_ms: int) -> DeadLetter:
-        return rejection.dead_letter(msg, now_ms, self.dlq_original_max_bytes)
+    def dead_letter(
+        self, msg: RawMessage, rejection: Rejection, now_ms: int
+    ) -> tuple[bytes | None, DeadLetter]:
+        """(record key, dead letter) for a message that cannot be processed."""
+        return self.dead_letters.write(rejection, msg, now_ms)
+
+    def forget_user(self, user: str, keep_ids: frozenset[str] = frozenset()) -> dict[str, int]:
+        """Erasure of what this process holds in memory for `user` (a pseudonym): its
+        de-duplication ids, pending ranker feedback and online-quality state. The
+        profile is deleted by the batch (`forget` events), the list by the shell."""
+        return {
+            "dedup_ids": self.ingestor.dedup.forget(user, keep_ids),
+            "ranker_pending": self.recommender.forget(user),
+            "quality_state": self.monitor.forget(user) if self.monitor is not None else 0,
+        }
 
     def encode(self, out: BatchOutput, now_ms: int) -> list[tuple[bytes, bytes, int]]:
         """(key, value, source index) of each list on the wire; a list that cannot be
@@ -170,7 +184,7 @@ class Engine(Retrieval):
         """The list `i` of `out` did not get out: its event goes to the dead letters."""
         msg, event = out.sources[i], out.recommendations[i]
         rejection = Rejection(reason, detail, event.event_id, event.event_type)
-        out.dead_letters.append((msg.key, self.dead_letter(msg, rejection, now_ms)))
+        out.dead_letters.append(self.dead_letter(msg, rejection, now_ms))
         out.counters.unpublish(reason, event.event_type)
 
     def ingest_batch(self, batch: Sequence[RawMessage], now_ms: int) -> Ingested:
@@ -187,7 +201,7 @@ class Engine(Retrieval):
                 result = Rejection("processing_error", f"{type(exc).__name__}: {exc}")
             if isinstance(result, Rejection):
                 counters.dead_letter(result.reason, result.event_type)
-                out.dead_letters.append((msg.key, self.dead_letter(msg, result, now_ms)))
+                out.dead_letters.append(self.dead_letter(msg, result, now_ms))
             elif isinstance(result, Duplicate):
                 counts["duplicates"] += 1
                 counters.rejected_by_type[(result.event_type or "unknown", "duplicates")] += 1
@@ -218,6 +232,13 @@ class Engine(Retrieval):
         A failure of the batch-wide steps (one vector search for the batch) falls
         back to the events one at a time, so a poison event costs itself only.
         """
+        if any(e.type == "forget" for _m, e in ingested.accepted):
+            return self._apply_runs(ingested, store, now_ms)
+        return self._apply_or_isolate(ingested, store, now_ms)
+
+    def _apply_or_isolate(
+        self, ingested: Ingested, store: ProfileStore, now_ms: int
+    ) -> BatchOutput:
         try:
             return self._apply_batch(ingested, store, now_ms)
         except Exception:
@@ -228,6 +249,30 @@ class Engine(Retrieval):
                 out.extend(self._apply_batch(Ingested([(msg, event)]), store, now_ms))
             except Exception as exc:
                 self._reject(out, msg, event, "processing_error", exc, now_ms)
+        return out
+
+    def _apply_runs(self, ingested: Ingested, store: ProfileStore, now_ms: int) -> BatchOutput:
+        """A batch with erasures, in runs that each end with one: whatever follows a
+        `forget` reads the store after it, so nothing of the erased state carries over."""
+        out = BatchOutput(dead_letters=list(ingested.dead_letters), counters=ingested.counters)
+        run: list[tuple[RawMessage, Event]] = []
+        erased_at: dict[str, int] = {}
+        accepted = ingested.accepted
+        for j, (msg, event) in enumerate(accepted):
+            run.append((msg, event))
+            if event.type == "forget":
+                later = frozenset(e.event_id for _m, e in accepted[j + 1 :] if e.user == event.user)
+                out.extend(self._apply_or_isolate(Ingested(run, keep_ids=later), store, now_ms))
+                erased_at[event.user] = len(out.recommendations)
+                run = []
+        if run:
+            out.extend(self._apply_or_isolate(Ingested(run), store, now_ms))
+        # The shell sends tombstones after the batch's lists: none for a user whose
+        # new list (after the erasure) replaces the old one anyway.
+        relisted = {
+            u for u, at in erased_at.items() if any(r.user == u for r in out.recommendations[at:])
+        }
+        out.tombstones = [u for u in dict.fromkeys(out.tombstones) if u not in relisted]
         return out
 
     def _reject(
@@ -246,7 +291,7 @@ class Engine(Retrieval):
             exc = f"{type(exc).__name__}: {exc}"
         out.counters.dead_letter(reason, event.type)
         rejection = Rejection(reason, exc, event.event_id, event.type)
-        out.dead_letters.append((msg.key, self.dead_letter(msg, rejection, now_ms)))
+        out.dead_letters.append(self.dead_letter(msg, rejection, now_ms))
 
     def _apply_batch(self, ingested: Ingested, store: ProfileStore, now_ms: int) -> BatchOutput:
         out = BatchOutput(dead_letters=list(ingested.dead_letters), counters=ingested.counters)
@@ -262,7 +307,12 @@ class Engine(Retrieval):
         user_vectors, interest_hits, states = self._interest_pass(
             ingested, store, profiles, replayed
         )
+        erased: set[str] = set()
         for j, (msg, event) in enumerate(ingested.accepted):
+            if event.type == "forget":  # the last event of its run (`apply_batch`)
+                self._forget(event, now_ms, out, ingested.keep_ids)
+                erased.add(event.user)
+                continue
             try:
                 ctx = self._rank_context(user_vectors[j], interest_hits[j])
                 rec = self._apply(event, msg, profiles, now_ms, query_hits, ctx, replayed[j], out)
@@ -283,10 +333,36 @@ class Engine(Retrieval):
         if self.monitor is not None and self.monitor.detections:
             out.drift = self.monitor.take_detections()
         for user, state in states.items():
-            profiles[user][0].vectors = state.to_dict()
+            if user not in erased:
+                profiles[user][0].vectors = state.to_dict()
         for user, (profile, partition) in profiles.items():
-            store.put(user, profile, partition)
+            if user in erased:
+                store.delete(user, partition)  # the table and a changelog tombstone
+            else:
+                store.put(user, profile, partition)
+        out.tombstones += erased  # and the latest list
         return out
+
+    def _forget(
+        self, event: Event, now_ms: int, out: BatchOutput, keep_ids: frozenset[str]
+    ) -> None:
+        """A `forget` event: what this process holds for the user goes now; the batch
+        deletes the profile, the shell the latest list; the audit says what went."""
+        removed = self.forget_user(event.user, keep_ids)
+        counters = out.counters
+        counters.counts["valid"] += 1
+        counters.counts["erasures"] += 1
+        counters.by_type[event.type] += 1
+        out.erasures.append(
+            AuditRecord(
+                "erase",
+                now_ms,
+                user=event.user,
+                event_id=event.event_id,
+                requested_ts=event.ts,
+                detail="profile, latest list, " + ", ".join(f"{k}={v}" for k, v in removed.items()),
+            )
+        )
 
     def _apply(
         self,

@@ -8,7 +8,6 @@ which is what makes `in = valid + dlq + duplicates` hold.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,13 +16,9 @@ import fastjsonschema
 
 from streamrec import serde
 from streamrec.contracts import STOREFRONT_EVENTS
+from streamrec.core.privacy import Pseudonymizer
 from streamrec.errors import SerdeError
-from streamrec.records import EVENT_TYPES, DeadLetter, Event
-
-#: Bytes of a dead-lettered message kept in the dead letter (the rest: size and hash).
-MAX_DLQ_ORIGINAL = 16_384
-#: Characters of a rejection's detail (and event id) kept in the dead letter.
-MAX_DETAIL = 1_000
+from streamrec.records import EVENT_TYPES, Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,31 +40,6 @@ class Rejection:
     event_id: str | None = None
     #: The event's type when it is a known one (for per-type counts), else None.
     event_type: str | None = None
-
-    def dead_letter(
-        self, msg: RawMessage, now_ms: int, max_original: int = MAX_DLQ_ORIGINAL
-    ) -> DeadLetter:
-        """The dead letter for `msg`: its bytes up to `max_original`, a hash of the rest.
-
-        Bounded so that a dead letter always fits on the topic, however large the
-        message was (a 1 MiB event must not make its own dead letter undeliverable).
-        """
-        original = msg.value or b""
-        size = len(original)
-        truncated = size > max_original
-        return DeadLetter(
-            reason=self.reason,
-            detail=self.detail[:MAX_DETAIL],
-            source_topic=msg.topic,
-            partition=msg.partition,
-            offset=msg.offset,
-            original=original[:max_original] if truncated else original,
-            dlq_ts=now_ms,
-            event_id=self.event_id[:MAX_DETAIL] if self.event_id else None,
-            truncated=truncated,
-            original_size=size if truncated else None,
-            original_sha256=hashlib.sha256(original).hexdigest() if truncated else None,
-        )
 
 
 def parse_document(value: bytes, validate: Callable[[Any], Any], what: str) -> Any:
@@ -97,62 +67,102 @@ _DUPLICATES = {t: Duplicate(t) for t in EVENT_TYPES}
 
 
 class Deduplicator:
-    """Remembers event ids for `window_ms` of event time, at most `max_ids` of them.
+    """Remembers each user's event ids for `window_ms` of event time, at most `max_ids`.
 
     Partition-local by construction (events are keyed by user, so a retried
     event lands on the same partition). Memory only: ids seen before a worker
     restart are forgotten, so a retry that straddles a restart can pass once
     (its profile effect still counts once: profiles remember applied offsets).
 
-    Compact: two generations of 64-bit hashes of the ids (~60 bytes per id, a
-    third of a dict of the id strings); a generation turns over when it spans
-    half the window or holds half of `max_ids`. So an id is remembered for at
-    least half the window (and the newest `max_ids / 2` ids always), forgotten
-    once it is older than the window. A false duplicate needs a 64-bit hash
-    collision: about 1e-7 with 2 million ids held.
+    Compact: two generations of 64-bit hashes of the ids, grouped by user (a
+    user with one id in a generation costs one int, not a set), so erasing a
+    user (`forget`) drops exactly their ids. A generation turns over when it
+    spans half the window or holds half of `max_ids`. So an id is remembered
+    for at least half the window (and the newest `max_ids / 2` ids always),
+    forgotten once it is older than the window. A false duplicate needs a
+    64-bit hash collision within one user's ids.
 
     >>> d = Deduplicator(window_ms=60_000, max_ids=1_000)
-    >>> d.seen("e1", 0), d.seen("e1", 1_000), d.seen("e2", 200_000), d.seen("e1", 200_000)
-    (False, True, False, False)
+    >>> d.seen("u", "e1", 0), d.seen("u", "e1", 1_000), d.seen("v", "e1", 1_000)
+    (False, True, False)
+    >>> d.seen("u", "e2", 200_000), d.seen("u", "e1", 200_000)
+    (False, False)
+    >>> d.forget("u"), d.seen("u", "e2", 200_001)
+    (1, False)
     """
 
     def __init__(self, window_ms: int, max_ids: int) -> None:
         self.window_ms = window_ms
         self.max_ids = max(2, max_ids)
-        self._current: set[int] = set()
-        self._previous: set[int] = set()
+        #: user -> one id hash, or a set of them
+        self._current: dict[str, int | set[int]] = {}
+        self._previous: dict[str, int | set[int]] = {}
+        self._current_n = 0
+        self._previous_n = 0
         self._current_start = 0
         self._current_newest = 0
         self._previous_newest = 0
         self._watermark = 0
 
-    def seen(self, event_id: str, ts: int) -> bool:
+    def seen(self, user: str, event_id: str, ts: int) -> bool:
         if ts > self._watermark:
             self._watermark = ts
         if self._previous and self._watermark - self._previous_newest > self.window_ms:
-            self._previous = set()  # every id in it is older than the window
+            self._previous, self._previous_n = {}, 0  # every id in it is older than the window
         h = hash(event_id)
-        if h in self._current or h in self._previous:
+        if _holds(self._current.get(user), h) or _holds(self._previous.get(user), h):
             return True
-        current = self._current
-        if current and (
-            len(current) >= self.max_ids // 2
+        if self._current_n and (
+            self._current_n >= self.max_ids // 2
             or self._watermark - self._current_start >= self.window_ms // 2
         ):
             if self._watermark - self._current_newest <= self.window_ms:
-                self._previous, self._previous_newest = current, self._current_newest
+                self._previous, self._previous_newest = self._current, self._current_newest
+                self._previous_n = self._current_n
             else:
-                self._previous = set()
-            current = self._current = set()
-        if not current:
+                self._previous, self._previous_n = {}, 0
+            self._current, self._current_n = {}, 0
+        current = self._current
+        if not self._current_n:
             self._current_start = self._current_newest = ts
         elif ts > self._current_newest:
             self._current_newest = ts
-        current.add(h)
+        held = current.get(user)
+        if held is None:
+            current[user] = h
+        elif isinstance(held, set):
+            held.add(h)
+        else:
+            current[user] = {held, h}
+        self._current_n += 1
         return False
 
+    def forget(self, user: str, keep: frozenset[str] = frozenset()) -> int:
+        """Drop every id of `user` (erasure) but those in `keep`; how many were dropped."""
+        kept = {hash(i) for i in keep}
+        n = -len(kept)
+        for gen in (self._current, self._previous):
+            held = gen.pop(user, None)
+            if held is not None:
+                k = len(held) if isinstance(held, set) else 1
+                n += k
+                if gen is self._current:
+                    self._current_n -= k
+                else:
+                    self._previous_n -= k
+        if kept:
+            self._current[user] = kept
+            self._current_n += len(kept)
+        return max(0, n)
+
     def __len__(self) -> int:
-        return len(self._current) + len(self._previous)
+        return self._current_n + self._previous_n
+
+
+def _holds(held: int | set[int] | None, h: int) -> bool:
+    if held is None:
+        return False
+    return h in held if isinstance(held, set) else held == h
 
 
 class Ingestor:
@@ -160,7 +170,7 @@ class Ingestor:
 
     def __init__(
         self,
-        pseudonymize: Callable[[str], str],
+        pseudonymize: Pseudonymizer,
         *,
         validate: Callable[[Any], Any],
         max_event_bytes: int = 16_384,
@@ -190,7 +200,9 @@ class Ingestor:
             return Rejection("not_json", str(exc))
         if not isinstance(doc, dict):
             return Rejection("not_object", f"expected a JSON object, got {type(doc).__name__}")
-        event_id = doc.get("event_id") if isinstance(doc.get("event_id"), str) else None
+        raw_id = doc.get("event_id")
+        # Event ids leave ingest hashed: a storefront may put an account number in them.
+        event_id = self.pseudonymize.event_id(raw_id) if isinstance(raw_id, str) else None
         etype: str = doc.get("type", "")  # a known type once the schema passes
         known = etype if etype in EVENT_TYPES else None
         try:
@@ -216,16 +228,19 @@ class Ingestor:
                 known,
             )
         assert event_id is not None  # the schema requires it
-        if self.dedup.seen(event_id, ts):
+        user = self.pseudonymize(doc["user_id"])
+        if self.dedup.seen(user, event_id, ts):
             return _DUPLICATES[etype]
+        session = doc.get("session_id")
         # Data minimisation: only what the engine uses survives; context and
-        # unknown fields stop here, and the raw user id is replaced.
+        # unknown fields stop here, and the raw user, event and session ids are
+        # replaced by keyed hashes.
         return Event(
             event_id=event_id,
             type=etype,
-            user=self.pseudonymize(doc["user_id"]),
+            user=user,
             ts=ts,
-            session_id=doc.get("session_id"),
+            session_id=self.pseudonymize.session_id(session) if session is not None else None,
             item_id=doc.get("item_id"),
             query=doc.get("query") if etype == "search" else None,
             price=doc.get("price") if etype == "purchase" else None,

@@ -48,6 +48,9 @@ class LRUCache(Generic[V]):
         total = self.hits + self.misses
         return self.hits / total if total else 0.0
 
+    def pop(self, key: str) -> V | None:
+        return self._data.pop(key, None)
+
     def clear(self) -> None:
         """Drop every entry (a new model version makes them all stale)."""
         self._data.clear()

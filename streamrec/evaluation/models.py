@@ -116,7 +116,8 @@ class StreamrecModel:
             self._last_ts = max(self._last_ts, ev.ts)
         out = self.engine.process_batch(msgs, self.store, self.now_ms, embed=self._embed)
         lists = {r.event_id: [i.item_id for i in r.items[:k]] for r in out.recommendations}
-        return [lists.get(ev.event_id) for ev in events]
+        ref = self.engine.ingestor.pseudonymize.event_id  # lists carry hashed event ids
+        return [lists.get(ref(ev.event_id)) for ev in events]
 
     def recommend(self, user: str, k: int) -> list[str]:
         return self.recommend_many([user], k)[user]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from tqdm import tqdm
 from streamrec.client import EventProducer, RecommendationReader
 from streamrec.core.monitoring.histogram import LogHistogram
 from streamrec.errors import StreamrecError
-from streamrec.records import CatalogItem, RawEvent, Recommendation
+from streamrec.records import CatalogItem, RawEvent
 from streamrec.settings import Settings
 from streamrec.tools.stack import PROBE_USER, LocalStack
 
@@ -97,15 +97,16 @@ def _collect(
             for ev in tqdm(events, desc="replay", unit="ev", disable=not progress):
                 producer.send_event(ev)
             producer.flush()
-        wanted = {ev.event_id for ev in events}
+        wanted = {reader.event_ref(ev.event_id): ev.event_id for ev in events}
         lists: dict[str, list[str]] = {}
         freshness = LogHistogram()
         bar = tqdm(total=len(wanted), desc="lists", unit="list", disable=not progress)
         idle_until = time.monotonic() + IDLE_S
         while len(lists) < len(wanted) and time.monotonic() < idle_until:
             for rec in reader.poll(0.5):
-                if rec.event_id in wanted and rec.event_id not in lists:
-                    lists[rec.event_id] = list(rec.item_ids)
+                raw = wanted.get(rec.event_id)
+                if raw is not None and raw not in lists:
+                    lists[raw] = list(rec.item_ids)
                     freshness.record(max(0, rec.produced_ts - rec.ingest_ts))
                     bar.update(1)
                     idle_until = time.monotonic() + IDLE_S
@@ -124,12 +125,8 @@ def _wait_for_item_vectors(
         probe = uuid.uuid4().hex
         producer.track("search", PROBE_USER, query="probe", event_id=probe)
         producer.flush()
-        rec = reader.wait_for(PROBE_USER, timeout_s=10, until=_is_event(probe))
+        rec = reader.wait_for(PROBE_USER, timeout_s=10, until=reader.answers(probe))
         if rec is not None and rec.encoder_version is not None:
             return
         time.sleep(2.0)
     raise StreamrecError(f"the catalog was not embedded within {timeout_s:.0f} s; see scorer-0.log")
-
-
-def _is_event(event_id: str) -> Callable[[Recommendation], bool]:
-    return lambda rec: rec.event_id == event_id

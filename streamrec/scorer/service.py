@@ -48,6 +48,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 
 from streamrec import serde
 from streamrec.aio import read_partition
+from streamrec.build import build_dead_letters
 from streamrec.contracts import (
     CATALOG_EMBEDDINGS,
     CATALOG_ITEMS,
@@ -104,6 +105,7 @@ class ScorerService:
         self.t_dlq = s.topic(EVENTS_DLQ)
         self.t_metrics = s.topic(METRICS)
         self.validate_request = load_contract(SCORER_REQUESTS).validator
+        self.dead_letters = build_dead_letters(s)
         self.validate_item = load_contract(CATALOG_ITEMS).validator
         self.validate_embedding = load_contract(CATALOG_EMBEDDINGS).validator
         self.validate_control = load_contract(SCORER_CONTROL).validator
@@ -364,9 +366,9 @@ class ScorerService:
                 key = item.item_id.encode()
                 value = serde.dumps(item.to_dict())
                 msg = RawMessage(value, key, partition, 0, ts, self.t_catalog)
-                dead = Rejection("encode_error", detail).dead_letter(msg, ts)
+                dead_key, dead = self.dead_letters.write(Rejection("encode_error", detail), msg, ts)
                 log.warning("dead letter encode_error: %s", detail)
-                await self._send(self.t_dlq, key, serde.dumps(dead.to_dict()))
+                await self._send(self.t_dlq, dead_key, serde.dumps(dead.to_dict()))
                 continue
             record = CatalogEmbedding(
                 kind="item",
@@ -560,10 +562,10 @@ class ScorerService:
 
     async def _dead_letter(self, r: Any, rejection: Rejection) -> None:
         msg = RawMessage(r.value, r.key, r.partition, r.offset, r.timestamp, r.topic)
-        dead = rejection.dead_letter(msg, now_ms())
+        key, dead = self.dead_letters.write(rejection, msg, now_ms())
         log.warning("dead letter %s at %s[%d]@%d: %s", dead.reason, r.topic, r.partition,
                     r.offset, dead.detail)  # fmt: skip
-        await self._send(self.t_dlq, r.key, serde.dumps(dead.to_dict()))
+        await self._send(self.t_dlq, key, serde.dumps(dead.to_dict()))
 
     def _reset_window(self) -> None:
         self.w_start = now_ms()

@@ -241,7 +241,7 @@ def measure_throughput(settings: Settings, shop: SyntheticShop, n: int) -> dict[
     reader = RecommendationReader(settings, from_beginning=False)
     now = int(time.time() * 1000)
     events = shop.events(n, start_ts=now - n, step_ms=1)
-    ids = {e.event_id for e in events}
+    ids = {reader.event_ref(e.event_id) for e in events}
     produced: list[int] = []
     t0 = time.monotonic()
     with EventProducer(settings) as producer:
@@ -295,7 +295,7 @@ def measure_freshness(
                 collect(min(lag, 0.005))
             ev = make_event(i)
             producer.send_event(ev)
-            pending.add(ev.event_id)
+            pending.add(reader.event_ref(ev.event_id))
             if i % max(1, rate // 200) == 0:
                 producer.flush()
         producer.flush()

@@ -14,7 +14,6 @@ import os
 import random
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -250,7 +249,7 @@ def _cold_start(settings: Settings, titles: dict[str, str], reader: Recommendati
             user = f"new-shopper-{n}-{int(time.time())}"
             ev = producer.track("search", user, query=query)
             producer.flush()
-            rec = reader.wait_for(user, timeout_s=30, until=_answers(ev.event_id))
+            rec = reader.wait_for(user, timeout_s=30, until=reader.answers(ev.event_id))
             if rec is None:
                 print(f'  "{query}": no list within 30 s')
                 continue
@@ -260,10 +259,6 @@ def _cold_start(settings: Settings, titles: dict[str, str], reader: Recommendati
                 title = titles.get(item.item_id, item.item_id)[:44]
                 print(f"    {rank}. {title:<44} {item.score:5.2f}  {item.reason}")
     print("=" * 78)
-
-
-def _answers(event_id: str) -> Callable[[Recommendation], bool]:
-    return lambda rec: rec.event_id == event_id
 
 
 def _pick_users(ml: movielens.MovieLens, n: int = 3) -> list[str]:

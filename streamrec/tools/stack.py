@@ -134,7 +134,7 @@ class LocalStack:
             with EventProducer(self.settings) as producer:
                 ev = producer.track("search", PROBE_USER, query="probe", event_id=uuid.uuid4().hex)
             rec = reader.wait_for(
-                PROBE_USER, timeout_s=timeout_s, until=lambda r: r.event_id == ev.event_id
+                PROBE_USER, timeout_s=timeout_s, until=reader.answers(ev.event_id)
             )
         finally:
             reader.close()

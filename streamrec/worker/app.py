@@ -22,6 +22,7 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -31,12 +32,18 @@ from faust.exceptions import ConsistencyError, ProducerSendError
 from streamrec import serde
 from streamrec.aio import end_offsets
 from streamrec.build import build_engine
-from streamrec.contracts import EVENTS_DLQ, RECOMMENDATIONS, STOREFRONT_EVENTS, partitions_for
+from streamrec.contracts import (
+    EVENTS_DLQ,
+    PRIVACY_AUDIT,
+    RECOMMENDATIONS,
+    STOREFRONT_EVENTS,
+    partitions_for,
+)
 from streamrec.core.engine import BatchOutput, Engine
 from streamrec.core.ingest import RawMessage
 from streamrec.core.plan import Embed, Publish, batch_plan
 from streamrec.prometheus import serve
-from streamrec.records import DeadLetter
+from streamrec.records import AuditRecord, DeadLetter
 from streamrec.settings import Settings
 from streamrec.worker.catalog import CatalogFollower
 from streamrec.worker.delivery import AckOrder, BatchDelivery, is_message_error
@@ -84,6 +91,7 @@ class Worker:
         self.t_events = s.topic(STOREFRONT_EVENTS)
         self.t_recs = s.topic(RECOMMENDATIONS)
         self.t_dlq = s.topic(EVENTS_DLQ)
+        self.t_audit = s.topic(PRIVACY_AUDIT)
         self.scorer = (
             ScorerClient(s, self.worker_id, on_late=self.engine.add_query_vectors)
             if s.scorer_enabled
@@ -240,6 +248,8 @@ class Worker:
                 self.engine.unpublish(out, i, "publish_error", str(exc), now)  # this event only
                 continue
             delivery.add(fut, out, i)
+        for user in out.tombstones:  # erased users: their latest list goes too
+            delivery.add(await self._send(self.t_recs, user.encode(), None))
         for dead_key, dead in out.dead_letters:
             delivery.add(await self.send_dead_letter(dead_key, dead))
         delivery.outputs.append(out)
@@ -263,6 +273,8 @@ class Worker:
                 await ack(delivery.events)
                 for out in delivery.outputs:
                     self.engine.count(out.counters)
+                    for record in out.erasures:  # done and delivered: now it is on record
+                        await self._send_audit(replace(record, by=self.worker_id))
         finally:
             mine.set_result(None)
 
@@ -287,7 +299,7 @@ class Worker:
         self,
         topic: str,
         key: bytes | None,
-        value: bytes,
+        value: bytes | None,
         partition: int | None = None,
         on_delivered: Callable[[asyncio.Future[Any]], None] | None = None,
     ) -> asyncio.Future[Any]:
@@ -299,6 +311,10 @@ class Worker:
         if on_delivered is not None:
             fut.add_done_callback(on_delivered)
         return fut
+
+    async def _send_audit(self, record: AuditRecord) -> None:
+        log.info("erased %s (%s)", record.user, record.detail)
+        await self._send(self.t_audit, record.key.encode(), serde.dumps(record.to_dict()))
 
     def _on_changelog_sent(self, fut: asyncio.Future[Any]) -> None:
         # What Faust's own table writes do: remember the changelog offset in the

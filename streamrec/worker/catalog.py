@@ -28,8 +28,10 @@ from streamrec.worker.lifecycle import now_ms
 log = logging.getLogger(__name__)
 
 
-def apply_catalog_record(engine: Engine, r: Any, validate: Any, now: int) -> DeadLetter | None:
-    """One catalog.items record: upsert, delete (tombstone), or the dead letter for it."""
+def apply_catalog_record(
+    engine: Engine, r: Any, validate: Any, now: int
+) -> tuple[bytes | None, DeadLetter] | None:
+    """One catalog.items record: upsert, delete (tombstone), or (key, dead letter) for it."""
     if r.value is None:
         if r.key is not None:  # tombstone on the compacted topic: item deleted
             engine.catalog.remove(r.key.decode("utf-8", "replace"))
@@ -121,7 +123,7 @@ class CatalogFollower:
                     for r in records:
                         dead = apply_catalog_record(self.engine, r, validate, now_ms())
                         if dead is not None:
-                            await self.dead_letter(r.key, dead)
+                            await self.dead_letter(*dead)
         finally:
             await consumer.stop()
 

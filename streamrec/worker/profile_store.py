@@ -28,7 +28,8 @@ class TableProfileStore:
     def __init__(self, table: Any, max_cached: int = 20_000) -> None:
         self.table = table
         self.cache: LRUCache[Profile] = LRUCache(max_cached)
-        self.pending: list[tuple[bytes, bytes, int]] = []
+        #: Changelog records to send: (key, profile bytes, or None for a tombstone, partition).
+        self.pending: list[tuple[bytes, bytes | None, int]] = []
         #: Stored profiles repaired on read since the last `take_repaired`.
         self.repaired = 0
         self._event_of: dict[int, Any] = {}
@@ -56,7 +57,16 @@ class TableProfileStore:
             self.table.data[key] = value
         self.pending.append((key, value, partition))
 
-    def take_pending(self) -> list[tuple[bytes, bytes, int]]:
+    def delete(self, user: str, partition: int) -> None:
+        """Erasure: gone from the cache and the local store; a tombstone for the changelog."""
+        self.cache.pop(user)
+        key = user.encode()
+        with as_current_event(self._event_of[partition]):
+            if key in self.table.data:
+                del self.table.data[key]
+        self.pending.append((key, None, partition))
+
+    def take_pending(self) -> list[tuple[bytes, bytes | None, int]]:
         pending, self.pending = self.pending, []
         return pending
 

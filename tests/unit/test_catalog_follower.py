@@ -47,10 +47,16 @@ def test_items_are_upserted_made_unavailable_and_deleted_by_tombstone():
 def test_a_bad_catalog_record_becomes_a_bounded_dead_letter():
     engine = build_engine(Settings.from_env({}, dlq_original_max_bytes=100))
     bad = serde.dumps({"item_id": "x", "title": "T" * 500, "price": "cheap"})
-    dead = apply_catalog_record(engine, Record(bad, b"x", offset=7), ITEMS, 5)
-    assert dead is not None and dead.reason == "schema" and "price" in dead.detail
-    assert dead.offset == 7 and dead.truncated and dead.original == bad[:100]
-    assert apply_catalog_record(engine, Record(b"{nope", b"x"), ITEMS, 5).reason == "not_json"
+    got = apply_catalog_record(engine, Record(bad, b"x", offset=7), ITEMS, 5)
+    assert got is not None
+    key, dead = got
+    assert dead.reason == "schema" and "price" in dead.detail
+    # Keyed by a keyed hash of the item id (not a user); the bytes sealed, bounded.
+    assert key is not None and key.startswith(b"k_") and b"x" != key and dead.user is None
+    assert dead.offset == 7 and dead.truncated and bad[:20] not in dead.sealed
+    assert engine.dead_letters.open(dead) == (b"x", bad[:100])
+    again = apply_catalog_record(engine, Record(b"{nope", b"x"), ITEMS, 5)
+    assert again is not None and again[1].reason == "not_json"
 
 
 def test_embeddings_fill_the_index_and_a_completed_version_becomes_active():

@@ -27,10 +27,10 @@ def _env_block(text: str) -> dict[str, str]:
 def test_compose_env_names_are_real_settings_and_parse():
     env = _env_block((ROOT / "docker-compose.yml").read_text())
     assert env, "x-streamrec-env block not found"
-    env["STREAMREC_PSEUDONYM_KEY"] = "a-real-secret"
+    env["STREAMREC_PSEUDONYM_KEY"] = "a-real-secret-of-at-least-32-bytes"
     s = Settings.from_env(env)  # raises on any unknown or malformed name
     assert s.mode == "production" and not s.is_embedded
-    assert s.resolved_pseudonym_key() == b"a-real-secret"
+    assert s.resolved_pseudonym_key() == b"a-real-secret-of-at-least-32-bytes"
 
 
 def test_compose_commands_are_cli_subcommands():

@@ -40,28 +40,34 @@ def test_counts_balance_and_every_valid_event_gets_a_list():
     assert all(r.items for r in out.recommendations[10:])
 
 
-def test_dead_letters_carry_reason_position_and_original_bytes():
+def test_dead_letters_carry_reason_position_and_sealed_original_bytes():
     engine = build_engine(Settings.from_env({}, dlq_original_max_bytes=4_096))
     msgs = raw_batch(n=20)
     out = engine.process_batch(msgs, DictProfileStore(), NOW)
     by_offset = {m.offset: m for m in msgs}
+    pseudonym = engine.ingestor.pseudonymize
     truncated = 0
     for key, dead in out.dead_letters:
-        original = by_offset[dead.offset].value
+        msg = by_offset[dead.offset]
+        original = msg.value
         assert original is not None
         wire = DeadLetter.from_dict(serde.loads(serde.dumps(dead.to_dict())))
         assert wire == dead
-        assert base64.b64decode(dead.to_dict()["original"]) == dead.original
+        assert base64.b64decode(dead.to_dict()["sealed"]) == dead.sealed
+        assert "original" not in dead.to_dict() and original[:40] not in dead.sealed
+        opened_key, opened = engine.dead_letters.open(wire)
+        assert opened_key == msg.key
         if len(original) <= 4_096:
-            assert dead.original == original and not dead.truncated
+            assert opened == original and not dead.truncated
         else:  # the oversized one: its start, its size and its hash, within the bound
             truncated += 1
-            assert dead.truncated and dead.original == original[:4_096]
+            assert dead.truncated and opened == original[:4_096]
             assert dead.original_size == len(original)
             assert dead.original_sha256 == hashlib.sha256(original).hexdigest()
             assert len(serde.dumps(dead.to_dict())) < 4_096 * 4 / 3 + 2_000
-        assert key == by_offset[dead.offset].key and dead.partition == 1 and dead.reason
-    assert truncated == 1
+        # Keyed by the user's pseudonym (from the body, else from the raw key).
+        assert msg.key is not None and key == pseudonym(msg.key.decode()).encode()
+        assert dead.partition == 1 and dead.reason
 
 
 def test_a_bug_costs_one_event_not_the_worker():
@@ -191,4 +197,7 @@ def test_only_users_waiting_for_a_query_vector_wait_and_their_order_holds():
 
     out = engine.process_batch(msgs, store, NOW, embed=counting_embed)
     assert seen_at_embed == [2]  # b's two events were done before the scorer answered
-    assert [r.event_id for r in out.recommendations] == ["v3", "v5", "v1", "e2", "v4"]
+    ref = engine.ingestor.pseudonymize.event_id  # lists carry hashed event ids
+    assert [r.event_id for r in out.recommendations] == [
+        ref(e) for e in ("v3", "v5", "v1", "e2", "v4")
+    ]

@@ -57,7 +57,7 @@ def test_rejection_messages_say_what_is_wrong():
     assert isinstance(unknown, Rejection) and "unknown event type 'teleport'" in unknown.detail
     click = ing.ingest(msg(base | {"type": "click"}), NOW)
     assert isinstance(click, Rejection) and "item_id" in click.detail and "click" in click.detail
-    assert click.event_id == "e"
+    assert click.event_id == Pseudonymizer(b"k").event_id("e")  # hashed, never the raw id
 
 
 def test_null_and_oversized_values():
@@ -102,18 +102,30 @@ def test_duplicates_inside_the_window_are_dropped_outside_forgotten():
 def test_dedup_memory_is_bounded_and_keeps_the_newest_ids():
     d = Deduplicator(window_ms=10**12, max_ids=100)
     for i in range(1000):
-        d.seen(f"e{i}", i)
+        d.seen(f"u{i % 7}", f"e{i}", i)
         assert len(d) <= 100
-    assert all(d.seen(f"e{i}", 1000) for i in range(950, 1000))  # the newest half at least
-    assert not d.seen("e0", 1000)
+    assert all(d.seen(f"u{i % 7}", f"e{i}", 1000) for i in range(950, 1000))  # newest half
+    assert not d.seen("u0", "e0", 1000)
 
 
 def test_dedup_remembers_at_least_half_the_window_and_forgets_after_it():
     d = Deduplicator(window_ms=60_000, max_ids=10**6)
-    d.seen("early", 0)
+    d.seen("u", "early", 0)
     for t in range(0, 30_000, 1_000):
-        d.seen(f"x{t}", t)
-    assert d.seen("early", 29_000)  # within half the window: always a duplicate
+        d.seen("u", f"x{t}", t)
+    assert d.seen("u", "early", 29_000)  # within half the window: always a duplicate
     for t in range(30_000, 200_000, 1_000):
-        d.seen(f"y{t}", t)
-    assert not d.seen("early", 200_000)  # past the window: forgotten
+        d.seen("v", f"y{t}", t)
+    assert not d.seen("u", "early", 200_000)  # past the window: forgotten
+
+
+def test_forgetting_a_user_drops_exactly_their_dedup_ids_in_both_generations():
+    d = Deduplicator(window_ms=60_000, max_ids=10**6)
+    for t in range(0, 50_000, 1_000):  # spans a generation turnover (half the window)
+        d.seen("alice", f"a{t}", t)
+        d.seen("bob", f"b{t}", t)
+    assert d.seen("alice", "a0", 50_000) and d.seen("bob", "b0", 50_000)
+    assert d.forget("alice") == 50 and d.forget("alice") == 0
+    assert len(d) == 50
+    assert not d.seen("alice", "a0", 50_000)  # a new event for a new profile
+    assert d.seen("bob", "b0", 50_000) and d.seen("bob", "b49000", 50_000)

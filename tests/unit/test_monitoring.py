@@ -147,7 +147,7 @@ def test_online_hit_rate_and_ndcg_equal_an_offline_computation_on_the_same_event
     last: dict[str, list[str]] = {}
     by_id = {r.event_id: r for r in recs}
     for ev in events:
-        rec = by_id.get(ev["event_id"])
+        rec = by_id.get(e.ingestor.pseudonymize.event_id(ev["event_id"]))
         if rec is None:
             continue
         if ev["type"] in ("click", "add_to_cart") and rec.user in last:

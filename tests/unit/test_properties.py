@@ -82,8 +82,11 @@ def test_ingest_never_raises_and_every_rejection_has_a_contract_reason(value, ke
     assert isinstance(result, Event | Rejection | Duplicate)
     if isinstance(result, Rejection):
         assert result.reason in REASONS and result.detail
-        dead = result.dead_letter(RawMessage(value, key, 0, 0, NOW), NOW)
-        assert len(dead.original) <= 16_384
+        msg = RawMessage(value, key, 0, 0, NOW)
+        dlq_key, dead = ENGINE.dead_letter(msg, result, NOW)
+        original = ENGINE.dead_letters.open(dead)[1]
+        assert len(original) <= 16_384 and (value or b"").startswith(original)
+        assert dlq_key is None or dlq_key.startswith((b"u_", b"k_"))
         serde.dumps(dead.to_dict())  # always encodable
 
 

@@ -49,8 +49,52 @@ def test_dev_key_only_on_the_embedded_broker():
     assert Settings.from_env({}).resolved_pseudonym_key() == DEV_PSEUDONYM_KEY.encode()
     remote = Settings.from_env({"STREAMREC_KAFKA_BOOTSTRAP": "kafka-1.prod:9092"})
     assert not remote.is_embedded
-    with pytest.raises(ConfigError, match="only allowed on loopback"):
+    with pytest.raises(ConfigError, match="only allowed there"):
         remote.resolved_pseudonym_key()
+
+
+DEV_VARIANTS = [
+    DEV_PSEUDONYM_KEY + " ",
+    " " + DEV_PSEUDONYM_KEY + "\n",
+    DEV_PSEUDONYM_KEY.upper(),
+    DEV_PSEUDONYM_KEY.title(),
+    f'"{DEV_PSEUDONYM_KEY}"',
+    f"'{DEV_PSEUDONYM_KEY}'  ",
+]
+
+
+@pytest.mark.parametrize("key", DEV_VARIANTS)
+def test_production_refuses_the_dev_key_however_it_is_cased_or_padded(key):
+    s = Settings.from_env({"STREAMREC_MODE": "production", "STREAMREC_PSEUDONYM_KEY": key})
+    with pytest.raises(ConfigError, match="dev key.*secrets.token_hex"):
+        s.resolved_pseudonym_key()
+
+
+@pytest.mark.parametrize("key", [DEV_PSEUDONYM_KEY, *DEV_VARIANTS])
+def test_dev_mode_refuses_an_explicit_dev_key_against_a_remote_broker(key):
+    s = Settings.from_env(
+        {"STREAMREC_PSEUDONYM_KEY": key, "STREAMREC_KAFKA_BOOTSTRAP": "10.0.0.7:9092"}
+    )
+    with pytest.raises(ConfigError, match="not a loopback broker"):
+        s.resolved_pseudonym_key()
+
+
+@pytest.mark.parametrize("key", ["k", "hunter2", "x" * 31, "short but not dev"])
+def test_production_refuses_keys_shorter_than_32_bytes(key):
+    s = Settings.from_env({"STREAMREC_MODE": "production", "STREAMREC_PSEUDONYM_KEY": key})
+    with pytest.raises(ConfigError, match="at least 32.*secrets.token_hex"):
+        s.resolved_pseudonym_key()
+
+
+def test_production_accepts_a_32_byte_key_and_derives_the_dlq_key_from_it():
+    key = "0123456789abcdef" * 2
+    s = Settings.from_env({"STREAMREC_MODE": "production", "STREAMREC_PSEUDONYM_KEY": key})
+    assert s.resolved_pseudonym_key() == key.encode()
+    assert s.resolved_dlq_key() != key.encode()  # its own key, derived
+    own = s.with_overrides(dlq_key=Secret("d" * 32))
+    assert own.resolved_dlq_key() == b"d" * 32
+    with pytest.raises(ConfigError, match="STREAMREC_DLQ_KEY"):
+        s.with_overrides(dlq_key=Secret("short")).resolved_dlq_key()
 
 
 def test_to_env_round_trips():

@@ -25,6 +25,8 @@ VECTOR_COUNTS = ("query_vector", "no_query_vector", "no_item_vector")
 #: Counts of recovery work: events already applied to their profile before a restart
 #: (not learned twice), and stored profiles that could not be read as they were.
 RECOVERY_COUNTS = ("replayed", "profiles_repaired")
+#: Users erased (`forget` events; valid events without a list).
+PRIVACY_COUNTS = ("erasures",)
 MAIN_COUNTS = ("in", "valid", "dlq", "duplicates", "recommendations")
 
 
@@ -42,7 +44,7 @@ class Counters:
 
     def snapshot(self) -> dict[str, int]:
         return {k: self.counts.get(k, 0) for k in MAIN_COUNTS} | {
-            k: self.counts[k] for k in VECTOR_COUNTS + RECOVERY_COUNTS if k in self.counts
+            k: self.counts[k] for k in VECTOR_COUNTS + RECOVERY_COUNTS + PRIVACY_COUNTS if k in self.counts
         }
 
     def per_type(self) -> dict[str, dict[str, int]]:

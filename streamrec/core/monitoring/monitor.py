@@ -69,6 +69,10 @@ class Monitor:
         if detection is not None:
             self.detections.append(detection)
 
+    def forget(self, user: str) -> int:
+        """Erasure: the user's online-quality state (drift keeps no per-user state)."""
+        return self.quality.forget(user)
+
     def take_detections(self) -> list[Detection]:
         out, self.detections = self.detections, []
         return out

@@ -143,6 +143,12 @@ class OnlineQuality:
         if len(self._impressions) > self.max_users:
             del self._impressions[next(iter(self._impressions))]
 
+    def forget(self, user: str) -> int:
+        """Erasure: drop the user's last list and impression; how many entries there were."""
+        return (self._last.pop(user, None) is not None) + (
+            self._impressions.pop(user, None) is not None
+        )
+
     def expire(self, now: int) -> None:
         """Impressions past the feedback window without a click resolve as not clicked."""
         q = self._expiry

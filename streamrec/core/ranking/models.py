@@ -202,6 +202,10 @@ class OnlineRanker:
                 del self._pending[user]
         return learned
 
+    def forget(self, user: str) -> int:
+        """Erasure: drop the user's pending impressions (what they were shown, unlearned)."""
+        return len(self._pending.pop(user, {}))
+
     # -- scoring --------------------------------------------------------------
 
     def weights(self) -> np.ndarray:

@@ -172,6 +172,11 @@ class Recommender(FeatureBuilder, Explainer):
         features = self._features(profile, recent, rows, per_source, ctx)
         self.ranker.on_impression(event.user, dict(zip(items, features, strict=True)), event.ts)
 
+    def forget(self, user: str) -> int:
+        """Erasure: per-user learning state (the ranker's pending feedback). Item state
+        (trending, co-visitation) holds counts by item, with no user in it."""
+        return self.ranker.forget(user) if self.ranker is not None else 0
+
     @property
     def ranking_version(self) -> str:
         return self.model_for(_NO_VARIANT).version
