@@ -189,6 +189,20 @@ def cmd_recs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    from streamrec.erasure import forget_user
+
+    record = forget_user(_settings(args), args.user_id, timeout_s=args.timeout)
+    print(f"erased {record.user} at {record.ts} by {record.by}: {record.detail}")
+    return 0
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from streamrec.tools.dlq import cmd_dlq
+
+    return cmd_dlq(args, _settings(args))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from streamrec.tools.demo import run_demo
 
@@ -318,6 +332,31 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-k", type=int, default=10)
     sp.add_argument("--timeout", type=float, default=5.0)
     sp.set_defaults(func=cmd_recs)
+
+    sp = sub.add_parser("forget", help="erase a raw user id everywhere streamrec keeps it")
+    kafka_flags(sp)
+    sp.add_argument("user_id")
+    sp.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a worker")
+    sp.set_defaults(func=cmd_forget)
+
+    sp = sub.add_parser("dlq", help="list, open and replay dead letters (sealed at rest)")
+    dsub = sp.add_subparsers(dest="dlq_command", required=True)
+    for name, what in (
+        ("list", "dead letters by reason, and the latest ones"),
+        ("show", "open dead letters (needs the worker's keys)"),
+        ("replay", "send dead letters back to their topic after a fix"),
+    ):
+        dp = dsub.add_parser(name, help=what)
+        kafka_flags(dp)
+        dp.add_argument("refs", nargs="+" if name == "show" else "*",
+                        help="topic:partition:offset, as `list` shows them")  # fmt: skip
+        dp.add_argument("--reason")
+        dp.set_defaults(func=cmd_dlq)
+        if name == "list":
+            dp.add_argument("--limit", type=int, default=20)
+        if name == "replay":
+            dp.add_argument("--again", action="store_true", help="also those replayed before")
+            dp.add_argument("--dry-run", action="store_true")
 
     sp = sub.add_parser(
         "demo", help="broker + topics + worker + replay of MovieLens-100k + summary"

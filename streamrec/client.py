@@ -35,7 +35,7 @@ from streamrec.contracts import (
 )
 from streamrec.core.privacy import Pseudonymizer
 from streamrec.errors import BrokerError, StreamrecError
-from streamrec.records import CatalogItem, RawEvent, RecItem, Recommendation
+from streamrec.records import AuditRecord, CatalogItem, RawEvent, RecItem, Recommendation
 from streamrec.settings import Settings
 
 
@@ -167,9 +167,20 @@ class EventProducer:
         what = f"event {event.event_id}"
         self._send_valid(self._validate, self._topic, event.user_id, event.to_dict(), what)
 
-    def send_raw(self, value: bytes | None, key: bytes | None = None) -> None:
-        """Send bytes as they are (replays of logs that may hold bad lines; tests)."""
-        self._producer.send(self._topic, key=key, value=value)
+    def send_raw(
+        self, value: bytes | None, key: bytes | None = None, *, topic: str | None = None
+    ) -> None:
+        """Send bytes as they are (replays of logs and dead letters; tests), to
+        storefront.events or the physical `topic`."""
+        self._producer.send(topic or self._topic, key=key, value=value)
+
+    def forget(self, user_id: str, *, timeout_s: float = 30.0) -> AuditRecord:
+        """Erase `user_id` everywhere streamrec keeps them; returns once a worker has
+        done it (its `privacy.audit` record). See `streamrec.erasure`."""
+        from streamrec.erasure import forget_user
+
+        self.flush()  # the user's earlier events first: the erasure follows them
+        return forget_user(self.settings, user_id, timeout_s=timeout_s)
 
     def publish_item(self, item: CatalogItem) -> None:
         doc, what = item.to_dict(), f"catalog item {item.item_id}"

@@ -52,7 +52,7 @@ def test_a_bad_catalog_record_becomes_a_bounded_dead_letter():
     key, dead = got
     assert dead.reason == "schema" and "price" in dead.detail
     # Keyed by a keyed hash of the item id (not a user); the bytes sealed, bounded.
-    assert key is not None and key.startswith(b"k_") and b"x" != key and dead.user is None
+    assert key is not None and key.startswith(b"k_") and key != b"x" and dead.user is None
     assert dead.offset == 7 and dead.truncated and bad[:20] not in dead.sealed
     assert engine.dead_letters.open(dead) == (b"x", bad[:100])
     again = apply_catalog_record(engine, Record(b"{nope", b"x"), ITEMS, 5)

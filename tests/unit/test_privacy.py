@@ -90,7 +90,9 @@ def test_forget_erases_the_profile_dedup_ids_and_feedback_state_and_starts_over(
     after = event(9, "dave", item_id="sku-4")
     out = engine.process_batch([event(10, "erin"), forget, after], store, NOW)
     [audit] = out.erasures
-    assert audit.user == user and audit.action == "erase" and "dedup_ids=8" in audit.detail  # 7 events and the forget
+    assert (
+        audit.user == user and audit.action == "erase" and "dedup_ids=8" in audit.detail
+    )  # 7 events and the forget
     assert audit.event_id == engine.ingestor.pseudonymize.event_id("f-1")
     assert out.tombstones == []  # dave has a newer list in this batch: it replaces the old
     assert store[user].events == 1 and store[user].recent_item_ids() == ["sku-4"]

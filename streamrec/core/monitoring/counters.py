@@ -44,7 +44,9 @@ class Counters:
 
     def snapshot(self) -> dict[str, int]:
         return {k: self.counts.get(k, 0) for k in MAIN_COUNTS} | {
-            k: self.counts[k] for k in VECTOR_COUNTS + RECOVERY_COUNTS + PRIVACY_COUNTS if k in self.counts
+            k: self.counts[k]
+            for k in VECTOR_COUNTS + RECOVERY_COUNTS + PRIVACY_COUNTS
+            if k in self.counts
         }
 
     def per_type(self) -> dict[str, dict[str, int]]:
