@@ -68,7 +68,7 @@ def test_a_dead_letter_keeps_no_readable_identity_and_opens_with_the_key():
 def test_an_unparseable_event_is_keyed_by_the_pseudonym_of_its_key():
     writer = build_engine(Settings.from_env({})).dead_letters
     msg = RawMessage(b"{not json carol-RAW", b"carol-RAW", 0, 1, NOW)
-    key, dead = writer.write(Rejection("not_json", "bad"), msg, NOW)
+    key, _dead = writer.write(Rejection("not_json", "bad"), msg, NOW)
     assert key == Pseudonymizer(Settings().resolved_pseudonym_key())("carol-RAW").encode()
     unkeyed = RawMessage(b"\x00", None, 0, 2, NOW)
     assert writer.write(Rejection("not_json", "bad"), unkeyed, NOW)[0] is None

@@ -66,7 +66,7 @@ DEV_VARIANTS = [
 @pytest.mark.parametrize("key", DEV_VARIANTS)
 def test_production_refuses_the_dev_key_however_it_is_cased_or_padded(key):
     s = Settings.from_env({"STREAMREC_MODE": "production", "STREAMREC_PSEUDONYM_KEY": key})
-    with pytest.raises(ConfigError, match="dev key.*secrets.token_hex"):
+    with pytest.raises(ConfigError, match=r"dev key.*secrets\.token_hex"):
         s.resolved_pseudonym_key()
 
 
@@ -82,7 +82,7 @@ def test_dev_mode_refuses_an_explicit_dev_key_against_a_remote_broker(key):
 @pytest.mark.parametrize("key", ["k", "hunter2", "x" * 31, "short but not dev"])
 def test_production_refuses_keys_shorter_than_32_bytes(key):
     s = Settings.from_env({"STREAMREC_MODE": "production", "STREAMREC_PSEUDONYM_KEY": key})
-    with pytest.raises(ConfigError, match="at least 32.*secrets.token_hex"):
+    with pytest.raises(ConfigError, match=r"at least 32.*secrets\.token_hex"):
         s.resolved_pseudonym_key()
 
 
