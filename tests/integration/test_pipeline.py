@@ -6,6 +6,7 @@ import time
 import pytest
 
 from streamrec import serde
+from streamrec.build import build_dead_letters
 from streamrec.client import EventProducer, InvalidEvent, RecommendationReader, read_all, tail
 from streamrec.contracts import EVENTS_DLQ
 from streamrec.core.privacy import Pseudonymizer
@@ -42,7 +43,7 @@ def test_replay_2000_events_and_50_malformed(make_stack):
     recs = collect_recs(reader, 2000, timeout_s=90)
     reader.close()
     pseudo = Pseudonymizer(s.resolved_pseudonym_key())
-    want = {(e.event_id, pseudo(e.user_id)) for e in ml.events}
+    want = {(pseudo.event_id(e.event_id), pseudo(e.user_id)) for e in ml.events}
     assert {(r.event_id, r.user) for r in recs} == want  # one list per valid event, for its user
     assert len(recs) == 2000  # ... and none for the 20 retried duplicates
     assert all(r.produced_ts >= r.ingest_ts > 0 for r in recs)
@@ -53,10 +54,13 @@ def test_replay_2000_events_and_50_malformed(make_stack):
     by_value = {v: reason for _, v, reason in bad}
     by_hash = {hashlib.sha256(v).hexdigest(): v for v in by_value}
     # Each bad event once: whole, or (the oversized ones) its start, size and hash.
-    whole = [by_hash[d.original_sha256] if d.truncated else d.original for d in dead]
+    opened = [build_dead_letters(s).open(d)[1] for d in dead]  # sealed at rest
+    whole = [
+        by_hash[d.original_sha256] if d.truncated else o for d, o in zip(dead, opened, strict=True)
+    ]
     assert sorted(whole) == sorted(by_value)
-    for d, original in zip(dead, whole, strict=True):
-        assert original.startswith(d.original) and len(d.original) <= s.dlq_original_max_bytes
+    for d, original, start in zip(dead, whole, opened, strict=True):
+        assert original.startswith(start) and len(start) <= s.dlq_original_max_bytes
         assert d.reason == by_value[original] and d.detail
         assert d.source_topic == s.topic("storefront.events") and d.offset >= 0
 
@@ -84,7 +88,7 @@ def test_client_reader_cold_start_and_catalog_rules(make_stack):
         p.flush()
         # Partitions are consumed independently: let every shopper's views land first.
         for user, event_id in last.items():
-            assert reader.wait_for(user, timeout_s=30, until=lambda r, e=event_id: r.event_id == e)
+            assert reader.wait_for(user, timeout_s=30, until=reader.answers(event_id))
         with pytest.raises(InvalidEvent, match="item_id"):
             p.track("click", "shopper-0")  # a click needs an item: refused before sending
         p.track("search", "brand-new-user", query="warm hat")

@@ -68,7 +68,7 @@ def test_a_new_item_is_recommended_as_soon_as_its_vector_arrives(make_stack):
         p.publish_vectors({"fresh-1": vectors["sku-7"]}, VERSION, partitions=1)
         time.sleep(1.0)
         ev = p.track("view", "fan", item_id="sku-3")
-    rec = reader.wait_for("fan", timeout_s=30, until=lambda r: r.event_id == ev.event_id)
+    rec = reader.wait_for("fan", timeout_s=30, until=reader.answers(ev.event_id))
     reader.close()
     assert rec is not None
     fresh = [i for i in rec.items if i.item_id == "fresh-1"]

@@ -19,7 +19,7 @@ import pytest
 
 from streamrec import serde
 from streamrec.broker import EmbeddedBroker, free_port
-from streamrec.build import build_engine
+from streamrec.build import build_dead_letters, build_engine
 from streamrec.client import EventProducer, RecommendationReader, read_all, read_table, tail
 from streamrec.contracts import EVENTS_DLQ, METRICS
 from streamrec.core.engine import DictProfileStore
@@ -37,12 +37,16 @@ MiB = 1_048_576
 
 
 def collect(reader: RecommendationReader, want: set[str], timeout_s: float) -> dict[str, int]:
-    """event id -> number of lists seen, until every id in `want` has one (or timeout)."""
+    """event id -> number of lists seen, until every id in `want` has one (or timeout).
+
+    Lists carry hashed event ids: they are mapped back to the ids in `want`."""
+    raw = {reader.event_ref(w): w for w in want}
     seen: dict[str, int] = {}
     deadline = time.monotonic() + timeout_s
     while not want <= seen.keys() and time.monotonic() < deadline:
         for r in reader.poll(0.5):
-            seen[r.event_id] = seen.get(r.event_id, 0) + 1
+            key = raw.get(r.event_id, r.event_id)
+            seen[key] = seen.get(key, 0) + 1
     return seen
 
 
@@ -82,10 +86,12 @@ def test_poison_events_cost_themselves_only(make_stack):
         if d.reason == "oversized":
             value = big[[hashlib.sha256(v).hexdigest() for v in big].index(d.original_sha256)]
             assert d.truncated and d.original_size == len(value)
-            assert value.startswith(d.original) and len(d.original) <= s.dlq_original_max_bytes
+            original = build_dead_letters(s).open(d)[1]
+            assert value.startswith(original) and len(original) <= s.dlq_original_max_bytes
+    ref = Pseudonymizer(s.resolved_pseudonym_key()).event_id
     by_id = {d.event_id: d for d in dead if d.reason != "oversized"}
-    assert len(dead) == 4 and list(by_id) == ["inf-1"]
-    assert by_id["inf-1"].reason == "schema" and "price" in by_id["inf-1"].detail
+    assert len(dead) == 4 and list(by_id) == [ref("inf-1")]
+    assert by_id[ref("inf-1")].reason == "schema" and "price" in by_id[ref("inf-1")].detail
 
     log = (stack.log_dir / "worker-0.log").read_text()
     assert "Traceback" not in log and "crash" not in log.lower()  # the agent never restarted
@@ -136,10 +142,12 @@ def test_ten_restarts_onto_one_data_dir_lose_nothing_and_count_nothing_twice(mak
                 producer.send_event(e)
             producer.flush()
             # Stop the worker while it works on this chunk: SIGKILL and SIGTERM in turn.
-            wanted = {e.event_id for e in chunk}
+            wanted = {reader.event_ref(e.event_id): e.event_id for e in chunk}
             deadline = time.monotonic() + 30
-            while len(answered & wanted) < len(wanted) // 3 and time.monotonic() < deadline:
-                answered |= {r.event_id for r in reader.poll(0.2)}
+            while len(answered & set(wanted.values())) < len(wanted) // 3 and (
+                time.monotonic() < deadline
+            ):
+                answered |= {wanted[r.event_id] for r in reader.poll(0.2) if r.event_id in wanted}
             sig = signal.SIGKILL if n % 2 == 0 else signal.SIGTERM
             worker = stack.workers.pop()
             os.killpg(worker.pid, sig)

@@ -50,7 +50,7 @@ def test_events_keyed_by_session_reach_the_worker_keyed_by_user(make_stack):
         while len(seen) < len(events) and time.monotonic() < deadline:
             seen.update(r.event_id for r in reader.poll(0.5))
         reader.close()
-        assert seen == {e.event_id for e in events}
+        assert seen == {reader.event_ref(e.event_id) for e in events}
 
         # Every user's events now sit on exactly one partition of storefront.events.
         consumer = tail(s, STOREFRONT_EVENTS)

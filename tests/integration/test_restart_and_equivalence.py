@@ -20,7 +20,7 @@ def test_profiles_survive_a_worker_restart_through_the_changelog(make_stack, tmp
     with EventProducer(s) as p:
         for item in ("a", "b", "c"):
             mine = p.track("view", "me", item_id=item).event_id
-    assert reader.wait_for("me", timeout_s=30, until=lambda r: r.event_id == mine)
+    assert reader.wait_for("me", timeout_s=30, until=reader.answers(mine))
     first.stop()
     # Node A's RocksDB files remember how far the changelog is applied (so a
     # restart of *that* node resumes recovery there, not from the beginning).
@@ -37,11 +37,9 @@ def test_profiles_survive_a_worker_restart_through_the_changelog(make_stack, tmp
         for i in range(4):
             for item in ("a", "b", "c", "d", "e"):
                 last = p.track("view", f"other-{i}", item_id=item).event_id
-            assert reader.wait_for(
-                f"other-{i}", timeout_s=30, until=lambda r, e=last: r.event_id == e
-            )
+            assert reader.wait_for(f"other-{i}", timeout_s=30, until=reader.answers(last))
         mine = p.track("view", "me", item_id="f").event_id
-    rec = reader.wait_for("me", timeout_s=30, until=lambda r: r.event_id == mine)
+    rec = reader.wait_for("me", timeout_s=30, until=reader.answers(mine))
     reader.close()
     assert rec is not None
     # a, b, c are trending now, but "me" saw them before the restart: still excluded.
@@ -93,7 +91,7 @@ def test_a_crashed_worker_loses_nothing(make_stack):
     stack.workers[0].wait()
     stack.start_worker()
     deadline = time.monotonic() + 120
-    want = {e.event_id for e in ml.events}
+    want = {reader.event_ref(e.event_id) for e in ml.events}
     while not want <= seen and time.monotonic() < deadline:
         seen.update(r.event_id for r in reader.poll(0.5))
     reader.close()

@@ -77,7 +77,7 @@ def wait_vectors_flow(stack: LocalStack, timeout_s: float = 60) -> Recommendatio
             while time.monotonic() < deadline:
                 user = f"warm-{uuid.uuid4().hex[:6]}"
                 ev = p.track("search", user, query="wireless headphones")
-                rec = reader.wait_for(user, 10, until=lambda r, e=ev.event_id: r.event_id == e)
+                rec = reader.wait_for(user, 10, until=reader.answers(ev.event_id))
                 if rec is not None and not rec.flags:
                     return rec
                 time.sleep(0.5)
@@ -114,7 +114,7 @@ def test_search_events_get_query_vectors_in_order_and_the_catalog_is_embedded(
                 ev = p.track("view", user, item_id=ITEMS[n % len(ITEMS)].item_id)
             else:
                 ev = p.track("search", user, query=queries[n % len(queries)])
-            sent.setdefault(ev.user_id, []).append(ev.event_id)
+            sent.setdefault(ev.user_id, []).append(reader.event_ref(ev.event_id))
     got: dict[str, list[Recommendation]] = {}
     deadline = time.monotonic() + 60
     while sum(map(len, got.values())) < 20 and time.monotonic() < deadline:
