@@ -43,7 +43,7 @@ _MAKE_KEY = "`python -c 'import secrets; print(secrets.token_hex(32))'`"
 def is_dev_key(key: str) -> bool:
     """The public dev key however it is cased, padded or quoted.
 
-    >>> is_dev_key(" Streamrec-Dev-Key-Not-For-Production\n"), is_dev_key('"x"')
+    >>> is_dev_key("  Streamrec-Dev-Key-Not-For-Production "), is_dev_key('"x"')
     (True, False)
     """
     core = "".join(key.split()).strip("\"'`").casefold()

@@ -42,6 +42,7 @@ from streamrec.core.batch import (
 )
 from streamrec.core.catalog import Catalog
 from streamrec.core.deadletters import DeadLetterWriter
+from streamrec.core.erasure import Erasure
 from streamrec.core.ingest import (
     Duplicate,
     Ingestor,
@@ -58,7 +59,7 @@ from streamrec.core.retrieval.index import Hits
 from streamrec.core.retrieval.interest import InterestModel
 from streamrec.core.retrieval.stage import Retrieval
 from streamrec.core.retrieval.vectors import ItemVectors
-from streamrec.records import AuditRecord, CatalogItem, DeadLetter, Event, Recommendation
+from streamrec.records import CatalogItem, DeadLetter, Event, Recommendation
 
 __all__ = [
     "BatchOutput",
@@ -73,7 +74,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class Engine(Retrieval):
+class Engine(Retrieval, Erasure):
     """Ingest -> profile -> recommend, for micro-batches of raw events."""
 
     def __init__(
@@ -155,16 +156,6 @@ class Engine(Retrieval):
         """(record key, dead letter) for a message that cannot be processed."""
         return self.dead_letters.write(rejection, msg, now_ms)
 
-    def forget_user(self, user: str, keep_ids: frozenset[str] = frozenset()) -> dict[str, int]:
-        """Erasure of what this process holds in memory for `user` (a pseudonym): its
-        de-duplication ids, pending ranker feedback and online-quality state. The
-        profile is deleted by the batch (`forget` events), the list by the shell."""
-        return {
-            "dedup_ids": self.ingestor.dedup.forget(user, keep_ids),
-            "ranker_pending": self.recommender.forget(user),
-            "quality_state": self.monitor.forget(user) if self.monitor is not None else 0,
-        }
-
     def encode(self, out: BatchOutput, now_ms: int) -> list[tuple[bytes, bytes, int]]:
         """(key, value, source index) of each list on the wire; a list that cannot be
         encoded dead-letters its event instead (`encode_error`), alone."""
@@ -233,7 +224,7 @@ class Engine(Retrieval):
         back to the events one at a time, so a poison event costs itself only.
         """
         if any(e.type == "forget" for _m, e in ingested.accepted):
-            return self._apply_runs(ingested, store, now_ms)
+            return self.apply_runs(ingested, store, now_ms)
         return self._apply_or_isolate(ingested, store, now_ms)
 
     def _apply_or_isolate(
@@ -249,30 +240,6 @@ class Engine(Retrieval):
                 out.extend(self._apply_batch(Ingested([(msg, event)]), store, now_ms))
             except Exception as exc:
                 self._reject(out, msg, event, "processing_error", exc, now_ms)
-        return out
-
-    def _apply_runs(self, ingested: Ingested, store: ProfileStore, now_ms: int) -> BatchOutput:
-        """A batch with erasures, in runs that each end with one: whatever follows a
-        `forget` reads the store after it, so nothing of the erased state carries over."""
-        out = BatchOutput(dead_letters=list(ingested.dead_letters), counters=ingested.counters)
-        run: list[tuple[RawMessage, Event]] = []
-        erased_at: dict[str, int] = {}
-        accepted = ingested.accepted
-        for j, (msg, event) in enumerate(accepted):
-            run.append((msg, event))
-            if event.type == "forget":
-                later = frozenset(e.event_id for _m, e in accepted[j + 1 :] if e.user == event.user)
-                out.extend(self._apply_or_isolate(Ingested(run, keep_ids=later), store, now_ms))
-                erased_at[event.user] = len(out.recommendations)
-                run = []
-        if run:
-            out.extend(self._apply_or_isolate(Ingested(run), store, now_ms))
-        # The shell sends tombstones after the batch's lists: none for a user whose
-        # new list (after the erasure) replaces the old one anyway.
-        relisted = {
-            u for u, at in erased_at.items() if any(r.user == u for r in out.recommendations[at:])
-        }
-        out.tombstones = [u for u in dict.fromkeys(out.tombstones) if u not in relisted]
         return out
 
     def _reject(
@@ -310,7 +277,7 @@ class Engine(Retrieval):
         erased: set[str] = set()
         for j, (msg, event) in enumerate(ingested.accepted):
             if event.type == "forget":  # the last event of its run (`apply_batch`)
-                self._forget(event, now_ms, out, ingested.keep_ids)
+                self.forget(event, now_ms, out, ingested.keep_ids)
                 erased.add(event.user)
                 continue
             try:
@@ -342,27 +309,6 @@ class Engine(Retrieval):
                 store.put(user, profile, partition)
         out.tombstones += erased  # and the latest list
         return out
-
-    def _forget(
-        self, event: Event, now_ms: int, out: BatchOutput, keep_ids: frozenset[str]
-    ) -> None:
-        """A `forget` event: what this process holds for the user goes now; the batch
-        deletes the profile, the shell the latest list; the audit says what went."""
-        removed = self.forget_user(event.user, keep_ids)
-        counters = out.counters
-        counters.counts["valid"] += 1
-        counters.counts["erasures"] += 1
-        counters.by_type[event.type] += 1
-        out.erasures.append(
-            AuditRecord(
-                "erase",
-                now_ms,
-                user=event.user,
-                event_id=event.event_id,
-                requested_ts=event.ts,
-                detail="profile, latest list, " + ", ".join(f"{k}={v}" for k, v in removed.items()),
-            )
-        )
 
     def _apply(
         self,

@@ -88,7 +88,7 @@ class Deduplicator:
     >>> d.seen("u", "e2", 200_000), d.seen("u", "e1", 200_000)
     (False, False)
     >>> d.forget("u"), d.seen("u", "e2", 200_001)
-    (1, False)
+    (2, False)
     """
 
     def __init__(self, window_ms: int, max_ids: int) -> None:
