@@ -94,9 +94,11 @@ class Deduplicator:
     def __init__(self, window_ms: int, max_ids: int) -> None:
         self.window_ms = window_ms
         self.max_ids = max(2, max_ids)
-        #: user -> one id hash, or a set of them
-        self._current: dict[str, int | set[int]] = {}
-        self._previous: dict[str, int | set[int]] = {}
+        #: hash of the user -> one id hash, or a set of them (ints: a third of the memory
+        #: of pseudonym strings as keys; two users sharing a 64-bit hash would only
+        #: share a pool of id hashes, a false duplicate still needs an id collision)
+        self._current: dict[int, int | set[int]] = {}
+        self._previous: dict[int, int | set[int]] = {}
         self._current_n = 0
         self._previous_n = 0
         self._current_start = 0
@@ -110,7 +112,8 @@ class Deduplicator:
         if self._previous and self._watermark - self._previous_newest > self.window_ms:
             self._previous, self._previous_n = {}, 0  # every id in it is older than the window
         h = hash(event_id)
-        if _holds(self._current.get(user), h) or _holds(self._previous.get(user), h):
+        user_key = hash(user)
+        if _holds(self._current.get(user_key), h) or _holds(self._previous.get(user_key), h):
             return True
         if self._current_n and (
             self._current_n >= self.max_ids // 2
@@ -127,13 +130,13 @@ class Deduplicator:
             self._current_start = self._current_newest = ts
         elif ts > self._current_newest:
             self._current_newest = ts
-        held = current.get(user)
+        held = current.get(user_key)
         if held is None:
-            current[user] = h
+            current[user_key] = h
         elif isinstance(held, set):
             held.add(h)
         else:
-            current[user] = {held, h}
+            current[user_key] = {held, h}
         self._current_n += 1
         return False
 
@@ -141,8 +144,9 @@ class Deduplicator:
         """Drop every id of `user` (erasure) but those in `keep`; how many were dropped."""
         kept = {hash(i) for i in keep}
         n = -len(kept)
+        user_key = hash(user)
         for gen in (self._current, self._previous):
-            held = gen.pop(user, None)
+            held = gen.pop(user_key, None)
             if held is not None:
                 k = len(held) if isinstance(held, set) else 1
                 n += k
@@ -151,7 +155,7 @@ class Deduplicator:
                 else:
                     self._previous_n -= k
         if kept:
-            self._current[user] = kept
+            self._current[user_key] = kept
             self._current_n += len(kept)
         return max(0, n)
 

@@ -86,3 +86,14 @@ def test_partition_override_applies_only_to_keyed_topics():
     assert partitions_for("storefront.events", 12) == 12
     assert partitions_for("events.dlq", 12) == load_contract("events.dlq").partitions
     assert {"storefront.events", "recommendations"} <= KEYED_TOPICS
+
+
+def test_dead_letters_are_kept_no_longer_than_the_input_they_come_from():
+    def retention(name: str) -> int:
+        return int(load_contract(name).config["retention.ms"])
+
+    assert retention("events.dlq") <= retention("storefront.events")
+    schema = load_contract("events.dlq").value_schema
+    assert "original" not in schema["properties"] and "sealed" in schema["required"]
+    audit = load_contract("privacy.audit")
+    assert audit.config["cleanup.policy"] == "compact"
