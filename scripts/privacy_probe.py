@@ -18,12 +18,11 @@ import time
 import uuid
 from pathlib import Path
 
-from kafka import KafkaConsumer, TopicPartition
-
 from streamrec.client import EventProducer, RecommendationReader
 from streamrec.datasets import movielens
 from streamrec.datasets.malformed import malformed_events
 from streamrec.settings import Settings
+from streamrec.tools.admin import scan_deployment
 from streamrec.tools.replay import replay
 from streamrec.tools.stack import LocalStack
 
@@ -67,23 +66,13 @@ def main() -> None:
 
 
 def count_raw_ids(s: Settings, raw_users: set[bytes]) -> str:
-    consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_list(), enable_auto_commit=False)
-    names = sorted(t for t in consumer.topics() if t.startswith((s.topic_prefix, s.app_id)))
-    tps = [TopicPartition(t, p) for t in names for p in consumer.partitions_for_topic(t) or ()]
-    consumer.assign(tps)
-    consumer.seek_to_beginning(*tps)
-    ends = {tp: n for tp, n in consumer.end_offsets(tps).items() if n > 0}
+    names, records = scan_deployment(s, timeout_s=300)
     counts = {t: [0, 0] for t in names}
-    while any(consumer.position(tp) < n for tp, n in ends.items()):
-        for records in consumer.poll(timeout_ms=500).values():
-            for r in records:
-                counts[r.topic][0] += 1
-                counts[r.topic][1] += r.key in raw_users or bool(ID_IN_VALUE.search(r.value or b""))
-    consumer.close()
-    return "\n".join(
-        f"{t:<50} records {n:>8,}  holding a raw user id {hits:>8,}"
-        for t, (n, hits) in counts.items()
-    )
+    for r in records:
+        counts[r.topic][0] += 1
+        counts[r.topic][1] += r.key in raw_users or bool(ID_IN_VALUE.search(r.value or b""))
+    line = "{:<50} records {:>8,}  holding a raw user id {:>8,}"
+    return "\n".join(line.format(t, n, hits) for t, (n, hits) in counts.items())
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import time
 import uuid
 
 from streamrec import serde
-from streamrec.client import EventProducer, tail
+from streamrec.client import EventProducer, read_all, tail
 from streamrec.contracts import PRIVACY_AUDIT
 from streamrec.core.privacy import Pseudonymizer
 from streamrec.errors import StreamrecError
@@ -67,8 +67,6 @@ def forget_user(settings: Settings, user_id: str, *, timeout_s: float = 30.0) ->
 
 def read_audit(settings: Settings, idle_s: float = 1.0) -> list[AuditRecord]:
     """Every record on `privacy.audit` (operators; `streamrec dlq` reads erasures here)."""
-    from streamrec.client import read_all
-
     consumer = tail(settings, PRIVACY_AUDIT)
     try:
         return [

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from streamrec.contracts import all_contracts, partitions_for
@@ -70,3 +73,36 @@ def create_topics(settings: Settings) -> list[TopicResult]:
         return results
     finally:
         admin.close()
+
+
+def scan_deployment(
+    settings: Settings, timeout_s: float = 60.0
+) -> tuple[list[str], Iterator[ConsumerRecord]]:
+    """(topic names, every record on them) for one deployment: its prefixed topics and the
+    worker's own `<app id>-...` topics, read up to their ends as they are now (metrics and
+    the scorer's topics never go idle). For privacy probes and audits; reads everything."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_list(),
+        enable_auto_commit=False,
+        **settings.kafka_python_security(),
+    )
+    names = sorted(
+        t for t in consumer.topics() if t.startswith((settings.topic_prefix, settings.app_id))
+    )
+    tps = [TopicPartition(t, p) for t in names for p in consumer.partitions_for_topic(t) or ()]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    ends = {tp: n for tp, n in consumer.end_offsets(tps).items() if n > 0}
+
+    def records() -> Iterator[ConsumerRecord]:
+        deadline = time.monotonic() + timeout_s
+        try:
+            while any(consumer.position(tp) < n for tp, n in ends.items()):
+                if time.monotonic() > deadline:
+                    raise BrokerError(f"could not read {names} to their ends in {timeout_s:.0f} s")
+                for batch in consumer.poll(timeout_ms=500).values():
+                    yield from batch
+        finally:
+            consumer.close()
+
+    return names, records()

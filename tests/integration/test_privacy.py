@@ -7,7 +7,6 @@ import time
 from collections.abc import Iterable
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
 from streamrec import serde
 from streamrec.cli import main
@@ -16,6 +15,7 @@ from streamrec.core.privacy import Pseudonymizer
 from streamrec.core.profile import Profile
 from streamrec.records import CatalogItem, RawEvent
 from streamrec.settings import Settings
+from streamrec.tools.admin import scan_deployment
 from streamrec.tools.dlq import read_letters, replay, select
 
 pytestmark = pytest.mark.integration
@@ -26,26 +26,13 @@ RAW = b"RAWID7q"  # in every raw user, event and session id of this test
 def topics_holding(s: Settings, marker: bytes) -> dict[str, int]:
     """topic -> records whose key or value contains `marker`, over every topic of this
     test's stack (its prefix, and the worker's own `<app id>-...` topics)."""
-    consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_list(), enable_auto_commit=False)
-    try:
-        names = [t for t in consumer.topics() if t.startswith((s.topic_prefix, s.app_id))]
-        tps = [TopicPartition(t, p) for t in names for p in consumer.partitions_for_topic(t) or ()]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        # Up to the ends as they are now: metrics and the scorer's topics never go idle.
-        ends = {tp: n for tp, n in consumer.end_offsets(tps).items() if n > 0}
-        found: dict[str, int] = dict.fromkeys(names, 0)
-        deadline = time.monotonic() + 60
-        while any(consumer.position(tp) < n for tp, n in ends.items()):
-            assert time.monotonic() < deadline, "could not read every topic to its end"
-            for records in consumer.poll(timeout_ms=500).values():
-                for r in records:
-                    if marker in (r.key or b"") or marker in (r.value or b""):
-                        found[r.topic] += 1
-        assert len(names) >= 10, names  # events, lists, dlq, audit, metrics, scorer, changelog
-        return {t: n for t, n in found.items() if n}
-    finally:
-        consumer.close()
+    names, records = scan_deployment(s)
+    found: dict[str, int] = {}
+    for r in records:
+        if marker in (r.key or b"") or marker in (r.value or b""):
+            found[r.topic] = found.get(r.topic, 0) + 1
+    assert len(names) >= 10, names  # events, lists, dlq, audit, metrics, scorer, changelog
+    return found
 
 
 def wait_lists(reader: RecommendationReader, event_ids: Iterable[str], timeout_s: float) -> None:
