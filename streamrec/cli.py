@@ -189,6 +189,16 @@ def cmd_recs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    s.resolved_pseudonym_key()
+    limit_math_threads(s.rank_threads)
+    require_broker(s)
+    from streamrec.serve.app import run_serve
+
+    return run_serve(s, args.host or s.serve_host, args.port or s.serve_port)
+
+
 def cmd_forget(args: argparse.Namespace) -> int:
     from streamrec.erasure import forget_user
 
@@ -332,6 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-k", type=int, default=10)
     sp.add_argument("--timeout", type=float, default=5.0)
     sp.set_defaults(func=cmd_recs)
+
+    sp = sub.add_parser("serve", help="the HTTP API and page (lists, similar, search, events)")
+    kafka_flags(sp)
+    sp.add_argument("--host", help="address to listen on (env STREAMREC_SERVE_HOST)")
+    sp.add_argument("--port", type=int, help="port (env STREAMREC_SERVE_PORT, default 8080)")
+    sp.set_defaults(func=cmd_serve)
 
     sp = sub.add_parser("forget", help="erase a raw user id everywhere streamrec keeps it")
     kafka_flags(sp)

@@ -35,8 +35,21 @@ from streamrec.contracts import (
 )
 from streamrec.core.privacy import Pseudonymizer
 from streamrec.errors import BrokerError, StreamrecError
+from streamrec.http_client import RecommendationClient, ServeError
 from streamrec.records import AuditRecord, CatalogItem, RawEvent, RecItem, Recommendation
 from streamrec.settings import Settings
+
+__all__ = [
+    "EventProducer",
+    "InvalidEvent",
+    "RecommendationClient",
+    "RecommendationReader",
+    "ServeError",
+    "filter_items",
+    "read_all",
+    "read_table",
+    "tail",
+]
 
 
 def tail(settings: Settings, topic: str, *, from_beginning: bool = True) -> KafkaConsumer:

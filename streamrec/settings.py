@@ -37,6 +37,8 @@ ENV_DLQ_KEY = "STREAMREC_DLQ_KEY"
 DEV_PSEUDONYM_KEY = "streamrec-dev-key-not-for-production"
 #: The shortest production key, in bytes (256 bits: a key no one can guess).
 MIN_KEY_BYTES = 32
+#: The shortest API key `streamrec serve` takes in production.
+MIN_API_KEY_BYTES = 16
 _MAKE_KEY = "`python -c 'import secrets; print(secrets.token_hex(32))'`"
 
 
@@ -269,6 +271,18 @@ class Settings:
     drift_ph_threshold: float = 50.0
     drift_psi_threshold: float = 0.25
     drift_psi_chunk: int = 2_000
+    #: `streamrec serve`: HTTP address, its local list store ("" = <data_dir>/serve),
+    #: API keys (comma separated; sent as `Authorization: Bearer KEY`; production
+    #: refuses to start without both), CORS origins ("" none, "*" any, or a comma
+    #: list), the largest request body, and how long a search waits for the scorer.
+    serve_host: str = "127.0.0.1"
+    serve_port: int = 8080
+    serve_store_dir: str = ""
+    api_read_keys: Secret = field(default_factory=lambda: Secret(""))
+    api_write_keys: Secret = field(default_factory=lambda: Secret(""))
+    serve_cors_origins: str = ""
+    serve_max_body_bytes: int = 1_048_576
+    serve_max_batch: int = 1_000
     log_level: str = "INFO"
 
     @classmethod
@@ -413,6 +427,21 @@ class Settings:
                 f"(or unset, to derive it from {ENV_PSEUDONYM_KEY}); make one with {_MAKE_KEY}"
             )
         return key.encode()
+
+    def resolved_api_keys(self) -> tuple[frozenset[str], frozenset[str]]:
+        """(read keys, write keys) of `streamrec serve`. Production needs both, each
+        at least `MIN_API_KEY_BYTES`; dev without keys serves anyone (loopback only)."""
+        keys = []
+        for name, secret in (("READ", self.api_read_keys), ("WRITE", self.api_write_keys)):
+            found = frozenset(k.strip() for k in secret.get().split(",") if k.strip())
+            short = [k for k in found if len(k.encode()) < MIN_API_KEY_BYTES]
+            if self.mode == "production" and (not found or short):
+                raise ConfigError(
+                    f"production mode needs STREAMREC_API_{name}_KEYS: comma-separated "
+                    f"secrets of at least {MIN_API_KEY_BYTES} bytes each, e.g. {_MAKE_KEY}"
+                )
+            keys.append(found)
+        return keys[0], keys[1]
 
     def kafka_python_security(self) -> dict[str, Any]:
         """Security keyword arguments for kafka-python clients."""

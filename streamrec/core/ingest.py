@@ -190,8 +190,9 @@ class Ingestor:
         #: The storefront.events contract's schema check (raises on a bad event).
         self._validate = validate
 
-    def ingest(self, msg: RawMessage, now_ms: int) -> Event | Rejection | Duplicate:
-        raw = msg.value
+    def check(self, raw: bytes | None, now_ms: int) -> tuple[dict[str, Any], str] | Rejection:
+        """The contract's checks alone: (the event's document, its hashed id) or why
+        not. What `streamrec serve` answers a storefront's POST with, before sending."""
         if raw is None:
             return Rejection("not_object", "empty message (null value)")
         if len(raw) > self.max_event_bytes:
@@ -232,6 +233,15 @@ class Ingestor:
                 known,
             )
         assert event_id is not None  # the schema requires it
+        return doc, event_id
+
+    def ingest(self, msg: RawMessage, now_ms: int) -> Event | Rejection | Duplicate:
+        checked = self.check(msg.value, now_ms)
+        if isinstance(checked, Rejection):
+            return checked
+        doc, event_id = checked
+        etype: str = doc["type"]
+        ts = doc["ts"]
         user = self.pseudonymize(doc["user_id"])
         if self.dedup.seen(user, event_id, ts):
             return _DUPLICATES[etype]

@@ -4,8 +4,8 @@ A plain aiokafka consumer (no Faust hop) reads every partition of the
 compacted `catalog.items` from the start, and `catalog.embeddings` from where
 the item-vector snapshot left off (or from the start when the snapshot does
 not fit the topic). What one record does is a pure function of the engine and
-the record (`apply_catalog_record`, `apply_embedding_record`), tested without
-a broker.
+the record (`apply_catalog_record`, and `apply_embedding_record` in the core),
+tested without a broker.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from streamrec.aio import end_offsets, wait_partitions
 from streamrec.contracts import CATALOG_EMBEDDINGS, CATALOG_ITEMS, load_contract
 from streamrec.core.engine import Engine
 from streamrec.core.ingest import RawMessage, Rejection, parse_document
-from streamrec.core.retrieval.vectors import ItemVectors, decode_vectors
-from streamrec.records import CatalogEmbedding, CatalogItem, DeadLetter
+from streamrec.core.retrieval.vectors import apply_embedding_record
+from streamrec.records import CatalogItem, DeadLetter
 from streamrec.settings import Settings
 from streamrec.worker.lifecycle import now_ms
 
@@ -42,33 +42,6 @@ def apply_catalog_record(
         return None
     msg = RawMessage(r.value, r.key, r.partition, r.offset, r.timestamp, r.topic)
     return engine.dead_letter(msg, doc, now)
-
-
-def apply_embedding_record(vectors: ItemVectors, r: Any, validate: Any) -> str | None:
-    """One catalog.embeddings record into `vectors`; returns what is wrong with it, if anything.
-
-    The scorer writes this topic, not users: a bad record is a bug to log, not input.
-    """
-    if r.value is None:
-        if r.key is not None:
-            vectors.remove(r.key.decode("utf-8", "replace"))
-        return None
-    doc = parse_document(r.value, validate, "catalog embedding")
-    if isinstance(doc, Rejection):
-        return f"unreadable catalog.embeddings record at offset {r.offset}: {doc.detail}"
-    emb = CatalogEmbedding.from_dict(doc)
-    if emb.kind == "complete":
-        before = vectors.active_version
-        vectors.mark_complete(emb.model_version, int(emb.partition or 0), emb.ts)
-        if vectors.active_version != before:
-            log.info("item vectors switched to %s: %s", vectors.active_version, vectors.stats())
-        return None
-    try:
-        vec = decode_vectors(emb.vector or "", int(emb.dim or 0))[0]
-    except (ValueError, IndexError) as exc:
-        return f"bad vector for item {emb.item_id}: {exc}"
-    vectors.upsert(str(emb.item_id), emb.model_version, vec)
-    return None
 
 
 class CatalogFollower:

@@ -9,10 +9,10 @@ import numpy as np
 from streamrec import serde
 from streamrec.build import build_engine
 from streamrec.contracts import CATALOG_EMBEDDINGS, CATALOG_ITEMS, load_contract
-from streamrec.core.retrieval.vectors import ItemVectors, encode_vectors
+from streamrec.core.retrieval.vectors import ItemVectors, apply_embedding_record, encode_vectors
 from streamrec.records import CatalogEmbedding, CatalogItem
 from streamrec.settings import Settings
-from streamrec.worker.catalog import apply_catalog_record, apply_embedding_record
+from streamrec.worker.catalog import apply_catalog_record
 
 ITEMS = load_contract(CATALOG_ITEMS).validator
 EMBEDDINGS = load_contract(CATALOG_EMBEDDINGS).validator

@@ -27,13 +27,18 @@ True
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
+from streamrec.core.ingest import Rejection, parse_document
 from streamrec.core.items import ItemStore
 from streamrec.core.retrieval.index import HNSW_ABOVE, Hits, ItemIndex
+from streamrec.records import CatalogEmbedding
+
+log = logging.getLogger(__name__)
 
 WIRE_DTYPE = np.dtype("<f2")
 
@@ -231,3 +236,30 @@ class ItemVectors:
             zip(arrays["parked.rows"].tolist(), versions, strict=True)
         ):
             self._parked.setdefault(int(rows[pos]), {})[version] = arrays[f"parked{j}"]
+
+
+def apply_embedding_record(vectors: ItemVectors, r: Any, validate: Any) -> str | None:
+    """One catalog.embeddings record into `vectors`; returns what is wrong with it, if anything.
+
+    The scorer writes this topic, not users: a bad record is a bug to log, not input.
+    """
+    if r.value is None:
+        if r.key is not None:
+            vectors.remove(r.key.decode("utf-8", "replace"))
+        return None
+    doc = parse_document(r.value, validate, "catalog embedding")
+    if isinstance(doc, Rejection):
+        return f"unreadable catalog.embeddings record at offset {r.offset}: {doc.detail}"
+    emb = CatalogEmbedding.from_dict(doc)
+    if emb.kind == "complete":
+        before = vectors.active_version
+        vectors.mark_complete(emb.model_version, int(emb.partition or 0), emb.ts)
+        if vectors.active_version != before:
+            log.info("item vectors switched to %s: %s", vectors.active_version, vectors.stats())
+        return None
+    try:
+        vec = decode_vectors(emb.vector or "", int(emb.dim or 0))[0]
+    except (ValueError, IndexError) as exc:
+        return f"bad vector for item {emb.item_id}: {exc}"
+    vectors.upsert(str(emb.item_id), emb.model_version, vec)
+    return None
