@@ -35,23 +35,12 @@ def test_production_refuses_to_serve_without_keys() -> None:
     prod = {"STREAMREC_MODE": "production", "STREAMREC_PSEUDONYM_KEY": "k" * 32}
     with pytest.raises(ConfigError, match="STREAMREC_API_READ_KEYS"):
         check_access(Settings.from_env(prod), "0.0.0.0")
+    short = prod | {"STREAMREC_API_READ_KEYS": "short", "STREAMREC_API_WRITE_KEYS": "w" * 16}
     with pytest.raises(ConfigError, match="at least 16 bytes"):
-        check_access(
-            Settings.from_env(
-                prod | {"STREAMREC_API_READ_KEYS": "short", "STREAMREC_API_WRITE_KEYS": "w" * 16}
-            ),
-            "0.0.0.0",
-        )
-    keys = check_access(
-        Settings.from_env(
-            prod
-            | {
-                "STREAMREC_API_READ_KEYS": "r" * 16 + ", " + "s" * 16,
-                "STREAMREC_API_WRITE_KEYS": "w" * 16,
-            }
-        ),
-        "0.0.0.0",
-    )
+        check_access(Settings.from_env(short), "0.0.0.0")
+    two = "r" * 16 + ", " + "s" * 16
+    good = prod | {"STREAMREC_API_READ_KEYS": two, "STREAMREC_API_WRITE_KEYS": "w" * 16}
+    keys = check_access(Settings.from_env(good), "0.0.0.0")
     assert len(keys.read) == 2 and len(keys.write) == 1
 
 
