@@ -122,12 +122,28 @@ class RecommendationClient:
         return items
 
     def ready(self) -> bool:
+        """True once the replica has read what was on the topics when it started."""
         try:
             return bool(self._request("GET", "/readyz", {})["ready"])
         except ServeError as exc:
             if exc.status == 503:
                 return False
             raise
+
+    def wait_ready(self, timeout_s: float = 30.0) -> None:
+        """Block until the service is up and ready (a replica starting, or catching up)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                if self.ready():
+                    return
+                error = "not caught up yet"
+            except (OSError, http.client.HTTPException) as exc:
+                self.close()
+                error = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() > deadline:
+                raise ServeError(503, "not_ready", f"not ready after {timeout_s:g} s: {error}")
+            time.sleep(0.2)
 
     # -- writes ---------------------------------------------------------------
 
@@ -177,6 +193,9 @@ class RecommendationClient:
                 self.close()
                 if attempt:
                     raise
+            except BaseException:
+                self.close()  # a half-used connection cannot take the next request
+                raise
         doc = serde.loads(raw) if raw else {}
         if response.status >= 400 and not (response.status == 400 and "results" in doc):
             raise ServeError(response.status, doc.get("error", "http_error"), doc.get("detail", ""))

@@ -93,7 +93,9 @@ async def serve(s: Settings, host: str, port: int, stop: asyncio.Event) -> None:
     state = build_state(s, port)
     follower = Follower(s, state)
     producer = AIOKafkaProducer(
-        bootstrap_servers=s.bootstrap_list(), acks="all", enable_idempotence=True,
+        # acks=all; one request in flight per partition keeps a user's events in order
+        # (aiokafka's sender), without the idempotent producer the embedded broker lacks.
+        bootstrap_servers=s.bootstrap_list(), acks="all",
         linger_ms=s.producer_linger_ms, **s.aiokafka_security(),
     )  # fmt: skip
     scorer = ScorerClient(s, client_id=f"serve-{s.hostname()}-{port}")
@@ -103,37 +105,41 @@ async def serve(s: Settings, host: str, port: int, stop: asyncio.Event) -> None:
         sends = [await producer.send(topic, value, key=key) for key, value in events]
         await asyncio.gather(*sends)  # acknowledged by the broker before we answer
 
-    await follower.start()
-    await producer.start()
-    if s.scorer_enabled:
-        await scorer.start()
-    follow = asyncio.create_task(follower.run(), name="follow")
-    service = Service(
-        state, make_ingestor(s, state.pseudonymize), send_events,
-        scorer.embed if s.scorer_enabled else None, lambda: follower.ready, follower.lag,
-        s.top_k, s.serve_max_batch, s.scorer_timeout_ms,
-    )  # fmt: skip
-    app = build_app(service, keys, cors_origins=s.serve_cors_origins,
-                    max_body_bytes=s.serve_max_body_bytes)  # fmt: skip
-    runner = web.AppRunner(app, access_log=None)  # an access log would hold raw user ids
-    await runner.setup()
-    await web.TCPSite(runner, host, port, reuse_address=True).start()
-    log.info("serving on http://%s:%d (store %s, %d users)", host, port,
-             state.lists.path, state.lists.users())  # fmt: skip
-    try:
+    async with contextlib.AsyncExitStack() as running:
+        running.callback(state.lists.close)
+        running.push_async_callback(follower.stop)
+        await follower.start()
+        running.push_async_callback(producer.stop)
+        await producer.start()
+        if s.scorer_enabled:
+            running.push_async_callback(scorer.stop)
+            await scorer.start()
+        follow = asyncio.create_task(follower.run(), name="follow")
+        running.push_async_callback(_cancel, follow)
+        service = Service(
+            state, make_ingestor(s, state.pseudonymize), send_events,
+            scorer.embed if s.scorer_enabled else None, lambda: follower.ready, follower.lag,
+            s.top_k, s.serve_max_batch, s.scorer_timeout_ms,
+        )  # fmt: skip
+        app = build_app(service, keys, cors_origins=s.serve_cors_origins,
+                        max_body_bytes=s.serve_max_body_bytes)  # fmt: skip
+        runner = web.AppRunner(app, access_log=None)  # an access log would hold raw user ids
+        await runner.setup()
+        running.push_async_callback(runner.cleanup)
+        await web.TCPSite(runner, host, port, reuse_address=True).start()
+        log.info("serving on http://%s:%d (store %s, %d users)", host, port,
+                 state.lists.path, state.lists.users())  # fmt: skip
         done = asyncio.create_task(stop.wait())
         await asyncio.wait({follow, done}, return_when=asyncio.FIRST_COMPLETED)
         if follow.done():
             follow.result()  # the follower died: raise its error, exit non-zero
-    finally:
-        await runner.cleanup()
-        follow.cancel()
-        with contextlib.suppress(BaseException):
-            await follow
-        if s.scorer_enabled:
-            await scorer.stop()
-        await producer.stop()
-        state.lists.close()
+        done.cancel()
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(BaseException):
+        await task
 
 
 def run_serve(s: Settings, host: str, port: int) -> int:

@@ -141,17 +141,18 @@ class Follower:
     async def run(self) -> None:
         consumer = self.consumer
         assert consumer is not None
-        try:
-            while True:
-                batches = await consumer.getmany(timeout_ms=500, max_records=5000)
-                for tp, records in batches.items():
-                    if records:
-                        self.apply(tp, records)
-                        self.next[tp] = records[-1].offset + 1
-                if not batches:
-                    await asyncio.sleep(0)
-        finally:
-            await consumer.stop()
+        while True:
+            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            for tp, records in batches.items():
+                if records:
+                    self.apply(tp, records)
+                    self.next[tp] = records[-1].offset + 1
+            if not batches:
+                await asyncio.sleep(0)
+
+    async def stop(self) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()
 
     def apply(self, tp: TopicPartition, records: list[Any]) -> None:
         kind = self.contract[tp.topic]

@@ -86,6 +86,8 @@ class LocalStack:
         self.broker = broker
         self.start_broker = start_broker and broker is None
         self.workers: list[subprocess.Popen[bytes]] = []
+        #: `streamrec serve` replicas (started on demand: `start_serve`).
+        self.serves: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> LocalStack:
         _running.append(self)
@@ -111,8 +113,17 @@ class LocalStack:
         self.scorers.append(proc)
         return proc
 
-    def _spawn(self, command: str, i: int) -> subprocess.Popen[bytes]:
-        env = {**os.environ, **self.settings.to_env()}
+    def start_serve(self, port: int, **overrides: object) -> subprocess.Popen[bytes]:
+        """A `streamrec serve` replica on 127.0.0.1:`port` (its log: serve-<port>.log)."""
+        settings = self.settings.with_overrides(serve_port=port, **overrides)
+        proc = self._spawn("serve", port, settings)
+        self.serves.append(proc)
+        return proc
+
+    def _spawn(
+        self, command: str, i: int, settings: Settings | None = None
+    ) -> subprocess.Popen[bytes]:
+        env = {**os.environ, **(settings or self.settings).to_env()}
         log = open(self.log_dir / f"{command}-{i}.log", "ab")  # noqa: SIM115 - owned by the child
         return subprocess.Popen(
             [sys.executable, "-m", "streamrec", command],
@@ -124,7 +135,7 @@ class LocalStack:
 
     @property
     def children(self) -> list[subprocess.Popen[bytes]]:
-        return self.workers + self.scorers
+        return self.workers + self.scorers + self.serves
 
     def wait_ready(self, timeout_s: float = 60.0) -> float:
         """Send a probe search and wait for its recommendation; returns seconds waited."""
@@ -181,6 +192,7 @@ class LocalStack:
             self.stop_worker(proc, max(0.1, deadline - time.monotonic()))
         self.workers.clear()
         self.scorers.clear()
+        self.serves.clear()
         if self.start_broker and self.broker is not None:
             self.broker.stop()
 
