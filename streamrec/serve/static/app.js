@@ -68,7 +68,7 @@ async function showUser(event) {
       : `List made ${(rec.age_ms / 1000).toFixed(1)} s ago after a ${rec.event_type} event; ` +
         `variant ${rec.variant}, model ${rec.model_version}` +
         (rec.encoder_version ? `, encoder ${rec.encoder_version}` : "") +
-        (rec.flags.length ? `; flags: ${rec.flags.join(", ")}` : "");
+        ((rec.flags || []).length ? `; flags: ${rec.flags.join(", ")}` : "");
   } catch (err) {
     table.hidden = true;
     $("user-meta").textContent = "";
