@@ -5,13 +5,16 @@
    duplicates mixed in, as fast as the producer goes (the worker runs flat out);
 3. a live phase at a steady 300 events/s, to show freshness when caught up;
 4. print users with their top-5 and titles, in / valid / DLQ / duplicates,
-   events/s and event -> recommendation latency, then stop every process.
+   events/s and event -> recommendation latency;
+5. `streamrec serve` runs alongside from the start (a curl line is printed):
+   the same lists, similar items and a search over HTTP; then stop every process.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import socket
 import tempfile
 import time
 from dataclasses import replace
@@ -20,12 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from streamrec import serde
+from streamrec.broker import free_port
 from streamrec.client import EventProducer, RecommendationReader, read_all, read_table, tail
 from streamrec.contracts import METRICS
 from streamrec.core.monitoring.histogram import LogHistogram
 from streamrec.core.monitoring.windows import WindowTotals, merge_windows
 from streamrec.datasets import movielens
 from streamrec.datasets.malformed import malformed_events
+from streamrec.http_client import RecommendationClient, ServeError
 from streamrec.records import MetricsWindow, RawEvent, Recommendation
 from streamrec.settings import Settings
 from streamrec.tools.bench import measure_freshness
@@ -62,11 +67,13 @@ def run_demo(limit: int | None = None, workers: int = 1, scorer: bool = True) ->
             settings = stack.settings
             waited = stack.wait_ready()
             say(f"worker ready after {waited:.1f} s (consumer-group join on the embedded broker)")
+            http = _start_serve(stack, ml)
             reader = RecommendationReader(settings, from_beginning=False)
             try:
                 code = _run(settings, ml, titles, reader)
                 if scorer:
                     _cold_start(settings, titles, reader)
+                _show_serve(http, _pick_users(ml), scorer)
                 return code
             finally:
                 reader.close()
@@ -259,6 +266,48 @@ def _cold_start(settings: Settings, titles: dict[str, str], reader: Recommendati
                 title = titles.get(item.item_id, item.item_id)[:44]
                 print(f"    {rank}. {title:<44} {item.score:5.2f}  {item.reason}")
     print("=" * 78)
+
+
+def _start_serve(stack: LocalStack, ml: movielens.MovieLens) -> RecommendationClient:
+    """`streamrec serve` next to the worker, and a curl line that works while the demo runs."""
+    port = stack.settings.serve_port
+    with socket.socket() as sock:
+        if sock.connect_ex(("127.0.0.1", port)) == 0:  # taken: any free one
+            port = free_port()
+    stack.start_serve(port)
+    base = f"http://127.0.0.1:{port}"
+    user = _pick_users(ml)[0]
+    say(f"HTTP API on {base} (streamrec serve), while the demo runs:")
+    print(f"    curl -s '{base}/v1/users/{user}/recommendations?k=5'", flush=True)
+    print(f"    page: {base}/ui    API docs: {base}/docs", flush=True)
+    return RecommendationClient(base)
+
+
+def _show_serve(http: RecommendationClient, users: list[str], scorer: bool) -> None:
+    """The same lists over HTTP, timed; similar items and a search when the scorer ran."""
+    try:
+        http.wait_ready(60)
+        print()
+        print("over HTTP (streamrec serve, the same lists from its own store):")
+        t0 = time.perf_counter()
+        doc = http.recommendations(users[0], k=3)
+        took = (time.perf_counter() - t0) * 1000
+        if doc is not None:
+            titles = ", ".join(i.get("title", i["item_id"])[:30] for i in doc["items"])
+            print(f"  GET /v1/users/{users[0]}/recommendations?k=3  {took:.1f} ms: {titles}")
+            if scorer:
+                first = doc["items"][0]
+                similar = http.similar(first["item_id"], k=3)
+                names = ", ".join(i.get("title", i["item_id"])[:30] for i in similar)
+                print(f"  GET /v1/items/{first['item_id']}/similar?k=3: {names}")
+                found = http.search(COLD_START_QUERIES[0], k=3)
+                names = ", ".join(i.get("title", i["item_id"])[:30] for i in found)
+                print(f'  GET /v1/search?q="{COLD_START_QUERIES[0]}": {names}')
+        print("=" * 78)
+    except (ServeError, OSError) as exc:
+        say(f"the HTTP service did not answer: {exc}")
+    finally:
+        http.close()
 
 
 def _pick_users(ml: movielens.MovieLens, n: int = 3) -> list[str]:
