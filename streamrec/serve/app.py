@@ -33,8 +33,11 @@ log = logging.getLogger(__name__)
 
 
 def store_dir(s: Settings, port: int) -> Path:
-    """Each replica its own store: one per port under the data dir unless set."""
-    return Path(s.serve_store_dir) if s.serve_store_dir else s.data_dir / f"serve-{port}"
+    """Each replica its own store (RocksDB locks it): one per host and port under the
+    data dir, unless STREAMREC_SERVE_STORE_DIR names one."""
+    if s.serve_store_dir:
+        return Path(s.serve_store_dir)
+    return s.data_dir / f"serve-{s.hostname()}-{port}"
 
 
 def check_access(s: Settings, host: str) -> Keys:

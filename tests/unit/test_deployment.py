@@ -36,7 +36,7 @@ def test_compose_env_names_are_real_settings_and_parse():
 def test_compose_commands_are_cli_subcommands():
     text = (ROOT / "docker-compose.yml").read_text()
     parser = build_parser()
-    for argv in (["topics", "create"], ["worker"], ["scorer"]):
+    for argv in (["topics", "create"], ["worker"], ["scorer"], ["serve"]):
         assert f"command: {argv!r}".replace("'", '"') in text
         parser.parse_args(argv)
 
@@ -118,3 +118,27 @@ def test_grafana_dashboard_queries_only_metrics_a_worker_serves():
     assert prom["rule_files"] == ["/etc/prometheus/alerts.yml"]
     groups = yaml.safe_load(rules)["groups"]
     assert all(r["alert"] and r["expr"] and r["labels"]["severity"] for r in groups[0]["rules"])
+
+
+def test_serve_service_runs_in_production_with_keys_and_keeps_its_store_on_a_volume():
+    from streamrec.serve.app import check_access, store_dir
+
+    text = (ROOT / "docker-compose.yml").read_text()
+    serve = _service(text, "serve")
+    env = _env_block(text)
+    env["STREAMREC_PSEUDONYM_KEY"] = "a-real-secret-of-at-least-32-bytes"
+    for line in serve.splitlines():
+        key, _, value = line.strip().partition(":")
+        if key.startswith("STREAMREC_"):
+            env[key] = value.strip().strip('"')
+    env["STREAMREC_API_READ_KEYS"] = "r" * 16
+    env["STREAMREC_API_WRITE_KEYS"] = "w" * 16
+    env["STREAMREC_SERVE_CORS_ORIGINS"] = ""
+    s = Settings.from_env(env)
+    keys = check_access(s, s.serve_host)  # production: refuses without keys
+    assert keys.read and keys.write and s.serve_host == "0.0.0.0"
+    assert f'"{s.serve_port}:{s.serve_port}"' in serve
+    assert str(store_dir(s, s.serve_port)).startswith(env["STREAMREC_DATA_DIR"])
+    assert f"serve-store:{env['STREAMREC_DATA_DIR']}" in serve
+    prom = (ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text()
+    assert 'names: ["serve"]' in prom and f"port: {s.serve_port}" in prom
