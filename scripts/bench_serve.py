@@ -47,6 +47,8 @@ from streamrec.settings import Settings
 from streamrec.tools.admin import create_topics
 
 READ, WRITE = "bench-read-key-0123456789", "bench-write-key-0123456789"
+#: The offered rate of the paced runs, requests/s.
+RATE = 1_000
 
 LUA_COMMON = """
 local done_fn = function(summary, latency, requests)
@@ -108,6 +110,16 @@ def wrk(url: str, lua: str, env: dict[str, str], seconds: int, conns: int, tmp: 
     result = json.loads(line.removeprefix("WRKJSON "))
     result["requests_per_s"] = round(result["requests"] / result["duration_s"], 1)
     return result
+
+
+def pace_for(url: str, lua: str, env: dict[str, str], conns: int, tmp: Path) -> float:
+    """The mean wait per connection that offers `RATE` requests/s: each connection
+    sends every conns/RATE s, its wait plus the response time (measured in a short
+    calibration run, since wrk's Lua has no millisecond clock to schedule with)."""
+    interval_ms = conns * 1000 / RATE
+    probe = wrk(url, lua, env | {"PACE_MS": str(interval_ms)}, 4, conns, tmp)
+    response_ms = max(0.0, conns * 1000 / probe["requests_per_s"] - interval_ms)
+    return round(max(0.1, interval_ms - response_ms), 3)
 
 
 def publish(settings: Settings, users: int, items: int, dim: int) -> None:
@@ -195,7 +207,12 @@ def main() -> int:
             }
             wrk(url, LUA_GET, recs, 3, 8, tmp)  # warm-up: caches, connections
             for name, (lua, wenv, conns) in runs.items():
+                if "PACE_MS" in wenv:
+                    wenv = wenv | {"PACE_MS": str(pace_for(url, lua, wenv, conns, tmp))}
                 r = wrk(url, lua, wenv, args.seconds, conns, tmp)
+                if "PACE_MS" in wenv:
+                    r["offered_per_s"] = RATE
+                    r["pace_ms"] = float(wenv["PACE_MS"])
                 if name.startswith("events"):
                     r["events_per_s"] = round(r["requests_per_s"] * 100, 1)
                 results[name] = r

@@ -290,7 +290,9 @@ class _Handlers:
         key = request.query.get("key")
         if key is not None:  # first visit with ?key=: keep it in a cookie, drop it from the URL
             response = web.HTTPSeeOther("/ui")
-            response.set_cookie(COOKIE, key, httponly=True, samesite="Strict", path="/")
+            response.set_cookie(
+                COOKIE, key, httponly=True, samesite="Strict", path="/", secure=request.secure
+            )
             raise response
         return await self.page("ui.html")(request)
 

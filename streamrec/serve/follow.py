@@ -142,7 +142,8 @@ class Follower:
         consumer = self.consumer
         assert consumer is not None
         while True:
-            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            # Small batches: applying one holds the event loop, and requests wait for it.
+            batches = await consumer.getmany(timeout_ms=500, max_records=1000)
             for tp, records in batches.items():
                 if records:
                     self.apply(tp, records)

@@ -87,11 +87,13 @@ def access_middleware(keys: Keys, routes: dict[str, Access]) -> Any:
             key = request.query.get("key") if route == "/ui" else None
             key = key or request.cookies.get(COOKIE)
         if not keys.allows(access, key):
+            how = (
+                "open /ui?key=<a read key> once: the page keeps it in a cookie"
+                if route == "/ui"
+                else f"send a valid {access.value} key as `Authorization: Bearer KEY`"
+            )
             raise ApiError(
-                401,
-                "unauthorized",
-                f"send a valid {access.value} key as `Authorization: Bearer KEY` "
-                f"(STREAMREC_API_{access.value.upper()}_KEYS)",
+                401, "unauthorized", f"{how} (STREAMREC_API_{access.value.upper()}_KEYS)"
             )
         return await handler(request)
 
