@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,16 +16,7 @@ from streamrec.serve.follow import EVENTS_TAIL, Follower
 from streamrec.serve.state import Filters, ServingState
 from streamrec.serve.store import ListStore
 from streamrec.settings import DEV_PSEUDONYM_KEY, Settings
-
-
-@dataclass
-class Record:
-    value: bytes | None
-    key: bytes | None
-    offset: int = 0
-    partition: int = 0
-    timestamp: int = 0
-    topic: str = ""
+from tests.unit.test_catalog_follower import Record
 
 
 class FakeConsumer:
@@ -56,8 +46,8 @@ def test_records_of_every_topic_land_in_the_state(tmp_path: Path) -> None:
     f = _follower(tmp_path)
     t, st = f.t, f.state
     recs = TopicPartition(t["recommendations"], 2)
-    f.apply(recs, [Record(b'{"a": 1}', b"u_1", 7), Record(b'{"b": 2}', b"u_2", 8)])
-    f.apply(recs, [Record(None, b"u_1", 9)])  # erased
+    f.apply(recs, [Record(b'{"a": 1}', b"u_1", offset=7), Record(b'{"b": 2}', b"u_2", offset=8)])
+    f.apply(recs, [Record(None, b"u_1", offset=9)])  # erased
     assert st.lists.get("u_1") is None and st.lists.get("u_2") == b'{"b": 2}'
     assert st.lists.offsets(t["recommendations"]) == {2: 10}
 
