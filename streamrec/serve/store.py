@@ -12,9 +12,10 @@ Format 1 (`FORMAT`): user keys are the pseudonyms as UTF-8 (they start with
 
 >>> import tempfile
 >>> with ListStore(tempfile.mkdtemp()) as s:
-...     s.apply([(b"u_1", b'{"items": []}'), (b"u_2", b"{}"), (b"u_2", None)], "recs", {0: 3})
-...     s.get("u_1"), s.get("u_2"), s.offsets("recs")
-(b'{"items": []}', None, {0: 3})
+...     written = s.apply([(b"u_1", b'{"items": []}'), (b"u_2", b"{}"), (b"u_2", None)],
+...                       "recs", {0: 3})
+...     written, s.get("u_1"), s.get("u_2"), s.offsets("recs")
+(3, b'{"items": []}', None, {0: 3})
 """
 
 from __future__ import annotations

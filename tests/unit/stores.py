@@ -22,3 +22,7 @@ class BytesProfileStore(dict[str, bytes]):
 
     def put(self, user: str, profile: Profile, partition: int = 0) -> None:
         self[user] = profile.to_bytes()
+
+    def delete(self, user: str, partition: int = 0) -> None:
+        """An erasure (`forget` event): the profile goes, as the table's tombstone does."""
+        self.pop(user, None)

@@ -35,7 +35,12 @@ from streamrec.serve.store import ListStore
 from streamrec.settings import DEV_PSEUDONYM_KEY, Settings
 
 READ, WRITE = "r" * 20, "w" * 20
-NOW = int(time.time() * 1000)
+
+
+def _now() -> int:
+    """Now, when asked: a module-level constant would be minutes old by the time a
+    test runs in a long session (ages are measured against the clock)."""
+    return int(time.time() * 1000)
 
 
 @dataclass
@@ -66,15 +71,16 @@ class Served:
 
 def _publish(state: ServingState, user_id: str, items: list[RecItem], offset: int) -> None:
     user = state.pseudonymize(user_id)
+    now = _now()
     rec = Recommendation(
         user,
         tuple(items),
         "m1",
         "e_ref",
         "view",
-        NOW - 5_000,
-        NOW - 4_000,
-        NOW - 3_000,
+        now - 5_000,
+        now - 4_000,
+        now - 3_000,
         encoder_version="enc@1",
         variant="A",
     )
@@ -82,6 +88,7 @@ def _publish(state: ServingState, user_id: str, items: list[RecItem], offset: in
 
 
 def _fill(state: ServingState) -> None:
+    now = _now()
     shoes = ("Shoes", "Running")
     catalog = [
         CatalogItem("run-1", "Trail runner", shoes, price=90.0),
@@ -102,7 +109,7 @@ def _fill(state: ServingState) -> None:
     for item_id, v in vecs.items():
         vec = np.asarray(v, dtype=np.float32)
         state.vectors.upsert(item_id, "enc@1", vec / np.linalg.norm(vec))
-    state.vectors.mark_complete("enc@1", 0, NOW)
+    state.vectors.mark_complete("enc@1", 0, now)
     items = [
         RecItem(
             i,
@@ -119,14 +126,14 @@ def _fill(state: ServingState) -> None:
     ]
     _publish(state, "alice", items, 1)
     views = [
-        {"type": "view", "item_id": i, "ts": NOW - 1000 * n}
+        {"type": "view", "item_id": i, "ts": now - 1000 * n}
         for n, i in enumerate(["run-3"] * 5 + ["book-1"] * 3 + ["run-1"] * 2 + ["gone"] * 9)
     ]
     state.count_events([serde.dumps(v) for v in views] + [b"not json", None])
     window = MetricsWindow(
         "w1",
-        NOW - 20_000,
-        NOW - 10_000,
+        now - 20_000,
+        now - 10_000,
         {"in": 100, "valid": 98, "dlq": 2, "duplicates": 0},
         {"view": 100},
         events_per_s=10.0,
@@ -249,6 +256,7 @@ def test_search_through_the_scorer_and_a_clear_503_without_one(served: Served) -
 
 
 def test_events_batch_accepts_the_valid_and_names_the_rejected(served: Served) -> None:
+    now = _now()
     batch = [
         {"type": "view", "user_id": "carol", "item_id": "run-1"},  # id and ts filled in
         {"type": "teleport", "user_id": "carol"},
@@ -258,7 +266,7 @@ def test_events_batch_accepts_the_valid_and_names_the_rejected(served: Served) -
             "item_id": "run-1",
             "price": 90.0,
             "event_id": "p1",
-            "ts": NOW,
+            "ts": now,
         },
         {"type": "view", "user_id": "carol", "item_id": "x", "event_id": "t", "ts": 12},
         "not an object",
@@ -278,7 +286,7 @@ def test_events_batch_accepts_the_valid_and_names_the_rejected(served: Served) -
     assert answer["results"][2]["event_ref"] == served.state.pseudonymize.event_id("p1")
     assert [k for k, _ in served.sent] == [b"carol", b"carol"]  # keyed by the raw user id
     sent = [serde.loads(v) for _, v in served.sent]
-    assert sent[0]["event_id"] and sent[0]["ts"] >= NOW and sent[1]["event_id"] == "p1"
+    assert sent[0]["event_id"] and sent[0]["ts"] >= now and sent[1]["event_id"] == "p1"
     served.sent.clear()
     with served.client() as c:  # nothing valid: 400, with the reasons
         bad = c.send_events([{"type": "view"}])
