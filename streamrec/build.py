@@ -45,6 +45,8 @@ def build_engine(s: Settings, recommender: Recommender | None = None) -> Engine:
         purchased_items=s.purchased_items,
         affinity_half_life_s=s.affinity_half_life_s,
         session_gap_s=s.session_gap_s,
+        history_items=s.history_items,
+        history_types=s.history_type_set(),
     )
     recommender = recommender or build_recommender(s)
     return Engine(

@@ -175,6 +175,11 @@ class Settings:
     #: Profile shape.
     recent_items: int = 50
     purchased_items: int = 500
+    #: Items a user already has, left out of their lists for good: at most this many per
+    #: profile (4 bytes each; 0: off), of these event types (a shop with re-purchasable
+    #: goods drops "purchase"). Not tuned on the reported data (docs/evaluation.md).
+    history_items: int = 1_000
+    history_types: str = "view,click,add_to_cart,purchase"
     affinity_half_life_s: float = 7 * 86_400.0
     session_gap_s: float = 1_800.0
     #: Recommender.
@@ -336,6 +341,7 @@ class Settings:
             )
         self.experiment_config()
         self.alert_rule_set()
+        self.history_type_set()
         if self.session_timeout_s <= self.heartbeat_interval_s:
             raise ConfigError(
                 "STREAMREC_SESSION_TIMEOUT_S must be larger than STREAMREC_HEARTBEAT_INTERVAL_S"
@@ -360,6 +366,18 @@ class Settings:
         from streamrec.core.ranking.variants import Experiment
 
         return Experiment.parse(self.variants, self.experiment)
+
+    def history_type_set(self) -> frozenset[str]:
+        from streamrec.records import EVENT_TYPES
+
+        types = frozenset(t.strip() for t in self.history_types.split(",") if t.strip())
+        unknown = types - set(EVENT_TYPES)
+        if unknown or self.history_items < 0:
+            raise ConfigError(
+                f"STREAMREC_HISTORY_TYPES takes event types ({', '.join(EVENT_TYPES)}), not "
+                f"{sorted(unknown)}; STREAMREC_HISTORY_ITEMS must be >= 0"
+            )
+        return types
 
     def alert_rule_set(self) -> tuple[AlertRule, ...]:
         from streamrec.core.monitoring.alerts import parse_rules

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from streamrec import serde
+from streamrec.core.history import History
 from streamrec.errors import SerdeError
 from streamrec.records import Event
 
@@ -33,6 +34,9 @@ EVENT_WEIGHTS: dict[str, float] = {
     "search": 0.0,
     "impression": 0.0,
 }
+
+#: The event types whose items are left out of a user's lists for good, by default.
+HISTORY_TYPES = frozenset({"view", "click", "add_to_cart", "purchase"})
 
 
 @dataclass(slots=True)
@@ -61,6 +65,9 @@ class Profile:
     #: Source partition -> offset of the last event applied to this profile. Stored with
     #: the state it changed, so an event replayed after a crash is applied only once.
     offsets: dict[str, int] = field(default_factory=dict)
+    #: Items the user already has, left out of their lists for good (`core.history`):
+    #: 32-bit item hashes, oldest first, base64; capped by `ProfileUpdater.history_items`.
+    history: str = ""
 
     @classmethod
     def new(cls, user: str) -> Profile:
@@ -115,6 +122,7 @@ class Profile:
                 "vectors": self.vectors,
                 "value": self.value,
                 "offsets": self.offsets,
+                "history": self.history,
             }
         )
 
@@ -156,6 +164,7 @@ class Profile:
             and type(self.recent) is list
             and type(self.purchased) is list
             and type(self.offsets) is dict
+            and type(self.history) is str
             and all(map(_finite_number, self.affinity.values()))
             and all(type(v) is int and v >= 0 for v in self.counts.values())
             and all(type(r) is list and len(r) == 3 and type(r[2]) is int for r in self.recent)
@@ -187,6 +196,8 @@ class Profile:
         self.purchased = [i for i in self.purchased if isinstance(i, str)]
         if not isinstance(self.session_id, str):
             self.session_id = ""
+        if not isinstance(self.history, str):
+            self.history = ""
         if self.last_query is not None and not isinstance(self.last_query, str):
             self.last_query = None
         if self.vectors is not None and not isinstance(self.vectors, dict):
@@ -217,8 +228,12 @@ class ProfileUpdater:
         affinity_half_life_s: float = 7 * 86_400.0,
         session_gap_s: float = 1_800.0,
         max_categories: int = 64,
+        history_items: int = 1_000,
+        history_types: frozenset[str] = HISTORY_TYPES,
     ) -> None:
         self.recent_items = recent_items
+        self.history_items = history_items
+        self.history_types = history_types
         self.purchased_items = purchased_items
         self.affinity_half_life_ms = affinity_half_life_s * 1000.0
         self.session_gap_ms = session_gap_s * 1000.0
@@ -246,6 +261,8 @@ class ProfileUpdater:
         recent.append([item, e.type, ts])
         if len(recent) > self.recent_items:
             del recent[: len(recent) - self.recent_items]
+        if self.history_items and e.type in self.history_types:
+            p.history = History.add(p.history, item, self.history_items)
 
         if e.type == "purchase":
             p.orders += 1

@@ -1,4 +1,5 @@
 from streamrec.core import snapshot
+from streamrec.core.history import History
 from streamrec.core.profile import Profile, ProfileUpdater
 from streamrec.core.ranking.recommender import Recommender
 from streamrec.records import CatalogItem, Event
@@ -61,9 +62,46 @@ def test_business_rules_exclude_purchased_recent_current_and_unavailable():
 
 
 def test_exclusions_are_configurable():
-    rec = Recommender(top_k=10, exclude_recent=False, exclude_purchased=False)
+    rec = Recommender(top_k=10, exclude_recent=False, exclude_purchased=False,
+                      exclude_history=False)  # fmt: skip
     profiles = feed(rec, [view(1, "me", "p", T0, "purchase", price=1.0)])
     assert [x.item_id for x in rec.recommend(profiles["me"], None)] == ["p"]
+
+
+def _history_world(updater: ProfileUpdater, **kw: bool) -> tuple[Recommender, Profile]:
+    """A user who had "old" 1,000 events ago (long out of their 50 recent items), in a
+    shop where "old" is by far the most popular item."""
+    rec = Recommender(top_k=5, **kw)
+    me = Profile.new("me")
+    events = [view(1, "me", "old", T0, "purchase", price=5.0)]
+    events += [view(2 + i, "me", f"book-{i}", T0 + (1 + i) * 60_000) for i in range(1000)]
+    for e in events:
+        rec.observe(e, rec.items.row(e.item_id), [])
+        updater.update(me, e)
+    now = T0 + 1001 * 60_000
+    crowd = [view(5000 + i, f"c{i}", "old", now + i) for i in range(200)]
+    crowd += [view(6000 + i, f"c{i}", f"other-{i % 20}", now + i) for i in range(60)]
+    feed(rec, crowd)
+    return rec, me
+
+
+def test_what_a_user_had_long_ago_stays_out_of_their_lists_within_the_cap():
+    updater = ProfileUpdater(recent_items=50, history_items=2_000)
+    rec, me = _history_world(updater)
+    assert "old" not in me.recent_item_ids()  # out of the recent window long ago
+    assert "old" not in [x.item_id for x in rec.recommend(me, None)]
+    assert "old" in [x.item_id for x in rec.recommend(Profile.new("new"), None)]
+    assert len(History.decode(me.history)) == 1_001
+    capped = ProfileUpdater(recent_items=50, history_items=300)
+    _, small = _history_world(capped)
+    assert len(History.decode(small.history)) == 300  # the cap holds; the oldest left
+    assert len(small.to_bytes()) < len(me.to_bytes()) - 2_500  # ~4 bytes an item (base64)
+
+
+def test_a_shop_that_sells_again_leaves_purchases_out_of_the_history():
+    updater = ProfileUpdater(recent_items=50, history_types=frozenset({"view", "click"}))
+    rec, me = _history_world(updater, exclude_purchased=False)
+    assert "old" in [x.item_id for x in rec.recommend(me, None)]  # re-purchasable: back
 
 
 def test_category_affinity_lifts_matching_items():

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from streamrec.core.history import History
 from streamrec.core.items import ItemStore
 from streamrec.core.profile import EVENT_WEIGHTS, Profile
 from streamrec.core.ranking.covisit import CoVisitation
@@ -114,6 +115,7 @@ class Recommender(FeatureBuilder, Explainer):
         w_query: float = 1.0,
         exclude_purchased: bool = True,
         exclude_recent: bool = True,
+        exclude_history: bool = True,
         max_per_category: int = 0,
         ranker: OnlineRanker | None = None,
         rank_pool: int = 60,
@@ -123,6 +125,7 @@ class Recommender(FeatureBuilder, Explainer):
         self.anchors = anchors
         self.exclude_purchased = exclude_purchased
         self.exclude_recent = exclude_recent
+        self.exclude_history = exclude_history
         self.max_per_category = max_per_category
         self.trending = Trending(trending_half_life_s, trending_pool, store=self.items)
         # Seven times slower: the baseline that "growth" compares today's popularity with.
@@ -262,7 +265,8 @@ class Recommender(FeatureBuilder, Explainer):
     def _allowed(
         self, cand: np.ndarray, profile: Profile, recent: np.ndarray, current_row: int | None
     ) -> np.ndarray:
-        """Available and not excluded (purchased, recent, on screen)."""
+        """Available and not excluded (what the user has: history, purchased, recent; on
+        screen)."""
         store = self.items
         excluded = [recent] if self.exclude_recent else []
         if self.exclude_purchased and profile.purchased:
@@ -270,6 +274,8 @@ class Recommender(FeatureBuilder, Explainer):
         if current_row is not None:
             excluded.append(np.array([current_row], dtype=np.int64))
         keep = store.available[cand].copy()
+        if self.exclude_history and profile.history:
+            keep &= ~History.contains(profile.history, store.tiebreak[cand])
         if excluded:
             out = np.concatenate(excluded)
             mark = self._scratch(store.capacity)
