@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from streamrec import serde
-from streamrec.core.history import History
+from streamrec.core.history import ItemHistory
 from streamrec.errors import SerdeError
 from streamrec.records import Event
 
@@ -65,9 +65,9 @@ class Profile:
     #: Source partition -> offset of the last event applied to this profile. Stored with
     #: the state it changed, so an event replayed after a crash is applied only once.
     offsets: dict[str, int] = field(default_factory=dict)
-    #: Items the user already has, left out of their lists for good (`core.history`):
-    #: 32-bit item hashes, oldest first, base64; capped by `ProfileUpdater.history_items`.
-    history: str = ""
+    #: Items the user already has, left out of their lists for good (`core.history`);
+    #: capped by `ProfileUpdater.history_items`. On the wire: base64 of 32-bit hashes.
+    history: ItemHistory = field(default_factory=ItemHistory)
 
     @classmethod
     def new(cls, user: str) -> Profile:
@@ -122,7 +122,7 @@ class Profile:
                 "vectors": self.vectors,
                 "value": self.value,
                 "offsets": self.offsets,
-                "history": self.history,
+                "history": self.history.to_wire(),
             }
         )
 
@@ -140,11 +140,18 @@ class Profile:
             if not isinstance(doc, dict):
                 raise SerdeError(f"a profile is a JSON object, not {type(doc).__name__}")
             known = {k: v for k, v in doc.items() if k in _FIELDS}
+            history = known.pop("history", "")
             profile = cls(**known)
         except (SerdeError, TypeError) as exc:
             log.warning("unreadable stored profile of %s reset: %s", user, exc)
             return cls.new(user or ""), True
-        repaired = len(known) != len(doc) or not profile._is_sound()
+        try:
+            profile.history = ItemHistory.from_wire(history if isinstance(history, str) else "?")
+            bad_history = False
+        except ValueError:
+            bad_history = True  # reset below (`_repair` keeps the empty default)
+        repaired = bad_history or len(known) + ("history" in doc) != len(doc)
+        repaired = repaired or not profile._is_sound()
         if repaired:
             profile._repair(user)
         return profile, repaired
@@ -164,7 +171,7 @@ class Profile:
             and type(self.recent) is list
             and type(self.purchased) is list
             and type(self.offsets) is dict
-            and type(self.history) is str
+            and type(self.history) is ItemHistory
             and all(map(_finite_number, self.affinity.values()))
             and all(type(v) is int and v >= 0 for v in self.counts.values())
             and all(type(r) is list and len(r) == 3 and type(r[2]) is int for r in self.recent)
@@ -196,8 +203,8 @@ class Profile:
         self.purchased = [i for i in self.purchased if isinstance(i, str)]
         if not isinstance(self.session_id, str):
             self.session_id = ""
-        if not isinstance(self.history, str):
-            self.history = ""
+        if not isinstance(self.history, ItemHistory):
+            self.history = ItemHistory()
         if self.last_query is not None and not isinstance(self.last_query, str):
             self.last_query = None
         if self.vectors is not None and not isinstance(self.vectors, dict):
@@ -262,7 +269,7 @@ class ProfileUpdater:
         if len(recent) > self.recent_items:
             del recent[: len(recent) - self.recent_items]
         if self.history_items and e.type in self.history_types:
-            p.history = History.add(p.history, item, self.history_items)
+            p.history.add(item, self.history_items)
 
         if e.type == "purchase":
             p.orders += 1

@@ -38,7 +38,6 @@ from typing import Any
 
 import numpy as np
 
-from streamrec.core.history import History
 from streamrec.core.items import ItemStore
 from streamrec.core.profile import EVENT_WEIGHTS, Profile
 from streamrec.core.ranking.covisit import CoVisitation
@@ -274,8 +273,8 @@ class Recommender(FeatureBuilder, Explainer):
         if current_row is not None:
             excluded.append(np.array([current_row], dtype=np.int64))
         keep = store.available[cand].copy()
-        if self.exclude_history and profile.history:
-            keep &= ~History.contains(profile.history, store.tiebreak[cand])
+        if self.exclude_history and len(profile.history):
+            keep &= ~profile.history.contains(store.tiebreak[cand])
         if excluded:
             out = np.concatenate(excluded)
             mark = self._scratch(store.capacity)
