@@ -190,7 +190,7 @@ def main() -> int:
             with RecommendationClient(url, READ) as c:
                 c.wait_ready(600)
                 results["catch_up_s"] = round(time.monotonic() - t0, 1)
-                ready = c._request("GET", "/readyz", {})
+                ready = c.readiness()
                 assert ready["users"] > 0.9 * args.users and ready["item_vectors"] == args.items
             print(f"replica ready after {results['catch_up_s']} s: {ready}", flush=True)
             base = {"KEY": READ, "N": str(args.users)}

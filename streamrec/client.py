@@ -33,10 +33,11 @@ from streamrec.contracts import (
     STOREFRONT_EVENTS,
     load_contract,
 )
+from streamrec.core.filters import Filters
 from streamrec.core.privacy import Pseudonymizer
 from streamrec.errors import BrokerError, StreamrecError
 from streamrec.http_client import RecommendationClient, ServeError
-from streamrec.records import AuditRecord, CatalogItem, RawEvent, RecItem, Recommendation
+from streamrec.records import AuditRecord, CatalogItem, RawEvent, Recommendation
 from streamrec.settings import Settings
 
 __all__ = [
@@ -380,14 +381,10 @@ def filter_items(
     ['b']
     """
 
-    def keep(item: RecItem) -> bool:
-        if category is not None and item.category != category:
-            return False
-        if min_price is not None and (item.price is None or item.price < min_price):
-            return False
-        return not (max_price is not None and (item.price is None or item.price > max_price))
-
-    return dataclasses.replace(rec, items=tuple(i for i in rec.items if keep(i)))
+    keep = Filters(category, min_price, max_price).keep
+    return dataclasses.replace(
+        rec, items=tuple(i for i in rec.items if keep(i.item_id, i.category, i.price))
+    )
 
 
 def _wait_partitions(consumer: KafkaConsumer, topic: str, timeout_s: float = 15.0) -> list[int]:

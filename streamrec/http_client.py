@@ -121,14 +121,24 @@ class RecommendationClient:
         ]
         return items
 
+    def readiness(self) -> dict[str, Any]:
+        """/readyz's answer: ready, lag, users, items, item vectors, encoder version."""
+        try:
+            doc: dict[str, Any] = self._request("GET", "/readyz", {})
+        except ServeError as exc:
+            if exc.status != 503:
+                raise
+            doc = {"ready": False}
+        return doc
+
     def ready(self) -> bool:
         """True once the replica has read what was on the topics when it started."""
-        try:
-            return bool(self._request("GET", "/readyz", {})["ready"])
-        except ServeError as exc:
-            if exc.status == 503:
-                return False
-            raise
+        return bool(self.readiness()["ready"])
+
+    def health(self) -> dict[str, Any]:
+        """The pipeline's monitoring view (/v1/health): snapshot and per-window series."""
+        doc: dict[str, Any] = self._request("GET", "/v1/health", {})
+        return doc
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
         """Block until the service is up and ready (a replica starting, or catching up)."""

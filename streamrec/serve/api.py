@@ -28,6 +28,7 @@ from prometheus_client import Counter as PromCounter
 
 from streamrec import serde
 from streamrec.core.batch import QueryVectors
+from streamrec.core.filters import Filters
 from streamrec.core.ingest import Ingestor, Rejection
 from streamrec.errors import SerdeError
 from streamrec.serve.http import (
@@ -41,7 +42,7 @@ from streamrec.serve.http import (
     json_response,
 )
 from streamrec.serve.openapi import spec
-from streamrec.serve.state import Filters, ServingState
+from streamrec.serve.state import ServingState
 
 SendEvents = Callable[[list[tuple[bytes, bytes]]], Awaitable[None]]
 Embed = Callable[[list[str], str | None], Awaitable[QueryVectors | None]]

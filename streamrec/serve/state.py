@@ -20,13 +20,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from streamrec import serde
 from streamrec.core.catalog import Catalog
+from streamrec.core.filters import Filters
 from streamrec.core.items import ItemStore
 from streamrec.core.monitoring.windows import merge_windows
 from streamrec.core.privacy import Pseudonymizer
@@ -37,25 +37,6 @@ from streamrec.errors import SerdeError
 from streamrec.records import CatalogItem
 from streamrec.serve.store import ListStore
 from streamrec.tools.dashboard import MonitorView
-
-
-@dataclass(frozen=True, slots=True)
-class Filters:
-    """Per-request filters: leaf category, price range, items to leave out."""
-
-    category: str | None = None
-    min_price: float | None = None
-    max_price: float | None = None
-    exclude: frozenset[str] = field(default_factory=frozenset)
-
-    def keep(self, item_id: str, category: str | None, price: float | None) -> bool:
-        if item_id in self.exclude:
-            return False
-        if self.category is not None and category != self.category:
-            return False
-        if self.min_price is not None and (price is None or price < self.min_price):
-            return False
-        return not (self.max_price is not None and (price is None or price > self.max_price))
 
 
 class ServingState:

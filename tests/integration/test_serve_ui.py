@@ -77,9 +77,7 @@ def test_the_page_shows_a_users_items_and_draws_health_charts(make_stack, browse
         rec = _until("the user's list", lambda: client.latest(user))
         assert rec.items
         # Real windows: the worker publishes one a second in tests.
-        _until(
-            "metrics windows", lambda: len(client._request("GET", "/v1/health", {})["series"]) >= 2
-        )
+        _until("metrics windows", lambda: len(client.health()["series"]) >= 2)
 
     browser.get(f"{url}/ui?key={READ}")  # the key goes into a cookie; the URL drops it
     assert browser.current_url == f"{url}/ui"

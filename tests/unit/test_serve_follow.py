@@ -9,11 +9,12 @@ import numpy as np
 from aiokafka import TopicPartition
 
 from streamrec import serde
+from streamrec.core.filters import Filters
 from streamrec.core.privacy import Pseudonymizer
 from streamrec.core.retrieval.vectors import encode_vectors
 from streamrec.records import CatalogEmbedding, CatalogItem, MetricsWindow
 from streamrec.serve.follow import EVENTS_TAIL, Follower
-from streamrec.serve.state import Filters, ServingState
+from streamrec.serve.state import ServingState
 from streamrec.serve.store import ListStore
 from streamrec.settings import DEV_PSEUDONYM_KEY, Settings
 from tests.unit.test_catalog_follower import Record
