@@ -398,10 +398,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--limit", type=int, help="only the first N events (in time order)")
     sp.add_argument(
         "--models",
-        default="streamrec,popular,trending,covisit,biased_mf",
-        help="comma-separated: streamrec, popular, trending, covisit, biased_mf",
+        default="streamrec,popular,trending,covisit,sr,sknn,biased_mf",
+        help="comma-separated: streamrec, popular, trending, covisit, sr, sknn, biased_mf",
     )
     sp.add_argument("--protocols", default="prequential,leave_last_out")
+    sp.add_argument(
+        "--part",
+        choices=["all", "validation", "test"],
+        default="all",
+        help="score all events; the first half by time only (choose settings here); or "
+        "learn from all and score the second half only (report this)",
+    )
     sp.add_argument(
         "--no-vectors", action="store_true", help="streamrec without item/query vectors (no BERT)"
     )

@@ -239,11 +239,3 @@ class BiasedMF(Baseline):
         top = np.argpartition(-scores, want - 1)[:want]
         ordered = sorted(top.tolist(), key=lambda j: (-scores[j], self.items[j]))
         return [self.items[j] for j in ordered if np.isfinite(scores[j])]
-
-
-BASELINES = {
-    "popular": Popular,
-    "trending": TrendingBaseline,
-    "covisit": CoVisit,
-    "biased_mf": BiasedMF,
-}

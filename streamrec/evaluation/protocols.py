@@ -64,8 +64,13 @@ class ModelRun:
     unanswered: int = 0
 
 
-def prequential_targets(events: Sequence[RawEvent], repeats: bool = False) -> list[Target | None]:
-    """Which events are scored, and in which segments (the same for every model)."""
+def prequential_targets(
+    events: Sequence[RawEvent], repeats: bool = False, scored_from: int = 0
+) -> list[Target | None]:
+    """Which events are scored, and in which segments (the same for every model).
+
+    Events before index `scored_from` teach the models but are not scored.
+    """
     count: dict[str, int] = {}
     last_type: dict[str, str] = {}
     seen: dict[str, set[str]] = {}
@@ -74,7 +79,7 @@ def prequential_targets(events: Sequence[RawEvent], repeats: bool = False) -> li
         user = ev.user_id
         before = count.get(user, 0)
         target = None
-        if interacts(ev) and before > 0:
+        if interacts(ev) and before > 0 and i >= scored_from:
             assert ev.item_id is not None
             if repeats or ev.item_id not in seen.get(user, ()):
                 after_search = last_type.get(user) == "search"
@@ -155,9 +160,13 @@ def prequential(
 
 
 def leave_last_out_split(
-    events: Sequence[RawEvent],
+    events: Sequence[RawEvent], scored_from: int = 0
 ) -> tuple[list[RawEvent], dict[str, tuple[str, int]]]:
-    """(training events in time order, user -> (held-out item, the user's training events))."""
+    """(training events in time order, user -> (held-out item, the user's training events)).
+
+    Only users whose held-out event is at index `scored_from` or later are held out
+    (a reported part that starts there); everyone else's events all train.
+    """
     seen: dict[str, set[str]] = {}
     last: dict[str, int] = {}
     for i, ev in enumerate(events):
@@ -167,6 +176,7 @@ def leave_last_out_split(
             if ev.item_id not in items:
                 last[ev.user_id] = i
             items.add(ev.item_id)
+    last = {user: i for user, i in last.items() if i >= scored_from}
     train: list[RawEvent] = []
     history: dict[str, int] = {}
     for i, ev in enumerate(events):

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from streamrec.datasets.interactions import InteractionLog, read_interactions
 from streamrec.errors import ConfigError
-from streamrec.evaluation.baselines import BASELINES, interacts
+from streamrec.evaluation.baselines import BiasedMF, CoVisit, Popular, TrendingBaseline, interacts
 from streamrec.evaluation.metrics import popularity_ranks
 from streamrec.evaluation.models import EvaluatedModel, StreamrecModel, embed_catalog
 from streamrec.evaluation.pipeline import PipelineLists, RecordedModel, run_pipeline
@@ -25,11 +25,22 @@ from streamrec.evaluation.protocols import (
     prequential,
     prequential_targets,
 )
+from streamrec.evaluation.sequential import SequentialRules, SessionKNN
+from streamrec.records import RawEvent
 from streamrec.settings import Settings
 
+BASELINES: dict[str, Callable[[], EvaluatedModel]] = {
+    "popular": Popular,
+    "trending": TrendingBaseline,
+    "covisit": CoVisit,
+    "sr": SequentialRules,
+    "sknn": SessionKNN,
+    "biased_mf": BiasedMF,
+}
 MODELS = ("streamrec", *BASELINES)
 PROTOCOLS = ("prequential", "leave_last_out")
 DATASETS = ("ml-100k", "synthetic")
+PARTS = ("all", "validation", "test")
 
 
 @dataclass
@@ -85,16 +96,28 @@ def evaluate(
     vectors: bool = False,
     through_kafka: bool = False,
     repeats: bool = False,
+    part: str = "all",
     progress: bool = True,
     say: Callable[[str], None] = print,
 ) -> Evaluation:
+    """Every model under every protocol on `log`.
+
+    `part`: "all" scores every event; "validation" runs and scores the first half
+    of the events by time only (where settings are chosen); "test" learns from all
+    of them and scores only the second half (what is reported), so no setting is
+    chosen on a figure that is reported.
+    """
     unknown = set(models) - set(MODELS) or set(protocols) - set(PROTOCOLS)
     if unknown:
         raise ConfigError(
             f"unknown {sorted(unknown)}: models are {', '.join(MODELS)}; "
             f"protocols are {', '.join(PROTOCOLS)}"
         )
-    events = log.events
+    if part not in PARTS:
+        raise ConfigError(f"--part must be one of {', '.join(PARTS)}, not {part!r}")
+    half = len(log.events) // 2
+    events = log.events[:half] if part == "validation" else log.events
+    scored_from = half if part == "test" else 0
     interacted = [ev.item_id for ev in events if interacts(ev) and ev.item_id]
     catalog = {it.item_id for it in log.items} | set(interacted)
     popularity = popularity_ranks(interacted)
@@ -111,6 +134,8 @@ def evaluate(
         "vectors": vectors,
         "through_kafka": through_kafka,
         "repeats_counted": repeats,
+        "part": part,
+        "scored_events": [scored_from, len(events)],
         "protocols": {},
     }
     catalog_vectors = None
@@ -154,11 +179,11 @@ def evaluate(
         return name, lambda: factory(name)
 
     if "prequential" in protocols:
-        targets = prequential_targets(events, repeats)
+        targets = prequential_targets(events, repeats, scored_from)
         makers = [maker(name) for name in models]
         recorded = None
         if through_kafka and "streamrec" in models:
-            recorded = _through_kafka(log, settings, vectors, progress, ev_out)
+            recorded = _through_kafka(log, events, settings, vectors, progress, ev_out)
             pipeline_model = RecordedModel("streamrec", recorded)
             makers = [
                 ("streamrec", lambda: pipeline_model),
@@ -178,7 +203,7 @@ def evaluate(
         ev_out.runs["prequential"] = runs
         ev_out.meta["protocols"]["prequential"] = {"scored": sum(t is not None for t in targets)}
     if "leave_last_out" in protocols:
-        split = leave_last_out_split(events)
+        split = leave_last_out_split(events, scored_from)
         ev_out.runs["leave_last_out"] = run_models(
             "leave-last-out",
             leave_last_out,
@@ -195,6 +220,7 @@ def evaluate(
 
 def _through_kafka(
     log: InteractionLog,
+    events: list[RawEvent],
     settings: Settings,
     vectors: bool,
     progress: bool,
@@ -205,11 +231,11 @@ def _through_kafka(
     s = settings.with_overrides(partitions=1)
     with tempfile.TemporaryDirectory(prefix="streamrec-eval-") as tmp:
         recorded = run_pipeline(
-            log.events, log.items, s, log_dir=Path(tmp), scorer=vectors, progress=progress
+            events, log.items, s, log_dir=Path(tmp), scorer=vectors, progress=progress
         )
     ev_out.meta["pipeline"] = {
         "lists": len(recorded.lists),
-        "events": len(log.events),
+        "events": len(events),
         "seconds": round(recorded.seconds, 1),
     }
     return recorded
@@ -246,6 +272,7 @@ def run_cli(args: argparse.Namespace) -> int:
         vectors=not args.no_vectors,
         through_kafka=args.through_kafka,
         repeats=args.repeats,
+        part=args.part,
         progress=not args.quiet,
         say=say,
     )
