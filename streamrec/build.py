@@ -84,6 +84,10 @@ def build_recommender(s: Settings) -> Recommender:
         trending_half_life_s=s.trending_half_life_s,
         covisit_window=s.covisit_window,
         covisit_max_neighbours=s.covisit_max_neighbours,
+        covisit_distance_decay=s.covisit_distance_decay,
+        covisit_type_weights=s.covisit_type_weights,
+        blend=s.blend_weight_map(),
+        offer_pool=s.ranker_offers == "pool",
         anchors=s.covisit_anchors,
         exclude_purchased=s.exclude_purchased,
         exclude_recent=s.exclude_recent,
@@ -93,6 +97,10 @@ def build_recommender(s: Settings) -> Recommender:
             min_updates=s.ranker_min_updates,
             window_s=s.feedback_window_s,
             negative_rate=s.negative_rate,
+            feedback=s.ranker_feedback,
+            list_negative_rate=s.list_negative_rate,
+            objective=s.ranker_objective,
+            margin=s.ranker_margin,
             max_pending_users=s.tracked_users,
         )
         if s.ranker_enabled

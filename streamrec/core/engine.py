@@ -357,7 +357,14 @@ class Engine(Retrieval, Erasure):
         if ctx.user_vector is not None:
             encoder_version = encoder_version or self.item_vectors.active_version
         variant = self.experiment.assign(event.user)
-        items = self.recommender.recommend(profile, row, query_hits=hits, ctx=ctx, variant=variant)
+        items = self.recommender.recommend(
+            profile,
+            row,
+            query_hits=hits,
+            ctx=ctx,
+            variant=variant,
+            offered_ts=None if replayed else event.ts,
+        )
         rec = Recommendation(
             user=event.user,
             items=tuple(items),

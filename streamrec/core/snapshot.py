@@ -6,8 +6,13 @@ A snapshot is arrays plus a small JSON header (`.npz`, no pickled objects):
   every other array refers to items by these positions, and `restore` maps
   them onto the rows of the store it restores into;
 * ``trending.scaled``, ``trending_long.scaled``: decayed popularity per position;
-* ``covisit.src`` / ``covisit.dst`` / ``covisit.w``: co-visitation pairs;
+* ``covisit.src`` / ``covisit.dst`` / ``covisit.w``: co-visitation pairs, and the
+  same three for ``transitions`` (directed; absent from snapshots written before
+  them, which restore with none learned yet);
 * ``ranker.eval``: the ranker's recent (ranker score, blend score, label);
+* ``ranker.pending.*`` / ``ranker.expiry.*``: what users were offered and have not
+  answered yet (user, item, time, features by name, sampling rate), so a
+  restarted worker still learns from the clicks on lists it published before;
 * the header: format name and version, the scalars of those models, and the
   river models' parameters (weights, intercepts, scaler statistics) as JSON.
 
@@ -39,11 +44,14 @@ import numpy as np
 
 from streamrec import serde
 from streamrec.core.ranking.covisit import CoVisitation
+from streamrec.core.ranking.models import FEATURES, OnlineRanker
 from streamrec.core.ranking.popularity import Trending
 from streamrec.core.ranking.recommender import Recommender
 from streamrec.errors import StreamrecError
 
 log = logging.getLogger(__name__)
+_GRAPH_SETTINGS = ("window", "max_neighbours", "directed", "distance_decay", "type_weights")
+_GRAPH_ARRAYS = ("src", "dst", "w")  # and "mass" per position (absent from older snapshots)
 
 FORMAT = "streamrec-learned-state"
 VERSION = 1
@@ -119,22 +127,71 @@ def _set_value_state(rec: Recommender, state: dict[str, Any]) -> None:
     v.max_target = float(state["max_target"])
 
 
-def _ranker_state(rec: Recommender) -> tuple[dict[str, Any] | None, np.ndarray]:
+def _offers_state(r: OnlineRanker) -> dict[str, np.ndarray]:
+    """The ranker's pending offers (what each user was offered and has not answered
+    yet) and their expiry queue: a restarted worker still learns from them."""
+    users, items, ts, xs, rates = [], [], [], [], []
+    for user, offers in r._pending.items():
+        for item, (t, x, rate) in offers.items():
+            users.append(user)
+            items.append(item)
+            ts.append(t)
+            xs.append(x)
+            rates.append(rate)
+    out = {"pending.ts": np.array(ts, dtype=np.int64),
+           "pending.x": np.array(xs, dtype=np.float64).reshape(len(xs), len(FEATURES)),
+           "pending.rate": np.array(rates, dtype=np.float64),
+           "expiry.ts": np.array([t for t, _u in r._expiry], dtype=np.int64)}  # fmt: skip
+    for name, ids in (("pending.users", users), ("pending.items", items),
+                      ("expiry.users", [u for _t, u in r._expiry])):  # fmt: skip
+        out[name], out[f"{name}.ends"] = pack_ids(ids)
+    return out
+
+
+def _set_offers_state(r: OnlineRanker, a: dict[str, np.ndarray], features: list[str]) -> None:
+    if "pending.ts" not in a:  # written before offers were kept
+        return
+    users = unpack_ids(a["pending.users"], a["pending.users.ends"])
+    items = unpack_ids(a["pending.items"], a["pending.items.ends"])
+    # Columns by feature name: a feature added since the snapshot reads as 0.
+    x = np.zeros((len(users), len(FEATURES)))
+    known = [(i, FEATURES.index(f)) for i, f in enumerate(features) if f in FEATURES]
+    for src, dst in known:
+        x[:, dst] = a["pending.x"][:, src]
+    r._pending = {}
+    for n, (user, item) in enumerate(zip(users, items, strict=True)):
+        r._pending.setdefault(user, {})[item] = (
+            int(a["pending.ts"][n]),
+            x[n],
+            float(a["pending.rate"][n]),
+        )
+    expiry_users = unpack_ids(a["expiry.users"], a["expiry.users.ends"])
+    r._expiry = deque(zip(a["expiry.ts"].tolist(), expiry_users, strict=True))
+
+
+def _ranker_state(
+    rec: Recommender,
+) -> tuple[dict[str, Any] | None, np.ndarray, dict[str, np.ndarray]]:
     r = rec.ranker
     if r is None:
-        return None, np.zeros((0, 3))
+        return None, np.zeros((0, 3)), {}
     header = {
         "linear": linear_state(r.model),
         "positives": r.positives,
         "negatives": r.negatives,
         "ready": r.ready,
         "auc": r.auc,
+        "impressions_seen": r.impressions_seen,
+        "features": list(FEATURES),
         "rng": [*r._rng.getstate()[1], r._rng.getstate()[0]],
     }
-    return header, np.array([(a, b, float(y)) for a, b, y in r._eval], dtype=np.float64)
+    evals = np.array([(a, b, float(y)) for a, b, y in r._eval], dtype=np.float64)
+    return header, evals, _offers_state(r)
 
 
-def _set_ranker_state(rec: Recommender, state: dict[str, Any], evals: np.ndarray) -> None:
+def _set_ranker_state(
+    rec: Recommender, state: dict[str, Any], evals: np.ndarray, offers: dict[str, np.ndarray]
+) -> None:
     r = rec.ranker
     if r is None:
         return
@@ -142,12 +199,16 @@ def _set_ranker_state(rec: Recommender, state: dict[str, Any], evals: np.ndarray
     r._w = None
     r.positives, r.negatives = int(state["positives"]), int(state["negatives"])
     r._ready, r.auc = bool(state["ready"]), dict(state["auc"])
+    # Absent from snapshots written before lists counted as impressions: lists go on
+    # counting until the storefront's next impression event.
+    r.impressions_seen = bool(state.get("impressions_seen", False))
     if "rng" in state:  # negative sampling goes on where it stopped
         *words, version = state["rng"]
         r._rng.setstate((version, tuple(words), None))
     r._eval = deque(
         ((float(a), float(b), bool(y)) for a, b, y in evals.tolist()), maxlen=r._eval.maxlen
     )
+    _set_offers_state(r, offers, list(state.get("features", FEATURES)))
 
 
 # -- the snapshot -------------------------------------------------------------------
@@ -157,8 +218,8 @@ def capture(rec: Recommender) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(header, arrays) of everything `rec` learned."""
     ids, ends = pack_ids(rec.items.ids)
     short, long = rec.trending.state(), rec.trending_long.state()
-    cov = rec.covisit.state()
-    ranker, evals = _ranker_state(rec)
+    graphs = {"covisit": rec.covisit.state(), "transitions": rec.transitions.state()}
+    ranker, evals, offers = _ranker_state(rec)
     header = {
         "format": FORMAT,
         "version": VERSION,
@@ -166,7 +227,7 @@ def capture(rec: Recommender) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         "categories": rec.items.category_names,
         "trending": {k: v for k, v in short.items() if k not in _TRENDING_ARRAYS},
         "trending_long": {k: v for k, v in long.items() if k not in _TRENDING_ARRAYS},
-        "covisit": {"window": cov["window"], "max_neighbours": cov["max_neighbours"]},
+        **{name: {k: g[k] for k in _GRAPH_SETTINGS} for name, g in graphs.items()},
         "value": _value_state(rec),
         "ranker": ranker,
     }
@@ -176,10 +237,10 @@ def capture(rec: Recommender) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         **{f"trending.{k}": np.asarray(short[k]) for k in _TRENDING_ARRAYS},
         **{f"trending_long.{k}": np.asarray(long[k]) for k in _TRENDING_ARRAYS},
         **{f"category.{k}": v for k, v in rec.by_category.state().items()},
-        "covisit.src": np.asarray(cov["src"]),
-        "covisit.dst": np.asarray(cov["dst"]),
-        "covisit.w": np.asarray(cov["w"]),
+        **{f"{name}.{k}": np.asarray(g[k]) for name, g in graphs.items() for k in _GRAPH_ARRAYS},
+        **{f"{name}.mass": np.asarray(g["mass"])[: len(rec.items)] for name, g in graphs.items()},
         "ranker.eval": evals,
+        **{f"ranker.{k}": v for k, v in offers.items()},
     }
     return header, arrays
 
@@ -210,17 +271,32 @@ def restore(rec: Recommender, header: dict[str, Any], arrays: dict[str, np.ndarr
     rec.by_category.restore(
         {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("category.")}, rows, cids
     )
-    rec.covisit = CoVisitation.from_state(
-        {
-            **header["covisit"],
-            "src": rows[arrays["covisit.src"]],
-            "dst": rows[arrays["covisit.dst"]],
-            "w": arrays["covisit.w"],
-        }
-    )
+
+    def graph(name: str) -> CoVisitation:
+        # What was learned comes from the snapshot; how to learn from now on (window,
+        # neighbours, weighting) from the configuration of `rec`, so a changed setting
+        # takes effect on restart. The header keeps the snapshot's for the record.
+        live = getattr(rec, name).state()
+        settings = {k: v for k, v in live.items() if k not in (*_GRAPH_ARRAYS, "mass")}
+        src, dst, w = (arrays[f"{name}.{k}"] for k in _GRAPH_ARRAYS)
+        mass = None
+        if f"{name}.mass" in arrays:
+            saved = arrays[f"{name}.mass"]
+            mass = np.zeros(max(64, len(store)))
+            mass[rows[: len(saved)]] = saved
+        return CoVisitation.from_state(
+            {**settings, "src": rows[src], "dst": rows[dst], "w": w, "mass": mass}
+        )
+
+    rec.covisit = graph("covisit")
+    if "transitions" in header:
+        rec.transitions = graph("transitions")
     _set_value_state(rec, header["value"])
     if header.get("ranker") is not None:
-        _set_ranker_state(rec, header["ranker"], arrays["ranker.eval"])
+        offers = {
+            k[7:]: v for k, v in arrays.items() if k.startswith("ranker.") and k != "ranker.eval"
+        }
+        _set_ranker_state(rec, header["ranker"], arrays["ranker.eval"], offers)
 
 
 def to_bytes(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes:

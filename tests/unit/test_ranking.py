@@ -8,6 +8,7 @@ import numpy as np
 from streamrec.core import snapshot
 from streamrec.core.items import ItemStore
 from streamrec.core.profile import Profile, ProfileUpdater
+from streamrec.core.ranking.covisit import CoVisitation
 from streamrec.core.ranking.models import FEATURES, OnlineRanker
 from streamrec.core.ranking.recommender import SOURCES, RankContext, Recommender
 from streamrec.core.retrieval.interest import InterestModel, UserVectors
@@ -32,8 +33,14 @@ def category(store: ItemStore, item: str) -> str:
     return store.categories(store.row(item))[0]
 
 
-def simulate(ranker: OnlineRanker | None, rounds=3_000, users=60, seed=1) -> float:
-    """Users click items of their own category; HR@10 of the clicked item, last third."""
+def simulate(
+    ranker: OnlineRanker | None, rounds=3_000, users=60, seed=1, impressions=True
+) -> float:
+    """Users click items of their own category; HR@10 of the clicked item, last third.
+
+    `impressions`: the storefront reports what it showed (impression events); else
+    nothing but clicks comes back, and the ranker can learn only from the lists.
+    """
     rng = random.Random(seed)
     # Users click again what they clicked before: nothing is left out for having been had.
     rec = Recommender(top_k=10, ranker=ranker, exclude_recent=False, exclude_history=False)
@@ -71,8 +78,10 @@ def simulate(ranker: OnlineRanker | None, rounds=3_000, users=60, seed=1) -> flo
     hits = []
     for r in range(rounds):
         u = rng.randrange(users)
-        shown = [x.item_id for x in rec.recommend(profiles[u], None)]
-        apply(u, "impression", shown=shown)
+        offered = None if impressions else ts
+        shown = [x.item_id for x in rec.recommend(profiles[u], None, offered_ts=offered)]
+        if impressions:
+            apply(u, "impression", shown=shown)
         # The user wants something of their category: what they pick does not depend on
         # what was shown (a hit when it was), as when they search or browse on their own.
         target = rng.choice(by_cat[taste[u]])
@@ -87,6 +96,43 @@ def test_online_ranker_learns_what_users_click_and_beats_the_fixed_blend():
     fixed = simulate(None)
     learned = simulate(OnlineRanker(min_updates=200, window_s=600, negative_rate=0.5))
     assert learned > 1.5 * fixed and learned > fixed + 0.05, (learned, fixed)
+
+
+def test_online_ranker_learns_from_published_lists_without_any_impression_event():
+    fixed = simulate(None, impressions=False)
+    ranker = OnlineRanker(min_updates=200, window_s=600)
+    learned = simulate(ranker, impressions=False)
+    assert ranker.learns_from_lists and ranker.ready, ranker.stats()
+    assert learned > 1.5 * fixed and learned > fixed + 0.05, (learned, fixed)
+
+
+def test_impression_events_take_over_from_lists_in_auto_mode():
+    ranker = OnlineRanker()
+    x = np.eye(len(FEATURES))
+    ranker.on_list("u", ["a", "b"], x[:2], ts=T0)
+    assert ranker.stats()["pending_users"] == 1 and ranker.learns_from_lists
+    ranker.on_impression("v", {"c": x[2], "d": x[3]}, ts=T0 + 1)
+    assert not ranker.learns_from_lists  # the storefront says what it showed from now on
+    ranker.on_list("u", ["e"], x[4:5], ts=T0 + 2)  # ignored
+    assert not ranker.on_positive("u", "a", T0 + 3)  # list offers were dropped
+    assert ranker.on_positive("v", "c", T0 + 4)  # learned: c chosen over d
+    assert ranker.positives == 1 and ranker.weights()[2] > 0 > ranker.weights()[3]
+    only_lists = OnlineRanker(feedback="lists")
+    only_lists.on_impression("v", {"c": x[2], "d": x[3]}, ts=T0)
+    assert only_lists.learns_from_lists and only_lists.stats()["pending_users"] == 0
+
+
+def test_offers_per_user_stay_within_their_cap_and_expire():
+    ranker = OnlineRanker(max_pending_items=30, window_s=60, objective="pointwise",
+                          list_negative_rate=1.0)  # fmt: skip
+    x = np.ones((10, len(FEATURES)))
+    for n in range(20):
+        ranker.on_list("u", [f"i{n}-{j}" for j in range(10)], x, ts=T0 + n)
+    assert len(ranker._pending["u"]) == 30
+    assert ranker.on_positive("u", "i19-3", T0 + 30)  # offered last, still pending
+    assert not ranker.on_positive("u", "i0-3", T0 + 30)  # dropped by the cap
+    ranker.expire(T0 + 19 + 60_001)
+    assert ranker.stats()["pending_users"] == 0 and ranker.negatives == 29
 
 
 def test_candidates_are_merged_with_their_sources_and_explained():
@@ -245,6 +291,10 @@ def test_a_pickled_snapshot_of_the_previous_version_is_migrated_and_serves_the_s
         a, b = getattr(learned, name), getattr(migrated, name)
         assert np.allclose(a.scores(learned.items.rows(ids)), b.scores(migrated.items.rows(ids)))
     assert migrated.value.purchases == learned.value.purchases
+    # Transitions came after cf580d8: a migrated worker starts them empty (and learns
+    # them from then on), so the same lists are those of a worker without them.
+    assert len(migrated.transitions) == 0
+    learned.transitions = CoVisitation(10, 100, directed=True)
     for user, p in profiles.items():
         want = [(x.item_id, x.score) for x in learned.recommend(p, None)]
         assert [(x.item_id, x.score) for x in migrated.recommend(p, None)] == want, user

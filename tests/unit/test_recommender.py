@@ -104,7 +104,7 @@ def test_a_shop_that_sells_again_leaves_purchases_out_of_the_history():
 
 
 def test_category_affinity_lifts_matching_items():
-    rec = Recommender(top_k=2, w_affinity=0.5)
+    rec = Recommender(top_k=2, blend={"affinity": 0.5})
     feed(rec, [view(i, f"u{i}", it, T0 + i) for i, it in enumerate(["x", "y"] * 5)])
     for item, cat in {"x": "Books", "y": "Garden", "g": "Garden"}.items():
         rec.items.upsert(CatalogItem(item, item, (cat,)))

@@ -75,14 +75,51 @@ def test_every_learned_piece_round_trips(tmp_path):
     back = build_engine(s)
     snapshot.restore(back.recommender, header, arrays)
     a, b = e.recommender, back.recommender
+    assert a.ranker is not None and b.ranker is not None
     rows = a.items.rows(a.items.ids)
     assert np.allclose(a.trending.scores(rows), b.trending.scores(b.items.rows(a.items.ids)))
     assert np.allclose(a.trending_long.scores(rows), b.trending_long.scores(rows))
+    assert len(a.transitions) > 0
     for r in rows.tolist()[:50]:
         assert a.covisit._nbrs.get(r, {}) == b.covisit._nbrs.get(r, {})
+        assert a.transitions._nbrs.get(r, {}) == b.transitions._nbrs.get(r, {})
+    assert b.transitions.directed and not b.covisit.directed
+    for graph in ("covisit", "transitions"):
+        ga, gb = getattr(a, graph), getattr(b, graph)
+        linked = np.fromiter(ga._nbrs, dtype=np.int64)
+        assert np.allclose(ga.mass[linked], gb.mass[linked]) and ga.mass[linked].min() > 0
+    ra, rb = a.ranker, b.ranker
+    assert ra.impressions_seen == rb.impressions_seen
+    assert ra._pending.keys() == rb._pending.keys() and len(ra._pending) > 0
+    for user, offers in ra._pending.items():
+        assert offers.keys() == rb._pending[user].keys()
+        for item, (ts, x, rate) in offers.items():
+            ts_b, x_b, rate_b = rb._pending[user][item]
+            assert ts == ts_b and rate == rate_b and np.array_equal(x, x_b)
+    assert list(ra._expiry) == list(rb._expiry)
     assert a.value.purchases == b.value.purchases and a.value.max_target == b.value.max_target
-    assert a.ranker is not None and b.ranker is not None
     assert (a.ranker.positives, a.ranker.negatives) == (b.ranker.positives, b.ranker.negatives)
+
+
+def test_a_snapshot_from_before_transitions_restores_with_none_learned(tmp_path):
+    s = settings(tmp_path)
+    shop = SyntheticShop(users=50, items=200, seed=5)
+    e = engine_with_vectors(s, shop)
+    e.process_batch(messages(shop, 400, 0), DictProfileStore(), NOW)
+    header, arrays = snapshot.capture(e.recommender)
+    # What the previous version wrote: no transitions, masses, offers or impressions flag.
+    old_header = {k: v for k, v in header.items() if k != "transitions"}
+    old_header["ranker"] = {k: v for k, v in header["ranker"].items()
+                            if k not in ("impressions_seen", "features")}  # fmt: skip
+    old_arrays = {k: v for k, v in arrays.items() if not k.startswith(("transitions.",
+                  "ranker.pending", "ranker.expiry")) and k != "covisit.mass"}  # fmt: skip
+    back = build_engine(s)
+    snapshot.restore(back.recommender, old_header, old_arrays)
+    rec = back.recommender
+    assert len(rec.transitions) == 0 and len(rec.covisit) > 0
+    linked = np.fromiter(rec.covisit._nbrs, dtype=np.int64)
+    assert rec.covisit.mass[linked].min() > 0  # rebuilt from the pairs
+    assert rec.ranker is not None and rec.ranker.learns_from_lists and not rec.ranker._pending
 
 
 def test_an_old_pickled_snapshot_is_migrated_once(tmp_path):

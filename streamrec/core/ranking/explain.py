@@ -24,7 +24,7 @@ _SOURCE_SETS = [
 
 _NAMES = list(FEATURES)
 #: Reasons that depend on more than the feature's name (the anchor, the category).
-_SLOW_REASONS = frozenset({"covisit", "affinity"})
+_SLOW_REASONS = frozenset({"covisit", "covisit_idf", "sequence", "affinity"})
 REASONS = {
     "similarity": "similar to what you like",
     "query_match": "matches your search",
@@ -51,6 +51,8 @@ class Explainer:
         model: FixedBlend | OnlineRanker,
         cov_rows: np.ndarray,
         cov_anchor: np.ndarray,
+        seq_rows: np.ndarray,
+        seq_anchor: np.ndarray,
     ) -> list[RecItem]:
         """Explanations for what is shown only, in one matrix operation."""
         store = self.items
@@ -66,6 +68,7 @@ class Explainer:
         # Which sources proposed each item: a bit per source, one table lookup per item.
         masks = ((~np.isnan(per_source[:, chosen])).T @ _SOURCE_BITS).tolist()
         anchors = self._align(cov_rows, cov_anchor.astype(np.float64), rows).tolist()
+        seq_anchors = self._align(seq_rows, seq_anchor.astype(np.float64), rows).tolist()
         prices = store.price[rows].tolist()
         chosen_scores = scores[chosen].tolist()
         ids, items = store.ids, store.items
@@ -77,7 +80,9 @@ class Explainer:
             ]
             item = items[row]
             cats = item.category if item is not None else ()
-            anchor = ids[int(anchors[n])] if anchors[n] == anchors[n] else None  # NaN: none
+            # The item that led to it (NaN: none): the source of the top feature's.
+            a = seq_anchors[n] if top_features and top_features[0][0] == "sequence" else anchors[n]
+            anchor = ids[int(a)] if a == a else None
             price = prices[n]
             out.append(
                 RecItem(
@@ -107,8 +112,10 @@ class Explainer:
         if not top:
             return "trending"
         name = top[0][0]
-        if name == "covisit" and anchor:
+        if name in ("covisit", "covisit_idf") and anchor:
             return f"co-visited with {anchor}"
+        if name == "sequence" and anchor:
+            return f"often next after {anchor}"
         if name == "affinity":
             # The item's category the user likes most (the first of equals).
             aff = profile.affinity

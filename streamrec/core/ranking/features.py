@@ -1,7 +1,8 @@
 """Features for ranking: the (candidates, FEATURES) matrix, one gather per column.
 
-Columns: similarity (user vector), query_match and covisit (the sources'
-scores), popularity and growth (trending now against trending over a week),
+Columns: similarity (user vector), query_match, covisit, sequence and
+covisit_idf (the sources' scores), popularity and growth (trending now against
+trending over a week),
 affinity (the user's strongest category among the item's), price_fit
 (against the user's average order, or the value model's expected order before
 a first purchase), seen (in the user's recent items).
@@ -22,7 +23,7 @@ from streamrec.core.ranking.value import ValueModel
 from streamrec.core.retrieval.index import Hits
 
 FEATURE_INDEX = {name: i for i, name in enumerate(FEATURES)}
-SOURCES = ("covisit", "trending", "category", "query", "interest")
+SOURCES = ("covisit", "trending", "category", "query", "interest", "sequence", "covisit_idf")
 _NO_ROWS = np.zeros(0, dtype=np.int64)
 NO_HITS: Hits = (_NO_ROWS, np.zeros(0))
 
@@ -65,6 +66,8 @@ class FeatureBuilder:
         # fmax ignores NaN (a source without the row): 0 there, and never below 0.
         x[:, f["query_match"]] = np.fmax(per_source[3], 0.0)
         x[:, f["covisit"]] = np.fmax(per_source[0], 0.0)
+        x[:, f["sequence"]] = np.fmax(per_source[5], 0.0)
+        x[:, f["covisit_idf"]] = np.fmax(per_source[6], 0.0)
         short = self.trending.scores(rows)
         top_rows = self.trending.top()[0]
         pop_norm = self.trending.score(int(top_rows[0])) if len(top_rows) else 0.0

@@ -5,6 +5,10 @@ Every candidate is a row of `FEATURES` (all roughly in [0, 1]):
 * ``similarity``: cosine of the item to the user vector (interest + intent);
 * ``query_match``: similarity to the current search query, normalised (search events);
 * ``covisit``: co-visitation with the user's recent items, normalised;
+* ``sequence``: what users touched next after the user's newest items
+  (directed transitions, decayed by distance), normalised;
+* ``covisit_idf``: co-visitation with each pair's weight divided by the square
+  root of both items' total (cosine), so popular items do not dominate;
 * ``popularity``: time-decayed popularity, normalised to the most popular item;
 * ``growth``: popularity now against its longer-term level (item potential);
 * ``affinity``: the user's best category affinity for the item, normalised;
@@ -12,9 +16,19 @@ Every candidate is a row of `FEATURES` (all roughly in [0, 1]):
 * ``seen``: the user already interacted with it.
 
 `FixedBlend` scores with hand-set weights. `OnlineRanker` is a river
-`LogisticRegression` that learns from impressions: an item the storefront
-showed and the user then clicked, carted or bought within `window_s` is a
-positive; one not touched within the window is a negative (sub-sampled). It
+`LogisticRegression` that learns from what users were offered: an item offered
+that the user then clicked, carted or bought within `window_s` is a positive;
+one not touched within the window is a negative (sub-sampled). What counts as
+offered is `feedback`:
+
+* ``"auto"`` (the default): every list streamrec publishes is an impression
+  (`on_list`), so the ranker learns on any log, until the storefront sends its
+  first `impression` event; from then on only those say what was shown (they
+  report what was really on screen, lists are what might have been);
+* ``"lists"``: published lists only; ``"impressions"``: impression events only.
+
+Lists are long and most of their items are never touched, so their items are
+sub-sampled harder as negatives (`list_negative_rate`) than shown ones. It
 scores whole candidate matrices with numpy from river's weights (river's
 per-item loop would cost ~20 µs a candidate); river stays the learner.
 
@@ -33,8 +47,10 @@ of them positive). A ranker that drifts below the blend hands back to it.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import deque
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -48,21 +64,32 @@ FEATURES = (
     "affinity",
     "price_fit",
     "seen",
+    "sequence",
+    "covisit_idf",
 )
 
+#: The blend's weights. popularity, affinity, sequence and covisit_idf were chosen on
+#: the first half of ml-100k (`streamrec evaluate --part validation`, docs/evaluation.md);
+#: the ranker weighs every feature itself once it measures better.
 FIXED_WEIGHTS = {
     "similarity": 0.5,
     "query_match": 1.0,
     "covisit": 1.0,
-    "popularity": 0.3,
+    "popularity": 0.05,
     "growth": 0.05,
-    "affinity": 0.2,
+    "affinity": 0.05,
     "price_fit": 0.05,
     "seen": -0.2,
+    "sequence": 0.0,
+    "covisit_idf": 0.0,
 }
 
 #: Feedback: what makes a shown item a positive.
 POSITIVE_TYPES = frozenset({"click", "add_to_cart", "purchase"})
+#: What the ranker takes as "offered to the user" (see the module's docstring).
+FEEDBACK_MODES = ("auto", "lists", "impressions")
+#: How an example is learned (see `OnlineRanker`).
+OBJECTIVES = ("pairwise", "pointwise")
 
 
 class FixedBlend:
@@ -91,7 +118,12 @@ class OnlineRanker:
         min_positives: int = 30,
         window_s: float = 1_800.0,
         negative_rate: float = 0.25,
+        feedback: str = "auto",
+        list_negative_rate: float = 0.05,
+        max_pending_items: int = 200,
         max_pending_users: int = 200_000,
+        objective: str = "pairwise",
+        pair_negatives: int = 3,
         eval_window: int = 5_000,
         margin: float = 0.01,
         seed: int = 0,
@@ -110,12 +142,23 @@ class OnlineRanker:
         self.auc: dict[str, float] = {}
         self.window_ms = window_s * 1000.0
         self.negative_rate = negative_rate
+        if feedback not in FEEDBACK_MODES:
+            raise ValueError(f"feedback must be one of {FEEDBACK_MODES}, not {feedback!r}")
+        self.feedback = feedback
+        self.list_negative_rate = list_negative_rate
+        self.max_pending_items = max_pending_items
+        #: An `impression` event has arrived: in "auto", lists no longer count.
+        self.impressions_seen = False
         self.max_pending_users = max_pending_users
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, not {objective!r}")
+        self.objective = objective
+        self.pair_negatives = pair_negatives
         self._rng = random.Random(seed)
         self.positives = 0
         self.negatives = 0
-        #: user -> item -> (impression ts, features)
-        self._pending: dict[str, dict[str, tuple[int, np.ndarray]]] = {}
+        #: user -> item -> (offered at ts, features, negative sampling rate)
+        self._pending: dict[str, dict[str, tuple[int, np.ndarray, float]]] = {}
         self._expiry: deque[tuple[int, str]] = deque()
         self._w: np.ndarray | None = None
 
@@ -158,13 +201,54 @@ class OnlineRanker:
         if self.updates % 100 == 0 or self.updates == self.min_updates:
             self._judge()
 
+    @property
+    def learns_from_lists(self) -> bool:
+        """Whether published lists count as impressions now (see `feedback`)."""
+        return self.feedback == "lists" or (self.feedback == "auto" and not self.impressions_seen)
+
+    def learn_pair(self, chosen: np.ndarray, other: np.ndarray) -> None:
+        """`chosen` was taken over `other`, offered beside it: the difference of their
+        features is learned both ways (so the intercept stays near 0 and the weights
+        order a list, which is all a ranker needs)."""
+        d = chosen - other
+        r, b = float(d @ self.weights()), float(d @ self.baseline.w)
+        self._eval.append((r, b, True))
+        self._eval.append((-r, -b, False))
+        x = dict(zip(FEATURES, (float(v) for v in d), strict=True))
+        self.model.learn_one(x, True)
+        self.model.learn_one({f: -v for f, v in x.items()}, False)
+        self._w = None
+        self.positives += 1
+        self.negatives += 1
+        if self.positives % 50 == 0 or self.updates == self.min_updates:
+            self._judge()
+
     def on_impression(self, user: str, shown: dict[str, np.ndarray], ts: int) -> None:
         """The storefront showed these items (features as ranked at that moment)."""
-        if not shown:
+        if self.feedback == "lists" or not shown:
             return
-        pending = self._pending.setdefault(user, {})
-        for item, x in shown.items():
-            pending[item] = (ts, x)
+        if not self.impressions_seen:
+            self.impressions_seen = True
+            self._pending.clear()  # what lists offered: the storefront says what it showed
+        self._offer(user, list(shown), shown.values(), ts, self.negative_rate)
+
+    def on_list(self, user: str, items: Sequence[str], x: np.ndarray, ts: int) -> None:
+        """streamrec published `items` (features `x`, row per item) to `user`."""
+        if items and self.learns_from_lists:
+            self._offer(user, items, x, ts, self.list_negative_rate)
+
+    def _offer(
+        self, user: str, items: Sequence[str], x: Iterable[np.ndarray], ts: int, rate: float
+    ) -> None:
+        pending = self._pending.get(user)
+        if pending is None:
+            pending = self._pending[user] = {}
+        for item, row in zip(items, x, strict=True):
+            pending.pop(item, None)  # re-offered: newest features, youngest in the order
+            pending[item] = (ts, row, rate)
+        if len(pending) > self.max_pending_items:  # bound a heavy user: oldest offers go
+            for item in list(itertools.islice(pending, len(pending) - self.max_pending_items)):
+                del pending[item]
         self._expiry.append((ts, user))
         if len(self._pending) > self.max_pending_users:  # bound memory: oldest users first
             self.expire(now=None, force=len(self._pending) - self.max_pending_users)
@@ -177,7 +261,17 @@ class OnlineRanker:
         hit = pending.pop(item, None)
         if hit is None or ts - hit[0] > self.window_ms or ts < hit[0]:
             return False
-        self.learn(hit[1], True)
+        if self.objective == "pointwise":
+            self.learn(hit[1], True)
+            return True
+        # Pairwise: the chosen item against others offered beside it, in the same list.
+        beside = [x for offered, x, _r in pending.values() if offered == hit[0]]
+        if not beside:
+            return False
+        if len(beside) > self.pair_negatives:
+            beside = self._rng.sample(beside, self.pair_negatives)
+        for x in beside:
+            self.learn_pair(hit[1], x)
         return True
 
     def expire(self, now: int | None, force: int = 0) -> int:
@@ -192,12 +286,17 @@ class OnlineRanker:
             pending = self._pending.get(user)
             if pending is None:
                 continue
-            for item, (shown_ts, x) in list(pending.items()):
-                if shown_ts <= ts:
-                    del pending[item]
-                    if self._rng.random() < self.negative_rate:
-                        self.learn(x, False)
-                        learned += 1
+            # Offers are kept oldest first (`_offer`), so the expired ones lead.
+            expired = []
+            for item, (shown_ts, x, rate) in pending.items():
+                if shown_ts > ts:
+                    break
+                expired.append(item)
+                if self.objective == "pointwise" and self._rng.random() < rate:
+                    self.learn(x, False)
+                    learned += 1
+            for item in expired:
+                del pending[item]
             if not pending:
                 del self._pending[user]
         return learned
@@ -228,6 +327,7 @@ class OnlineRanker:
             "ready": self.ready,
             "auc": {k: round(v, 4) for k, v in self.auc.items()},
             "pending_users": len(self._pending),
+            "learns_from": "lists" if self.learns_from_lists else "impressions",
             "weights": {
                 f: round(float(w), 4) for f, w in zip(FEATURES, self.weights(), strict=True)
             },

@@ -57,6 +57,7 @@ from streamrec.core.retrieval.index import Hits
 from streamrec.records import Event, RecItem
 
 _NO_VARIANT = Variant("default")
+_NO_SCORES = np.zeros(0)
 
 
 def _normalised(hits: Hits, pool: int) -> Hits:
@@ -66,6 +67,12 @@ def _normalised(hits: Hits, pool: int) -> Hits:
         rows, scores = rows[:pool], scores[:pool]
     best = scores[0] if len(scores) else 0.0
     return rows, (scores / best if best > 0 else np.zeros(len(scores)))
+
+
+def _to_one(sums: np.ndarray) -> np.ndarray:
+    """`sums` divided by their largest (all 0 if it is <= 0)."""
+    top = sums.max() if len(sums) else 0.0
+    return sums / top if top > 0 else np.zeros(len(sums))
 
 
 def _best_source_rank(per_source: np.ndarray) -> np.ndarray:
@@ -92,7 +99,9 @@ class Recommender(FeatureBuilder, Explainer):
     """Candidates (query / interest vectors, co-visitation, trending) -> features -> ranked top-K.
 
     Ranking uses the online river model (`OnlineRanker`) once it has learned
-    enough from impression feedback, the fixed blend (`FixedBlend`) before.
+    enough from feedback on what users were offered (published lists, or the
+    storefront's impression events) and measures better than the fixed blend
+    (`FixedBlend`), the blend before.
     Business rules: purchased, recent (both configurable), on-screen and
     unavailable items are excluded, and at most `max_per_category` items of one
     (leaf) category make the list.
@@ -107,17 +116,18 @@ class Recommender(FeatureBuilder, Explainer):
         trending_pool: int = 200,
         covisit_window: int = 5,
         covisit_max_neighbours: int = 30,
+        covisit_distance_decay: bool = True,
+        covisit_type_weights: bool = True,
         anchors: int = 3,
-        w_covisit: float = 1.0,
-        w_trending: float = 0.3,
-        w_affinity: float = 0.2,
-        w_query: float = 1.0,
+        sequence_anchors: int = 2,
+        blend: dict[str, float] | None = None,
         exclude_purchased: bool = True,
         exclude_recent: bool = True,
         exclude_history: bool = True,
         max_per_category: int = 0,
         ranker: OnlineRanker | None = None,
         rank_pool: int = 60,
+        offer_pool: bool = True,
     ) -> None:
         self.items = store if store is not None else ItemStore()
         self.top_k = top_k
@@ -129,15 +139,21 @@ class Recommender(FeatureBuilder, Explainer):
         self.trending = Trending(trending_half_life_s, trending_pool, store=self.items)
         # Seven times slower: the baseline that "growth" compares today's popularity with.
         self.trending_long = Trending(trending_half_life_s * 7, trending_pool, store=self.items)
-        self.covisit = CoVisitation(covisit_window, covisit_max_neighbours)
+        graph = {"distance_decay": covisit_distance_decay, "type_weights": covisit_type_weights}
+        self.covisit = CoVisitation(covisit_window, covisit_max_neighbours, **graph)
+        #: Directed: what users touched after an item ("sequence" candidates).
+        self.transitions = CoVisitation(
+            covisit_window, covisit_max_neighbours, directed=True, **graph
+        )
+        self.sequence_anchors = sequence_anchors
         #: Popular in a category: "popular in what you like" candidates.
         self.by_category = CategoryTop(self.trending, self.items, n=10)
         self.rank_pool = rank_pool
+        #: What a published list offers the ranker to learn from: every candidate it
+        #: ranked (the user's next pick among them is the positive), or the list only.
+        self.offer_pool = offer_pool
         self.value = ValueModel()
-        self.blend = FixedBlend(
-            {"covisit": w_covisit, "popularity": w_trending, "affinity": w_affinity,
-             "query_match": w_query}
-        )  # fmt: skip
+        self.blend = FixedBlend(blend)
         self.ranker = ranker
         if ranker is not None:
             ranker.baseline = self.blend  # judged against the blend it would replace
@@ -159,6 +175,7 @@ class Recommender(FeatureBuilder, Explainer):
         self.trending.add(row, weight, event.ts)
         self.trending_long.add(row, weight, event.ts)
         self.covisit.add(row, session_rows, weight)
+        self.transitions.add(row, session_rows, weight)
 
     def observe_impression(self, event: Event, profile: Profile, ctx: RankContext) -> None:
         """The storefront showed `event.shown`: remember their features for feedback."""
@@ -168,9 +185,16 @@ class Recommender(FeatureBuilder, Explainer):
         rows = self.items.rows(items)
         recent = self.items.rows([r[0] for r in profile.recent])
         # The same features as at serving time (the ranker learns what it will score).
-        cov_rows, cov_scores, _anchor = self._covisit(recent, self.anchors)
+        cov_rows, cov_scores, _a, cov_cos = self._neighbours(
+            self.covisit, recent, self.anchors, cosine=True
+        )
+        seq_rows, seq_scores, _a, _c = self._neighbours(
+            self.transitions, recent, self.sequence_anchors
+        )
         per_source = np.full((len(SOURCES), len(rows)), np.nan)
         per_source[0] = self._align(cov_rows, cov_scores, rows)
+        per_source[5] = self._align(seq_rows, seq_scores, rows)
+        per_source[6] = self._align(cov_rows, cov_cos, rows)
         features = self._features(profile, recent, rows, per_source, ctx)
         self.ranker.on_impression(event.user, dict(zip(items, features, strict=True)), event.ts)
 
@@ -202,11 +226,14 @@ class Recommender(FeatureBuilder, Explainer):
         query_hits: Hits = NO_HITS,
         ctx: RankContext | None = None,
         variant: Variant | None = None,
+        offered_ts: int | None = None,
     ) -> list[RecItem]:
         """Top-k for `profile`, each with its score, sources and the features that placed it.
 
         `variant` (an A/B arm) overrides list length, pool, per-category cap,
-        anchors and the ranking model for this list.
+        anchors and the ranking model for this list. `offered_ts`: the list is
+        published at this event time, so the ranker may learn from what the user
+        does with it (`OnlineRanker.on_list`); None for a list nobody is shown.
         """
         v = variant or _NO_VARIANT
         k = k or v.top_k or self.top_k
@@ -215,13 +242,19 @@ class Recommender(FeatureBuilder, Explainer):
         recent = store.rows([r[0] for r in profile.recent])
         pool = self.rank_pool if v.rank_pool is None else v.rank_pool
 
-        cov_rows, cov_scores, cov_anchor = self._covisit(recent, v.anchors)
+        cov_rows, cov_scores, cov_anchor, cov_cos = self._neighbours(
+            self.covisit, recent, v.anchors, cosine=True
+        )
+        seq_rows, seq_scores, seq_anchor, _c = self._neighbours(
+            self.transitions, recent, self.sequence_anchors
+        )
         trend_rows, trend_scores = self.trending.top()
         cat_rows, cat_scores = self._categories(profile)
         q_rows, q_scores = _normalised(query_hits, pool)
         i_rows, i_scores = _normalised(ctx.interest_hits, pool)
         sources = ((cov_rows, cov_scores), (trend_rows[: 2 * k + 200], trend_scores[: 2 * k + 200]),
-                   (cat_rows, cat_scores), (q_rows, q_scores), (i_rows, i_scores))  # fmt: skip
+                   (cat_rows, cat_scores), (q_rows, q_scores), (i_rows, i_scores),
+                   (seq_rows, seq_scores), (cov_rows, cov_cos))  # fmt: skip
         rows = np.concatenate([s[0] for s in sources])
         if not len(rows):
             return []
@@ -257,9 +290,15 @@ class Recommender(FeatureBuilder, Explainer):
         chosen = self._choose(ranked, store.leaf[cand], k, v)
         if not chosen:
             return []
+        if offered_ts is not None and self.ranker is not None and self.ranker.learns_from_lists:
+            offered = ranked if self.offer_pool else np.asarray(chosen)
+            self.ranker.on_list(
+                profile.user, [store.ids[r] for r in cand[offered].tolist()], x[offered], offered_ts
+            )
         return self._explain(
-            profile, cand, per_source, x, scores, chosen, model, cov_rows, cov_anchor
-        )
+            profile, cand, per_source, x, scores, chosen, model, cov_rows, cov_anchor, seq_rows,
+            seq_anchor,
+        )  # fmt: skip
 
     def _allowed(
         self, cand: np.ndarray, profile: Profile, recent: np.ndarray, current_row: int | None
@@ -306,23 +345,30 @@ class Recommender(FeatureBuilder, Explainer):
                 break
         return chosen
 
-    def _covisit(
-        self, recent: np.ndarray, anchors: int | None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Co-visitation neighbours of the newest recent rows, normalised to 1: (rows sorted,
-        scores, the newest anchor that led to each)."""
+    def _neighbours(
+        self, graph: CoVisitation, recent: np.ndarray, anchors: int | None, cosine: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """`graph`'s neighbours of the newest recent rows: (rows sorted, scores normalised
+        to 1, the newest anchor that led to each, and with `cosine` the same sums of
+        cosine-normalised weights, also to 1 (else empty)).
+
+        Newer anchors weigh more (1 / (1 + age)); each anchor's weights are divided by
+        its strongest, so one anchor with many visits does not drown the others.
+        """
         n = self.anchors if anchors is None else anchors
-        parts_r, parts_w, used, sizes = [], [], [], []
+        parts_r, parts_w, parts_c, used, sizes = [], [], [], [], []
         for rank, anchor in enumerate(recent[::-1][:n].tolist() if n else []):
-            nbr, w = self.covisit.neighbours(anchor)
+            nbr, w = graph.neighbours(anchor)
             if not len(nbr):
                 continue
             parts_r.append(nbr)
             parts_w.append(w * (1.0 / ((1 + rank) * w.max())))
+            if cosine:
+                parts_c.append(graph.normalised(anchor, nbr, w) * (1.0 / (1 + rank)))
             used.append(anchor)
             sizes.append(len(nbr))
         if not parts_r:
-            return _NO_ROWS, np.zeros(0), _NO_ROWS
+            return _NO_ROWS, np.zeros(0), _NO_ROWS, np.zeros(0)
         rows = np.concatenate(parts_r)
         # One stable sort instead of np.unique(return_index, return_inverse): the same
         # groups, summed in the same order, the first (newest) anchor of each.
@@ -332,10 +378,10 @@ class Recommender(FeatureBuilder, Explainer):
         starts = np.flatnonzero(new)
         inv = np.empty(len(rows), dtype=np.int64)
         inv[order] = np.cumsum(new) - 1
-        sums = np.bincount(inv, weights=np.concatenate(parts_w))  # in input order, as before
-        top = sums.max()
-        scores = sums / top if top > 0 else np.zeros(len(sums))
-        return rows[starts], scores, np.repeat(np.array(used, dtype=np.int64), sizes)[order[starts]]
+        scores = _to_one(np.bincount(inv, weights=np.concatenate(parts_w)))
+        cos = _to_one(np.bincount(inv, weights=np.concatenate(parts_c))) if cosine else _NO_SCORES
+        anchor_of = np.repeat(np.array(used, dtype=np.int64), sizes)[order[starts]]
+        return rows[starts], scores, anchor_of, cos
 
     def _categories(self, profile: Profile) -> tuple[np.ndarray, np.ndarray]:
         """Popular in the user's two strongest categories (merged by the better score)."""
@@ -356,7 +402,11 @@ class Recommender(FeatureBuilder, Explainer):
         return np.fromiter(best, np.int64, len(best)), np.fromiter(best.values(), float, len(best))
 
     def stats(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"items": len(self.trending), "covisit_items": len(self.covisit)}
+        out: dict[str, Any] = {
+            "items": len(self.trending),
+            "covisit_items": len(self.covisit),
+            "transition_items": len(self.transitions),
+        }
         if self.ranker is not None:
             out["ranker"] = self.ranker.stats()
         return out
