@@ -24,7 +24,8 @@ from streamrec.evaluation.protocols import (
     prequential_targets,
 )
 from streamrec.evaluation.report import write_report
-from streamrec.evaluation.runner import evaluate
+from streamrec.evaluation.runner import MODELS, evaluate
+from streamrec.evaluation.sequential import SequentialRules, SessionKNN
 from streamrec.records import RawEvent
 from streamrec.settings import Settings
 
@@ -170,7 +171,7 @@ def test_sorted_counts_stay_sorted_under_random_increments():
 
 def test_baselines_never_recommend_what_the_user_has_seen_and_fill_with_popular():
     events = [ev(i, f"u{i % 4}", f"i{i % 9}") for i in range(80)]
-    for model in (Popular(), CoVisit(), BiasedMF()):
+    for model in (Popular(), CoVisit(), SequentialRules(), SessionKNN(), BiasedMF()):
         lists = model.process(events, 5)
         seen: dict[str, set[str]] = {}
         known: set[str] = set()
@@ -190,6 +191,52 @@ def test_covisit_recommends_what_others_did_next():
     model.process(events, 5)
     top = model.process([ev(999, "new", "phone")], 5)[0]
     assert top is not None and top[0] == "case" and "phone" not in top and len(top) == 5
+
+
+def test_sequential_rules_follow_the_order_of_what_users_did():
+    events = []
+    for u in range(20):  # everyone: phone, then case, then charger
+        for item in ("phone", "case", "charger"):
+            events.append(ev(len(events), f"u{u}", item))
+    model = SequentialRules()
+    model.process(events, 3)
+    assert model.process([ev(999, "new", "case")], 3)[0][0] == "charger"  # next, not before
+    assert model.rules["case"].get("phone") is None  # rules are directed
+
+
+def test_session_knn_recommends_what_the_most_similar_users_had():
+    rng = random.Random(5)
+    events = []
+    for u in range(40):  # two tastes; within a taste users share most items
+        group = "a" if u % 2 else "b"
+        for item in rng.sample(range(12), 8):
+            events.append(ev(len(events), f"u{u}", f"{group}{item}"))
+    model = SessionKNN(k=10)
+    model.process(events, 5)
+    top = model.process([ev(9_999, "new", "a1"), ev(10_000, "new", "a2")], 5)[-1]
+    assert top is not None and all(i.startswith("a") for i in top), top
+
+
+def test_a_validation_part_and_a_test_part_split_the_stream_by_time():
+    events = [ev(i, f"u{i % 5}", f"i{i}") for i in range(100)]
+    targets = prequential_targets(events, scored_from=50)
+    scored = [t.index for t in targets if t is not None]
+    assert scored and min(scored) >= 50 and len(scored) == 50
+    _train, held = leave_last_out_split(events, scored_from=50)
+    assert set(held) == {f"u{u}" for u in range(5)}  # every user's last item is late
+    train_early, held_early = leave_last_out_split(events[:50], scored_from=0)
+    assert len(held_early) == 5 and len(train_early) == 45
+    late_only = [ev(1_000, "late", "x"), ev(1_001, "late", "y")]
+    _, held_late = leave_last_out_split(events[:20] + late_only, scored_from=20)
+    assert set(held_late) == {"late"}  # users whose held-out item is early are not scored
+    log = InteractionLog("t", events, [])
+    val = evaluate(log, Settings.from_env(), models=("popular",), part="validation",
+                   progress=False, say=lambda _m: None)  # fmt: skip
+    test = evaluate(log, Settings.from_env(), models=("popular",), part="test",
+                    progress=False, say=lambda _m: None)  # fmt: skip
+    assert val.meta["scored_events"] == [0, 50] and test.meta["scored_events"] == [50, 100]
+    assert val.runs["prequential"]["popular"].segments["all"]["n"] == 45  # 5 first events
+    assert test.runs["prequential"]["popular"].segments["all"]["n"] == 50
 
 
 def test_biased_mf_learns_two_tastes_from_implicit_feedback():
@@ -215,21 +262,28 @@ def ml_slice() -> InteractionLog:
     return InteractionLog("ml-100k", ml.events, ml.items)
 
 
-def test_quality_guard_streamrec_beats_most_popular_on_ml100k(ml_slice):
-    """A later change that degrades ranking quality fails here (in process, a few seconds)."""
+def test_quality_guard_streamrec_beats_every_baseline_on_ml100k(ml_slice):
+    """A later change that degrades ranking quality fails here (in process, under a minute).
+
+    On this slice (the first 10k events) streamrec measured NDCG@10 0.0772 against the
+    best baseline's 0.0659 (covisit) when this guard was raised; it asks for 5% ahead.
+    """
     s = Settings.from_env()
     result = evaluate(
         ml_slice,
         s,
-        models=("streamrec", "popular"),
+        models=MODELS,
         protocols=("prequential",),
         progress=False,
         say=lambda _m: None,
     )
-    ours = result.runs["prequential"]["streamrec"].segments
-    pop = result.runs["prequential"]["popular"].segments
+    runs = result.runs["prequential"]
+    ours = runs["streamrec"].segments
+    pop = runs["popular"].segments
     assert ours["all"]["n"] == pop["all"]["n"] > 9_000
-    assert ours["all"]["ndcg@10"] > 1.3 * pop["all"]["ndcg@10"]
+    best = max((r.segments["all"]["ndcg@10"], name) for name, r in runs.items()
+               if name != "streamrec")  # fmt: skip
+    assert ours["all"]["ndcg@10"] > 1.05 * best[0], (ours["all"]["ndcg@10"], best)
     assert ours["cold_1_5"]["hr@10"] > 2.0 * pop["cold_1_5"]["hr@10"]
 
 
