@@ -406,15 +406,14 @@ class Settings:
 
         if not self.blend_weights.strip():
             return {}
-        try:
-            from streamrec import serde
+        from streamrec.serde import json_setting
 
-            raw = serde.loads(self.blend_weights)
+        what = 'a JSON object feature -> number, e.g. {"sequence": 0.5}'
+        raw = json_setting("STREAMREC_BLEND_WEIGHTS", self.blend_weights, what)
+        try:
             weights = {str(k): float(v) for k, v in raw.items()}
         except (ValueError, TypeError, AttributeError) as exc:
-            raise ConfigError(
-                f"STREAMREC_BLEND_WEIGHTS must be a JSON object feature -> number: {exc}"
-            ) from exc
+            raise ConfigError(f"STREAMREC_BLEND_WEIGHTS must be {what}: {exc}") from exc
         unknown = set(weights) - set(FEATURES)
         if unknown:
             raise ConfigError(

@@ -44,6 +44,46 @@ def test_covisitation_recommends_items_seen_together():
     assert any(x.reason == "trending" for x in top)
 
 
+def test_transitions_propose_what_users_did_next_and_only_forward():
+    rec = Recommender(top_k=5, blend={"sequence": 2.0, "covisit": 0.0})
+    events = []
+    for u in range(20):  # everyone: phone, then case
+        events += [
+            view(2 * u, f"u{u}", "phone", T0 + u),
+            view(2 * u + 1, f"u{u}", "case", T0 + u + 1),
+        ]
+    events += [view(500 + i, f"w{i}", "popular", T0 + 100) for i in range(30)]
+    profiles = feed(rec, [*events, view(998, "me", "phone", T0 + 200),
+                          view(999, "her", "case", T0 + 200)])  # fmt: skip
+    top = rec.recommend(profiles["me"], rec.items.row("phone"))
+    assert top[0].item_id == "case" and "sequence" in top[0].sources
+    assert top[0].reason == "often next after phone"
+    after_case = rec.recommend(profiles["her"], rec.items.row("case"))
+    phone = next(x for x in after_case if x.item_id == "phone")  # co-visited, not next
+    assert "sequence" not in phone.sources and "covisit" in phone.sources
+
+
+def test_co_visitation_normalised_by_popularity_lifts_the_specific_neighbour():
+    rec = Recommender(top_k=5, blend={"covisit_idf": 1.0, "covisit": 0.0, "popularity": 0.0})
+    events = []
+    for u in range(30):  # "hit" is co-visited with everything, "lens" with the camera only
+        events += [view(3 * u, f"u{u}", f"other{u}", T0 + u), view(3 * u + 1, f"u{u}", "hit",
+                   T0 + u + 1)]  # fmt: skip
+    for u in range(6):
+        events += [view(200 + 3 * u, f"c{u}", "camera", T0 + 50 + u),
+                   view(201 + 3 * u, f"c{u}", "lens", T0 + 51 + u),
+                   view(202 + 3 * u, f"c{u}", "hit", T0 + 52 + u)]  # fmt: skip
+    for u in range(8):  # and more camera buyers look at the everywhere item than the lens
+        events += [view(400 + 2 * u, f"d{u}", "camera", T0 + 80 + u),
+                   view(401 + 2 * u, f"d{u}", "hit", T0 + 81 + u)]  # fmt: skip
+    profiles = feed(rec, [*events, view(999, "me", "camera", T0 + 300)])
+    top = rec.recommend(profiles["me"], rec.items.row("camera"))
+    assert top[0].item_id == "lens" and "covisit_idf" in top[0].sources
+    plain = Recommender(top_k=5)  # raw counts: the everywhere item wins
+    profiles = feed(plain, [*events, view(999, "me", "camera", T0 + 300)])
+    assert plain.recommend(profiles["me"], plain.items.row("camera"))[0].item_id == "hit"
+
+
 def test_business_rules_exclude_purchased_recent_current_and_unavailable():
     rec = Recommender(top_k=10)
     items = ["p", "r", "cur", "gone", "ok"]

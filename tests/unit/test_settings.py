@@ -104,3 +104,28 @@ def test_to_env_round_trips():
 
 def test_prefixed_topic_names():
     assert Settings.from_env({"STREAMREC_TOPIC_PREFIX": "t1."}).topic("metrics") == "t1.metrics"
+
+
+@pytest.mark.parametrize(
+    ("env", "match"),
+    [
+        ({"STREAMREC_BLEND_WEIGHTS": '{"covist": 1}'}, r"unknown features \['covist'\]"),
+        ({"STREAMREC_BLEND_WEIGHTS": "covisit=1"}, "JSON object feature -> number"),
+        ({"STREAMREC_BLEND_WEIGHTS": "[1]"}, "JSON object feature -> number"),
+        ({"STREAMREC_RANKER_FEEDBACK": "clicks"}, "'auto', 'lists' or 'impressions'"),
+        ({"STREAMREC_RANKER_OFFERS": "all"}, "'pool' or 'list'"),
+        ({"STREAMREC_RANKER_OBJECTIVE": "listwise"}, "'pairwise' or 'pointwise'"),
+    ],
+)
+def test_ranking_options_refuse_bad_values_saying_what_is_allowed(env, match):
+    with pytest.raises(ConfigError, match=match):
+        Settings.from_env(env)
+
+
+def test_blend_weights_reach_the_recommender():
+    from streamrec.build import build_engine
+    from streamrec.core.ranking.models import FEATURES
+
+    s = Settings.from_env({"STREAMREC_BLEND_WEIGHTS": '{"sequence": 0.7}'})
+    blend = build_engine(s).recommender.blend
+    assert blend.w[FEATURES.index("sequence")] == 0.7
