@@ -116,6 +116,8 @@ def test_impression_events_take_over_from_lists_in_auto_mode():
     ranker.on_list("u", ["e"], x[4:5], ts=T0 + 2)  # ignored
     assert not ranker.on_positive("u", "a", T0 + 3)  # list offers were dropped
     assert ranker.on_positive("v", "c", T0 + 4)  # learned: c chosen over d
+    ranker.on_impression("w", {"c": x[2]}, ts=T0 + 5)
+    assert ranker.forget("w") == 1 and all(u != "w" for _t, u in ranker._expiry)
     assert ranker.positives == 1 and ranker.weights()[2] > 0 > ranker.weights()[3]
     only_lists = OnlineRanker(feedback="lists")
     only_lists.on_impression("v", {"c": x[2], "d": x[3]}, ts=T0)

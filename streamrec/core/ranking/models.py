@@ -302,7 +302,10 @@ class OnlineRanker:
         return learned
 
     def forget(self, user: str) -> int:
-        """Erasure: drop the user's pending impressions (what they were shown, unlearned)."""
+        """Erasure: drop the user's pending offers (what they were shown, unlearned), and
+        their place in the expiry queue, which snapshots keep too."""
+        if any(u == user for _ts, u in self._expiry):
+            self._expiry = deque((ts, u) for ts, u in self._expiry if u != user)
         return len(self._pending.pop(user, {}))
 
     # -- scoring --------------------------------------------------------------
