@@ -25,6 +25,12 @@ import numpy as np
 _EMPTY = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
 
 
+def _to_one(sums: np.ndarray) -> np.ndarray:
+    """`sums` divided by their largest (all 0 if it is <= 0)."""
+    top = sums.max() if len(sums) else 0.0
+    return sums / top if top > 0 else np.zeros(len(sums))
+
+
 class CoVisitation:
     def __init__(
         self,
@@ -97,6 +103,43 @@ class CoVisitation:
         """Cosine-normalised weights of `anchor`'s neighbours: w / sqrt(mass(a) mass(b))."""
         mass = self.mass
         return w / np.sqrt(mass[anchor] * mass[rows] + 1e-12)
+
+    def candidates(
+        self, recent: np.ndarray, anchors: int, cosine: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Neighbours of the newest `anchors` of `recent` rows: (rows sorted, scores
+        normalised to 1, the newest anchor that led to each, and with `cosine` the
+        same sums of cosine-normalised weights, also to 1 (else empty)).
+
+        Newer anchors weigh more (1 / (1 + age)); each anchor's weights are divided by
+        its strongest, so one anchor with many visits does not drown the others.
+        """
+        parts_r, parts_w, parts_c, used, sizes = [], [], [], [], []
+        for rank, anchor in enumerate(recent[::-1][:anchors].tolist() if anchors else []):
+            nbr, w = self.neighbours(anchor)
+            if not len(nbr):
+                continue
+            parts_r.append(nbr)
+            parts_w.append(w * (1.0 / ((1 + rank) * w.max())))
+            if cosine:
+                parts_c.append(self.normalised(anchor, nbr, w) * (1.0 / (1 + rank)))
+            used.append(anchor)
+            sizes.append(len(nbr))
+        if not parts_r:
+            return _EMPTY[0], _EMPTY[1], _EMPTY[0], _EMPTY[1]
+        rows = np.concatenate(parts_r)
+        # One stable sort instead of np.unique(return_index, return_inverse): the same
+        # groups, summed in the same order, the first (newest) anchor of each.
+        order = np.argsort(rows, kind="stable")
+        rows = rows[order]
+        new = np.concatenate(([True], rows[1:] != rows[:-1]))
+        starts = np.flatnonzero(new)
+        inv = np.empty(len(rows), dtype=np.int64)
+        inv[order] = np.cumsum(new) - 1
+        scores = _to_one(np.bincount(inv, weights=np.concatenate(parts_w)))
+        cos = _to_one(np.bincount(inv, weights=np.concatenate(parts_c))) if cosine else _EMPTY[1]
+        anchor_of = np.repeat(np.array(used, dtype=np.int64), sizes)[order[starts]]
+        return rows[starts], scores, anchor_of, cos
 
     def __len__(self) -> int:
         return len(self._nbrs)

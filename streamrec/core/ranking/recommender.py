@@ -57,7 +57,6 @@ from streamrec.core.retrieval.index import Hits
 from streamrec.records import Event, RecItem
 
 _NO_VARIANT = Variant("default")
-_NO_SCORES = np.zeros(0)
 
 
 def _normalised(hits: Hits, pool: int) -> Hits:
@@ -67,12 +66,6 @@ def _normalised(hits: Hits, pool: int) -> Hits:
         rows, scores = rows[:pool], scores[:pool]
     best = scores[0] if len(scores) else 0.0
     return rows, (scores / best if best > 0 else np.zeros(len(scores)))
-
-
-def _to_one(sums: np.ndarray) -> np.ndarray:
-    """`sums` divided by their largest (all 0 if it is <= 0)."""
-    top = sums.max() if len(sums) else 0.0
-    return sums / top if top > 0 else np.zeros(len(sums))
 
 
 def _best_source_rank(per_source: np.ndarray) -> np.ndarray:
@@ -348,40 +341,7 @@ class Recommender(FeatureBuilder, Explainer):
     def _neighbours(
         self, graph: CoVisitation, recent: np.ndarray, anchors: int | None, cosine: bool = False
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """`graph`'s neighbours of the newest recent rows: (rows sorted, scores normalised
-        to 1, the newest anchor that led to each, and with `cosine` the same sums of
-        cosine-normalised weights, also to 1 (else empty)).
-
-        Newer anchors weigh more (1 / (1 + age)); each anchor's weights are divided by
-        its strongest, so one anchor with many visits does not drown the others.
-        """
-        n = self.anchors if anchors is None else anchors
-        parts_r, parts_w, parts_c, used, sizes = [], [], [], [], []
-        for rank, anchor in enumerate(recent[::-1][:n].tolist() if n else []):
-            nbr, w = graph.neighbours(anchor)
-            if not len(nbr):
-                continue
-            parts_r.append(nbr)
-            parts_w.append(w * (1.0 / ((1 + rank) * w.max())))
-            if cosine:
-                parts_c.append(graph.normalised(anchor, nbr, w) * (1.0 / (1 + rank)))
-            used.append(anchor)
-            sizes.append(len(nbr))
-        if not parts_r:
-            return _NO_ROWS, np.zeros(0), _NO_ROWS, np.zeros(0)
-        rows = np.concatenate(parts_r)
-        # One stable sort instead of np.unique(return_index, return_inverse): the same
-        # groups, summed in the same order, the first (newest) anchor of each.
-        order = np.argsort(rows, kind="stable")
-        rows = rows[order]
-        new = np.concatenate(([True], rows[1:] != rows[:-1]))
-        starts = np.flatnonzero(new)
-        inv = np.empty(len(rows), dtype=np.int64)
-        inv[order] = np.cumsum(new) - 1
-        scores = _to_one(np.bincount(inv, weights=np.concatenate(parts_w)))
-        cos = _to_one(np.bincount(inv, weights=np.concatenate(parts_c))) if cosine else _NO_SCORES
-        anchor_of = np.repeat(np.array(used, dtype=np.int64), sizes)[order[starts]]
-        return rows[starts], scores, anchor_of, cos
+        return graph.candidates(recent, self.anchors if anchors is None else anchors, cosine)
 
     def _categories(self, profile: Profile) -> tuple[np.ndarray, np.ndarray]:
         """Popular in the user's two strongest categories (merged by the better score)."""
