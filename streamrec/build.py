@@ -89,6 +89,7 @@ def build_recommender(s: Settings) -> Recommender:
         blend=s.blend_weight_map(),
         offer_pool=s.ranker_offers == "pool",
         anchors=s.covisit_anchors,
+        sequence_anchors=s.sequence_anchors,
         exclude_purchased=s.exclude_purchased,
         exclude_recent=s.exclude_recent,
         max_per_category=s.max_per_category,

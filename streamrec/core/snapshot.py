@@ -10,9 +10,10 @@ A snapshot is arrays plus a small JSON header (`.npz`, no pickled objects):
   same three for ``transitions`` (directed; absent from snapshots written before
   them, which restore with none learned yet);
 * ``ranker.eval``: the ranker's recent (ranker score, blend score, label);
-* ``ranker.pending.*`` / ``ranker.expiry.*``: what users were offered and have not
-  answered yet (user, item, time, features by name, sampling rate), so a
-  restarted worker still learns from the clicks on lists it published before;
+* ``ranker.offers.*`` / ``ranker.expiry.*``: what users were offered and have not
+  answered yet (per offer: user, time, sampling rate, its open items and their
+  features by name), so a restarted worker still learns from the clicks on
+  lists it published before;
 * the header: format name and version, the scalars of those models, and the
   river models' parameters (weights, intercepts, scaler statistics) as JSON.
 
@@ -44,7 +45,7 @@ import numpy as np
 
 from streamrec import serde
 from streamrec.core.ranking.covisit import CoVisitation
-from streamrec.core.ranking.models import FEATURES, OnlineRanker
+from streamrec.core.ranking.models import FEATURES, Offer, OnlineRanker
 from streamrec.core.ranking.popularity import Trending
 from streamrec.core.ranking.recommender import Recommender
 from streamrec.errors import StreamrecError
@@ -129,42 +130,40 @@ def _set_value_state(rec: Recommender, state: dict[str, Any]) -> None:
 
 def _offers_state(r: OnlineRanker) -> dict[str, np.ndarray]:
     """The ranker's pending offers (what each user was offered and has not answered
-    yet) and their expiry queue: a restarted worker still learns from them."""
-    users, items, ts, xs, rates = [], [], [], [], []
-    for user, offers in r._pending.items():
-        for item, (t, x, rate) in offers.items():
-            users.append(user)
-            items.append(item)
-            ts.append(t)
-            xs.append(x)
-            rates.append(rate)
-    out = {"pending.ts": np.array(ts, dtype=np.int64),
-           "pending.x": np.array(xs, dtype=np.float64).reshape(len(xs), len(FEATURES)),
-           "pending.rate": np.array(rates, dtype=np.float64),
+    yet: the open items only) and their expiry queue, so a restarted worker still
+    learns from clicks on lists published before it stopped."""
+    offers = r.open_offers()
+    items = [item for _u, o in offers for item in o.open]
+    xs = [o.x[list(o.open.values())] for _u, o in offers]
+    out = {"offers.ts": np.array([o.ts for _u, o in offers], dtype=np.int64),
+           "offers.rate": np.array([o.rate for _u, o in offers], dtype=np.float64),
+           "offers.sizes": np.array([len(o.open) for _u, o in offers], dtype=np.int64),
+           "offers.x": np.concatenate(xs) if xs else np.zeros((0, len(FEATURES))),
            "expiry.ts": np.array([t for t, _u in r._expiry], dtype=np.int64)}  # fmt: skip
-    for name, ids in (("pending.users", users), ("pending.items", items),
+    for name, ids in (("offers.users", [u for u, _o in offers]), ("offers.items", items),
                       ("expiry.users", [u for _t, u in r._expiry])):  # fmt: skip
         out[name], out[f"{name}.ends"] = pack_ids(ids)
     return out
 
 
 def _set_offers_state(r: OnlineRanker, a: dict[str, np.ndarray], features: list[str]) -> None:
-    if "pending.ts" not in a:  # written before offers were kept
+    if "offers.ts" not in a:  # written before offers were kept
         return
-    users = unpack_ids(a["pending.users"], a["pending.users.ends"])
-    items = unpack_ids(a["pending.items"], a["pending.items.ends"])
+    users = unpack_ids(a["offers.users"], a["offers.users.ends"])
+    items = unpack_ids(a["offers.items"], a["offers.items.ends"])
     # Columns by feature name: a feature added since the snapshot reads as 0.
-    x = np.zeros((len(users), len(FEATURES)))
-    known = [(i, FEATURES.index(f)) for i, f in enumerate(features) if f in FEATURES]
-    for src, dst in known:
-        x[:, dst] = a["pending.x"][:, src]
+    x = np.zeros((len(items), len(FEATURES)))
+    for src, name in enumerate(features):
+        if name in FEATURES:
+            x[:, FEATURES.index(name)] = a["offers.x"][:, src]
     r._pending = {}
-    for n, (user, item) in enumerate(zip(users, items, strict=True)):
-        r._pending.setdefault(user, {})[item] = (
-            int(a["pending.ts"][n]),
-            x[n],
-            float(a["pending.rate"][n]),
-        )
+    start = 0
+    for user, ts, rate, n in zip(users, a["offers.ts"].tolist(), a["offers.rate"].tolist(),
+                                 a["offers.sizes"].tolist(), strict=True):  # fmt: skip
+        block = Offer(ts, {item: j for j, item in enumerate(items[start : start + n])},
+                      x[start : start + n], rate)  # fmt: skip
+        r._pending.setdefault(user, deque(maxlen=r.max_offers)).append(block)
+        start += n
     expiry_users = unpack_ids(a["expiry.users"], a["expiry.users.ends"])
     r._expiry = deque(zip(a["expiry.ts"].tolist(), expiry_users, strict=True))
 

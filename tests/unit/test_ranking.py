@@ -125,13 +125,14 @@ def test_impression_events_take_over_from_lists_in_auto_mode():
 
 
 def test_offers_per_user_stay_within_their_cap_and_expire():
-    ranker = OnlineRanker(max_pending_items=30, window_s=60, objective="pointwise",
+    ranker = OnlineRanker(max_offers=3, window_s=60, objective="pointwise",
                           list_negative_rate=1.0)  # fmt: skip
     x = np.ones((10, len(FEATURES)))
     for n in range(20):
         ranker.on_list("u", [f"i{n}-{j}" for j in range(10)], x, ts=T0 + n)
-    assert len(ranker._pending["u"]) == 30
-    assert ranker.on_positive("u", "i19-3", T0 + 30)  # offered last, still pending
+    assert len(ranker.open_offers()) == 3  # the user's newest offers only
+    assert ranker.on_positive("u", "i19-3", T0 + 30)  # offered last, still open
+    assert not ranker.on_positive("u", "i19-3", T0 + 31)  # answered once
     assert not ranker.on_positive("u", "i0-3", T0 + 30)  # dropped by the cap
     ranker.expire(T0 + 19 + 60_001)
     assert ranker.stats()["pending_users"] == 0 and ranker.negatives == 29

@@ -45,7 +45,7 @@ def test_covisitation_recommends_items_seen_together():
 
 
 def test_transitions_propose_what_users_did_next_and_only_forward():
-    rec = Recommender(top_k=5, blend={"sequence": 2.0, "covisit": 0.0})
+    rec = Recommender(top_k=5, sequence_anchors=2, blend={"sequence": 2.0, "covisit": 0.0})
     events = []
     for u in range(20):  # everyone: phone, then case
         events += [

@@ -49,7 +49,7 @@ class CoVisitation:
         self.distance_decay = distance_decay
         self.type_weights = type_weights
         #: Per row, the total weight of its pairs (an item's "popularity" in the graph):
-        #: `normalised` divides by it, so popular items do not dominate every list.
+        #: `candidates(cosine=True)` divides by it, so popular items do not dominate.
         self.mass = np.zeros(64, dtype=np.float64)
         self._nbrs: dict[int, dict[int, float]] = {}
         self._arrays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -99,11 +99,6 @@ class CoVisitation:
         self._arrays[row] = out
         return out
 
-    def normalised(self, anchor: int, rows: np.ndarray, w: np.ndarray) -> np.ndarray:
-        """Cosine-normalised weights of `anchor`'s neighbours: w / sqrt(mass(a) mass(b))."""
-        mass = self.mass
-        return w / np.sqrt(mass[anchor] * mass[rows] + 1e-12)
-
     def candidates(
         self, recent: np.ndarray, anchors: int, cosine: bool = False
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -114,32 +109,40 @@ class CoVisitation:
         Newer anchors weigh more (1 / (1 + age)); each anchor's weights are divided by
         its strongest, so one anchor with many visits does not drown the others.
         """
-        parts_r, parts_w, parts_c, used, sizes = [], [], [], [], []
+        parts_r, parts_w, ranks, used = [], [], [], []
         for rank, anchor in enumerate(recent[::-1][:anchors].tolist() if anchors else []):
             nbr, w = self.neighbours(anchor)
-            if not len(nbr):
-                continue
-            parts_r.append(nbr)
-            parts_w.append(w * (1.0 / ((1 + rank) * w.max())))
-            if cosine:
-                parts_c.append(self.normalised(anchor, nbr, w) * (1.0 / (1 + rank)))
-            used.append(anchor)
-            sizes.append(len(nbr))
+            if len(nbr):
+                parts_r.append(nbr)
+                parts_w.append(w)
+                ranks.append(rank)
+                used.append(anchor)
         if not parts_r:
             return _EMPTY[0], _EMPTY[1], _EMPTY[0], _EMPTY[1]
-        rows = np.concatenate(parts_r)
+        # Per anchor in one go: its strongest weight (reduceat over the blocks) and
+        # its recency factor, repeated over its neighbours.
+        sizes = np.fromiter(map(len, parts_r), dtype=np.int64, count=len(parts_r))
+        w_all = np.concatenate(parts_w)
+        recency = 1.0 / (1.0 + np.array(ranks, dtype=np.float64))
+        block_max = np.maximum.reduceat(w_all, np.cumsum(sizes) - sizes)
+        weights = w_all * np.repeat(recency / block_max, sizes)
+        rows_all = np.concatenate(parts_r)
+        anchor_rows = np.repeat(np.array(used, dtype=np.int64), sizes)
         # One stable sort instead of np.unique(return_index, return_inverse): the same
         # groups, summed in the same order, the first (newest) anchor of each.
-        order = np.argsort(rows, kind="stable")
-        rows = rows[order]
+        order = np.argsort(rows_all, kind="stable")
+        rows = rows_all[order]
         new = np.concatenate(([True], rows[1:] != rows[:-1]))
         starts = np.flatnonzero(new)
         inv = np.empty(len(rows), dtype=np.int64)
         inv[order] = np.cumsum(new) - 1
-        scores = _to_one(np.bincount(inv, weights=np.concatenate(parts_w)))
-        cos = _to_one(np.bincount(inv, weights=np.concatenate(parts_c))) if cosine else _EMPTY[1]
-        anchor_of = np.repeat(np.array(used, dtype=np.int64), sizes)[order[starts]]
-        return rows[starts], scores, anchor_of, cos
+        scores = _to_one(np.bincount(inv, weights=weights))
+        cos = _EMPTY[1]
+        if cosine:
+            mass = self.mass
+            unit = w_all / np.sqrt(mass[anchor_rows] * mass[rows_all] + 1e-12)
+            cos = _to_one(np.bincount(inv, weights=unit * np.repeat(recency, sizes)))
+        return rows[starts], scores, anchor_rows[order[starts]], cos
 
     def __len__(self) -> int:
         return len(self._nbrs)

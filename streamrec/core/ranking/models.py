@@ -38,19 +38,21 @@ ranker ranks only while its AUC over the last `eval_window` examples beats the
 blend's by `margin` (and it has seen `min_updates` examples, `min_positives`
 of them positive). A ranker that drifts below the blend hands back to it.
 
->>> r = OnlineRanker(min_updates=2, min_positives=1, negative_rate=1.0)
+>>> r = OnlineRanker(min_updates=2, min_positives=1)
 >>> x = np.zeros(len(FEATURES)); x[FEATURES.index("affinity")] = 1.0
 >>> r.on_impression("u", {"a": x, "b": np.zeros(len(FEATURES))}, ts=0)
->>> r.on_positive("u", "a", ts=10), r.expire(now=10**9), (r.positives, r.negatives)
-(True, 1, (1, 1))
+>>> r.on_positive("u", "a", ts=10), (r.positives, r.negatives)
+(True, (1, 1))
+>>> bool(r.weights()[FEATURES.index("affinity")] > 0)  # a was taken over b
+True
 """
 
 from __future__ import annotations
 
-import itertools
 import random
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -106,6 +108,19 @@ class FixedBlend:
         return row * self.w
 
 
+@dataclass
+class Offer:
+    """Items offered to a user together (a published list's pool, or an impression)."""
+
+    ts: int
+    #: item -> its row in `x`, for the items not yet answered
+    open: dict[str, int]
+    #: the features of every offered item, as ranked at that moment
+    x: np.ndarray
+    #: the share of unanswered items learned as negatives (pointwise)
+    rate: float
+
+
 class OnlineRanker:
     """river logistic regression on `FEATURES`, fed by impression feedback."""
 
@@ -120,10 +135,10 @@ class OnlineRanker:
         negative_rate: float = 0.25,
         feedback: str = "auto",
         list_negative_rate: float = 0.05,
-        max_pending_items: int = 200,
+        max_offers: int = 4,
         max_pending_users: int = 200_000,
         objective: str = "pairwise",
-        pair_negatives: int = 3,
+        pair_negatives: int = 2,
         eval_window: int = 5_000,
         margin: float = 0.01,
         seed: int = 0,
@@ -146,7 +161,7 @@ class OnlineRanker:
             raise ValueError(f"feedback must be one of {FEEDBACK_MODES}, not {feedback!r}")
         self.feedback = feedback
         self.list_negative_rate = list_negative_rate
-        self.max_pending_items = max_pending_items
+        self.max_offers = max_offers
         #: An `impression` event has arrived: in "auto", lists no longer count.
         self.impressions_seen = False
         self.max_pending_users = max_pending_users
@@ -157,8 +172,8 @@ class OnlineRanker:
         self._rng = random.Random(seed)
         self.positives = 0
         self.negatives = 0
-        #: user -> item -> (offered at ts, features, negative sampling rate)
-        self._pending: dict[str, dict[str, tuple[int, np.ndarray, float]]] = {}
+        #: user -> their newest offers, oldest first
+        self._pending: dict[str, deque[Offer]] = {}
         self._expiry: deque[tuple[int, str]] = deque()
         self._w: np.ndarray | None = None
 
@@ -208,19 +223,21 @@ class OnlineRanker:
 
     def learn_pair(self, chosen: np.ndarray, other: np.ndarray) -> None:
         """`chosen` was taken over `other`, offered beside it: the difference of their
-        features is learned both ways (so the intercept stays near 0 and the weights
-        order a list, which is all a ranker needs)."""
+        features is learned, in a random one of its two orientations (chosen - other
+        -> 1, or other - chosen -> 0), so the intercept stays near 0 and the weights
+        order a list, which is all a ranker needs; one river update per pair."""
         d = chosen - other
         r, b = float(d @ self.weights()), float(d @ self.baseline.w)
-        self._eval.append((r, b, True))
+        self._eval.append((r, b, True))  # judged both ways: AUC needs both labels
         self._eval.append((-r, -b, False))
-        x = dict(zip(FEATURES, (float(v) for v in d), strict=True))
-        self.model.learn_one(x, True)
-        self.model.learn_one({f: -v for f, v in x.items()}, False)
+        label = self._rng.random() < 0.5
+        self.model.learn_one(
+            dict(zip(FEATURES, (float(v) for v in (d if label else -d)), strict=True)), label
+        )
         self._w = None
         self.positives += 1
         self.negatives += 1
-        if self.positives % 50 == 0 or self.updates == self.min_updates:
+        if self.positives % 100 == 0 or self.updates == self.min_updates:
             self._judge()
 
     def on_impression(self, user: str, shown: dict[str, np.ndarray], ts: int) -> None:
@@ -230,52 +247,54 @@ class OnlineRanker:
         if not self.impressions_seen:
             self.impressions_seen = True
             self._pending.clear()  # what lists offered: the storefront says what it showed
-        self._offer(user, list(shown), shown.values(), ts, self.negative_rate)
+        self._offer(user, list(shown), np.stack(list(shown.values())), ts, self.negative_rate)
 
     def on_list(self, user: str, items: Sequence[str], x: np.ndarray, ts: int) -> None:
         """streamrec published `items` (features `x`, row per item) to `user`."""
         if items and self.learns_from_lists:
             self._offer(user, items, x, ts, self.list_negative_rate)
 
-    def _offer(
-        self, user: str, items: Sequence[str], x: Iterable[np.ndarray], ts: int, rate: float
-    ) -> None:
-        pending = self._pending.get(user)
-        if pending is None:
-            pending = self._pending[user] = {}
-        for item, row in zip(items, x, strict=True):
-            pending.pop(item, None)  # re-offered: newest features, youngest in the order
-            pending[item] = (ts, row, rate)
-        if len(pending) > self.max_pending_items:  # bound a heavy user: oldest offers go
-            for item in list(itertools.islice(pending, len(pending) - self.max_pending_items)):
-                del pending[item]
+    def _offer(self, user: str, items: Sequence[str], x: np.ndarray, ts: int, rate: float) -> None:
+        offers = self._pending.get(user)
+        if offers is None:
+            # A user's newest offers only: what is on their screen now, bounded per user.
+            offers = self._pending[user] = deque(maxlen=self.max_offers)
+        offers.append(Offer(ts, dict(zip(items, range(len(items)), strict=True)), x, rate))
         self._expiry.append((ts, user))
         if len(self._pending) > self.max_pending_users:  # bound memory: oldest users first
             self.expire(now=None, force=len(self._pending) - self.max_pending_users)
 
     def on_positive(self, user: str, item: str, ts: int) -> bool:
-        """A click / cart / purchase: a positive if the item was shown within the window."""
-        pending = self._pending.get(user)
-        if not pending:
+        """A click / cart / purchase: a positive if the item was offered within the window."""
+        offers = self._pending.get(user)
+        if not offers:
             return False
-        hit = pending.pop(item, None)
-        if hit is None or ts - hit[0] > self.window_ms or ts < hit[0]:
+        hit: tuple[Offer, int] | None = None
+        for offer in reversed(offers):  # the newest offer of the item counts; it closes all
+            i = offer.open.pop(item, None)
+            if i is not None and hit is None:
+                hit = (offer, i)
+        if hit is None:
+            return False
+        offer, i = hit
+        if ts - offer.ts > self.window_ms or ts < offer.ts:
             return False
         if self.objective == "pointwise":
-            self.learn(hit[1], True)
+            self.learn(offer.x[i], True)
             return True
         # Pairwise: the chosen item against others offered beside it, in the same list.
-        beside = [x for offered, x, _r in pending.values() if offered == hit[0]]
+        beside = list(offer.open.values())
         if not beside:
             return False
         if len(beside) > self.pair_negatives:
             beside = self._rng.sample(beside, self.pair_negatives)
-        for x in beside:
-            self.learn_pair(hit[1], x)
+        for j in beside:
+            self.learn_pair(offer.x[i], offer.x[j])
         return True
 
     def expire(self, now: int | None, force: int = 0) -> int:
-        """Shown items untouched for a whole window become (sub-sampled) negatives."""
+        """Offers a whole window old close; pointwise, their untouched items become
+        (sub-sampled) negatives."""
         learned = 0
         while self._expiry:
             ts, user = self._expiry[0]
@@ -283,21 +302,17 @@ class OnlineRanker:
                 break
             self._expiry.popleft()
             force -= 1
-            pending = self._pending.get(user)
-            if pending is None:
+            offers = self._pending.get(user)
+            if offers is None:
                 continue
-            # Offers are kept oldest first (`_offer`), so the expired ones lead.
-            expired = []
-            for item, (shown_ts, x, rate) in pending.items():
-                if shown_ts > ts:
-                    break
-                expired.append(item)
-                if self.objective == "pointwise" and self._rng.random() < rate:
-                    self.learn(x, False)
-                    learned += 1
-            for item in expired:
-                del pending[item]
-            if not pending:
+            while offers and offers[0].ts <= ts:
+                offer = offers.popleft()
+                if self.objective == "pointwise":
+                    for i in offer.open.values():
+                        if self._rng.random() < offer.rate:
+                            self.learn(offer.x[i], False)
+                            learned += 1
+            if not offers:
                 del self._pending[user]
         return learned
 
@@ -306,7 +321,11 @@ class OnlineRanker:
         their place in the expiry queue, which snapshots keep too."""
         if any(u == user for _ts, u in self._expiry):
             self._expiry = deque((ts, u) for ts, u in self._expiry if u != user)
-        return len(self._pending.pop(user, {}))
+        return sum(len(o.open) for o in self._pending.pop(user, ()))
+
+    def open_offers(self) -> list[tuple[str, Offer]]:
+        """(user, offer) of every pending offer, oldest first per user."""
+        return [(user, o) for user, offers in self._pending.items() for o in offers]
 
     # -- scoring --------------------------------------------------------------
 
@@ -338,17 +357,14 @@ class OnlineRanker:
 
 
 def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve (ties share their average rank)."""
-    order = np.argsort(scores, kind="mergesort")
-    ranked = scores[order]
-    ranks = np.empty(len(scores), dtype=np.float64)
-    i = 0
-    while i < len(ranked):
-        j = i
-        while j + 1 < len(ranked) and ranked[j + 1] == ranked[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
+    """Area under the ROC curve (ties share their average rank).
+
+    >>> _auc(np.array([0.1, 0.4, 0.4, 0.9]), np.array([False, True, False, True]))
+    0.875
+    """
+    _values, group, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    # 1-based average rank of each group of equal scores, then of every score.
+    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[group]
     pos = int(labels.sum())
     neg = len(labels) - pos
     return float((ranks[labels].sum() - pos * (pos + 1) / 2.0) / (pos * neg))

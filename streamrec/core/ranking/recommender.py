@@ -112,7 +112,7 @@ class Recommender(FeatureBuilder, Explainer):
         covisit_distance_decay: bool = True,
         covisit_type_weights: bool = True,
         anchors: int = 3,
-        sequence_anchors: int = 2,
+        sequence_anchors: int = 0,
         blend: dict[str, float] | None = None,
         exclude_purchased: bool = True,
         exclude_recent: bool = True,
@@ -168,7 +168,8 @@ class Recommender(FeatureBuilder, Explainer):
         self.trending.add(row, weight, event.ts)
         self.trending_long.add(row, weight, event.ts)
         self.covisit.add(row, session_rows, weight)
-        self.transitions.add(row, session_rows, weight)
+        if self.sequence_anchors:  # off: nothing to learn (it costs per event)
+            self.transitions.add(row, session_rows, weight)
 
     def observe_impression(self, event: Event, profile: Profile, ctx: RankContext) -> None:
         """The storefront showed `event.shown`: remember their features for feedback."""
