@@ -6,8 +6,10 @@ through a dict:
 1. **Sources**, each (rows, scores at most 1): co-visitation neighbours of the
    user's newest items (`covisit`), trending (`trending`), popular in the
    user's two strongest categories (`category`), the search query's vector
-   hits (`query`), the user vector's hits (`interest`).
-2. **Union and cut**: one `np.unique` over the sources' rows, a 5 x N score
+   hits (`query`), the user vector's hits (`interest`), transitions from the
+   newest items (`sequence`, off unless `sequence_anchors`), and co-visitation
+   normalised by both items' totals (`covisit_idf`).
+2. **Union and cut**: one `np.unique` over the sources' rows, a sources x N score
    matrix, excluded and unavailable rows dropped, then the pool cut takes every
    source's best in turn (`_best_source_rank`) down to `rank_pool`.
 3. **Features** for the pool only (`features.py`): gathers from the store and the
