@@ -49,8 +49,10 @@ from streamrec.worker.catalog import CatalogFollower
 from streamrec.worker.delivery import AckOrder, BatchDelivery, is_message_error
 from streamrec.worker.faust_app import faust_app
 from streamrec.worker.faust_tuning import (
+    below_committed,
     committed_offsets,
     defer_acks,
+    highwater,
     set_end_offsets,
     set_fetch_max_wait_ms,
 )
@@ -175,8 +177,12 @@ class Worker:
         Nothing waits for the broker here: the batch settles in the background
         (`_settle`), and only then are its events acked and its counts added.
         """
-        if self.exit_code or not self._offsets_hold(batch):
+        if self.exit_code:
             return  # stopping: nothing more is processed, nothing more acked
+        fresh = await self._fresh(batch, ack)
+        if not fresh:
+            return  # the broker lost its data (stopping), or all of it was delivered before
+        batch = fresh
         msgs = [
             RawMessage(
                 value=ev.value,
@@ -210,25 +216,41 @@ class Worker:
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
 
-    def _offsets_hold(self, batch: Sequence[Any]) -> bool:
-        """An event below the committed offset of its partition: the broker lost its data.
+    async def _fresh(
+        self, batch: Sequence[Any], ack: Callable[[Sequence[Any]], Awaitable[None]]
+    ) -> list[Any] | None:
+        """The events of `batch` to process; None when the broker lost its data.
 
-        Faust only delivers from the committed offset on; a consumer reset to the
-        start of an emptied partition is the one way to see less. Profiles remember
-        the offsets they applied, so carrying on would skip the new events as replays.
+        Faust only delivers from the committed offset on, with one exception: a
+        run it delivers twice around a rebalance (`faust_tuning`, point 6). An
+        event below the committed offset is then already answered and its list
+        delivered, so it is skipped. Below the committed offset of a partition
+        that now ends before it, the broker lost its data: profiles remember the
+        offsets they applied, so carrying on would skip new events as replays.
         """
         committed = committed_offsets(self.app)
+        fresh: list[Any] = []
+        again: list[Any] = []
         for ev in batch:
-            tp = ev.message.tp
+            tp, offset = ev.message.tp, ev.message.offset
             floor = committed.get(tp)
-            if floor is not None and ev.message.offset < floor:
-                self.fatal(broker_lost_data(
-                    f"{tp.topic}[{tp.partition}] delivered offset {ev.message.offset}, "
-                    f"below the committed offset {floor}",
-                    self.settings,
-                ))  # fmt: skip
-                return False
-        return True
+            if floor is None or offset >= floor:
+                fresh.append(ev)
+                continue
+            high = highwater(self.app, tp)
+            if below_committed(offset, floor, high) == "redelivered":
+                again.append(ev)
+                continue
+            self.fatal(broker_lost_data(
+                f"{tp.topic}[{tp.partition}] delivered offset {offset}, below the "
+                f"committed offset {floor}, and the partition now ends at {high}",
+                self.settings,
+            ))  # fmt: skip
+            return None
+        if again:
+            log.info("skipped %d events delivered again below the committed offset", len(again))
+            await ack(again)  # a no-op for the commit (below it), but Faust stops tracking them
+        return fresh
 
     async def _publish(self, out: BatchOutput, delivery: BatchDelivery) -> None:
         """Hand one output's messages to the producer; `delivery` tracks them."""

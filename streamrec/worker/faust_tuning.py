@@ -25,6 +25,15 @@
 5. Committed offsets: `committed_offsets` reads the consumer's own record of
    what it committed, so the worker can tell an emptied broker (offsets below
    it) from a replay.
+6. Redelivery after an assignment: once recovery ends, Faust resumes the
+   stream partitions *before* it seeks them to the committed offsets, so the
+   fetcher can hand the agent a run of events from the old position and then
+   the same run again after the seek. If the first copy is processed and
+   committed before the second arrives, the second sits below the committed
+   offset, which used to read as "the broker lost its data" and stopped the
+   worker (seen in CI: a restarted worker stopped 30 events short of the end
+   of a partition). `below_committed` tells the two apart by the partition's
+   high watermark: data that is still there is a redelivery, skipped.
 """
 
 from __future__ import annotations
@@ -112,6 +121,29 @@ def set_end_offsets(reader: EndOffsets) -> None:
 
     faust_aiokafka.AIOKafkaConsumerThread._highwaters = _highwaters  # type: ignore[method-assign]
     _end_offsets_patched = True
+
+
+def highwater(app: Any, tp: Any) -> int | None:
+    """The partition's end as the latest fetch reported it (None before any fetch)."""
+    return cast("int | None", app.consumer.highwater(tp))
+
+
+def below_committed(offset: int, committed: int | None, high: int | None) -> str:
+    """What an event at `offset` is: "fresh" (at or past the committed offset),
+    "redelivered" (below it, and the partition still holds the committed
+    offset's data), or "lost" (below it, and the partition now ends before it:
+    the broker restarted empty, or the topic was recreated).
+
+    >>> below_committed(5, None, None), below_committed(7, 7, 10)
+    ('fresh', 'fresh')
+    >>> below_committed(6, 7, 10), below_committed(0, 7, 1), below_committed(0, 7, None)
+    ('redelivered', 'lost', 'lost')
+    """
+    if committed is None or offset >= committed:
+        return "fresh"
+    if high is not None and high >= committed:
+        return "redelivered"
+    return "lost"
 
 
 def committed_offsets(app: Any) -> dict[Any, int | None]:
