@@ -33,6 +33,9 @@ REASONS = {
     "price_fit": "in your price range",
     "seen": "you looked at this before",
 }
+#: Marks a reason that needs more than the feature's name (the anchor, the category).
+_SLOW = "<slow>"
+_FAST_REASONS = [_SLOW if n in _SLOW_REASONS else REASONS.get(n, "trending") for n in _NAMES]
 
 
 class Explainer:
@@ -56,22 +59,27 @@ class Explainer:
     ) -> list[RecItem]:
         """Explanations for what is shown only, in one matrix operation."""
         store = self.items
-        rows = cand[chosen]
-        contrib_m = model.contributions(x[chosen])
+        chosen_a = np.asarray(chosen, dtype=np.int64)
+        rows = cand[chosen_a]
+        xc = x[chosen_a]
+        contrib_m = model.contributions(xc)
         best3_m = np.argsort(-contrib_m, axis=1, kind="stable")[:, :3]
-        top_m = np.take_along_axis(contrib_m, best3_m, axis=1).round(4)
+        top_m = contrib_m[np.arange(len(chosen_a))[:, None], best3_m].round(4)
         # Best first, and rounding keeps the order: the positive ones are a prefix.
-        positive = top_m > 0
-        n_top = np.where(positive.all(axis=1), positive.shape[1], positive.argmin(axis=1))
+        n_top = (top_m > 0).cumprod(axis=1).sum(axis=1)
         best3, top_vals, n_tops = best3_m.tolist(), top_m.tolist(), n_top.tolist()
-        growth = x[chosen, FEATURE_INDEX["growth"]].round(4).tolist()
+        # The reason of each item's top feature where the name alone decides it.
+        reasons = [
+            _FAST_REASONS[b[0]] if nt else "trending" for b, nt in zip(best3, n_tops, strict=True)
+        ]
+        growth = xc[:, FEATURE_INDEX["growth"]].round(4).tolist()
         # Which sources proposed each item: a bit per source, one table lookup per item.
-        masks = ((~np.isnan(per_source[:, chosen])).T @ _SOURCE_BITS).tolist()
-        anchors = self._align(cov_rows, cov_anchor.astype(np.float64), rows).tolist()
-        seq_anchors = self._align(seq_rows, seq_anchor.astype(np.float64), rows).tolist()
+        masks = ((~np.isnan(per_source[:, chosen_a])).T @ _SOURCE_BITS).tolist()
         prices = store.price[rows].tolist()
-        chosen_scores = scores[chosen].tolist()
+        chosen_scores = scores[chosen_a].tolist()
         ids, items = store.ids, store.items
+        slow: list[float] | None = None
+        seq: list[float] = []
         out: list[RecItem] = []
         for n, row in enumerate(rows.tolist()):
             b, v = best3[n], top_vals[n]
@@ -80,19 +88,20 @@ class Explainer:
             ]
             item = items[row]
             cats = item.category if item is not None else ()
-            # The item that led to it (NaN: none): the source of the top feature's.
-            a = seq_anchors[n] if top_features and top_features[0][0] == "sequence" else anchors[n]
-            anchor = ids[int(a)] if a == a else None
+            reason = reasons[n]
+            if reason == _SLOW:
+                if slow is None:  # the items that led to them, for the reasons that name one
+                    slow = self._align(cov_rows, cov_anchor.astype(np.float64), rows).tolist()
+                    seq = self._align(seq_rows, seq_anchor.astype(np.float64), rows).tolist()
+                # The item that led to it (NaN: none): the source of the top feature's.
+                a = seq[n] if top_features[0][0] == "sequence" else slow[n]
+                reason = self._reason(top_features, ids[int(a)] if a == a else None, profile, cats)
             price = prices[n]
             out.append(
                 RecItem(
                     ids[row],
                     chosen_scores[n],
-                    self._reason(top_features, anchor, profile, cats)
-                    if top_features and top_features[0][0] in _SLOW_REASONS
-                    else REASONS.get(top_features[0][0], "trending")
-                    if top_features
-                    else "trending",
+                    reason,
                     _SOURCE_SETS[masks[n]],
                     top_features,
                     potential=growth[n],

@@ -59,6 +59,7 @@ from streamrec.core.retrieval.index import Hits
 from streamrec.records import Event, RecItem
 
 _NO_VARIANT = Variant("default")
+_NO_NEIGHBOURS = (_NO_ROWS, np.zeros(0), _NO_ROWS, np.zeros(0))
 
 
 def _normalised(hits: Hits, pool: int) -> Hits:
@@ -79,15 +80,15 @@ def _best_source_rank(per_source: np.ndarray) -> np.ndarray:
     >>> np.round(_best_source_rank(m), 3).tolist()  # 1st of a source; 1st of another; 2nd
     [0.05, 0.4, 1.25]
     """
-    absent = np.isnan(per_source)
-    # NaN sorts last; a stable sort keeps column order among equal scores.
-    order = np.argsort(np.where(absent, np.inf, -per_source), axis=1, kind="stable")
-    ranks = np.empty(per_source.shape)
-    ranks[np.arange(len(per_source))[:, None], order] = np.arange(per_source.shape[1])
-    ranks[absent] = np.inf
+    best_rank = np.full(per_source.shape[1], np.inf)
+    for scores in per_source:  # sorting only the items a source has (a few of 7 x N)
+        present = np.flatnonzero(scores == scores)  # not NaN
+        if len(present):
+            order = present[np.argsort(-scores[present], kind="stable")]
+            best_rank[order] = np.minimum(best_rank[order], np.arange(len(order)))
     # Equal best ranks: the higher score first (a source's 1st at 0.9 before one at 0.2).
     best = np.fmax.reduce(per_source, axis=0)
-    return np.min(ranks, axis=0) + (1.0 - np.clip(best, 0.0, 1.0)) * 0.5
+    return best_rank + (1.0 - np.clip(best, 0.0, 1.0)) * 0.5
 
 
 class Recommender(FeatureBuilder, Explainer):
@@ -241,23 +242,27 @@ class Recommender(FeatureBuilder, Explainer):
         cov_rows, cov_scores, cov_anchor, cov_cos = self._neighbours(
             self.covisit, recent, v.anchors, cosine=True
         )
-        seq_rows, seq_scores, seq_anchor, _c = self._neighbours(
-            self.transitions, recent, self.sequence_anchors
+        seq_rows, seq_scores, seq_anchor, _c = (
+            self._neighbours(self.transitions, recent, self.sequence_anchors)
+            if self.sequence_anchors
+            else _NO_NEIGHBOURS
         )
         trend_rows, trend_scores = self.trending.top()
         cat_rows, cat_scores = self._categories(profile)
         q_rows, q_scores = _normalised(query_hits, pool)
         i_rows, i_scores = _normalised(ctx.interest_hits, pool)
+        # covisit_idf (the last source) scores the covisit rows: they enter the union once.
         sources = ((cov_rows, cov_scores), (trend_rows[: 2 * k + 200], trend_scores[: 2 * k + 200]),
                    (cat_rows, cat_scores), (q_rows, q_scores), (i_rows, i_scores),
-                   (seq_rows, seq_scores), (cov_rows, cov_cos))  # fmt: skip
+                   (seq_rows, seq_scores))  # fmt: skip
         rows = np.concatenate([s[0] for s in sources])
         if not len(rows):
             return []
         which = np.repeat(np.arange(len(sources)), [len(s[0]) for s in sources])
         cand, inv = np.unique(rows, return_inverse=True)
-        per_source = np.full((len(sources), len(cand)), np.nan)
+        per_source = np.full((len(SOURCES), len(cand)), np.nan)
         per_source[which, inv] = np.concatenate([s[1] for s in sources])
+        per_source[len(sources), inv[: len(cov_rows)]] = cov_cos
         keep = self._allowed(cand, profile, recent, current_row)
         trending_kept = np.flatnonzero(keep & ~np.isnan(per_source[1]))
         if len(trending_kept) > 2 * k:  # trending offers its 2k best allowed items
