@@ -353,21 +353,22 @@ class Recommender(FeatureBuilder, Explainer):
 
     def _categories(self, profile: Profile) -> tuple[np.ndarray, np.ndarray]:
         """Popular in the user's two strongest categories (merged by the better score)."""
-        best: dict[int, float] = {}
+        parts = []
         for cat, _aff in heapq.nlargest(2, profile.affinity.items(), key=itemgetter(1)):
             cid = self.items.category_ids.get(cat)
-            if cid is None:
-                continue
-            rows, scores = self.by_category.top(cid)
-            if not best:
-                best = dict(zip(rows.tolist(), scores.tolist(), strict=True))
-                continue
-            for r, sc in zip(rows.tolist(), scores.tolist(), strict=True):
-                if sc > best.get(r, -1.0):
-                    best[r] = sc
-        if not best:
+            if cid is not None:
+                parts.append(self.by_category.top(cid))
+        if not parts:
             return _NO_ROWS, np.zeros(0)
-        return np.fromiter(best, np.int64, len(best)), np.fromiter(best.values(), float, len(best))
+        if len(parts) == 1:
+            return parts[0]
+        rows = np.concatenate([p[0] for p in parts])
+        scores = np.concatenate([p[1] for p in parts])
+        # An item in both: its better score (sorted by row, best score first in a row).
+        order = np.lexsort((-scores, rows))
+        rows, scores = rows[order], scores[order]
+        first = np.concatenate(([True], rows[1:] != rows[:-1]))
+        return rows[first], scores[first]
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {
