@@ -88,6 +88,8 @@ class LocalStack:
         self.workers: list[subprocess.Popen[bytes]] = []
         #: `streamrec serve` replicas (started on demand: `start_serve`).
         self.serves: list[subprocess.Popen[bytes]] = []
+        #: Held while stopping: the interrupt watchdog's `stop` waits for the main thread's.
+        self._stopping = threading.RLock()
 
     def start(self) -> LocalStack:
         _running.append(self)
@@ -179,22 +181,30 @@ class LocalStack:
                 self.broker.proc.terminate()
 
     def stop(self) -> None:
-        with contextlib.suppress(ValueError):  # the interrupt watchdog may race us here
-            _running.remove(self)
-        for proc in self.children:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        # One deadline for all of them: waiting 20 s for each in turn let a stack of a
-        # worker and a scorer that both hang on a gone broker take over 40 s to stop.
-        deadline = time.monotonic() + 20.0
-        for proc in self.children:
-            self.stop_worker(proc, max(0.1, deadline - time.monotonic()))
-        self.workers.clear()
-        self.scorers.clear()
-        self.serves.clear()
-        if self.start_broker and self.broker is not None:
-            self.broker.stop()
+        """Stop every child and the broker; returns once they are gone. Safe to call
+        twice and from two threads: the second call waits for the first.
+
+        The stack leaves `_running` only when it is stopped. It used to leave first,
+        so the interrupt watchdog, firing while a slow stop was under way, found
+        nothing to wait for and exited with the broker still running (seen in CI
+        on a loaded machine)."""
+        with self._stopping:
+            for proc in self.children:
+                if proc.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGTERM)
+            # One deadline for all of them: waiting 20 s for each in turn let a stack of a
+            # worker and a scorer that both hang on a gone broker take over 40 s to stop.
+            deadline = time.monotonic() + 20.0
+            for proc in self.children:
+                self.stop_worker(proc, max(0.1, deadline - time.monotonic()))
+            self.workers.clear()
+            self.scorers.clear()
+            self.serves.clear()
+            if self.start_broker and self.broker is not None:
+                self.broker.stop()
+            with contextlib.suppress(ValueError):
+                _running.remove(self)
 
     def __enter__(self) -> LocalStack:
         try:

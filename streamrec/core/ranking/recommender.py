@@ -251,10 +251,21 @@ class Recommender(FeatureBuilder, Explainer):
         cat_rows, cat_scores = self._categories(profile)
         q_rows, q_scores = _normalised(query_hits, pool)
         i_rows, i_scores = _normalised(ctx.interest_hits, pool)
+        others = ((trend_rows[: 2 * k + 200], trend_scores[: 2 * k + 200]),
+                  (cat_rows, cat_scores), (q_rows, q_scores), (i_rows, i_scores),
+                  (seq_rows, seq_scores))  # fmt: skip
+        if pool and len(cov_rows) > pool:
+            keep_cov = self._covisit_cut(
+                cov_rows, cov_scores, cov_cos, others, pool, profile, recent, current_row
+            )
+            cov_rows, cov_scores, cov_cos = (
+                cov_rows[keep_cov],
+                cov_scores[keep_cov],
+                cov_cos[keep_cov],
+            )
+            cov_anchor = cov_anchor[keep_cov]
         # covisit_idf (the last source) scores the covisit rows: they enter the union once.
-        sources = ((cov_rows, cov_scores), (trend_rows[: 2 * k + 200], trend_scores[: 2 * k + 200]),
-                   (cat_rows, cat_scores), (q_rows, q_scores), (i_rows, i_scores),
-                   (seq_rows, seq_scores))  # fmt: skip
+        sources = ((cov_rows, cov_scores), *others)
         rows = np.concatenate([s[0] for s in sources])
         if not len(rows):
             return []
@@ -300,6 +311,39 @@ class Recommender(FeatureBuilder, Explainer):
             profile, cand, per_source, x, scores, chosen, model, cov_rows, cov_anchor, seq_rows,
             seq_anchor,
         )  # fmt: skip
+
+    def _covisit_cut(
+        self,
+        rows: np.ndarray,
+        scores: np.ndarray,
+        cos: np.ndarray,
+        others: Sequence[tuple[np.ndarray, np.ndarray]],
+        pool: int,
+        profile: Profile,
+        recent: np.ndarray,
+        current_row: int | None,
+    ) -> np.ndarray:
+        """Which co-visited rows can matter: 20 anchors propose up to 2,000 rows, and
+        everything after the union costs per row.
+
+        The pool takes each source's best in turn, so a row can enter it through
+        co-visitation only among the `pool` best allowed rows by either score
+        (ties included). A row another source proposes keeps its co-visitation
+        scores (they are its features). The rest could never be ranked: dropping
+        them leaves every list as it was.
+        """
+        keep = self._allowed(rows, profile, recent, current_row)
+        allowed = np.flatnonzero(keep)
+        if len(allowed) <= pool:
+            return keep
+        wanted = np.zeros(len(rows), dtype=bool)
+        for s in (scores, cos):
+            vals = s[allowed]
+            wanted |= s >= np.partition(vals, len(vals) - pool)[len(vals) - pool]
+        other = np.concatenate([o[0] for o in others])
+        if len(other):
+            wanted |= np.isin(rows, other)
+        return keep & wanted
 
     def _allowed(
         self, cand: np.ndarray, profile: Profile, recent: np.ndarray, current_row: int | None
