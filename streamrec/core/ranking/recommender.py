@@ -254,7 +254,7 @@ class Recommender(FeatureBuilder, Explainer):
         others = ((trend_rows[: 2 * k + 200], trend_scores[: 2 * k + 200]),
                   (cat_rows, cat_scores), (q_rows, q_scores), (i_rows, i_scores),
                   (seq_rows, seq_scores))  # fmt: skip
-        if pool and len(cov_rows) > pool:
+        if pool and len(cov_rows) > 4 * pool:  # below that, the cut costs more than it saves
             keep_cov = self._covisit_cut(
                 cov_rows, cov_scores, cov_cos, others, pool, profile, recent, current_row
             )
@@ -342,7 +342,10 @@ class Recommender(FeatureBuilder, Explainer):
             wanted |= s >= np.partition(vals, len(vals) - pool)[len(vals) - pool]
         other = np.concatenate([o[0] for o in others])
         if len(other):
-            wanted |= np.isin(rows, other)
+            mark = self._scratch(self.items.capacity)
+            mark[other] = True
+            wanted |= mark[rows]
+            mark[other] = False
         return keep & wanted
 
     def _allowed(
