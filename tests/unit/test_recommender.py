@@ -154,6 +154,21 @@ def test_category_affinity_lifts_matching_items():
     assert top[0].item_id == "y" and top[0].reason == "matches your interest in Garden"
 
 
+def test_favourite_categories_with_nothing_popular_yet_still_give_a_list():
+    rec = Recommender(top_k=3)
+    feed(rec, [view(i, f"u{i}", it, T0 + i) for i, it in enumerate(["x", "y"] * 3)])
+    for item, cat in {"x": "Books", "y": "Books", "g": "Garden", "t": "Tools"}.items():
+        rec.items.upsert(CatalogItem(item, item, (cat,)))
+    p = Profile.new("me")
+    up = ProfileUpdater()
+    up.update(p, view(10, "me", "g", T0 + 10), ("Garden",))
+    up.update(p, view(11, "me", "t", T0 + 11), ("Tools",))
+    # Garden and Tools are the user's two categories; the recommender has seen nothing
+    # in them yet (their popular lists are empty).
+    assert set(p.affinity) == {"Garden", "Tools"}
+    assert {r.item_id for r in rec.recommend(p, None)} == {"x", "y"}
+
+
 def test_same_events_same_lists_and_snapshot_round_trip():
     def build():
         rec = Recommender(top_k=5)

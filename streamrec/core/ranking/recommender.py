@@ -411,6 +411,8 @@ class Recommender(FeatureBuilder, Explainer):
             return parts[0]
         rows = np.concatenate([p[0] for p in parts])
         scores = np.concatenate([p[1] for p in parts])
+        if not len(rows):  # categories with no items yet
+            return _NO_ROWS, np.zeros(0)
         # An item in both: its better score (sorted by row, best score first in a row).
         order = np.lexsort((-scores, rows))
         rows, scores = rows[order], scores[order]
