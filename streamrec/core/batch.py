@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -15,6 +15,9 @@ from streamrec.core.monitoring.counters import Counters
 from streamrec.core.monitoring.drift import Detection
 from streamrec.core.profile import Profile
 from streamrec.records import AuditRecord, DeadLetter, Event, Recommendation
+
+if TYPE_CHECKING:
+    from streamrec.core.sharing import ItemDelta
 
 
 class ProfileStore(Protocol):
@@ -85,6 +88,9 @@ class BatchOutput:
     drift: list[Detection] = field(default_factory=list)
     #: The batch's counts; added to the window once its output reached Kafka.
     counters: Counters = field(default_factory=Counters)
+    #: What it taught about items, for the other workers (`core/sharing.py`); empty
+    #: unless sharing is on. Delivered with the batch, before its events are acked.
+    deltas: list[ItemDelta] = field(default_factory=list)
 
     def extend(self, other: BatchOutput) -> None:
         self.recommendations += other.recommendations
@@ -94,4 +100,5 @@ class BatchOutput:
         self.tombstones += other.tombstones
         self.sources += other.sources
         self.drift += other.drift
+        self.deltas += other.deltas
         self.counters.merge(other.counters)

@@ -59,6 +59,7 @@ from streamrec.core.retrieval.index import Hits
 from streamrec.core.retrieval.interest import InterestModel
 from streamrec.core.retrieval.stage import Retrieval
 from streamrec.core.retrieval.vectors import ItemVectors
+from streamrec.core.sharing import Sharing
 from streamrec.records import CatalogItem, DeadLetter, Event, Recommendation
 
 __all__ = [
@@ -119,6 +120,13 @@ class Engine(Retrieval, Erasure):
         #: The current metrics window: whole batches, added by `count` (the shell
         #: calls it once a batch's output reached Kafka; `process_batch` at once).
         self.counters = Counters()
+        #: Item learning shared with other workers (`core/sharing.py`); None: on its own.
+        self.sharing: Sharing | None = None
+
+    def share(self, by: str) -> Sharing:
+        """Share learned item state from now on, as worker `by` (the streaming shell's call)."""
+        self.sharing = Sharing(self.recommender, by)
+        return self.sharing
 
     def upsert_item(self, item: CatalogItem) -> None:
         """A catalog record: attributes for ranking, availability for the item index too."""
@@ -308,6 +316,8 @@ class Engine(Retrieval, Erasure):
             else:
                 store.put(user, profile, partition)
         out.tombstones += erased  # and the latest list
+        if self.sharing is not None:
+            out.deltas = self.sharing.take()
         return out
 
     def _apply(
@@ -325,10 +335,16 @@ class Engine(Retrieval, Erasure):
         row = self.items.row(event.item_id) if event.item_id is not None else None
         categories = self.items.categories(row) if row is not None else ()
         counts = out.counters.counts
+        sharing = self.sharing
         if replayed:
             counts["replayed"] += 1
+            if sharing is not None and not sharing.knows(msg.partition, msg.offset):
+                # Its profile has it, the shared item state does not (its delta was lost
+                # in a crash): items only. The session is gone by now: trending learns it
+                # exactly, co-visitation not.
+                sharing.learn(msg.partition, msg.offset, row, event.type, event.ts, ())
         else:
-            rejected = self._learn(event, row, profile, categories)
+            rejected = self._learn(event, msg, row, profile, categories)
             if rejected is not None:
                 return rejected
             profile.mark_applied(msg.partition, msg.offset)
@@ -384,7 +400,12 @@ class Engine(Retrieval, Erasure):
         return rec
 
     def _learn(
-        self, event: Event, row: int | None, profile: Profile, categories: tuple[str, ...]
+        self,
+        event: Event,
+        msg: RawMessage,
+        row: int | None,
+        profile: Profile,
+        categories: tuple[str, ...],
     ) -> Rejection | None:
         """Everything one event teaches: the profile, co-visitation, trending, value."""
         amount = 0.0
@@ -404,7 +425,13 @@ class Engine(Retrieval, Erasure):
             if self.updater.is_new_session(profile, event)
             else self.items.rows(profile.session_item_ids(self.recommender.covisit.window)).tolist()
         )
-        self.recommender.observe(event, row, session)
+        sharing = self.sharing
+        if sharing is None:
+            self.recommender.observe(event, row, session)
+        else:  # items once per source offset, across workers and restarts (`core/sharing.py`)
+            self.recommender.observe_user(event)
+            if not sharing.knows(msg.partition, msg.offset):
+                sharing.learn(msg.partition, msg.offset, row, event.type, event.ts, session)
         value = self.recommender.value
         if event.type == "purchase":
             value.observe_purchase(profile, amount, event.ts)

@@ -56,32 +56,41 @@ class CoVisitation:
 
     def add(self, row: int, previous: Sequence[int], weight: float) -> None:
         """`previous`: rows of the session's earlier items, newest last."""
-        if not previous:
-            return
+        for other, w in self.pairs(row, previous, weight):
+            self.add_pair(row, other, w)
+
+    def pairs(self, row: int, previous: Sequence[int], weight: float) -> list[tuple[int, float]]:
+        """(earlier row, weight) of each pair that `add(row, previous, weight)` learns."""
+        weight = weight if self.type_weights else 1.0
+        decay = self.distance_decay
+        return [
+            (other, weight / dist if decay else weight)
+            for dist, other in enumerate(reversed(previous[-self.window :]), start=1)
+            if other != row
+        ]
+
+    def add_pair(self, row: int, other: int, w: float) -> None:
+        """Learn that `other` came before `row` in a session, with weight `w`.
+
+        Also how another worker's learning is folded in (`core/sharing.py`).
+        """
+        top = max(row, other)
+        if top >= len(self.mass):
+            grown = np.zeros(max(top + 1, 2 * len(self.mass)))
+            grown[: len(self.mass)] = self.mass
+            self.mass = grown
+        self.mass[row] += w
+        self.mass[other] += w
         nbrs, arrays = self._nbrs, self._arrays
         limit = self.max_neighbours + self.max_neighbours // 2
-        weight = weight if self.type_weights else 1.0
-        for dist, other in enumerate(reversed(previous[-self.window :]), start=1):
-            if other == row:
-                continue
-            w = weight / dist if self.distance_decay else weight
-            top = max(row, other)
-            if top >= len(self.mass):
-                grown = np.zeros(max(top + 1, 2 * len(self.mass)))
-                grown[: len(self.mass)] = self.mass
-                self.mass = grown
-            self.mass[row] += w
-            self.mass[other] += w
-            for a, b in ((other, row),) if self.directed else ((row, other), (other, row)):
-                nb = nbrs.get(a)
-                if nb is None:
-                    nb = nbrs[a] = {}
-                nb[b] = nb.get(b, 0.0) + w
-                arrays.pop(a, None)
-                if len(nb) > limit:
-                    nbrs[a] = dict(
-                        heapq.nlargest(self.max_neighbours, nb.items(), key=itemgetter(1))
-                    )
+        for a, b in ((other, row),) if self.directed else ((row, other), (other, row)):
+            nb = nbrs.get(a)
+            if nb is None:
+                nb = nbrs[a] = {}
+            nb[b] = nb.get(b, 0.0) + w
+            arrays.pop(a, None)
+            if len(nb) > limit:
+                nbrs[a] = dict(heapq.nlargest(self.max_neighbours, nb.items(), key=itemgetter(1)))
 
     def neighbours(self, row: int) -> tuple[np.ndarray, np.ndarray]:
         """(neighbour rows, weights) of `row`, in the order they were first seen."""

@@ -72,6 +72,18 @@ class Trending:
         self._stale += 1
         self.adds += 1
 
+    def merge(
+        self, rows: np.ndarray, sums: np.ndarray, ref_ts: int, now_ts: int, adds: int
+    ) -> None:
+        """Fold in another worker's learning: per row, `sum(w * 2^((ts - ref_ts) / half_life))`
+        over its `adds` events, the newest at `now_ts` (`core/sharing.py`)."""
+        for row, total in zip(rows.tolist(), sums.tolist(), strict=True):
+            self.add(row, total, ref_ts)
+        extra = adds - len(rows)  # `add` counted one per row; the events were `adds`
+        self.adds += extra
+        self._stale += extra
+        self._now = max(self._now, now_ts)
+
     def _rebase(self, ts: int) -> None:
         factor = 2.0 ** (-(ts - self._origin) / self.half_life_ms)
         scaled = self._scaled[: self._rows] * factor

@@ -159,20 +159,28 @@ class Recommender(FeatureBuilder, Explainer):
 
     def observe(self, event: Event, row: int | None, session_rows: Sequence[int]) -> None:
         """Learn from one event on item `row`; `session_rows` are the session's rows before it."""
+        self.observe_user(event)
+        if row is not None:
+            self.learn_item(row, event.type, event.ts, session_rows)
+
+    def observe_user(self, event: Event) -> None:
+        """What one event teaches about its user: feedback on what they were offered."""
         if self.ranker is not None:
             self.ranker.expire(event.ts)
             if event.type in POSITIVE_TYPES and event.item_id is not None:
                 self.ranker.on_positive(event.user, event.item_id, event.ts)
-        if row is None:
-            return
-        weight = EVENT_WEIGHTS.get(event.type, 0.0)
+
+    def learn_item(self, row: int, event_type: str, ts: int, session_rows: Sequence[int]) -> float:
+        """What one event teaches about items (no user in it); the weight it counted (0: none)."""
+        weight = EVENT_WEIGHTS.get(event_type, 0.0)
         if weight <= 0:
-            return
-        self.trending.add(row, weight, event.ts)
-        self.trending_long.add(row, weight, event.ts)
+            return 0.0
+        self.trending.add(row, weight, ts)
+        self.trending_long.add(row, weight, ts)
         self.covisit.add(row, session_rows, weight)
         if self.sequence_anchors:  # off: nothing to learn (it costs per event)
             self.transitions.add(row, session_rows, weight)
+        return weight
 
     def observe_impression(self, event: Event, profile: Profile, ctx: RankContext) -> None:
         """The storefront showed `event.shown`: remember their features for feedback."""

@@ -1,0 +1,228 @@
+"""Shared learned item state: N workers that fold each other's deltas learn what one would."""
+
+import base64
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamrec import serde
+from streamrec.build import build_engine
+from streamrec.core.engine import DictProfileStore, Engine
+from streamrec.core.ingest import RawMessage
+from streamrec.core.sharing import DeltaError, ItemDelta, Ledger
+from streamrec.datasets.synthetic import SyntheticShop
+from streamrec.settings import Settings
+
+NOW = 1_800_000_000_000
+PARTITIONS = 3
+
+
+def shop_messages(n=1_500, seed=5):
+    """A synthetic shop's events keyed by user, on 3 partitions with per-partition offsets."""
+    shop = SyntheticShop(users=40, items=120, seed=seed)
+    next_offset = [0] * PARTITIONS
+    msgs = []
+    for e in shop.events(n, start_ts=NOW - 60_000 * n, step_ms=60_000):
+        p = zlib.crc32(e.user_id.encode()) % PARTITIONS
+        msgs.append(RawMessage(serde.dumps(e.to_dict()), e.user_id.encode(), p,
+                               next_offset[p], NOW))  # fmt: skip
+        next_offset[p] += 1
+    return msgs
+
+
+def engine(**overrides):
+    # Unbounded neighbours: pruning to the strongest is the one thing that depends on order.
+    s = Settings.from_env({}, covisit_max_neighbours=100_000, monitoring=False, **overrides)
+    return build_engine(s)
+
+
+def item_state(e: Engine):
+    """Trending scores and co-visitation weights, by item id (rows differ per process)."""
+    rec = e.recommender
+    ids = rec.items.ids
+    rows = np.arange(len(ids))
+    trend = dict(zip(ids, rec.trending.scores(rows).tolist(), strict=True))
+    trend_long = dict(zip(ids, rec.trending_long.scores(rows).tolist(), strict=True))
+    pairs = {}
+    for row, item in enumerate(ids):
+        nbr, w = rec.covisit.neighbours(row)
+        pairs.update({(item, ids[b]): x for b, x in zip(nbr.tolist(), w.tolist(), strict=True)})
+    return trend, trend_long, pairs
+
+
+def assert_same_items(a: Engine, b: Engine):
+    for x, y in zip(item_state(a), item_state(b), strict=True):
+        x = {k: v for k, v in x.items() if v}
+        y = {k: v for k, v in y.items() if v}
+        assert x.keys() == y.keys()
+        keys = sorted(x)
+        np.testing.assert_allclose([x[k] for k in keys], [y[k] for k in keys], rtol=1e-9)
+
+
+def run_workers(msgs, workers, batch=40, drop=lambda d: False):
+    """Each worker takes the partitions p % workers; after every round all fold all deltas."""
+    engines = [engine() for _ in range(workers)]
+    shares = [e.share(f"w{i}") for i, e in enumerate(engines)]
+    stores = [DictProfileStore() for _ in engines]
+    published = []
+    for start in range(0, len(msgs), batch):
+        chunk = msgs[start : start + batch]
+        deltas = []
+        for i, e in enumerate(engines):
+            mine = [m for m in chunk if m.partition % workers == i]
+            if mine:
+                deltas += e.process_batch(mine, stores[i], NOW).deltas
+        deltas = [d for d in deltas if not drop(d)]
+        published += deltas
+        for d in deltas:
+            wire = ItemDelta.from_bytes(d.to_bytes())
+            for s in shares:
+                s.fold(wire)
+    return engines, shares, published
+
+
+def test_three_workers_that_share_learn_what_one_worker_learns():
+    msgs = shop_messages()
+    one = engine()
+    one.process_batch(msgs, DictProfileStore(), NOW)
+    engines, shares, published = run_workers(msgs, PARTITIONS)
+    for e in engines:
+        assert_same_items(e, one)
+    # Each worker's own deltas came back as known, the others' were folded once.
+    for s in shares:
+        assert s.counts["overlap"] == 0
+        assert s.counts["known"] + s.counts["folded"] == len(published)
+        assert s.ledger == shares[0].ledger
+    assert shares[0].ledger.state() == {
+        str(p): [[0, sum(m.partition == p for m in msgs) - 1]] for p in range(PARTITIONS)
+    }
+
+
+def test_without_sharing_each_worker_learns_only_its_own_partitions():
+    msgs = shop_messages(600)
+    alone = [engine() for _ in range(PARTITIONS)]
+    for i, e in enumerate(alone):
+        e.process_batch([m for m in msgs if m.partition == i], DictProfileStore(), NOW)
+    one = engine()
+    one.process_batch(msgs, DictProfileStore(), NOW)
+    with pytest.raises(AssertionError):  # the gap sharing closes
+        assert_same_items(alone[0], one)
+
+
+@pytest.fixture(scope="module")
+def deltas():
+    return run_workers(shop_messages(400), PARTITIONS, batch=25)[2]
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_folding_is_commutative_and_idempotent(deltas, data):
+    """Any order and any duplication of the deltas gives the same state."""
+    order = data.draw(st.permutations(range(len(deltas))))
+    again = data.draw(st.lists(st.integers(0, len(deltas) - 1), max_size=20))
+    reference, shuffled = engine(), engine()
+    ref_share, shuffled_share = reference.share("r"), shuffled.share("s")
+    for d in deltas:
+        assert ref_share.fold(d) == "applied"
+    sequence = [deltas[i] for i in order]
+    for j in again:  # duplicates anywhere in the stream
+        sequence.insert(data.draw(st.integers(0, len(sequence))), deltas[j])
+    results = [shuffled_share.fold(d) for d in sequence]
+    assert results.count("applied") == len(deltas)
+    assert results.count("known") == len(again)
+    assert_same_items(shuffled, reference)
+    assert shuffled_share.ledger == ref_share.ledger
+
+
+def test_a_worker_taking_over_a_partition_does_not_count_its_events_twice():
+    """After a crash, a new owner folds what was published and skips those events;
+    a profile that has an event whose delta was lost still teaches trending once."""
+    msgs = [m for m in shop_messages(800) if m.partition == 0]
+    uninterrupted = engine()
+    uninterrupted.process_batch(msgs, DictProfileStore(), NOW)
+
+    first, profiles = engine(), DictProfileStore()
+    first_share = first.share("first")
+    deltas = []
+    for start in range(0, 200, 20):
+        deltas += first.process_batch(msgs[start : start + 20], profiles, NOW).deltas
+    lost = deltas.pop()  # its batch's profiles were written, its delta never arrived
+    assert first_share.ledger.covers(0, lost.last)
+
+    second = engine()
+    share = second.share("second")
+    for d in deltas:
+        share.fold(d)
+    # The commit was at 150: 150..199 come again, then the rest.
+    second.process_batch(msgs[150:], profiles, NOW)
+    trend, trend_long, _pairs = item_state(second)
+    want, want_long, _ = item_state(uninterrupted)
+    keys = sorted(want)
+    np.testing.assert_allclose([trend.get(k, 0.0) for k in keys], [want[k] for k in keys],
+                               rtol=1e-9)  # fmt: skip
+    np.testing.assert_allclose([trend_long.get(k, 0.0) for k in keys],
+                               [want_long[k] for k in keys], rtol=1e-9)  # fmt: skip
+    assert share.ledger.state() == {"0": [[0, len(msgs) - 1]]}
+
+
+def test_a_delta_survives_the_wire_exactly():
+    deltas = run_workers(shop_messages(200), 1, batch=50)[2]
+    assert deltas and any(len(d.pair_w) for d in deltas)
+    for d in deltas:
+        back = ItemDelta.from_bytes(d.to_bytes())
+        assert back.to_dict() == d.to_dict()
+        assert back.key == str(d.partition).encode()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: {**d, "v": 99}, "format 99"),
+        (lambda d: {**d, "first": d["last"] + 1}, "first offset after last"),
+        (lambda d: {**d, "items": []}, "do not match its items"),
+        (lambda d: {k: v for k, v in d.items() if k != "adds"}, "malformed"),
+        (lambda d: {**d, "trend": "***"}, "malformed"),
+    ],
+)
+def test_a_bad_delta_is_refused_with_what_is_wrong(mutate, message):
+    d = run_workers(shop_messages(100), 1, batch=100)[2][0]
+    with pytest.raises(DeltaError, match=message):
+        ItemDelta.from_bytes(serde.dumps(mutate(d.to_dict())))
+    with pytest.raises(DeltaError, match="not JSON"):
+        ItemDelta.from_bytes(b"\xff{")
+
+
+def test_pairs_pointing_outside_the_items_are_refused():
+    d = run_workers(shop_messages(100), 1, batch=100)[2][0].to_dict()
+    n = len(d["items"])
+    outside = {"pair_later": b64(np.array([n], "<i4")), "pair_earlier": b64(np.array([0], "<i4")),
+               "pair_w": b64(np.array([1.0], "<f8"))}  # fmt: skip
+    with pytest.raises(DeltaError, match="pairs point outside its items"):
+        ItemDelta.from_dict({**d, **outside})
+
+
+def b64(a):
+    return base64.b64encode(a.tobytes()).decode()
+
+
+def test_a_ledger_stays_bounded_and_closes_its_oldest_gaps():
+    led = Ledger()
+    for i in range(100):
+        led.add(0, 10 * i, 10 * i + 5)  # a gap of 4 after each
+    intervals = led.state()["0"]
+    assert len(intervals) == Ledger.MAX_INTERVALS
+    assert intervals[-1] == [990, 995] and led.covers(0, 7) and not led.covers(0, 987)
+    assert Ledger.from_state(led.state()) == led and led.high(0) == 995
+
+
+def test_sharing_off_changes_nothing():
+    msgs = shop_messages(300)
+    plain, shared = engine(), engine()
+    shared.share("w")
+    a = plain.process_batch(msgs, DictProfileStore(), NOW)
+    b = shared.process_batch(msgs, DictProfileStore(), NOW)
+    assert [r.to_dict() for r in a.recommendations] == [r.to_dict() for r in b.recommendations]
+    assert not a.deltas and len(b.deltas) == PARTITIONS
