@@ -418,6 +418,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also replay into a local pipeline (embedded broker) and score its published lists",
     )
     sp.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="with --through-kafka: worker processes in the pipeline (more than one: four "
+        "partitions or more, learned item state shared over shared.items)",
+    )
+    sp.add_argument(
         "--repeats", action="store_true", help="also score interactions with items seen before"
     )
     sp.add_argument("--quiet", action="store_true")

@@ -271,6 +271,12 @@ class Settings:
     #: Seconds between worker metrics windows and recommender snapshots.
     metrics_interval_s: float = 10.0
     snapshot_interval_s: float = 60.0
+    #: Workers share what they learn about items over `shared.items` (core/sharing.py):
+    #: N workers learn as one, and a restarted worker loses nothing of it.
+    share_state: bool = True
+    #: After a rebalance, how long a worker waits to fold in every delta published so
+    #: far before it processes events (past it: it goes on, and logs a warning).
+    share_sync_timeout_s: float = 30.0
     #: Faust's own web server (its diagnostics pages; /metrics is served separately).
     web_enabled: bool = False
     web_port: int = 6066

@@ -1,6 +1,6 @@
 """`--through-kafka`: the deployed pipeline's own lists, read back from `recommendations`.
 
-Starts the embedded broker, the topics, a worker (and the BERT scorer when
+Starts the embedded broker, the topics, one worker or more (and the BERT scorer when
 vectors are on), publishes the catalog, replays the events and collects every
 recommendation by event id. The evaluator then scores those lists with the
 same protocol and metrics as the in-process run.
@@ -65,13 +65,14 @@ def run_pipeline(
     scorer: bool = False,
     progress: bool = True,
     stack: LocalStack | None = None,
+    workers: int = 1,
 ) -> PipelineLists:
     """Replay `events` into a pipeline (a fresh local one unless `stack`) and collect its lists."""
     if stack is not None:
         return _collect(events, items, stack.settings, scorer, progress)
     tag = uuid.uuid4().hex[:8]
     s = settings.with_overrides(app_id=f"streamrec-eval-{tag}", data_dir=log_dir / "data")
-    with LocalStack(s, workers=1, scorers=int(scorer), log_dir=log_dir) as started:
+    with LocalStack(s, workers=workers, scorers=int(scorer), log_dir=log_dir) as started:
         started.wait_ready(timeout_s=120)
         return _collect(events, items, started.settings, scorer, progress)
 

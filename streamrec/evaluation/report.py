@@ -174,7 +174,7 @@ def _markdown(ev: Evaluation, sections: list[Table], plots: list[str]) -> str:
         f"{m['events']:,} events ({m['interactions']:,} item interactions, "
         f"{m['searches']:,} searches) from {m['users']:,} users over {m['items']:,} items. "
         f"Item vectors: {'on (' + str(m.get('encoder_version')) + ')' if m['vectors'] else 'off'}. "
-        f"Through Kafka: {'yes' if m['through_kafka'] else 'no'}.",
+        f"Through Kafka: {_through(m)}.",
         "",
         *[f"- {s}" for s in standing(ev)],
         "",
@@ -310,3 +310,14 @@ def _save(fig: Any, out: Path, name: str) -> str:
 
     plt.close(fig)
     return name
+
+
+def _through(meta: dict[str, Any]) -> str:
+    if not meta["through_kafka"]:
+        return "no"
+    pipe = meta.get("pipeline", {})
+    workers = pipe.get("workers", 1)
+    if workers == 1:
+        return "yes (1 worker)"
+    shared = "shared" if pipe.get("shared_state", True) else "not shared"
+    return f"yes ({workers} workers on {pipe.get('partitions')} partitions, item state {shared})"

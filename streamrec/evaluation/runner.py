@@ -95,6 +95,7 @@ def evaluate(
     protocols: tuple[str, ...] = PROTOCOLS,
     vectors: bool = False,
     through_kafka: bool = False,
+    workers: int = 1,
     repeats: bool = False,
     part: str = "all",
     progress: bool = True,
@@ -183,7 +184,7 @@ def evaluate(
         makers = [maker(name) for name in models]
         recorded = None
         if through_kafka and "streamrec" in models:
-            recorded = _through_kafka(log, events, settings, vectors, progress, ev_out)
+            recorded = _through_kafka(log, events, settings, vectors, progress, ev_out, workers)
             pipeline_model = RecordedModel("streamrec", recorded)
             makers = [
                 ("streamrec", lambda: pipeline_model),
@@ -225,18 +226,30 @@ def _through_kafka(
     vectors: bool,
     progress: bool,
     ev_out: Evaluation,
+    workers: int = 1,
 ) -> PipelineLists:
-    # One partition, as the in-process run: the same global order of events, so
-    # shared state (trending, co-visitation) evolves identically and lists can agree.
-    s = settings.with_overrides(partitions=1)
+    # One worker: one partition, as the in-process run: the same global order of
+    # events, so learned state evolves identically and lists can agree. More
+    # workers: the topic's partitions (at least one each), learned state shared.
+    parts = 1 if workers == 1 else max(workers, settings.partitions or 4)
+    s = settings.with_overrides(partitions=parts)
     with tempfile.TemporaryDirectory(prefix="streamrec-eval-") as tmp:
         recorded = run_pipeline(
-            events, log.items, s, log_dir=Path(tmp), scorer=vectors, progress=progress
+            events,
+            log.items,
+            s,
+            log_dir=Path(tmp),
+            scorer=vectors,
+            progress=progress,
+            workers=workers,
         )
     ev_out.meta["pipeline"] = {
         "lists": len(recorded.lists),
         "events": len(events),
         "seconds": round(recorded.seconds, 1),
+        "workers": workers,
+        "partitions": parts,
+        "shared_state": settings.share_state,
     }
     return recorded
 
@@ -271,6 +284,7 @@ def run_cli(args: argparse.Namespace) -> int:
         protocols=_names(args.protocols),
         vectors=not args.no_vectors,
         through_kafka=args.through_kafka,
+        workers=args.workers,
         repeats=args.repeats,
         part=args.part,
         progress=not args.quiet,

@@ -9,7 +9,8 @@ are acked (so Faust may commit past them) and its counts join the metrics
 window only once the broker has every message it produced
 (`worker.delivery`). Each Faust hop costs ~300 us of CPU per message here, so
 there is exactly one on the main path. Around it, as app tasks and timers:
-the catalog follower (`worker.catalog`), the scorer client
+the catalog follower (`worker.catalog`), the shared-state follower
+(`worker.shared`), the scorer client
 (`scorer.client`), metrics/drift/alert publishing (`worker.monitoring`),
 Prometheus `/metrics`, and snapshots (`worker.snapshots`).
 """
@@ -36,6 +37,7 @@ from streamrec.contracts import (
     EVENTS_DLQ,
     PRIVACY_AUDIT,
     RECOMMENDATIONS,
+    SHARED_ITEMS,
     STOREFRONT_EVENTS,
     partitions_for,
 )
@@ -65,6 +67,7 @@ from streamrec.worker.lifecycle import (
 from streamrec.worker.monitoring import WorkerMonitoring
 from streamrec.worker.profile_store import TableProfileStore
 from streamrec.worker.scorer_client import ScorerClient
+from streamrec.worker.shared import SharedStateFollower
 from streamrec.worker.snapshots import Snapshots
 
 log = logging.getLogger(__name__)
@@ -88,7 +91,13 @@ class Worker:
         self.worker_id = f"{s.hostname()}-{os.getpid()}"
         self.snapshots = Snapshots(s)
         self.engine = engine or build_engine(s)
+        sharing = self.engine.share(self.worker_id) if s.share_state else None
         self.snapshots.load_learned(self.engine)
+        # The follower writes its offsets into the dict the snapshot reads.
+        self.shared = (
+            SharedStateFollower(s, sharing, self.snapshots.shared_offsets) if sharing else None
+        )
+        self.t_shared = s.topic(SHARED_ITEMS)
         offsets = self.snapshots.load_vectors(self.engine)
         self.t_events = s.topic(STOREFRONT_EVENTS)
         self.t_recs = s.topic(RECOMMENDATIONS)
@@ -150,6 +159,11 @@ class Worker:
         async def _revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
             self.store.clear_cache()
 
+        @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+        async def _assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+            if self.shared is not None:  # fold what the previous owners published first
+                self.shared.need_sync = True
+
         async def process(stream: Any) -> None:
             within = s.batch_within_ms / 1000.0
             ack = defer_acks(stream)
@@ -162,6 +176,8 @@ class Worker:
 
         app.agent(events, name=f"{s.app_id}.process")(process)
         app.task(self.catalog.run)
+        if self.shared is not None:
+            app.task(self.shared.run)
         app.task(self.start_scorer_client)
         app.timer(s.metrics_interval_s)(self.monitoring.publish_window)
         if s.metrics_port:
@@ -179,6 +195,8 @@ class Worker:
         """
         if self.exit_code:
             return  # stopping: nothing more is processed, nothing more acked
+        if self.shared is not None and self.shared.need_sync:
+            await self.shared.sync()
         fresh = await self._fresh(batch, ack)
         if not fresh:
             return  # the broker lost its data (stopping), or all of it was delivered before
@@ -274,6 +292,8 @@ class Worker:
             delivery.add(await self._send(self.t_recs, user.encode(), None))
         for dead_key, dead in out.dead_letters:
             delivery.add(await self.send_dead_letter(dead_key, dead))
+        for delta in out.deltas:  # acked with the batch: a commit never outruns its delta
+            delivery.add(await self._send(self.t_shared, delta.key, delta.to_bytes()))
         delivery.outputs.append(out)
         for detection in out.drift:
             await self.monitoring.publish_detection(detection)

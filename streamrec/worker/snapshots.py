@@ -3,6 +3,9 @@
 * `<app>-learned.npz`: what the recommender learned (`core.snapshot`:
   arrays and a JSON header, versioned), written every
   `STREAMREC_SNAPSHOT_INTERVAL_S` and at shutdown;
+  With shared learning on, its header also holds the ledger of source offsets
+  the state includes and how far `shared.items` was folded
+  (`worker/shared.py`): a restart refolds from there;
 * `<app>-vectors.npz`: the item vectors of every encoder version with the
   catalog.embeddings offsets they include, written only when that topic
   moved, so a restart reads on from there instead of re-reading a million
@@ -25,6 +28,7 @@ from typing import Any
 
 from streamrec.core import snapshot
 from streamrec.core.engine import Engine
+from streamrec.core.sharing import Ledger
 from streamrec.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,13 +44,17 @@ class Snapshots:
         self.vectors_path = data / f"{settings.app_id}-vectors.npz"
         self.legacy_path = data / f"{settings.app_id}-recommender.pkl"
         self._vectors_written: dict[int, int] = {}
+        #: shared.items partition -> next offset the restored state has not folded.
+        self.shared_offsets: dict[int, int] = {}
 
     def load_learned(self, engine: Engine) -> bool:
         """Restore what `engine`'s recommender learned; True if a snapshot was found."""
         path = self.learned_path
         try:
             if path.is_file():
-                snapshot.restore(engine.recommender, *snapshot.from_bytes(path.read_bytes()))
+                header, arrays = snapshot.from_bytes(path.read_bytes())
+                snapshot.restore(engine.recommender, header, arrays)
+                self._restore_shared(engine, header.get("shared"))
             elif self.legacy_path.is_file():
                 snapshot.migrate_pickled(self.legacy_path.read_bytes(), engine.recommender)
                 self.write(engine, None)
@@ -59,6 +67,13 @@ class Snapshots:
             return False
         log.info("restored learned state from %s: %s", path, engine.recommender.stats())
         return True
+
+    def _restore_shared(self, engine: Engine, shared: dict[str, Any] | None) -> None:
+        """The ledger of source offsets the state holds, and where shared.items was read to."""
+        if engine.sharing is None or shared is None:
+            return
+        engine.sharing.ledger = Ledger.from_state(shared["ledger"])
+        self.shared_offsets = {int(p): int(o) for p, o in shared["offsets"].items()}
 
     def load_vectors(self, engine: Engine) -> dict[int, int]:
         """Restore the item vectors; returns the catalog.embeddings offsets they include."""
@@ -81,6 +96,12 @@ class Snapshots:
 
     def write(self, engine: Engine, embedding_offsets: dict[int, int] | None) -> None:
         header, arrays = snapshot.capture(engine.recommender)
+        if engine.sharing is not None:
+            # Read back with the state it describes: both are taken in one step of the loop.
+            header["shared"] = {
+                "ledger": engine.sharing.ledger.state(),
+                "offsets": {str(p): o for p, o in self.shared_offsets.items()},
+            }
         write_atomic(self.learned_path, snapshot.to_bytes(header, arrays))
         # Item vectors are large (100k x 384 floats plus the index: hundreds of MB) and
         # change only with the catalog: written only when catalog.embeddings moved.
@@ -101,6 +122,6 @@ class Snapshots:
 
 def write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".tmp{os.getpid()}")  # workers may share a data dir
     tmp.write_bytes(data)
     os.replace(tmp, path)
