@@ -47,6 +47,7 @@ def build_engine(s: Settings, recommender: Recommender | None = None) -> Engine:
         session_gap_s=s.session_gap_s,
         history_items=s.history_items,
         history_types=s.history_type_set(),
+        event_ids=s.dedup_profile_ids,
     )
     recommender = recommender or build_recommender(s)
     return Engine(

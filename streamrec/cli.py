@@ -437,7 +437,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--events", type=int, default=30_000, help="events for the throughput run")
     sp.add_argument("--loads", default="500,1000", help="offered loads (events/s) for freshness")
     sp.add_argument("--seconds", type=float, default=15.0, help="duration of each offered load")
-    sp.add_argument("--workers", type=int, default=1)
+    sp.add_argument(
+        "--workers",
+        default="1",
+        help="worker processes; a list (e.g. 1,2,3): the scale-out run instead, throughput "
+        "per count with learned state shared, the shared topic's bandwidth and the fold cost",
+    )
     sp.add_argument(
         "--scorer",
         action="store_true",

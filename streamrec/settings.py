@@ -172,6 +172,9 @@ class Settings:
     #: ids are always remembered).
     dedup_window_s: float = 86_400.0
     dedup_max_ids: int = 1_000_000
+    #: Newest event ids kept in each profile (changelogged), so a retry is a duplicate
+    #: across a restart or a rebalance too; 8 bytes each (0: off).
+    dedup_profile_ids: int = 16
     #: Profile shape.
     recent_items: int = 50
     purchased_items: int = 500

@@ -297,6 +297,10 @@ class Engine(Retrieval, Erasure):
             if isinstance(rec, Rejection):
                 self._reject(out, msg, event, rec.reason, rec.detail, now_ms)
                 continue
+            if isinstance(rec, Duplicate):  # a retry the in-memory window had forgotten
+                counters.counts["duplicates"] += 1
+                counters.rejected_by_type[(event.type, "duplicates")] += 1
+                continue
             counters.counts["valid"] += 1
             counters.by_type[event.type] += 1
             if event.ingest_ts > 0:
@@ -330,8 +334,12 @@ class Engine(Retrieval, Erasure):
         ctx: RankContext,
         replayed: bool,
         out: BatchOutput,
-    ) -> Recommendation | Rejection:
+    ) -> Recommendation | Rejection | Duplicate:
         profile = profiles[event.user][0]
+        if not replayed and profile.has_seen(event.event_id):
+            # Another offset with an event id this profile has applied: a producer's
+            # retry (a replay has the same offset, and is answered again).
+            return Duplicate(event.type)
         row = self.items.row(event.item_id) if event.item_id is not None else None
         categories = self.items.categories(row) if row is not None else ()
         counts = out.counters.counts

@@ -13,10 +13,15 @@ seen, the current session, a capped purchase history and spend.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import logging
 import math
 from dataclasses import dataclass, field, fields
 from typing import Any
+
+import numpy as np
 
 from streamrec import serde
 from streamrec.core.history import ItemHistory
@@ -68,10 +73,23 @@ class Profile:
     #: Items the user already has, left out of their lists for good (`core.history`);
     #: capped by `ProfileUpdater.history_items`. On the wire: base64 of 32-bit hashes.
     history: ItemHistory = field(default_factory=ItemHistory)
+    #: 64-bit keys of the user's newest event ids, oldest first (`ProfileUpdater.event_ids`
+    #: of them): a producer's retry is a duplicate even after a restart or a rebalance,
+    #: where the worker's in-memory de-duplication starts empty. On the wire: base64.
+    seen: list[int] = field(default_factory=list)
 
     @classmethod
     def new(cls, user: str) -> Profile:
         return cls(user=user)
+
+    def has_seen(self, event_id: str) -> bool:
+        """Was an event with this (pseudonymised) id applied to this profile already?"""
+        return bool(self.seen) and event_key(event_id) in self.seen
+
+    def remember(self, event_id: str, cap: int) -> None:
+        self.seen.append(event_key(event_id))
+        if len(self.seen) > cap:
+            del self.seen[: len(self.seen) - cap]
 
     def applied(self, partition: int, offset: int) -> bool:
         """Was the event at (partition, offset) applied to this profile already?"""
@@ -123,6 +141,7 @@ class Profile:
                 "value": self.value,
                 "offsets": self.offsets,
                 "history": self.history.to_wire(),
+                "seen": _keys_to_wire(self.seen),
             }
         )
 
@@ -141,6 +160,7 @@ class Profile:
                 raise SerdeError(f"a profile is a JSON object, not {type(doc).__name__}")
             known = {k: v for k, v in doc.items() if k in _FIELDS}
             history = known.pop("history", "")
+            seen = known.pop("seen", "")
             profile = cls(**known)
         except (SerdeError, TypeError) as exc:
             log.warning("unreadable stored profile of %s reset: %s", user, exc)
@@ -150,7 +170,12 @@ class Profile:
             bad_history = False
         except ValueError:
             bad_history = True  # reset below (`_repair` keeps the empty default)
-        repaired = bad_history or len(known) + ("history" in doc) != len(doc)
+        try:
+            profile.seen = _keys_from_wire(seen)
+        except ValueError:
+            bad_history = True  # the keys are dropped: a retry may pass once, nothing else
+        extra = ("history" in doc) + ("seen" in doc)
+        repaired = bad_history or len(known) + extra != len(doc)
         repaired = repaired or not profile._is_sound()
         if repaired:
             profile._repair(user)
@@ -212,6 +237,35 @@ class Profile:
 
 
 _FIELDS = frozenset(f.name for f in fields(Profile))
+_KEY = np.dtype("<u8")
+
+
+def event_key(event_id: str) -> int:
+    """A 64-bit key of an event id: the leading bits of the keyed hash ingest gives it."""
+    if len(event_id) == 34 and event_id.startswith("e_"):
+        try:
+            return int(event_id[2:18], 16)
+        except ValueError:
+            pass
+    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "little")
+
+
+def _keys_to_wire(keys: list[int]) -> str:
+    return base64.b64encode(np.array(keys, dtype=_KEY).tobytes()).decode() if keys else ""
+
+
+def _keys_from_wire(data: object) -> list[int]:
+    if not data:
+        return []
+    if not isinstance(data, str):
+        raise ValueError("event keys are a base64 string")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except binascii.Error as exc:
+        raise ValueError(str(exc)) from exc
+    if len(raw) % 8:
+        raise ValueError("event keys are 8 bytes each")
+    return np.frombuffer(raw, dtype=_KEY).tolist()
 
 
 def _finite_number(v: Any) -> bool:
@@ -237,8 +291,11 @@ class ProfileUpdater:
         max_categories: int = 64,
         history_items: int = 1_000,
         history_types: frozenset[str] = HISTORY_TYPES,
+        event_ids: int = 16,
     ) -> None:
         self.recent_items = recent_items
+        #: Newest event ids kept per profile for de-duplication across restarts (0: none).
+        self.event_ids = event_ids
         self.history_items = history_items
         self.history_types = history_types
         self.purchased_items = purchased_items
@@ -254,6 +311,8 @@ class ProfileUpdater:
         if ts > p.last_seen:
             p.last_seen = ts
         p.counts[e.type] = p.counts.get(e.type, 0) + 1
+        if self.event_ids:
+            p.remember(e.event_id, self.event_ids)
 
         if e.type == "search":
             p.last_query, p.last_query_ts = e.query, ts

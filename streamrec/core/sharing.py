@@ -260,8 +260,15 @@ class Sharing:
         self._pending: dict[int, _Pending] = {}
         #: The deltas of the latest `take` (tests and the doctest read them).
         self.last: list[ItemDelta] = []
-        #: Deltas folded, skipped as known, and skipped as overlapping (counted for metrics).
-        self.counts = {"folded": 0, "known": 0, "overlap": 0, "published": 0}
+        #: Deltas published, folded, skipped as known, skipped as overlapping, refused.
+        self.counts = {"published": 0, "folded": 0, "known": 0, "overlap": 0, "bad": 0}
+        self._reported = dict(self.counts)
+
+    def take_window(self) -> dict[str, int]:
+        """The counts since the last call (a metrics window's `shared_*` counts)."""
+        out = {k: v - self._reported[k] for k, v in self.counts.items()}
+        self._reported = dict(self.counts)
+        return out
 
     # -- learning ---------------------------------------------------------------
 

@@ -55,6 +55,12 @@ def run_bench(args: argparse.Namespace) -> int:
     interrupt_on_signals()
     loads = [int(x) for x in str(args.loads).split(",") if x.strip()]
     base = Settings.from_env()
+    counts = [int(x) for x in str(args.workers).split(",") if x.strip()]
+    if len(counts) > 1:
+        from streamrec.tools.scale_bench import run_scale_out
+
+        return _emit(run_scale_out(base, counts, args.events), args)
+    args.workers = counts[0] if counts else 1
     with tempfile.TemporaryDirectory(prefix="streamrec-bench-") as tmp:
         if args.bootstrap:
             settings = base.with_overrides(
@@ -78,11 +84,17 @@ def run_bench(args: argparse.Namespace) -> int:
             ) as stack:
                 stack.wait_ready()
                 result = _measure(stack.settings, args, loads, attached=False)
+    return _emit(result, args)
+
+
+def _emit(result: dict[str, Any], args: argparse.Namespace) -> int:
     text = serde.dumps(result).decode()
     if args.out:
         Path(args.out).write_text(text + "\n")
     if args.json:
         print(text)
+    elif "scale_out" in result:
+        print(text)  # a few numbers per worker count: the JSON reads well enough
     else:
         _print_human(result)
     return 0

@@ -61,6 +61,9 @@ class WorkerMonitoring:
         repaired = self.repaired()
         if repaired:
             window.counts["profiles_repaired"] += repaired
+        if self.engine.sharing is not None:  # deltas published and folded in (core/sharing.py)
+            for name, n in self.engine.sharing.take_window().items():
+                window.counts[f"shared_{name}"] += n
         monitor = self.engine.monitor
         watched = monitor.reset() if monitor is not None else MonitorWindow()
         end = now_ms()

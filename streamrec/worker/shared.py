@@ -40,7 +40,6 @@ class SharedStateFollower:
         self.topic = settings.topic(SHARED_ITEMS)
         #: shared.items partition -> next offset not folded (kept in the snapshot).
         self.offsets = offsets
-        self.bad = 0
         self._tps: list[TopicPartition] = []
         self._progress = asyncio.Event()
         self.need_sync = True
@@ -75,7 +74,7 @@ class SharedStateFollower:
                 raise DeltaError("empty record")
             self.sharing.fold(ItemDelta.from_bytes(value))
         except DeltaError as exc:  # an internal topic: logged and counted, never fatal
-            self.bad += 1
+            self.sharing.counts["bad"] += 1
             log.error("skipped %s[%d]@%d: %s", self.topic, partition, offset, exc)
 
     async def _seek(self, consumer: AIOKafkaConsumer) -> None:
