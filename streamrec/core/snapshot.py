@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from streamrec import serde
+from streamrec.core.packing import pack_ids, unpack_ids
 from streamrec.core.ranking.covisit import CoVisitation
 from streamrec.core.ranking.models import FEATURES, Offer, OnlineRanker
 from streamrec.core.ranking.popularity import Trending
@@ -64,21 +65,6 @@ class SnapshotError(StreamrecError):
 
 
 # -- ids ----------------------------------------------------------------------
-
-
-def pack_ids(ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Item ids as one UTF-8 byte array and the end offset of each."""
-    encoded = [i.encode() for i in ids]
-    ends = np.cumsum([len(e) for e in encoded], dtype=np.int64)
-    return np.frombuffer(b"".join(encoded), dtype=np.uint8), ends
-
-
-def unpack_ids(data: np.ndarray, ends: np.ndarray) -> list[str]:
-    if not len(ends):
-        return []
-    raw = data.tobytes()
-    starts = [0, *ends[:-1].tolist()]
-    return [raw[a:b].decode() for a, b in zip(starts, ends.tolist(), strict=True)]
 
 
 # -- river models -----------------------------------------------------------------

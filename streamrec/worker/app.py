@@ -312,6 +312,11 @@ class Worker:
             delivered = await self._delivered(delivery)
             await AckOrder.wait(previous)
             if delivered and not self.exit_code:
+                if any(out.erasures for out in delivery.outputs):
+                    # Before the forget event can be committed past: a restart from an
+                    # older snapshot would bring back what it holds of the user (their
+                    # pending offers, last list).
+                    self.snapshots.write(self.engine, self.catalog.embedding_offsets)
                 await ack(delivery.events)
                 for out in delivery.outputs:
                     self.engine.count(out.counters)

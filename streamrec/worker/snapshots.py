@@ -5,7 +5,8 @@
   `STREAMREC_SNAPSHOT_INTERVAL_S` and at shutdown;
   With shared learning on, its header also holds the ledger of source offsets
   the state includes and how far `shared.items` was folded
-  (`worker/shared.py`): a restart refolds from there;
+  (`worker/shared.py`): a restart refolds from there; and with monitoring
+  on, each user's last list and open impression (online quality);
 * `<app>-vectors.npz`: the item vectors of every encoder version with the
   catalog.embeddings offsets they include, written only when that topic
   moved, so a restart reads on from there instead of re-reading a million
@@ -55,6 +56,8 @@ class Snapshots:
                 header, arrays = snapshot.from_bytes(path.read_bytes())
                 snapshot.restore(engine.recommender, header, arrays)
                 self._restore_shared(engine, header.get("shared"))
+                if engine.monitor is not None and "monitor" in header:
+                    engine.monitor.quality.restore(header["monitor"], _section(arrays, "monitor"))
             elif self.legacy_path.is_file():
                 snapshot.migrate_pickled(self.legacy_path.read_bytes(), engine.recommender)
                 self.write(engine, None)
@@ -96,6 +99,9 @@ class Snapshots:
 
     def write(self, engine: Engine, embedding_offsets: dict[int, int] | None) -> None:
         header, arrays = snapshot.capture(engine.recommender)
+        if engine.monitor is not None:  # online quality goes on counting after a restart
+            header["monitor"], quality = engine.monitor.quality.state()
+            arrays.update({f"monitor.{k}": v for k, v in quality.items()})
         if engine.sharing is not None:
             # Read back with the state it describes: both are taken in one step of the loop.
             header["shared"] = {
@@ -118,6 +124,11 @@ class Snapshots:
         blob = snapshot.to_bytes(head, {"ids": ids, "ids.ends": ends, **vec_arrays})
         write_atomic(self.vectors_path, blob)
         self._vectors_written = dict(embedding_offsets)
+
+
+def _section(arrays: dict[str, Any], name: str) -> dict[str, Any]:
+    prefix = f"{name}."
+    return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
 
 
 def write_atomic(path: Path, data: bytes) -> None:

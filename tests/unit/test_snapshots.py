@@ -149,3 +149,53 @@ def test_bad_or_foreign_snapshot_files_are_refused_with_a_reason(tmp_path):
     s = settings(tmp_path)
     Snapshots(s).learned_path.write_bytes(b"not a snapshot")
     assert not Snapshots(s).load_learned(build_engine(s))  # ignored, relearned
+
+
+def test_online_quality_keeps_counting_across_a_restart(tmp_path):
+    s = settings(tmp_path).with_overrides(monitoring=True)
+    shop = SyntheticShop(users=60, items=300, seed=6)
+    learned, profiles = build_engine(s), DictProfileStore()
+    msgs = messages(shop, 1_200, 0)
+    for i in range(20):  # impressions still open when the snapshot is written
+        doc = {"event_id": f"imp-{i}", "type": "impression", "user_id": f"user-{i}",
+               "ts": NOW - 5, "shown": [f"sku-{j}" for j in range(i, i + 5)]}  # fmt: skip
+        msgs.append(RawMessage(serde.dumps(doc), doc["user_id"].encode(), 0, 2_000 + i, NOW))
+    learned.process_batch(msgs, profiles, NOW)
+    q = learned.monitor.quality
+    assert q._last and len(q._impressions) == 20
+    learned.monitor.reset()
+    Snapshots(s).write(learned, None)
+
+    restored = build_engine(s)
+    assert Snapshots(s).load_learned(restored)
+    r = restored.monitor.quality
+    assert r._last == {u: items[: q.k] for u, items in q._last.items()}
+    assert list(r._last) == list(q._last)  # the eviction order too
+    assert {u: (i.ts, i.shown, i.variant, i.clicked) for u, i in r._impressions.items()} == {
+        u: (i.ts, i.shown, i.variant, i.clicked) for u, i in q._impressions.items()
+    }
+    later = messages(shop, 400, 1_200)
+    copy = DictProfileStore({u: Profile.from_bytes(p.to_bytes())[0] for u, p in profiles.items()})
+    learned.process_batch(later, profiles, NOW)
+    restored.process_batch(later, copy, NOW)
+    a, b = learned.monitor.reset().quality, restored.monitor.reset().quality
+    assert {v: x.to_dict() for v, x in a.items()} == {v: x.to_dict() for v, x in b.items()}
+    assert sum(x.trials for x in a.values()) > 0
+
+
+def test_the_shared_state_ledger_and_offsets_round_trip(tmp_path):
+    s = settings(tmp_path)
+    shop = SyntheticShop(users=30, items=100, seed=8)
+    learned = build_engine(s)
+    share = learned.share("w1")
+    learned.process_batch(messages(shop, 300, 10), DictProfileStore(), NOW)
+    snaps = Snapshots(s)
+    snaps.shared_offsets.update({0: 17, 1: 4})
+    snaps.write(learned, None)
+
+    restored = build_engine(s)
+    restored.share("w2")
+    again = Snapshots(s)
+    assert again.load_learned(restored)
+    assert restored.sharing.ledger == share.ledger and share.ledger.state() == {"0": [[10, 309]]}
+    assert again.shared_offsets == {0: 17, 1: 4}

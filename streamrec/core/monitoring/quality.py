@@ -28,6 +28,10 @@ from collections import deque
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+import numpy as np
+
+from streamrec.core.packing import pack_ids, unpack_ids
+
 
 @dataclass
 class QualitySums:
@@ -162,3 +166,56 @@ class OnlineQuality:
     def reset(self) -> dict[str, QualitySums]:
         window, self.window = self.window, {}
         return window
+
+    # -- state ----------------------------------------------------------------
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """(header, arrays): each user's last list (its top K: all that HR/NDCG@K read)
+        and open impression, so online quality keeps counting across a restart."""
+        last = list(self._last.items())  # least recently published first: the eviction order
+        tops = [items[: self.k] for _u, items in last]
+        imps = list(self._impressions.items())
+        variants = sorted({imp.variant for _u, imp in imps})
+        arrays: dict[str, np.ndarray] = {
+            "last.sizes": np.array([len(t) for t in tops], dtype=np.int64),
+            "imp.ts": np.array([imp.ts for _u, imp in imps], dtype=np.int64),
+            "imp.variant": np.array([variants.index(i.variant) for _u, i in imps], np.int64),
+            "imp.clicked": np.array([imp.clicked for _u, imp in imps], dtype=bool),
+            "imp.sizes": np.array([len(imp.shown) for _u, imp in imps], dtype=np.int64),
+        }
+        for name, ids in (
+            ("last.users", [u for u, _t in last]),
+            ("last.items", [i for t in tops for i in t]),
+            ("imp.users", [u for u, _i in imps]),
+            ("imp.shown", [s for _u, imp in imps for s in sorted(imp.shown)]),
+        ):
+            arrays[name], arrays[f"{name}.ends"] = pack_ids(ids)
+        return {"k": self.k, "variants": variants}, arrays
+
+    def restore(self, header: dict[str, Any], a: dict[str, np.ndarray]) -> None:
+        """Put back what `state` captured (users' last lists and open impressions)."""
+        self._last = dict(zip(
+            unpack_ids(a["last.users"], a["last.users.ends"]),
+            _split(unpack_ids(a["last.items"], a["last.items.ends"]), a["last.sizes"]),
+            strict=True,
+        ))  # fmt: skip
+        users = unpack_ids(a["imp.users"], a["imp.users.ends"])
+        shown = _split(unpack_ids(a["imp.shown"], a["imp.shown.ends"]), a["imp.sizes"])
+        variants = header["variants"]
+        self._impressions = {}
+        for user, ts, v, clicked, items in zip(
+            users, a["imp.ts"].tolist(), a["imp.variant"].tolist(), a["imp.clicked"].tolist(),
+            shown, strict=True,
+        ):  # fmt: skip
+            imp = self._impressions[user] = _Impression(ts, frozenset(items), variants[v])
+            imp.clicked = bool(clicked)
+        self._expiry = deque(sorted(
+            ((imp.ts + self.window_ms, u, imp) for u, imp in self._impressions.items()),
+            key=lambda t: t[0],
+        ))  # fmt: skip
+
+
+def _split(ids: list[str], sizes: np.ndarray) -> list[tuple[str, ...]]:
+    ends = np.cumsum(sizes).tolist()
+    starts = [0, *ends[:-1]] if ends else []
+    return [tuple(ids[a:b]) for a, b in zip(starts, ends, strict=True)]
