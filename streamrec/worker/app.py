@@ -163,6 +163,10 @@ class Worker:
         async def _assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
             if self.shared is not None:  # fold what the previous owners published first
                 self.shared.need_sync = True
+            # The owner of events partition p dead-letters catalog partition p's bad records.
+            self.catalog.set_owned(
+                {tp.partition for tp in app.consumer.assignment() if tp.topic == self.t_events}
+            )
 
         async def process(stream: Any) -> None:
             within = s.batch_within_ms / 1000.0

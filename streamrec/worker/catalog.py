@@ -6,10 +6,19 @@ the item-vector snapshot left off (or from the start when the snapshot does
 not fit the topic). What one record does is a pure function of the engine and
 the record (`apply_catalog_record`, and `apply_embedding_record` in the core),
 tested without a broker.
+
+**An invalid catalog record is dead-lettered once**, not once per worker and
+restart: only by the worker that owns the same-numbered partition of
+`storefront.events` (the group's assignment gives each one owner), and only
+past the offset the owners have committed for `<app>-catalog-dlq` (committed
+once the dead letters are delivered). A worker that gains a partition reads
+it again from that offset, so records it read before it owned them are not
+missed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,7 +26,13 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streamrec.aio import end_offsets, wait_partitions
-from streamrec.contracts import CATALOG_EMBEDDINGS, CATALOG_ITEMS, load_contract
+from streamrec.contracts import (
+    CATALOG_EMBEDDINGS,
+    CATALOG_ITEMS,
+    STOREFRONT_EVENTS,
+    load_contract,
+    partitions_for,
+)
 from streamrec.core.engine import Engine
 from streamrec.core.ingest import RawMessage, Rejection, parse_document
 from streamrec.core.retrieval.vectors import apply_embedding_record
@@ -57,6 +72,12 @@ class CatalogFollower:
         self.settings = settings
         self.engine = engine
         self.dead_letter = dead_letter
+        #: storefront.events partitions this worker owns (set by the worker on rebalance).
+        self.owned: set[int] = set()
+        self._events_partitions = partitions_for(STOREFRONT_EVENTS, settings.partitions)
+        #: catalog.items partition -> first offset not yet dead-lettered by its owners.
+        self._dlq_from: dict[int, int] = {}
+        self._rescan: set[int] = set()
         #: catalog.embeddings partition -> next offset the item vectors have not seen
         self.embedding_offsets = embedding_offsets
         self.t_catalog = settings.topic(CATALOG_ITEMS)
@@ -67,6 +88,8 @@ class CatalogFollower:
         s = self.settings
         consumer = AIOKafkaConsumer(
             bootstrap_servers=s.bootstrap_list(),
+            # Only to commit how far catalog records were dead-lettered: no group is joined.
+            group_id=f"{s.app_id}-catalog-dlq",
             enable_auto_commit=False,
             fetch_max_wait_ms=s.fetch_max_wait_ms,
             **s.aiokafka_security(),
@@ -80,7 +103,11 @@ class CatalogFollower:
                 tps += [TopicPartition(topic, p) for p in await wait_partitions(consumer, topic)]
             consumer.assign(tps)
             await self._seek(consumer, tps)
+            for tp in tps:
+                if tp.topic == self.t_catalog:
+                    self._dlq_from[tp.partition] = await consumer.committed(tp) or 0
             while True:
+                await self._reread_gained(consumer)
                 batches = await consumer.getmany(timeout_ms=1000, max_records=5000)
                 for tp, records in batches.items():
                     if tp.topic == self.t_embeddings:
@@ -93,12 +120,46 @@ class CatalogFollower:
                                 log.error("%s", error)
                             self.embedding_offsets[tp.partition] = r.offset + 1
                         continue
-                    for r in records:
-                        dead = apply_catalog_record(self.engine, r, validate, now_ms())
-                        if dead is not None:
-                            await self.dead_letter(*dead)
+                    await self._take_catalog(consumer, tp, records, validate)
         finally:
             await consumer.stop()
+
+    def owns(self, catalog_partition: int) -> bool:
+        return catalog_partition % self._events_partitions in self.owned
+
+    def set_owned(self, partitions: set[int]) -> None:
+        """The worker's storefront.events partitions after a rebalance."""
+        self._rescan |= {p for p in self._dlq_from if p % self._events_partitions in partitions}
+        self.owned = partitions
+
+    async def _reread_gained(self, consumer: AIOKafkaConsumer) -> None:
+        """Partitions gained since: read again from where their owners dead-lettered to."""
+        for p in sorted(self._rescan):
+            if self.owns(p):
+                consumer.seek(TopicPartition(self.t_catalog, p), self._dlq_from[p])
+        self._rescan.clear()
+
+    async def _take_catalog(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: list[Any], validate: Any
+    ) -> None:
+        owner = self.owns(tp.partition)
+        start = self._dlq_from.get(tp.partition, 0)
+        sent = []
+        for r in records:
+            dead = apply_catalog_record(self.engine, r, validate, now_ms())
+            if dead is None:
+                continue
+            self.engine.counters.counts["catalog_invalid"] += 1
+            if owner and r.offset >= start:
+                sent.append(await self.dead_letter(*dead))
+        if not owner or not records or records[-1].offset < start:
+            return
+        # Committed once its dead letters are on events.dlq: a restart, or the next
+        # owner, goes on from there and writes none of them again.
+        await asyncio.gather(*sent)
+        self.engine.counters.counts["catalog_dead_lettered"] += len(sent)
+        self._dlq_from[tp.partition] = records[-1].offset + 1
+        await consumer.commit({tp: records[-1].offset + 1})
 
     async def _seek(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
         """catalog.items from the start; catalog.embeddings from the snapshot, if it fits."""

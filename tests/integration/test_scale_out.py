@@ -9,12 +9,12 @@ import pytest
 from streamrec import serde
 from streamrec.build import build_engine, build_recommender
 from streamrec.client import EventProducer, RecommendationReader, read_all, tail
-from streamrec.contracts import METRICS, STOREFRONT_EVENTS
+from streamrec.contracts import CATALOG_ITEMS, EVENTS_DLQ, METRICS, STOREFRONT_EVENTS
 from streamrec.core import snapshot
 from streamrec.core.engine import DictProfileStore
 from streamrec.core.ingest import RawMessage
 from streamrec.datasets import movielens
-from streamrec.records import MetricsWindow
+from streamrec.records import CatalogItem, DeadLetter, MetricsWindow
 from streamrec.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -135,3 +135,58 @@ def where_are(s: Settings, events, refs: set[str], ref) -> str:
              for r in read_all(consumer, 2.0) for i in ids if i in r.value]  # fmt: skip
     consumer.close()
     return f"{len(refs)} events without a list; on the topic: {found or 'none of them'}\n"
+
+
+def catalog_counts(consumer, per: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    for r in read_all(consumer):
+        w = MetricsWindow.from_dict(serde.loads(r.value))
+        mine = per.setdefault(w.worker, {})
+        for k in ("catalog_invalid", "catalog_dead_lettered"):
+            mine[k] = mine.get(k, 0) + w.counts.get(k, 0)
+    return per
+
+
+def test_a_bad_catalog_record_is_dead_lettered_once_by_three_workers_and_a_restart(make_stack):
+    stack = make_stack(workers=3, partitions=3)
+    s = stack.settings
+    bad = [f"bad-{i}".encode() for i in range(6)]  # over all three partitions
+    with EventProducer(s) as p:
+        p.publish_item(CatalogItem("hat", "Hat", ("Clothes",)))
+        for key in bad:
+            p._producer.send(s.topic(CATALOG_ITEMS), key=key, value=b'{"item_id": "x"}')
+        p.flush()
+    metrics = tail(s, METRICS)
+    per: dict[str, dict[str, int]] = {}
+
+    def every_worker_read_them(n_workers: int) -> bool:
+        catalog_counts(metrics, per)
+        read = [c["catalog_invalid"] for c in per.values()]
+        return len(read) >= n_workers and all(n >= len(bad) for n in read[-n_workers:])
+
+    wait_until(lambda: every_worker_read_them(3))
+    wait_until(lambda: len(dead_letters(s)) >= len(bad))
+    first = dead_letters(s)
+    assert len(first) == len(bad) and {d.reason for d in first} == {"schema"}
+    assert len({(d.partition, d.offset) for d in first}) == len(bad)  # one each
+
+    # A worker killed and restarted reads the catalog again: nothing is dead-lettered twice.
+    stack.workers[0].kill()
+    stack.workers[0].wait()
+    stack.start_worker()
+    wait_until(lambda: every_worker_read_them(4))  # the new one read them all too
+    metrics.close()
+    assert len(dead_letters(s)) == len(bad)
+
+
+def dead_letters(s: Settings) -> list[DeadLetter]:
+    consumer = tail(s, EVENTS_DLQ)
+    out = [DeadLetter.from_dict(serde.loads(r.value)) for r in read_all(consumer, idle_s=1.0)]
+    consumer.close()
+    return out
+
+
+def wait_until(condition, timeout_s: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)

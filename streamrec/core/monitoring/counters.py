@@ -28,6 +28,8 @@ RECOVERY_COUNTS = ("replayed", "profiles_repaired")
 #: Users erased (`forget` events; valid events without a list).
 PRIVACY_COUNTS = ("erasures",)
 MAIN_COUNTS = ("in", "valid", "dlq", "duplicates", "recommendations")
+#: Invalid catalog records this worker read, and those it dead-lettered as their owner.
+CATALOG_COUNTS = ("catalog_invalid", "catalog_dead_lettered")
 #: Shared learned item state (`core/sharing.py`): deltas this worker published,
 #: folded in, skipped as already held / as overlapping, and refused as unreadable.
 SHARED_COUNTS = tuple(f"shared_{k}" for k in ("published", "folded", "known", "overlap", "bad"))
@@ -48,7 +50,11 @@ class Counters:
     def snapshot(self) -> dict[str, int]:
         return {k: self.counts.get(k, 0) for k in MAIN_COUNTS} | {
             k: self.counts[k]
-            for k in VECTOR_COUNTS + RECOVERY_COUNTS + PRIVACY_COUNTS + SHARED_COUNTS
+            for k in VECTOR_COUNTS
+            + RECOVERY_COUNTS
+            + PRIVACY_COUNTS
+            + SHARED_COUNTS
+            + CATALOG_COUNTS
             if k in self.counts
         }
 
