@@ -422,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="with --through-kafka: worker processes in the pipeline (more than one: four "
-        "partitions or more, learned item state shared over shared.items)",
+        "partitions or more, learned item state shared over shared.state)",
     )
     sp.add_argument(
         "--repeats", action="store_true", help="also score interactions with items seen before"

@@ -37,7 +37,7 @@ SCORER_REQUESTS = "scorer.requests"
 SCORER_REPLIES = "scorer.replies"
 SCORER_CONTROL = "scorer.control"
 PRIVACY_AUDIT = "privacy.audit"
-SHARED_ITEMS = "shared.items"
+SHARED_STATE = "shared.state"
 
 
 def contracts_dir() -> Path:

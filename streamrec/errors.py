@@ -35,3 +35,7 @@ class BrokerError(StreamrecError):
 
 class DatasetError(StreamrecError):
     """A data set or event log could not be found or parsed."""
+
+
+class DeltaError(StreamrecError):
+    """A record on the shared-state topic that is not one this version reads."""

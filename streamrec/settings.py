@@ -274,9 +274,12 @@ class Settings:
     #: Seconds between worker metrics windows and recommender snapshots.
     metrics_interval_s: float = 10.0
     snapshot_interval_s: float = 60.0
-    #: Workers share what they learn about items over `shared.items` (core/sharing.py):
+    #: Workers share what they learn about items over `shared.state` (core/sharing.py):
     #: N workers learn as one, and a restarted worker loses nothing of it.
     share_state: bool = True
+    #: How workers share the online ranker: "sum" (every worker adds every worker's
+    #: updates), "average" (periodic model averaging) or "off" (scripts/ranker_sharing.py).
+    share_ranker: str = "sum"
     #: After a rebalance, how long a worker waits to fold in every delta published so
     #: far before it processes events (past it: it goes on, and logs a warning).
     share_sync_timeout_s: float = 30.0
@@ -384,6 +387,11 @@ class Settings:
                 "STREAMREC_RANKER_OFFERS must be 'pool' or 'list', STREAMREC_RANKER_OBJECTIVE "
                 f"'pairwise' or 'pointwise' (not {self.ranker_offers!r}, "
                 f"{self.ranker_objective!r})"
+            )
+        if self.share_ranker not in {"sum", "average", "off"}:
+            raise ConfigError(
+                "STREAMREC_SHARE_RANKER must be 'sum', 'average' or 'off', "
+                f"not {self.share_ranker!r}"
             )
         if self.ranker_feedback not in {"auto", "lists", "impressions"}:
             raise ConfigError(

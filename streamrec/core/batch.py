@@ -17,7 +17,7 @@ from streamrec.core.profile import Profile
 from streamrec.records import AuditRecord, DeadLetter, Event, Recommendation
 
 if TYPE_CHECKING:
-    from streamrec.core.sharing import ItemDelta
+    from streamrec.core.sharing import ItemDelta, RankerDelta
 
 
 class ProfileStore(Protocol):
@@ -90,7 +90,7 @@ class BatchOutput:
     counters: Counters = field(default_factory=Counters)
     #: What it taught about items, for the other workers (`core/sharing.py`); empty
     #: unless sharing is on. Delivered with the batch, before its events are acked.
-    deltas: list[ItemDelta] = field(default_factory=list)
+    deltas: list[ItemDelta | RankerDelta] = field(default_factory=list)
 
     def extend(self, other: BatchOutput) -> None:
         self.recommendations += other.recommendations

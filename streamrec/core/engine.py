@@ -123,9 +123,10 @@ class Engine(Retrieval, Erasure):
         #: Item learning shared with other workers (`core/sharing.py`); None: on its own.
         self.sharing: Sharing | None = None
 
-    def share(self, by: str) -> Sharing:
-        """Share learned item state from now on, as worker `by` (the streaming shell's call)."""
-        self.sharing = Sharing(self.recommender, by)
+    def share(self, by: str, ranker: str = "sum") -> Sharing:
+        """Share learned item state (and the ranker: `ranker` "sum", "average" or "off")
+        from now on, as worker `by` (the streaming shell's call)."""
+        self.sharing = Sharing(self.recommender, by, ranker)
         return self.sharing
 
     def upsert_item(self, item: CatalogItem) -> None:

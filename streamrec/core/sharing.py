@@ -48,15 +48,11 @@ from typing import Any
 import numpy as np
 
 from streamrec import serde
+from streamrec.core.ranker_sharing import DELTA_VERSION, RankerDelta, RankerSharing
 from streamrec.core.ranking.recommender import Recommender
-from streamrec.errors import StreamrecError
+from streamrec.errors import DeltaError
 
-#: The wire format of a delta; a reader refuses others with a clear message.
-DELTA_VERSION = 1
-
-
-class DeltaError(StreamrecError):
-    """A record on the shared-state topic that is not a delta this version reads."""
+__all__ = ["DELTA_VERSION", "DeltaError", "ItemDelta", "Ledger", "RankerDelta", "Sharing", "decode"]
 
 
 class Ledger:
@@ -236,6 +232,19 @@ class ItemDelta:
         return cls.from_dict(doc)
 
 
+def decode(data: bytes) -> ItemDelta | RankerDelta:
+    """A record of the shared-state topic: an item delta, or a ranker record."""
+    try:
+        doc = serde.loads(data)
+    except Exception as exc:
+        raise DeltaError(f"shared-state record is not JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise DeltaError("shared-state record is not a JSON object")
+    if doc.get("kind") == "ranker":
+        return RankerDelta.from_dict(doc)
+    return ItemDelta.from_dict(doc)
+
+
 @dataclass
 class _Pending:
     """One source partition's learning since the last `take`."""
@@ -253,13 +262,19 @@ class _Pending:
 class Sharing:
     """One worker's side of the shared item state: what it learns, and what it folds in."""
 
-    def __init__(self, rec: Recommender, by: str) -> None:
+    def __init__(self, rec: Recommender, by: str, ranker: str = "sum") -> None:
         self.rec = rec
         self.by = by
+        #: The online ranker's share (`core/ranker_sharing.py`); None without a ranker.
+        self.ranker = (
+            RankerSharing(rec.ranker, by, ranker)
+            if rec.ranker is not None and ranker != "off"
+            else None
+        )
         self.ledger = Ledger()
         self._pending: dict[int, _Pending] = {}
         #: The deltas of the latest `take` (tests and the doctest read them).
-        self.last: list[ItemDelta] = []
+        self.last: list[ItemDelta | RankerDelta] = []
         #: Deltas published, folded, skipped as known, skipped as overlapping, refused.
         self.counts = {"published": 0, "folded": 0, "known": 0, "overlap": 0, "bad": 0}
         self._reported = dict(self.counts)
@@ -306,10 +321,11 @@ class Sharing:
         for other, w in rec.covisit.pairs(row, session_rows, weight):
             pend.pairs[(row, other)] += w
 
-    def take(self) -> list[ItemDelta]:
-        """The deltas learned since the last call, one per source partition; now in the ledger."""
+    def take(self) -> list[ItemDelta | RankerDelta]:
+        """The deltas learned since the last call, one per source partition (now in the
+        ledger), and what the ranker learned since (if it did)."""
         ids = self.rec.items.ids
-        out = []
+        out: list[ItemDelta | RankerDelta] = []
         for p, pend in sorted(self._pending.items()):
             self.ledger.add(p, pend.first, pend.last)
             rows = sorted(set(pend.trend) | {r for pair in pend.pairs for r in pair})
@@ -326,19 +342,25 @@ class Sharing:
                 pair_w=np.array([w for _k, w in pairs], dtype=np.float64),
             ))  # fmt: skip
         self._pending.clear()
+        if self.ranker is not None and (model := self.ranker.take()) is not None:
+            out.append(model)
         self.counts["published"] += len(out)
         self.last = out
         return out
 
     # -- folding ----------------------------------------------------------------
 
-    def fold(self, delta: ItemDelta) -> str:
+    def fold(self, delta: ItemDelta | RankerDelta) -> str:
         """Fold another worker's delta in: 'applied', or skipped as 'known' / 'overlap'.
 
         A delta whose offsets the ledger holds in part ('overlap') can only come
         from two owners of one partition at once (a rebalance while a delta was in
         flight); it is skipped and counted, never applied in half.
         """
+        if isinstance(delta, RankerDelta):
+            kind = self.ranker.fold(delta) if self.ranker is not None else "known"
+            self.counts["folded" if kind == "applied" else "known"] += 1
+            return kind
         p = delta.partition
         if self.ledger.overlaps(p, delta.first, delta.last):
             whole = all(self.ledger.covers(p, o) for o in (delta.first, delta.last))

@@ -1,7 +1,7 @@
 """`streamrec bench --workers 1,2,3`: throughput per worker count, and what sharing costs.
 
 `run_scale_out` starts a local stack per worker count (learned item state
-shared) and measures the backlog rate and the `shared.items` bandwidth. On
+shared) and measures the backlog rate and the `shared.state` bandwidth. On
 one machine the workers share its cores, so events/s per count says what the
 sharing costs, not what more hosts would give; docs/scaling.md takes the unit
 costs below to a cluster.
@@ -34,7 +34,7 @@ from typing import Any
 from streamrec import serde
 from streamrec.build import build_engine
 from streamrec.client import read_all, tail
-from streamrec.contracts import SHARED_ITEMS
+from streamrec.contracts import SHARED_STATE
 from streamrec.core.engine import DictProfileStore, Engine
 from streamrec.core.ingest import RawMessage
 from streamrec.core.sharing import ItemDelta
@@ -114,7 +114,7 @@ def run_scale_out(base: Settings, counts: list[int], events: int) -> dict[str, A
                 _log(f"{n} worker(s): {events:,} events as a backlog, learned state shared")
                 shop = SyntheticShop(seed=n)
                 result = measure_throughput(stack.settings, shop, events)
-                consumer = tail(stack.settings, SHARED_ITEMS)
+                consumer = tail(stack.settings, SHARED_STATE)
                 deltas = read_all(consumer, idle_s=2.0)
                 consumer.close()
         got = max(1, result["received"])

@@ -37,7 +37,7 @@ from streamrec.contracts import (
     EVENTS_DLQ,
     PRIVACY_AUDIT,
     RECOMMENDATIONS,
-    SHARED_ITEMS,
+    SHARED_STATE,
     STOREFRONT_EVENTS,
     partitions_for,
 )
@@ -91,13 +91,13 @@ class Worker:
         self.worker_id = f"{s.hostname()}-{os.getpid()}"
         self.snapshots = Snapshots(s)
         self.engine = engine or build_engine(s)
-        sharing = self.engine.share(self.worker_id) if s.share_state else None
+        sharing = self.engine.share(self.worker_id, s.share_ranker) if s.share_state else None
         self.snapshots.load_learned(self.engine)
         # The follower writes its offsets into the dict the snapshot reads.
         self.shared = (
             SharedStateFollower(s, sharing, self.snapshots.shared_offsets) if sharing else None
         )
-        self.t_shared = s.topic(SHARED_ITEMS)
+        self.t_shared = s.topic(SHARED_STATE)
         offsets = self.snapshots.load_vectors(self.engine)
         self.t_events = s.topic(STOREFRONT_EVENTS)
         self.t_recs = s.topic(RECOMMENDATIONS)

@@ -1,7 +1,7 @@
 """The shared-state follower: every worker folds every worker's item deltas in.
 
 A plain aiokafka consumer (no Faust hop, no group) reads every partition of
-`shared.items` from where the worker's snapshot left off (or from the start)
+`shared.state` from where the worker's snapshot left off (or from the start)
 and folds each delta into the engine between batches (`core/sharing.py`); the
 worker's own deltas come back too and are skipped by the ledger. The deltas
 are published by the worker itself, with each batch's lists: a batch's events
@@ -24,21 +24,21 @@ import time
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streamrec.aio import end_offsets, wait_partitions
-from streamrec.contracts import SHARED_ITEMS
-from streamrec.core.sharing import DeltaError, ItemDelta, Sharing
+from streamrec.contracts import SHARED_STATE
+from streamrec.core.sharing import DeltaError, Sharing, decode
 from streamrec.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 class SharedStateFollower:
-    """Folds `shared.items` into `sharing` for as long as it runs."""
+    """Folds `shared.state` into `sharing` for as long as it runs."""
 
     def __init__(self, settings: Settings, sharing: Sharing, offsets: dict[int, int]) -> None:
         self.settings = settings
         self.sharing = sharing
-        self.topic = settings.topic(SHARED_ITEMS)
-        #: shared.items partition -> next offset not folded (kept in the snapshot).
+        self.topic = settings.topic(SHARED_STATE)
+        #: shared.state partition -> next offset not folded (kept in the snapshot).
         self.offsets = offsets
         self._tps: list[TopicPartition] = []
         self._progress = asyncio.Event()
@@ -72,7 +72,7 @@ class SharedStateFollower:
         try:
             if value is None:
                 raise DeltaError("empty record")
-            self.sharing.fold(ItemDelta.from_bytes(value))
+            self.sharing.fold(decode(value))
         except DeltaError as exc:  # an internal topic: logged and counted, never fatal
             self.sharing.counts["bad"] += 1
             log.error("skipped %s[%d]@%d: %s", self.topic, partition, offset, exc)

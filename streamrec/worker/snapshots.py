@@ -4,7 +4,7 @@
   arrays and a JSON header, versioned), written every
   `STREAMREC_SNAPSHOT_INTERVAL_S` and at shutdown;
   With shared learning on, its header also holds the ledger of source offsets
-  the state includes and how far `shared.items` was folded
+  the state includes and how far `shared.state` was folded
   (`worker/shared.py`): a restart refolds from there; and with monitoring
   on, each user's last list and open impression (online quality);
 * `<app>-vectors.npz`: the item vectors of every encoder version with the
@@ -45,7 +45,7 @@ class Snapshots:
         self.vectors_path = data / f"{settings.app_id}-vectors.npz"
         self.legacy_path = data / f"{settings.app_id}-recommender.pkl"
         self._vectors_written: dict[int, int] = {}
-        #: shared.items partition -> next offset the restored state has not folded.
+        #: shared.state partition -> next offset the restored state has not folded.
         self.shared_offsets: dict[int, int] = {}
 
     def load_learned(self, engine: Engine) -> bool:
@@ -72,7 +72,7 @@ class Snapshots:
         return True
 
     def _restore_shared(self, engine: Engine, shared: dict[str, Any] | None) -> None:
-        """The ledger of source offsets the state holds, and where shared.items was read to."""
+        """The ledger of source offsets the state holds, and where shared.state was read to."""
         if engine.sharing is None or shared is None:
             return
         engine.sharing.ledger = Ledger.from_state(shared["ledger"])

@@ -1,4 +1,4 @@
-"""N workers learn as one: item state shared over shared.items, through the embedded broker."""
+"""N workers learn as one: item state shared over shared.state, through the embedded broker."""
 
 import time
 from pathlib import Path
@@ -163,8 +163,8 @@ def test_a_bad_catalog_record_is_dead_lettered_once_by_three_workers_and_a_resta
         read = [c["catalog_invalid"] for c in per.values()]
         return len(read) >= n_workers and all(n >= len(bad) for n in read[-n_workers:])
 
-    wait_until(lambda: every_worker_read_them(3))
-    wait_until(lambda: len(dead_letters(s)) >= len(bad))
+    wait_until(lambda: every_worker_read_them(3), state=lambda: f"counts {per}")
+    wait_until(lambda: len(dead_letters(s)) >= len(bad), state=lambda: f"counts {per}")
     first = dead_letters(s)
     assert len(first) == len(bad) and {d.reason for d in first} == {"schema"}
     assert len({(d.partition, d.offset) for d in first}) == len(bad)  # one each
@@ -173,7 +173,8 @@ def test_a_bad_catalog_record_is_dead_lettered_once_by_three_workers_and_a_resta
     stack.workers[0].kill()
     stack.workers[0].wait()
     stack.start_worker()
-    wait_until(lambda: every_worker_read_them(4))  # the new one read them all too
+    # the new one read them all too
+    wait_until(lambda: every_worker_read_them(4), state=lambda: f"counts {per}")
     metrics.close()
     assert len(dead_letters(s)) == len(bad)
 
@@ -185,8 +186,8 @@ def dead_letters(s: Settings) -> list[DeadLetter]:
     return out
 
 
-def wait_until(condition, timeout_s: float = 90.0) -> None:
+def wait_until(condition, timeout_s: float = 90.0, state=lambda: "") -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
-        assert time.monotonic() < deadline, "timed out"
+        assert time.monotonic() < deadline, f"timed out; {state()}"
         time.sleep(0.2)

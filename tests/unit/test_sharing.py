@@ -12,7 +12,7 @@ from streamrec import serde
 from streamrec.build import build_engine
 from streamrec.core.engine import DictProfileStore, Engine
 from streamrec.core.ingest import RawMessage
-from streamrec.core.sharing import DeltaError, ItemDelta, Ledger
+from streamrec.core.sharing import DeltaError, ItemDelta, Ledger, RankerDelta, decode
 from streamrec.datasets.synthetic import SyntheticShop
 from streamrec.settings import Settings
 
@@ -62,10 +62,10 @@ def assert_same_items(a: Engine, b: Engine):
         np.testing.assert_allclose([x[k] for k in keys], [y[k] for k in keys], rtol=1e-9)
 
 
-def run_workers(msgs, workers, batch=40, drop=lambda d: False):
+def run_workers(msgs, workers, batch=40, drop=lambda d: False, ranker="off"):
     """Each worker takes the partitions p % workers; after every round all fold all deltas."""
     engines = [engine() for _ in range(workers)]
-    shares = [e.share(f"w{i}") for i, e in enumerate(engines)]
+    shares = [e.share(f"w{i}", ranker) for i, e in enumerate(engines)]
     stores = [DictProfileStore() for _ in engines]
     published = []
     for start in range(0, len(msgs), batch):
@@ -78,7 +78,7 @@ def run_workers(msgs, workers, batch=40, drop=lambda d: False):
         deltas = [d for d in deltas if not drop(d)]
         published += deltas
         for d in deltas:
-            wire = ItemDelta.from_bytes(d.to_bytes())
+            wire = decode(d.to_bytes())
             for s in shares:
                 s.fold(wire)
     return engines, shares, published
@@ -124,7 +124,7 @@ def test_folding_is_commutative_and_idempotent(deltas, data):
     order = data.draw(st.permutations(range(len(deltas))))
     again = data.draw(st.lists(st.integers(0, len(deltas) - 1), max_size=20))
     reference, shuffled = engine(), engine()
-    ref_share, shuffled_share = reference.share("r"), shuffled.share("s")
+    ref_share, shuffled_share = reference.share("r", "off"), shuffled.share("s", "off")
     for d in deltas:
         assert ref_share.fold(d) == "applied"
     sequence = [deltas[i] for i in order]
@@ -145,7 +145,7 @@ def test_a_worker_taking_over_a_partition_does_not_count_its_events_twice():
     uninterrupted.process_batch(msgs, DictProfileStore(), NOW)
 
     first, profiles = engine(), DictProfileStore()
-    first_share = first.share("first")
+    first_share = first.share("first", "off")
     deltas = []
     for start in range(0, 200, 20):
         deltas += first.process_batch(msgs[start : start + 20], profiles, NOW).deltas
@@ -153,7 +153,7 @@ def test_a_worker_taking_over_a_partition_does_not_count_its_events_twice():
     assert first_share.ledger.covers(0, lost.last)
 
     second = engine()
-    share = second.share("second")
+    share = second.share("second", "off")
     for d in deltas:
         share.fold(d)
     # The commit was at 150: 150..199 come again, then the rest.
@@ -221,8 +221,54 @@ def test_a_ledger_stays_bounded_and_closes_its_oldest_gaps():
 def test_sharing_off_changes_nothing():
     msgs = shop_messages(300)
     plain, shared = engine(), engine()
-    shared.share("w")
+    shared.share("w", "off")
     a = plain.process_batch(msgs, DictProfileStore(), NOW)
     b = shared.process_batch(msgs, DictProfileStore(), NOW)
     assert [r.to_dict() for r in a.recommendations] == [r.to_dict() for r in b.recommendations]
     assert not a.deltas and len(b.deltas) == PARTITIONS
+
+
+def spread(engines) -> float:
+    """How far the workers' rankers are apart: the largest distance to the first one."""
+    w = [e.recommender.ranker.weights() for e in engines]
+    return max(float(np.linalg.norm(x - w[0])) for x in w[1:])
+
+
+@pytest.mark.parametrize("mode", ["sum", "average"])
+def test_workers_that_share_the_ranker_learn_one_ranker(mode):
+    msgs = shop_messages(1_500)
+    engines, _shares, published = run_workers(msgs, PARTITIONS, ranker=mode)
+    models = [d for d in published if isinstance(d, RankerDelta)]
+    assert models and {d.by for d in models} == {"w0", "w1", "w2"}
+    assert all(e.recommender.ranker.updates > 0 for e in engines)
+    alone = spread(run_workers(msgs, PARTITIONS, ranker="off")[0])
+    if mode == "sum":  # every worker took every worker's steps: one set of weights
+        assert spread(engines) < 1e-9 * max(1.0, alone)
+    else:  # each averages what it has when a record comes: close, not equal
+        assert spread(engines) < alone / 2
+
+
+def test_a_ranker_record_is_applied_once_and_a_bad_one_refused():
+    msgs = shop_messages(600)
+    published = run_workers(msgs, 1, ranker="sum")[2]
+    record = next(d for d in published if isinstance(d, RankerDelta))
+    other = engine().share("other", "sum")
+    before = other.rec.ranker.weights().copy()
+    assert other.fold(decode(record.to_bytes())) == "applied"
+    after = other.rec.ranker.weights().copy()
+    assert other.fold(decode(record.to_bytes())) == "known"  # a redelivery
+    np.testing.assert_allclose(other.rec.ranker.weights(), after)
+    np.testing.assert_allclose(after - before, record.params[:-1])
+    bad = {**record.to_dict(), "params": b64(np.array([1.0], "<f8"))}
+    with pytest.raises(DeltaError, match="do not match features"):
+        decode(serde.dumps(bad))
+
+
+def test_every_record_matches_the_topic_contract():
+    from streamrec.contracts import load_contract
+
+    validate = load_contract("shared.state").validator
+    published = run_workers(shop_messages(600), PARTITIONS, ranker="sum")[2]
+    assert {type(d) for d in published} == {ItemDelta, RankerDelta}
+    for d in published:
+        validate(d.to_dict())
