@@ -30,7 +30,7 @@ online ranker and the value model are not shared yet (docs/scaling.md).
 >>> share_a.learn(0, 7, row, "view", 1_000, [])
 >>> [d.items for d in share_a.take()]  # published by w1 ...
 [('42',)]
->>> share_b.fold(ItemDelta.from_bytes(share_a.last[0].to_bytes()))  # ... folded by w2
+>>> share_b.fold(decode(share_a.last[0].to_bytes()))  # ... folded by w2
 'applied'
 >>> round(b.trending.score(b.items.row("42")), 3), share_b.ledger.covers(0, 7)
 (1.0, True)
@@ -221,16 +221,6 @@ class ItemDelta:
             raise DeltaError("malformed shared-state delta: first offset after last")
         return delta
 
-    @classmethod
-    def from_bytes(cls, data: bytes) -> ItemDelta:
-        try:
-            doc = serde.loads(data)
-        except Exception as exc:
-            raise DeltaError(f"shared-state delta is not JSON: {exc}") from exc
-        if not isinstance(doc, dict):
-            raise DeltaError("shared-state delta is not a JSON object")
-        return cls.from_dict(doc)
-
 
 def decode(data: bytes) -> ItemDelta | RankerDelta:
     """A record of the shared-state topic: an item delta, or a ranker record."""
@@ -313,6 +303,8 @@ class Sharing:
             return
         if pend.ref_ts < 0:
             pend.ref_ts = ts
+        elif (ts - pend.ref_ts) / rec.trending.half_life_ms > 400:
+            self._rebase(pend, ts)  # a batch spanning years of event time: no float overflow
         pend.now_ts = max(pend.now_ts, ts)
         pend.adds += 1
         age = ts - pend.ref_ts
@@ -320,6 +312,15 @@ class Sharing:
         pend.trend_long[row] += weight * 2.0 ** (age / rec.trending_long.half_life_ms)
         for other, w in rec.covisit.pairs(row, session_rows, weight):
             pend.pairs[(row, other)] += w
+
+    def _rebase(self, pend: _Pending, ts: int) -> None:
+        """Move a pending delta's reference time to `ts` (its sums scaled to match)."""
+        for sums, trending in ((pend.trend, self.rec.trending),
+                               (pend.trend_long, self.rec.trending_long)):  # fmt: skip
+            factor = 2.0 ** (-(ts - pend.ref_ts) / trending.half_life_ms)
+            for row in sums:
+                sums[row] *= factor
+        pend.ref_ts = ts
 
     def take(self) -> list[ItemDelta | RankerDelta]:
         """The deltas learned since the last call, one per source partition (now in the

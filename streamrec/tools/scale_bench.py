@@ -37,7 +37,7 @@ from streamrec.client import read_all, tail
 from streamrec.contracts import SHARED_STATE
 from streamrec.core.engine import DictProfileStore, Engine
 from streamrec.core.ingest import RawMessage
-from streamrec.core.sharing import ItemDelta
+from streamrec.core.sharing import decode
 from streamrec.datasets.synthetic import SyntheticShop
 from streamrec.settings import Settings
 from streamrec.tools.bench import _log, measure_throughput
@@ -83,7 +83,7 @@ def measure_sharing(
     folder = build_engine(s).share("folder")
     t0 = time.process_time()
     for blob in wire:
-        folder.fold(ItemDelta.from_bytes(blob))
+        folder.fold(decode(blob))
     fold_s = time.process_time() - t0
     n = sum(len(b) for b in batches)
     return {
