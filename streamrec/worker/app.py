@@ -161,8 +161,16 @@ class Worker:
 
         @app.on_partitions_assigned.connect  # type: ignore[arg-type]
         async def _assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
-            if self.shared is not None:  # fold what the previous owners published first
-                self.shared.need_sync = True
+            if self.shared is not None:
+                # Fold what the previous owners published before any of their events come
+                # again, here, before Faust starts the streams: holding a first batch
+                # while it folds made Faust's redelivery around its seek far likelier.
+                try:
+                    await self.shared.sync()
+                except Exception as exc:
+                    log.warning("shared state not synced at assignment (%r); the first "
+                                "batch will", exc)  # fmt: skip
+                    self.shared.need_sync = True
             # The owner of events partition p dead-letters catalog partition p's bad records.
             self.catalog.set_owned(
                 {tp.partition for tp in app.consumer.assignment() if tp.topic == self.t_events}

@@ -9,9 +9,10 @@ are acked only once its delta is delivered, so learning that a commit covers
 is always on the topic.
 
 After every partition assignment (start, rebalance) the worker first folds in
-everything published so far (`sync`): the partitions it takes over may have
-been learned by their previous owner up to later offsets than it committed,
-and the ledger must say so before those events come again.
+everything published so far (`sync`, awaited in the assignment callback,
+before Faust starts the streams): the partitions it takes over may have been
+learned by their previous owner up to later offsets than it committed, and
+the ledger must say so before those events come again.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ class SharedStateFollower:
         self.offsets = offsets
         self._tps: list[TopicPartition] = []
         self._progress = asyncio.Event()
-        self.need_sync = True
+        #: Set when a sync at assignment failed: the next batch syncs first.
+        self.need_sync = False
 
     async def run(self) -> None:
         s = self.settings
