@@ -150,8 +150,13 @@ def test_search_events_get_query_vectors_in_order_and_the_catalog_is_embedded(
     rec = wait_vectors_flow(stack, timeout_s=60)
     assert rec.encoder_version == version
     assert any(i.reason == "matches your search" for i in rec.items)
-    log = (stack.log_dir / "worker-1.log").read_text()
-    assert "item vectors restored from snapshot" in log, log[-3000:]
+    # The lists can carry vectors (restored at start) before the catalog follower has
+    # logged where it reads on from: wait for that line rather than read it at once.
+    log_path = stack.log_dir / "worker-1.log"
+    deadline = time.monotonic() + 30
+    while "item vectors restored from snapshot" not in log_path.read_text():
+        assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+        time.sleep(0.2)
 
 
 def test_a_stopped_scorer_makes_searches_fall_back_flagged_not_stall(make_stack, tiny_model_dir):
