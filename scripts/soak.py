@@ -108,7 +108,7 @@ def main() -> None:
         t0 = time.monotonic()
         next_sample = t0
         while processed < args.events + 1:  # + the readiness probe
-            for r in read_all(metrics, idle_s=0.2):
+            for r in read_all(metrics, idle_s=0.2, max_s=5):
                 processed += MetricsWindow.from_dict(serde.loads(r.value)).counts["in"]
             if time.monotonic() >= next_sample:
                 next_sample += args.every

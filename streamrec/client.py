@@ -75,15 +75,22 @@ def tail(settings: Settings, topic: str, *, from_beginning: bool = True) -> Kafk
     return consumer
 
 
-def read_all(consumer: KafkaConsumer, idle_s: float = 0.5) -> list[Any]:
-    """Every record the consumer can get until nothing arrives for `idle_s`."""
+def read_all(consumer: KafkaConsumer, idle_s: float = 0.5, max_s: float | None = None) -> list[Any]:
+    """Every record the consumer can get until nothing arrives for `idle_s`.
+
+    On a topic that several writers keep feeding (metrics windows from N
+    workers), a quiet `idle_s` may never come: `max_s` bounds the call, and
+    the next call goes on from where this one stopped.
+    """
     out: list[Any] = []
-    while True:
+    deadline = None if max_s is None else time.monotonic() + max_s
+    while deadline is None or time.monotonic() < deadline:
         batch = consumer.poll(timeout_ms=int(idle_s * 1000))
         if not batch:
             return out
         for records in batch.values():
             out.extend(records)
+    return out
 
 
 def read_table(

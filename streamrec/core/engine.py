@@ -435,15 +435,21 @@ class Engine(Retrieval, Erasure):
             else self.items.rows(profile.session_item_ids(self.recommender.covisit.window)).tolist()
         )
         sharing = self.sharing
+        value = self.recommender.value
         if sharing is None:
             self.recommender.observe(event, row, session)
-        else:  # items once per source offset, across workers and restarts (`core/sharing.py`)
+            if event.type == "purchase":
+                value.observe_purchase(profile, amount, event.ts)
+        else:  # items and value once per source offset, across workers and restarts
             self.recommender.observe_user(event)
             if not sharing.knows(msg.partition, msg.offset):
-                sharing.learn(msg.partition, msg.offset, row, event.type, event.ts, session)
-        value = self.recommender.value
-        if event.type == "purchase":
-            value.observe_purchase(profile, amount, event.ts)
+                example = (
+                    value.observe_purchase(profile, amount, event.ts)
+                    if event.type == "purchase"
+                    else None
+                )
+                sharing.learn(msg.partition, msg.offset, row, event.type, event.ts, session,
+                              example)  # fmt: skip
         self.updater.update(profile, event, categories)
         if event.type == "purchase":
             estimate = value.estimate(profile, event.ts)

@@ -20,8 +20,11 @@ whose item learning this state holds (its own and folded), so:
   count what the previous owner published, and a restarted worker refolds its
   own deltas published after its snapshot instead of losing them.
 
-Per-user state (profiles) stays in the co-partitioned profile table, and the
-online ranker and the value model are not shared yet (docs/scaling.md).
+The value model's examples ride along: a purchase's (features, log order
+value), computed by the worker that holds the buyer's profile, is learned by
+every worker once (the same ledger). Per-user state (profiles) stays in the
+co-partitioned profile table; the online ranker is shared by its own records
+(`core/ranker_sharing.py`).
 
 >>> from streamrec.core.ranking.recommender import Recommender
 >>> a, b = Recommender(), Recommender()
@@ -50,6 +53,7 @@ import numpy as np
 from streamrec import serde
 from streamrec.core.ranker_sharing import DELTA_VERSION, RankerDelta, RankerSharing
 from streamrec.core.ranking.recommender import Recommender
+from streamrec.core.ranking.value import FEATURES as VALUE_FEATURES
 from streamrec.errors import DeltaError
 
 __all__ = ["DELTA_VERSION", "DeltaError", "ItemDelta", "Ledger", "RankerDelta", "Sharing", "decode"]
@@ -155,6 +159,10 @@ class ItemDelta:
     pair_later: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     pair_earlier: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     pair_w: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: The value model's examples: one row of `value_features` per purchase, and its target.
+    value_features: tuple[str, ...] = VALUE_FEATURES
+    value_x: np.ndarray = field(default_factory=lambda: np.zeros((0, len(VALUE_FEATURES))))
+    value_y: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def key(self) -> bytes:
@@ -162,7 +170,7 @@ class ItemDelta:
         return str(self.partition).encode()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        doc = {
             "v": DELTA_VERSION,
             "partition": self.partition,
             "first": self.first,
@@ -179,6 +187,11 @@ class ItemDelta:
             "pair_earlier": _b64(self.pair_earlier, "<i4"),
             "pair_w": _b64(self.pair_w, "<f8"),
         }
+        if len(self.value_y):  # purchases are rare: most deltas carry none
+            doc["value_features"] = list(self.value_features)
+            doc["value_x"] = _b64(self.value_x, "<f8")
+            doc["value_y"] = _b64(self.value_y, "<f8")
+        return doc
 
     def to_bytes(self) -> bytes:
         return serde.dumps(self.to_dict())
@@ -205,6 +218,7 @@ class ItemDelta:
                 pair_later=_unb64(d["pair_later"], "<i4"),
                 pair_earlier=_unb64(d["pair_earlier"], "<i4"),
                 pair_w=_unb64(d["pair_w"], "<f8"),
+                **_value_examples(d),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise DeltaError(f"malformed shared-state delta: {exc!r}") from exc
@@ -219,7 +233,22 @@ class ItemDelta:
             raise DeltaError("malformed shared-state delta: pairs point outside its items")
         if delta.first > delta.last:
             raise DeltaError("malformed shared-state delta: first offset after last")
+        if delta.value_x.shape != (len(delta.value_y), len(delta.value_features)):
+            raise DeltaError("malformed shared-state delta: value examples do not match")
         return delta
+
+
+def _value_examples(d: dict[str, Any]) -> dict[str, Any]:
+    """The optional value-model examples of a delta's wire form (absent: none)."""
+    if "value_y" not in d:
+        return {}
+    features = tuple(str(f) for f in d["value_features"])
+    y = _unb64(d["value_y"], "<f8")
+    x = _unb64(d["value_x"], "<f8")
+    if len(x) != len(y) * len(features):
+        raise ValueError("value_x does not hold one row of value_features per example")
+    return {"value_features": features, "value_x": x.reshape(len(y), len(features)),
+            "value_y": y}  # fmt: skip
 
 
 def decode(data: bytes) -> ItemDelta | RankerDelta:
@@ -247,6 +276,8 @@ class _Pending:
     trend: defaultdict[int, float] = field(default_factory=lambda: defaultdict(float))
     trend_long: defaultdict[int, float] = field(default_factory=lambda: defaultdict(float))
     pairs: defaultdict[tuple[int, int], float] = field(default_factory=lambda: defaultdict(float))
+    value_x: list[list[float]] = field(default_factory=list)
+    value_y: list[float] = field(default_factory=list)
 
 
 class Sharing:
@@ -289,12 +320,17 @@ class Sharing:
         event_type: str,
         ts: int,
         session_rows: Sequence[int],
+        value_example: tuple[list[float], float] | None = None,
     ) -> None:
-        """Learn one event's items locally, and keep it for the next delta."""
+        """Learn one event's items locally, and keep it for the next delta (with the
+        value model's example, which the caller learned from the buyer's profile)."""
         pend = self._pending.get(partition)
         if pend is None:
             pend = self._pending[partition] = _Pending(offset, offset)
         pend.first, pend.last = min(pend.first, offset), max(pend.last, offset)
+        if value_example is not None:
+            pend.value_x.append(value_example[0])
+            pend.value_y.append(value_example[1])
         if row is None:
             return
         rec = self.rec
@@ -341,6 +377,9 @@ class Sharing:
                 pair_later=np.array([index[a] for (a, _b), _w in pairs], dtype=np.int32),
                 pair_earlier=np.array([index[b] for (_a, b), _w in pairs], dtype=np.int32),
                 pair_w=np.array([w for _k, w in pairs], dtype=np.float64),
+                value_x=np.array(pend.value_x, dtype=np.float64).reshape(
+                    len(pend.value_y), len(VALUE_FEATURES)),
+                value_y=np.array(pend.value_y, dtype=np.float64),
             ))  # fmt: skip
         self._pending.clear()
         if self.ranker is not None and (model := self.ranker.take()) is not None:
@@ -381,6 +420,10 @@ class Sharing:
             for graph in graphs:
                 for a, b, w in zip(later, earlier, delta.pair_w.tolist(), strict=True):
                     graph.add_pair(a, b, w)
+        known = set(VALUE_FEATURES)
+        for x, y in zip(delta.value_x.tolist(), delta.value_y.tolist(), strict=True):
+            features = {f: v for f, v in zip(delta.value_features, x, strict=True) if f in known}
+            rec.value.learn_example(dict.fromkeys(VALUE_FEATURES, 0.0) | features, y)
         self.ledger.add(p, delta.first, delta.last)
         self.counts["folded"] += 1
         return "applied"

@@ -75,7 +75,9 @@ def metrics_totals(settings: Settings, expect_in: int, timeout_s: float = 30) ->
     windows: list[MetricsWindow] = []
     try:
         while True:
-            windows += [MetricsWindow.from_dict(serde.loads(r.value)) for r in read_all(consumer)]
+            windows += [
+                MetricsWindow.from_dict(serde.loads(r.value)) for r in read_all(consumer, max_s=5)
+            ]
             totals = {
                 k: sum(w.counts[k] for w in windows) for k in ("in", "valid", "dlq", "duplicates")
             }

@@ -35,7 +35,7 @@ def read_topic(settings: Any, topic: str, want: Any, timeout_s: float = 30) -> l
     deadline = time.monotonic() + timeout_s
     try:
         while True:
-            docs += [validate(serde.loads(r.value)) for r in read_all(consumer)]
+            docs += [validate(serde.loads(r.value)) for r in read_all(consumer, max_s=5)]
             if want(docs) or time.monotonic() > deadline:
                 return docs
             time.sleep(0.5)

@@ -37,7 +37,7 @@ def wait_item_vectors(settings: Settings, n: int, timeout_s: float = 60) -> None
     deadline = time.monotonic() + timeout_s
     try:
         while time.monotonic() < deadline:
-            for r in read_all(consumer):
+            for r in read_all(consumer, max_s=5):
                 w = MetricsWindow.from_dict(serde.loads(r.value))
                 if w.role == "worker" and w.scorer.get("item_vectors", 0) >= n:
                     return

@@ -108,7 +108,9 @@ def metrics_windows(s: Settings, expect_in: int, timeout_s: float = 30) -> list[
     deadline = time.monotonic() + timeout_s
     try:
         while sum(w.counts["in"] for w in windows) < expect_in and time.monotonic() < deadline:
-            windows += [MetricsWindow.from_dict(serde.loads(r.value)) for r in read_all(consumer)]
+            windows += [
+                MetricsWindow.from_dict(serde.loads(r.value)) for r in read_all(consumer, max_s=5)
+            ]
             time.sleep(0.3)
     finally:
         consumer.close()

@@ -12,6 +12,7 @@ from streamrec import serde
 from streamrec.build import build_engine
 from streamrec.core.engine import DictProfileStore, Engine
 from streamrec.core.ingest import RawMessage
+from streamrec.core.ranking.value import FEATURES as VALUE_FEATURES
 from streamrec.core.sharing import DeltaError, ItemDelta, Ledger, RankerDelta, decode
 from streamrec.datasets.synthetic import SyntheticShop
 from streamrec.settings import Settings
@@ -286,3 +287,47 @@ def test_a_batch_spanning_years_of_event_time_still_makes_an_exact_delta():
     for d in share.take():
         other.fold(d)
     assert_same_items(folder, one)
+
+
+def value_examples(deltas):
+    rows = [(tuple(x), y) for d in deltas if isinstance(d, ItemDelta)
+            for x, y in zip(d.value_x.tolist(), d.value_y.tolist(), strict=True)]  # fmt: skip
+    return sorted(rows)
+
+
+def guesses(e: Engine, examples) -> np.ndarray:
+    """The value model's raw guesses (log order value) for the histories of `examples`."""
+    model = e.recommender.value.model
+    return np.array([model.predict_one(dict(zip(VALUE_FEATURES, x, strict=True)))
+                     for x, _y in examples])  # fmt: skip
+
+
+def test_every_worker_learns_the_value_model_from_every_purchase():
+    msgs = shop_messages()
+    solo = engine()
+    solo.share("solo", "off")
+    solo_examples = value_examples(solo.process_batch(msgs, DictProfileStore(), NOW).deltas)
+    total = solo.recommender.value.purchases
+    assert total > 20 and len(solo_examples) == total
+    engines, _shares, published = run_workers(msgs, PARTITIONS)
+    # The buyer's worker computes each example once; every worker learns all of them.
+    assert value_examples(published) == solo_examples
+    assert [e.recommender.value.purchases for e in engines] == [total] * PARTITIONS
+    assert {e.recommender.value.max_target for e in engines} == {solo.recommender.value.max_target}
+    # SGD in another order is not the same model, but far nearer than one learned alone.
+    alone = [engine() for _ in range(PARTITIONS)]
+    for i, e in enumerate(alone):
+        e.process_batch([m for m in msgs if m.partition == i], DictProfileStore(), NOW)
+        assert e.recommender.value.purchases < total
+    base = guesses(solo, solo_examples)
+    shared_gap = max(np.abs(guesses(e, solo_examples) - base).mean() for e in engines)
+    alone_gap = min(np.abs(guesses(e, solo_examples) - base).mean() for e in alone)
+    assert shared_gap < alone_gap
+
+
+def test_a_delta_with_bad_value_examples_is_refused():
+    deltas = run_workers(shop_messages(), 1, batch=2_000)[2]
+    d = next(d for d in deltas if len(d.value_y)).to_dict()
+    assert decode(serde.dumps(d)).value_x.shape[1] == 4
+    with pytest.raises(DeltaError, match="value"):
+        decode(serde.dumps({**d, "value_y": b64(np.array([1.0], "<f8"))}))

@@ -30,6 +30,8 @@ from streamrec.core.profile import Profile
 DAY_MS = 86_400_000
 #: Orders above ~1M are clipped (log space): one absurd price must not blow up the model.
 MAX_LOG_ORDER_VALUE = math.log1p(1e6)
+#: The model's features, in the order shared examples carry them.
+FEATURES = ("log_orders", "log_aov", "tenure_days", "days_since_order")
 
 
 class ValueModel:
@@ -60,13 +62,28 @@ class ValueModel:
             "days_since_order": (now - p.last_seen) / DAY_MS if p.orders and p.last_seen else 0.0,
         }
 
-    def observe_purchase(self, p: Profile, amount: float, ts: int) -> None:
-        """Learn from one purchase; `p` is the profile *before* it."""
+    def observe_purchase(
+        self, p: Profile, amount: float, ts: int
+    ) -> tuple[list[float], float] | None:
+        """Learn from one purchase; `p` is the profile *before* it.
+
+        Returns what was learned, (features in `FEATURES` order, target), for
+        other workers to learn too (`core/sharing.py`); None for nothing.
+        """
         if not amount > 0 or not math.isfinite(amount):
-            return
+            return None
+        x = self._features(p, ts)
         target = min(math.log1p(amount), MAX_LOG_ORDER_VALUE)
+        self.learn_example(x, target)
+        return [x[name] for name in FEATURES], target
+
+    def learn_example(self, x: dict[str, float], target: float) -> None:
+        """One (features, log order value) example: a purchase here or at another worker."""
+        if not math.isfinite(target) or not all(math.isfinite(v) for v in x.values()):
+            return  # a shared example is checked like a local one: state stays finite
+        target = min(max(target, 0.0), MAX_LOG_ORDER_VALUE)
         self.max_target = max(self.max_target, target)
-        self.model.learn_one(self._features(p, ts), target)
+        self.model.learn_one(x, target)
         self.purchases += 1
 
     def expected_order_value(self, p: Profile, now: int | None = None) -> float:
