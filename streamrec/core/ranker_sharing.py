@@ -107,6 +107,21 @@ class RankerSharing:
         #: average: worker -> (its latest parameters, examples learned)
         self._latest: dict[str, tuple[np.ndarray, int]] = {}
 
+    def rebase(self) -> None:
+        """The parameters now are not this worker's learning: they came from a snapshot."""
+        self._base, self._updates_base = self._params(), self.ranker.updates
+
+    def state(self) -> dict[str, Any]:
+        """What a snapshot must keep: the last record applied from each worker (this
+        one's own included), so a state restored from it never applies them twice."""
+        return {"applied": {**self._applied, self.by: self.seq}}
+
+    def restore(self, state: dict[str, Any] | None) -> None:
+        """After the ranker's parameters were restored from a snapshot with `state`."""
+        self._applied = {str(k): int(v) for k, v in (state or {}).get("applied", {}).items()}
+        self._applied.pop(self.by, None)
+        self.rebase()
+
     def _params(self) -> np.ndarray:
         return np.append(self.ranker.weights(), float(self.ranker.model.intercept))
 

@@ -300,6 +300,21 @@ class Sharing:
         self.counts = {"published": 0, "folded": 0, "known": 0, "overlap": 0, "bad": 0}
         self._reported = dict(self.counts)
 
+    def state(self) -> dict[str, Any]:
+        """What a snapshot of the learned state keeps of its sharing (a JSON header)."""
+        return {
+            "ledger": self.ledger.state(),
+            "ranker": self.ranker.state() if self.ranker is not None else None,
+        }
+
+    def restore(self, state: dict[str, Any] | None) -> None:
+        """After the learned state was restored from a snapshot that kept `state`
+        (None: a snapshot without sharing, which holds no source offsets)."""
+        self.ledger = Ledger.from_state(state["ledger"]) if state else Ledger()
+        if self.ranker is not None:  # restored parameters are not this worker's to publish
+            self.ranker.restore(state.get("ranker") if state else None)
+        self._pending.clear()
+
     def take_window(self) -> dict[str, int]:
         """The counts since the last call (a metrics window's `shared_*` counts)."""
         out = {k: v - self._reported[k] for k, v in self.counts.items()}

@@ -29,7 +29,6 @@ from typing import Any
 
 from streamrec.core import snapshot
 from streamrec.core.engine import Engine
-from streamrec.core.sharing import Ledger
 from streamrec.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,10 +72,12 @@ class Snapshots:
 
     def _restore_shared(self, engine: Engine, shared: dict[str, Any] | None) -> None:
         """The ledger of source offsets the state holds, and where shared.state was read to."""
-        if engine.sharing is None or shared is None:
+        if engine.sharing is None:
             return
-        engine.sharing.ledger = Ledger.from_state(shared["ledger"])
-        self.shared_offsets = {int(p): int(o) for p, o in shared["offsets"].items()}
+        engine.sharing.restore(shared)
+        self.shared_offsets.clear()
+        if shared is not None:
+            self.shared_offsets.update({int(p): int(o) for p, o in shared["offsets"].items()})
 
     def load_vectors(self, engine: Engine) -> dict[int, int]:
         """Restore the item vectors; returns the catalog.embeddings offsets they include."""
@@ -105,7 +106,7 @@ class Snapshots:
         if engine.sharing is not None:
             # Read back with the state it describes: both are taken in one step of the loop.
             header["shared"] = {
-                "ledger": engine.sharing.ledger.state(),
+                **engine.sharing.state(),
                 "offsets": {str(p): o for p, o in self.shared_offsets.items()},
             }
         write_atomic(self.learned_path, snapshot.to_bytes(header, arrays))

@@ -16,6 +16,7 @@ from streamrec.core.ranking.value import FEATURES as VALUE_FEATURES
 from streamrec.core.sharing import DeltaError, ItemDelta, Ledger, RankerDelta, decode
 from streamrec.datasets.synthetic import SyntheticShop
 from streamrec.settings import Settings
+from streamrec.worker.snapshots import Snapshots
 
 NOW = 1_800_000_000_000
 PARTITIONS = 3
@@ -331,3 +332,31 @@ def test_a_delta_with_bad_value_examples_is_refused():
     assert decode(serde.dumps(d)).value_x.shape[1] == 4
     with pytest.raises(DeltaError, match="value"):
         decode(serde.dumps({**d, "value_y": b64(np.array([1.0], "<f8"))}))
+
+
+def test_a_restored_worker_neither_republishes_nor_reapplies_the_ranker_it_restored(tmp_path):
+    msgs = shop_messages(1_500)
+    s = Settings.from_env({}, data_dir=str(tmp_path), monitoring=False)
+    a, b = build_engine(s), build_engine(s)
+    share_a, share_b = a.share("a", "sum"), b.share("b", "sum")
+    log = []  # shared.state, in order
+    for start in range(0, 1_000, 50):
+        for e, p in ((a, 0), (b, 1)):
+            chunk = [m for m in msgs[start : start + 50] if m.partition == p]
+            log += e.process_batch(chunk, DictProfileStore(), NOW).deltas
+        for d in log[-4:]:
+            for share in (share_a, share_b):
+                share.fold(decode(d.to_bytes()))
+    # b's snapshot, taken while b's latest records are on the topic but not read back
+    # by b: in the state, in the ledger, and marked applied.
+    Snapshots(s).write(b, None)
+    restored = build_engine(s)
+    share_r = restored.share("b-restarted", "sum")
+    assert Snapshots(s).load_learned(restored)
+    weights = restored.recommender.ranker.weights().copy()
+    np.testing.assert_allclose(weights, b.recommender.ranker.weights())
+    assert [d for d in share_r.take() if isinstance(d, RankerDelta)] == []  # nothing its own
+    for d in log:  # refolding the whole topic changes nothing: all of it is in the snapshot
+        share_r.fold(decode(d.to_bytes()))
+    np.testing.assert_allclose(restored.recommender.ranker.weights(), weights)
+    assert share_r.ledger == share_b.ledger
