@@ -38,6 +38,7 @@ SCORER_REPLIES = "scorer.replies"
 SCORER_CONTROL = "scorer.control"
 PRIVACY_AUDIT = "privacy.audit"
 SHARED_STATE = "shared.state"
+SHARED_CHECKPOINT = "shared.checkpoint"
 
 
 def contracts_dir() -> Path:

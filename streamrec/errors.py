@@ -39,3 +39,7 @@ class DatasetError(StreamrecError):
 
 class DeltaError(StreamrecError):
     """A record on the shared-state topic that is not one this version reads."""
+
+
+class CheckpointError(StreamrecError):
+    """A shared checkpoint that cannot be put together: the worker starts without it."""

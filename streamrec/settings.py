@@ -283,6 +283,9 @@ class Settings:
     #: After a rebalance, how long a worker waits to fold in every delta published so
     #: far before it processes events (past it: it goes on, and logs a warning).
     share_sync_timeout_s: float = 30.0
+    #: Seconds between the shared checkpoints (`shared.checkpoint`): the whole shared
+    #: state, from which a worker without a snapshot starts (0: none are written).
+    share_checkpoint_interval_s: float = 300.0
     #: Faust's own web server (its diagnostics pages; /metrics is served separately).
     web_enabled: bool = False
     web_port: int = 6066

@@ -105,8 +105,10 @@ class LocalStack:
             self.start_worker()
         return self
 
-    def start_worker(self) -> subprocess.Popen[bytes]:
-        proc = self._spawn("worker", len(self.workers))
+    def start_worker(self, **overrides: object) -> subprocess.Popen[bytes]:
+        """One more worker (its log: worker-<n>.log), with settings `overrides` if any."""
+        settings = self.settings.with_overrides(**overrides) if overrides else None
+        proc = self._spawn("worker", len(self.workers), settings)
         self.workers.append(proc)
         return proc
 

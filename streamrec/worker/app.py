@@ -37,6 +37,7 @@ from streamrec.contracts import (
     EVENTS_DLQ,
     PRIVACY_AUDIT,
     RECOMMENDATIONS,
+    SHARED_CHECKPOINT,
     SHARED_STATE,
     STOREFRONT_EVENTS,
     partitions_for,
@@ -48,6 +49,7 @@ from streamrec.prometheus import serve
 from streamrec.records import AuditRecord, DeadLetter
 from streamrec.settings import Settings
 from streamrec.worker.catalog import CatalogFollower
+from streamrec.worker.checkpoint import CheckpointWriter, start_from_checkpoint
 from streamrec.worker.delivery import AckOrder, BatchDelivery, is_message_error
 from streamrec.worker.faust_app import faust_app
 from streamrec.worker.faust_tuning import (
@@ -92,12 +94,17 @@ class Worker:
         self.snapshots = Snapshots(s)
         self.engine = engine or build_engine(s)
         sharing = self.engine.share(self.worker_id, s.share_ranker) if s.share_state else None
-        self.snapshots.load_learned(self.engine)
+        if not self.snapshots.load_learned(self.engine) and sharing is not None:
+            start_from_checkpoint(s, self.snapshots, self.engine)  # a new host
         # The follower writes its offsets into the dict the snapshot reads.
         self.shared = (
             SharedStateFollower(s, sharing, self.snapshots.shared_offsets) if sharing else None
         )
         self.t_shared = s.topic(SHARED_STATE)
+        t_checkpoint = s.topic(SHARED_CHECKPOINT)
+        self.checkpoints = CheckpointWriter(
+            self.worker_id, lambda key, value: self._send(t_checkpoint, key, value)
+        )
         offsets = self.snapshots.load_vectors(self.engine)
         self.t_events = s.topic(STOREFRONT_EVENTS)
         self.t_recs = s.topic(RECOMMENDATIONS)
@@ -195,6 +202,8 @@ class Worker:
         if s.metrics_port:
             app.task(self.serve_prometheus)
         app.timer(s.snapshot_interval_s)(self.save_snapshot)
+        if self.shared is not None and s.share_checkpoint_interval_s > 0:
+            app.timer(s.share_checkpoint_interval_s)(self.publish_checkpoint)
         return app
 
     async def handle_batch(
@@ -431,6 +440,14 @@ class Worker:
 
     async def save_snapshot(self) -> None:
         self.snapshots.write(self.engine, self.catalog.embedding_offsets)
+
+    async def publish_checkpoint(self) -> None:
+        """The shared state whole, by one worker (the owner of events partition 0)."""
+        if self.catalog.owns(0):
+            try:
+                await self.checkpoints.write(self.snapshots.encode(self.engine, users=False))
+            except Exception as exc:  # the next interval tries again
+                log.warning("shared checkpoint not published: %r", exc)
 
     # -- running ----------------------------------------------------------------
 

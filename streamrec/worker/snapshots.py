@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 VECTORS_FORMAT = "streamrec-item-vectors"
 VECTORS_VERSION = 1
+#: Arrays of a learned-state snapshot that hold users (pseudonyms): the ranker's
+#: pending offers and their expiry queue (monitoring has its own header section).
+PER_USER_ARRAYS = ("ranker.offers.", "ranker.expiry.")
 
 
 class Snapshots:
@@ -52,11 +55,7 @@ class Snapshots:
         path = self.learned_path
         try:
             if path.is_file():
-                header, arrays = snapshot.from_bytes(path.read_bytes())
-                snapshot.restore(engine.recommender, header, arrays)
-                self._restore_shared(engine, header.get("shared"))
-                if engine.monitor is not None and "monitor" in header:
-                    engine.monitor.quality.restore(header["monitor"], _section(arrays, "monitor"))
+                self.restore(engine, path.read_bytes())
             elif self.legacy_path.is_file():
                 snapshot.migrate_pickled(self.legacy_path.read_bytes(), engine.recommender)
                 self.write(engine, None)
@@ -69,6 +68,14 @@ class Snapshots:
             return False
         log.info("restored learned state from %s: %s", path, engine.recommender.stats())
         return True
+
+    def restore(self, engine: Engine, blob: bytes) -> None:
+        """Put a learned-state snapshot (a file's, or the shared checkpoint's) into `engine`."""
+        header, arrays = snapshot.from_bytes(blob)
+        snapshot.restore(engine.recommender, header, arrays)
+        self._restore_shared(engine, header.get("shared"))
+        if engine.monitor is not None and "monitor" in header:
+            engine.monitor.quality.restore(header["monitor"], _section(arrays, "monitor"))
 
     def _restore_shared(self, engine: Engine, shared: dict[str, Any] | None) -> None:
         """The ledger of source offsets the state holds, and where shared.state was read to."""
@@ -98,9 +105,13 @@ class Snapshots:
         log.info("restored item vectors from %s: %s", path, engine.item_vectors.stats())
         return offsets
 
-    def write(self, engine: Engine, embedding_offsets: dict[int, int] | None) -> None:
+    def encode(self, engine: Engine, users: bool = True) -> bytes:
+        """The learned-state snapshot; without `users`, none of the per-user state (each
+        user's last list, pending offers): what the shared checkpoint publishes."""
         header, arrays = snapshot.capture(engine.recommender)
-        if engine.monitor is not None:  # online quality goes on counting after a restart
+        if not users:
+            arrays = {k: v for k, v in arrays.items() if not k.startswith(PER_USER_ARRAYS)}
+        elif engine.monitor is not None:  # online quality goes on counting after a restart
             header["monitor"], quality = engine.monitor.quality.state()
             arrays.update({f"monitor.{k}": v for k, v in quality.items()})
         if engine.sharing is not None:
@@ -109,7 +120,10 @@ class Snapshots:
                 **engine.sharing.state(),
                 "offsets": {str(p): o for p, o in self.shared_offsets.items()},
             }
-        write_atomic(self.learned_path, snapshot.to_bytes(header, arrays))
+        return snapshot.to_bytes(header, arrays)
+
+    def write(self, engine: Engine, embedding_offsets: dict[int, int] | None) -> None:
+        write_atomic(self.learned_path, self.encode(engine))
         # Item vectors are large (100k x 384 floats plus the index: hundreds of MB) and
         # change only with the catalog: written only when catalog.embeddings moved.
         if embedding_offsets is None or embedding_offsets == self._vectors_written:

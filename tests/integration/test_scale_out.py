@@ -10,6 +10,7 @@ from streamrec.contracts import CATALOG_ITEMS, EVENTS_DLQ, METRICS
 from streamrec.datasets import movielens
 from streamrec.records import CatalogItem, DeadLetter, MetricsWindow
 from streamrec.settings import Settings
+from streamrec.worker.checkpoint import read_checkpoint
 
 from .conftest import metrics_totals
 from .learned import UNBOUNDED, assert_same, in_process_trending, learned_trending
@@ -142,3 +143,36 @@ def test_a_retry_across_a_worker_restart_is_counted_once_as_a_duplicate(make_sta
         totals = metrics_totals(s, expect_in=3)
     assert totals["duplicates"] == 1 and totals["dlq"] == 0
     assert totals["in"] == totals["valid"] + 1
+
+
+def send_and_wait_for_lists(s: Settings, events, timeout_s: float = 120) -> None:
+    reader = RecommendationReader(s, from_beginning=False)
+    with EventProducer(s) as p:
+        for e in events:
+            p.send_event(e)
+    want = {reader.event_ref(e.event_id) for e in events}
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout_s
+    while not want <= seen and time.monotonic() < deadline:
+        seen.update(r.event_id for r in reader.poll(0.5))
+    reader.close()
+    assert want - seen == set()
+
+
+def test_a_new_host_starts_from_the_shared_checkpoint(make_stack, tmp_path):
+    stack = make_stack(workers=1, partitions=2, share_checkpoint_interval_s=1.0, **UNBOUNDED)
+    s = stack.settings
+    ml = movielens.load(movielens.fetch(s.cache_dir, quiet=True), limit=2000)
+    send_and_wait_for_lists(s, ml.events[:1500])
+    after = int(time.time() * 1000)
+    wait_until(lambda: (c := read_checkpoint(s)) is not None and c[1]["written_ms"] > after)
+    send_and_wait_for_lists(s, ml.events[1500:])  # some of it only on shared.state
+    stack.workers[0].terminate()
+    stack.workers[0].wait()
+    new_host = s.with_overrides(data_dir=tmp_path / "new-host")  # no snapshot of its own
+    stack.start_worker(data_dir=new_host.data_dir)
+    log = stack.log_dir / "worker-1.log"
+    wait_until(lambda: "shared state in sync" in log.read_text(), state=log.read_text)
+    assert "restored learned state from shared checkpoint" in log.read_text()
+    stack.stop()  # its shutdown snapshot, in its own data dir
+    assert_same(learned_trending(new_host), in_process_trending(s, ml.events))
