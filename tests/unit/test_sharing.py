@@ -360,3 +360,31 @@ def test_a_restored_worker_neither_republishes_nor_reapplies_the_ranker_it_resto
         share_r.fold(decode(d.to_bytes()))
     np.testing.assert_allclose(restored.recommender.ranker.weights(), weights)
     assert share_r.ledger == share_b.ledger
+
+
+def test_a_worker_restarted_from_an_older_snapshot_gets_its_later_ranker_learning_back(tmp_path):
+    msgs = shop_messages(1_500)
+    s = Settings.from_env({}, data_dir=str(tmp_path), monitoring=False)
+    a, b = build_engine(s), build_engine(s)
+    shares = [a.share("a", "sum"), b.share("b", "sum")]
+    log = []
+    for round_, start in enumerate(range(0, 1_500, 50)):
+        if round_ == 12:
+            Snapshots(s).write(b, None)  # then b learns on, and crashes at the end
+        new = []
+        for e, p in ((a, 0), (b, 1)):
+            new += e.process_batch([m for m in msgs[start : start + 50] if m.partition == p],
+                                   DictProfileStore(), NOW).deltas  # fmt: skip
+        log += new
+        for d in new:
+            for share in shares:
+                share.fold(decode(d.to_bytes()))
+    restored = build_engine(s)
+    share_r = restored.share("b-restarted", "sum")
+    assert Snapshots(s).load_learned(restored)
+    assert not np.allclose(restored.recommender.ranker.weights(), b.recommender.ranker.weights())
+    for d in log:  # its own records after the snapshot come back, nothing counts twice
+        share_r.fold(decode(d.to_bytes()))
+    np.testing.assert_allclose(restored.recommender.ranker.weights(),
+                               b.recommender.ranker.weights(), rtol=1e-9)  # fmt: skip
+    assert restored.recommender.value.purchases == b.recommender.value.purchases
