@@ -142,3 +142,19 @@ def test_serve_service_runs_in_production_with_keys_and_keeps_its_store_on_a_vol
     assert f"serve-store:{env['STREAMREC_DATA_DIR']}" in serve
     prom = (ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text()
     assert 'names: ["serve"]' in prom and f"port: {s.serve_port}" in prom
+
+
+def test_worker_replicas_share_no_data_dir_but_share_learned_state():
+    text = (ROOT / "docker-compose.yml").read_text()
+    worker = _service(text, "worker")
+    assert int(re.search(r"replicas: (\d+)", worker).group(1)) > 1
+    # A volume shared by replicas: two workers would open one RocksDB partition store.
+    assert "volumes:" not in worker, "worker replicas must not share a data-dir volume"
+    env = _env_block(text)
+    env["STREAMREC_PSEUDONYM_KEY"] = "a-real-secret-of-at-least-32-bytes"
+    for line in worker.splitlines():
+        key, _, value = line.strip().partition(":")
+        if key.startswith("STREAMREC_"):
+            env[key] = value.strip().strip('"')
+    s = Settings.from_env(env)
+    assert s.share_state and s.share_checkpoint_interval_s > 0
