@@ -425,6 +425,13 @@ def build_parser() -> argparse.ArgumentParser:
         "partitions or more, learned item state shared over shared.state)",
     )
     sp.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="with --through-kafka: replay at this many events/s, as live traffic comes "
+        "(default: as fast as possible, a backlog)",
+    )
+    sp.add_argument(
         "--repeats", action="store_true", help="also score interactions with items seen before"
     )
     sp.add_argument("--quiet", action="store_true")

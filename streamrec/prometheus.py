@@ -11,6 +11,7 @@ the worker's event loop: no threads read the state while the loop writes it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Iterator
@@ -188,3 +189,16 @@ async def serve(state: MetricsState, host: str, port: int, tries: int = 16) -> w
         return runner
     await runner.cleanup()
     raise OSError(f"no free port for /metrics in {port}..{port + tries - 1}: {last}")
+
+
+async def serve_until_stopped(state: MetricsState, host: str, port: int) -> None:
+    """Serve /metrics until the task running this is cancelled (a port in use: logged)."""
+    try:
+        runner = await serve(state, host, port)
+    except OSError as exc:
+        log.warning("Prometheus /metrics not served: %s", exc)
+        return
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()

@@ -66,15 +66,20 @@ def run_pipeline(
     progress: bool = True,
     stack: LocalStack | None = None,
     workers: int = 1,
+    rate: float = 0.0,
 ) -> PipelineLists:
-    """Replay `events` into a pipeline (a fresh local one unless `stack`) and collect its lists."""
+    """Replay `events` into a pipeline (a fresh local one unless `stack`) and collect its lists.
+
+    `rate`: events per second, as live traffic comes (0: as fast as the producer goes,
+    a backlog, in which each worker runs at its own point in event time).
+    """
     if stack is not None:
-        return _collect(events, items, stack.settings, scorer, progress)
+        return _collect(events, items, stack.settings, scorer, progress, rate)
     tag = uuid.uuid4().hex[:8]
     s = settings.with_overrides(app_id=f"streamrec-eval-{tag}", data_dir=log_dir / "data")
     with LocalStack(s, workers=workers, scorers=int(scorer), log_dir=log_dir) as started:
         started.wait_ready(timeout_s=120)
-        return _collect(events, items, started.settings, scorer, progress)
+        return _collect(events, items, started.settings, scorer, progress, rate)
 
 
 def _collect(
@@ -83,6 +88,7 @@ def _collect(
     s: Settings,
     scorer: bool,
     progress: bool,
+    rate: float = 0.0,
 ) -> PipelineLists:
     reader = RecommendationReader(s, from_beginning=False)
     t0 = time.monotonic()
@@ -95,7 +101,10 @@ def _collect(
                 _wait_for_item_vectors(producer, reader)
             else:
                 time.sleep(2.0)  # the worker's catalog follower reads the catalog first
-            for ev in tqdm(events, desc="replay", unit="ev", disable=not progress):
+            start = time.monotonic()
+            for i, ev in enumerate(tqdm(events, desc="replay", unit="ev", disable=not progress)):
+                if rate > 0 and (ahead := start + i / rate - time.monotonic()) > 0:
+                    time.sleep(ahead)
                 producer.send_event(ev)
             producer.flush()
         wanted = {reader.event_ref(ev.event_id): ev.event_id for ev in events}

@@ -317,7 +317,9 @@ def _through(meta: dict[str, Any]) -> str:
         return "no"
     pipe = meta.get("pipeline", {})
     workers = pipe.get("workers", 1)
+    replay = f", replayed at {pipe['rate']:g} events/s" if pipe.get("rate") else ", as a backlog"
     if workers == 1:
-        return "yes (1 worker)"
+        return f"yes (1 worker{replay})"
     shared = "shared" if pipe.get("shared_state", True) else "not shared"
-    return f"yes ({workers} workers on {pipe.get('partitions')} partitions, item state {shared})"
+    return (f"yes ({workers} workers on {pipe.get('partitions')} partitions, item state "
+            f"{shared}{replay})")  # fmt: skip

@@ -96,6 +96,7 @@ def evaluate(
     vectors: bool = False,
     through_kafka: bool = False,
     workers: int = 1,
+    rate: float = 0.0,
     repeats: bool = False,
     part: str = "all",
     progress: bool = True,
@@ -184,7 +185,9 @@ def evaluate(
         makers = [maker(name) for name in models]
         recorded = None
         if through_kafka and "streamrec" in models:
-            recorded = _through_kafka(log, events, settings, vectors, progress, ev_out, workers)
+            recorded = _through_kafka(
+                log, events, settings, vectors, progress, ev_out, workers, rate
+            )
             pipeline_model = RecordedModel("streamrec", recorded)
             makers = [
                 ("streamrec", lambda: pipeline_model),
@@ -227,6 +230,7 @@ def _through_kafka(
     progress: bool,
     ev_out: Evaluation,
     workers: int = 1,
+    rate: float = 0.0,
 ) -> PipelineLists:
     # One worker: one partition, as the in-process run: the same global order of
     # events, so learned state evolves identically and lists can agree. More
@@ -242,6 +246,7 @@ def _through_kafka(
             scorer=vectors,
             progress=progress,
             workers=workers,
+            rate=rate,
         )
     ev_out.meta["pipeline"] = {
         "lists": len(recorded.lists),
@@ -249,6 +254,7 @@ def _through_kafka(
         "seconds": round(recorded.seconds, 1),
         "workers": workers,
         "partitions": parts,
+        "rate": rate or None,
         "shared_state": settings.share_state,
     }
     return recorded
@@ -285,6 +291,7 @@ def run_cli(args: argparse.Namespace) -> int:
         vectors=not args.no_vectors,
         through_kafka=args.through_kafka,
         workers=args.workers,
+        rate=args.rate,
         repeats=args.repeats,
         part=args.part,
         progress=not args.quiet,

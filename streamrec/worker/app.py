@@ -10,15 +10,16 @@ window only once the broker has every message it produced
 (`worker.delivery`). Each Faust hop costs ~300 us of CPU per message here, so
 there is exactly one on the main path. Around it, as app tasks and timers:
 the catalog follower (`worker.catalog`), the shared-state follower
-(`worker.shared`), the scorer client
-(`scorer.client`), metrics/drift/alert publishing (`worker.monitoring`),
-Prometheus `/metrics`, and snapshots (`worker.snapshots`).
+(`worker.shared`) and the shared checkpoint (`worker.checkpoint`), the scorer
+client (`scorer.client`), metrics/drift/alert publishing
+(`worker.monitoring`), Prometheus `/metrics`, and snapshots
+(`worker.snapshots`). Every send goes through `worker.outbox`; starting and
+stopping the process is `worker.lifecycle`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -28,45 +29,32 @@ from pathlib import Path
 from typing import Any, cast
 
 import faust
-from faust.exceptions import ConsistencyError, ProducerSendError
+from faust.exceptions import ProducerSendError
 
-from streamrec import serde
 from streamrec.aio import end_offsets
 from streamrec.build import build_engine
 from streamrec.contracts import (
-    EVENTS_DLQ,
-    PRIVACY_AUDIT,
-    RECOMMENDATIONS,
-    SHARED_CHECKPOINT,
-    SHARED_STATE,
     STOREFRONT_EVENTS,
     partitions_for,
 )
 from streamrec.core.engine import BatchOutput, Engine
 from streamrec.core.ingest import RawMessage
 from streamrec.core.plan import Embed, Publish, batch_plan
-from streamrec.prometheus import serve
-from streamrec.records import AuditRecord, DeadLetter
+from streamrec.prometheus import serve_until_stopped
 from streamrec.settings import Settings
 from streamrec.worker.catalog import CatalogFollower
 from streamrec.worker.checkpoint import CheckpointWriter, start_from_checkpoint
 from streamrec.worker.delivery import AckOrder, BatchDelivery, is_message_error
 from streamrec.worker.faust_app import faust_app
 from streamrec.worker.faust_tuning import (
-    below_committed,
-    committed_offsets,
     defer_acks,
-    highwater,
     set_end_offsets,
     set_fetch_max_wait_ms,
+    sort_delivered,
 )
-from streamrec.worker.lifecycle import (
-    StoppingWorker,
-    broker_lost_data,
-    crash_reason,
-    now_ms,
-)
+from streamrec.worker.lifecycle import broker_lost_data, now_ms, run_app
 from streamrec.worker.monitoring import WorkerMonitoring
+from streamrec.worker.outbox import Outbox
 from streamrec.worker.profile_store import TableProfileStore
 from streamrec.worker.scorer_client import ScorerClient
 from streamrec.worker.shared import SharedStateFollower
@@ -74,8 +62,6 @@ from streamrec.worker.snapshots import Snapshots
 
 log = logging.getLogger(__name__)
 
-#: Longest dead-letter key kept (bytes): keys are user ids; a 1 MiB one must not block.
-MAX_DLQ_KEY = 1_024
 MiB = 1_048_576
 
 
@@ -100,25 +86,19 @@ class Worker:
         self.shared = (
             SharedStateFollower(s, sharing, self.snapshots.shared_offsets) if sharing else None
         )
-        self.t_shared = s.topic(SHARED_STATE)
-        t_checkpoint = s.topic(SHARED_CHECKPOINT)
-        self.checkpoints = CheckpointWriter(
-            self.worker_id, lambda key, value: self._send(t_checkpoint, key, value)
-        )
+        self.outbox = Outbox(s)
+        self.checkpoints = CheckpointWriter(self.worker_id, self.outbox.checkpoint)
         offsets = self.snapshots.load_vectors(self.engine)
         self.t_events = s.topic(STOREFRONT_EVENTS)
-        self.t_recs = s.topic(RECOMMENDATIONS)
-        self.t_dlq = s.topic(EVENTS_DLQ)
-        self.t_audit = s.topic(PRIVACY_AUDIT)
         self.scorer = (
             ScorerClient(s, self.worker_id, on_late=self.engine.add_query_vectors)
             if s.scorer_enabled
             else None
         )
         self.scorer_ready = False
-        self.catalog = CatalogFollower(s, self.engine, self.send_dead_letter, offsets)
+        self.catalog = CatalogFollower(s, self.engine, self.outbox.dead_letter, offsets)
         self.monitoring = WorkerMonitoring(
-            s, self.worker_id, self.engine, self._send_value, self.scorer
+            s, self.worker_id, self.engine, self.outbox.monitoring, self.scorer
         )
         #: Batches whose messages are still on their way to the broker.
         self._settling: set[asyncio.Future[None]] = set()
@@ -126,7 +106,7 @@ class Worker:
         #: Set when the worker must stop (it cannot deliver, or the broker lost its data).
         self.exit_code = 0
         set_end_offsets(lambda tps: end_offsets(s, tps))
-        self.app = self._build_app()
+        self.app = self.outbox.app = self._build_app()
         self.monitoring.repaired = self.store.take_repaired
 
     # -- app --------------------------------------------------------------------
@@ -267,24 +247,9 @@ class Worker:
         that now ends before it, the broker lost its data: profiles remember the
         offsets they applied, so carrying on would skip new events as replays.
         """
-        committed = committed_offsets(self.app)
-        fresh: list[Any] = []
-        again: list[Any] = []
-        for ev in batch:
-            tp, offset = ev.message.tp, ev.message.offset
-            floor = committed.get(tp)
-            if floor is None or offset >= floor:
-                fresh.append(ev)
-                continue
-            high = highwater(self.app, tp)
-            if below_committed(offset, floor, high) == "redelivered":
-                again.append(ev)
-                continue
-            self.fatal(broker_lost_data(
-                f"{tp.topic}[{tp.partition}] delivered offset {offset}, below the "
-                f"committed offset {floor}, and the partition now ends at {high}",
-                self.settings,
-            ))  # fmt: skip
+        fresh, again, lost = sort_delivered(self.app, batch)
+        if lost is not None:
+            self.fatal(broker_lost_data(lost, self.settings))
             return None
         if again:
             log.info("skipped %d events delivered again below the committed offset", len(again))
@@ -295,14 +260,14 @@ class Worker:
         """Hand one output's messages to the producer; `delivery` tracks them."""
         for user_key, profile, partition in self.store.take_pending():
             delivery.add(
-                await self._send(
+                await self.outbox.send(
                     self.changelog_topic, user_key, profile, partition, self._on_changelog_sent
                 )
             )
         now = now_ms()
         for key, value, i in self.engine.encode(out, now):
             try:
-                fut = await self._send(self.t_recs, key, value)
+                fut = await self.outbox.send(self.outbox.t_recs, key, value)
             except ProducerSendError as exc:
                 if not is_message_error(exc):
                     raise
@@ -310,11 +275,11 @@ class Worker:
                 continue
             delivery.add(fut, out, i)
         for user in out.tombstones:  # erased users: their latest list goes too
-            delivery.add(await self._send(self.t_recs, user.encode(), None))
+            delivery.add(await self.outbox.send(self.outbox.t_recs, user.encode(), None))
         for dead_key, dead in out.dead_letters:
-            delivery.add(await self.send_dead_letter(dead_key, dead))
+            delivery.add(await self.outbox.dead_letter(dead_key, dead))
         for delta in out.deltas:  # acked with the batch: a commit never outruns its delta
-            delivery.add(await self._send(self.t_shared, delta.key, delta.to_bytes()))
+            delivery.add(await self.outbox.send(self.outbox.t_shared, delta.key, delta.to_bytes()))
         delivery.outputs.append(out)
         for detection in out.drift:
             await self.monitoring.publish_detection(detection)
@@ -342,7 +307,7 @@ class Worker:
                 for out in delivery.outputs:
                     self.engine.count(out.counters)
                     for record in out.erasures:  # done and delivered: now it is on record
-                        await self._send_audit(replace(record, by=self.worker_id))
+                        await self.outbox.audit(replace(record, by=self.worker_id))
         finally:
             mine.set_result(None)
 
@@ -357,32 +322,11 @@ class Worker:
             before = len(sent.out.dead_letters)
             self.engine.unpublish(sent.out, sent.index, "publish_error", repr(exc), now_ms())
             for key, dead in sent.out.dead_letters[before:]:
-                late.add(await self.send_dead_letter(key, dead))
+                late.add(await self.outbox.dead_letter(key, dead))
         if late.sent and await late.failures():
             self.fatal("a dead letter could not be delivered; the batch is not acked")
             return False
         return True
-
-    async def _send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        partition: int | None = None,
-        on_delivered: Callable[[asyncio.Future[Any]], None] | None = None,
-    ) -> asyncio.Future[Any]:
-        """Hand one message to the producer (Faust's raw path); returns its delivery."""
-        fut = cast(
-            "asyncio.Future[Any]",
-            await self.app.producer.send(topic, key, value, partition, None, None),
-        )
-        if on_delivered is not None:
-            fut.add_done_callback(on_delivered)
-        return fut
-
-    async def _send_audit(self, record: AuditRecord) -> None:
-        log.info("erased %s (%s)", record.user, record.detail)
-        await self._send(self.t_audit, record.key.encode(), serde.dumps(record.to_dict()))
 
     def _on_changelog_sent(self, fut: asyncio.Future[Any]) -> None:
         # What Faust's own table writes do: remember the changelog offset in the
@@ -400,20 +344,6 @@ class Worker:
         log.critical("%s; the worker stops", message)
         os.kill(os.getpid(), signal.SIGTERM)  # the normal shutdown, with its time limit
 
-    async def send_dead_letter(self, key: bytes | None, dead: DeadLetter) -> asyncio.Future[Any]:
-        """Log topic/partition/offset and the reason, send to events.dlq, carry on."""
-        log.warning(
-            "dead letter %s at %s[%d]@%d: %s",
-            dead.reason,
-            dead.source_topic,
-            dead.partition,
-            dead.offset,
-            dead.detail,
-        )
-        if key is not None and len(key) > MAX_DLQ_KEY:
-            key = key[:MAX_DLQ_KEY]  # a key is the user id in practice; a huge one must not block
-        return await self._send(self.t_dlq, key, serde.dumps(dead.to_dict()))
-
     # -- side tasks -------------------------------------------------------------
 
     async def start_scorer_client(self) -> None:
@@ -421,22 +351,9 @@ class Worker:
             await self.scorer.start()
             self.scorer_ready = True
 
-    async def _send_value(self, topic: str, key: str, value: dict[str, Any]) -> None:
-        """Monitoring records: not tied to events, so a failure is logged, not fatal."""
-        fut = await self._send(topic, key.encode(), serde.dumps(value))
-        fut.add_done_callback(lambda f: _log_failed_send(f, topic))
-
     async def serve_prometheus(self) -> None:
         s = self.settings
-        try:
-            runner = await serve(self.monitoring.state, s.metrics_host, s.metrics_port)
-        except OSError as exc:
-            log.warning("Prometheus /metrics not served: %s", exc)
-            return
-        try:
-            await asyncio.Event().wait()  # until the app stops this task
-        finally:
-            await runner.cleanup()
+        await serve_until_stopped(self.monitoring.state, s.metrics_host, s.metrics_port)
 
     async def save_snapshot(self) -> None:
         self.snapshots.write(self.engine, self.catalog.embedding_offsets)
@@ -457,39 +374,14 @@ class Worker:
         Returns the exit status: 0 after a requested stop, non-zero when the worker
         had to stop (it could not deliver, or the broker lost its data).
         """
+        return run_app(self.app, self.settings, lambda: self.exit_code, self._final)
 
-        @self.app.on_before_shutdown.connect  # type: ignore[arg-type]
-        async def _final(app: Any, **kwargs: Any) -> None:  # pragma: no cover - shutdown path
-            try:
-                await self.monitoring.publish_window()
-                await app.producer.flush()
-                if self.scorer is not None and self.scorer_ready:
-                    await self.scorer.stop()
-            except Exception as exc:
-                log.warning("final metrics window not published: %s", exc)
-            self.snapshots.write(self.engine, self.catalog.embedding_offsets)
-
-        worker = StoppingWorker(
-            self.app,
-            loglevel=self.settings.log_level,
-            quiet=True,
-            redirect_stdouts=False,
-            override_logging=True,
-        )
-        worker.stop_within_s = self.settings.shutdown_timeout_s
-        worker.exit_code = lambda: self.exit_code
-        with contextlib.suppress(SystemExit):  # Faust exits 0 whatever happened
-            worker.execute_from_commandline()
-        crash = crash_reason(self.app)
-        if isinstance(crash, ConsistencyError):
-            log.critical(broker_lost_data(str(crash).replace("\n", " ").strip(), self.settings))
-            return 3
-        if crash is not None and not self.exit_code:
-            log.critical("the worker crashed: %r", crash)
-            return 1
-        return self.exit_code
-
-
-def _log_failed_send(fut: asyncio.Future[Any], topic: str) -> None:
-    if not fut.cancelled() and fut.exception() is not None:
-        log.warning("a record for %s was not delivered: %r", topic, fut.exception())
+    async def _final(self) -> None:  # pragma: no cover - shutdown path
+        try:
+            await self.monitoring.publish_window()
+            await self.app.producer.flush()
+            if self.scorer is not None and self.scorer_ready:
+                await self.scorer.stop()
+        except Exception as exc:
+            log.warning("final metrics window not published: %s", exc)
+        self.snapshots.write(self.engine, self.catalog.embedding_offsets)

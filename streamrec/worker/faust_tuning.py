@@ -146,6 +146,28 @@ def below_committed(offset: int, committed: int | None, high: int | None) -> str
     return "lost"
 
 
+def sort_delivered(app: Any, batch: Sequence[Any]) -> tuple[list[Any], list[Any], str | None]:
+    """(fresh, delivered again, None) for a batch of Faust events, or the evidence
+    that the broker lost its data as the third item (then the rest is unsorted)."""
+    committed = committed_offsets(app)
+    fresh: list[Any] = []
+    again: list[Any] = []
+    for ev in batch:
+        tp, offset = ev.message.tp, ev.message.offset
+        floor = committed.get(tp)
+        high = highwater(app, tp) if floor is not None and offset < floor else None
+        kind = below_committed(offset, floor, high)
+        if kind == "fresh":
+            fresh.append(ev)
+        elif kind == "redelivered":
+            again.append(ev)
+        else:
+            return fresh, again, (f"{tp.topic}[{tp.partition}] delivered offset {offset}, "
+                                  f"below the committed offset {floor}, and the partition "
+                                  f"now ends at {high}")  # fmt: skip
+    return fresh, again, None
+
+
 def committed_offsets(app: Any) -> dict[Any, int | None]:
     """Faust's consumer's committed offset per topic partition (its own bookkeeping)."""
     return cast(dict[Any, int | None], app.consumer._committed_offset)

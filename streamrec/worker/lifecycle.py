@@ -3,16 +3,18 @@ messages for the ways it has to end (the broker lost its data, Faust crashed).""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
 
 import faust
+from faust.exceptions import ConsistencyError
 from faust.worker import Worker as FaustWorker
 
 from streamrec.settings import Settings
@@ -51,6 +53,41 @@ class StoppingWorker(FaustWorker):
         )
         logging.shutdown()
         os._exit(self.exit_code() or 1)
+
+
+def run_app(
+    app: faust.App,
+    settings: Settings,
+    exit_code: Callable[[], int],
+    final: Callable[[], Awaitable[None]],
+) -> int:
+    """Run `app` in the foreground until SIGINT/SIGTERM, awaiting `final` before it
+    shuts down; returns the process's exit status (`exit_code()` when the worker
+    chose to stop, 3 when the broker lost its data, 1 when Faust crashed)."""
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def _final(_app: Any, **kwargs: Any) -> None:  # pragma: no cover - shutdown path
+        await final()
+
+    worker = StoppingWorker(
+        app,
+        loglevel=settings.log_level,
+        quiet=True,
+        redirect_stdouts=False,
+        override_logging=True,
+    )
+    worker.stop_within_s = settings.shutdown_timeout_s
+    worker.exit_code = exit_code
+    with contextlib.suppress(SystemExit):  # Faust exits 0 whatever happened
+        worker.execute_from_commandline()
+    crash = crash_reason(app)
+    if isinstance(crash, ConsistencyError):
+        log.critical(broker_lost_data(str(crash).replace("\n", " ").strip(), settings))
+        return 3
+    if crash is not None and not exit_code():
+        log.critical("the worker crashed: %r", crash)
+        return 1
+    return exit_code()
 
 
 def crash_reason(app: Any) -> BaseException | None:
