@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 EVENT_TYPES = ("view", "click", "search", "add_to_cart", "purchase", "impression", "forget")
@@ -329,13 +329,19 @@ class MetricsWindow:
     #: K of the online HR@K / NDCG@K / MRR@K in `quality`.
     quality_k: int = 10
     events_per_s: float = 0.0
+    #: Publish -> fold delay of the other workers' shared-state deltas (`LogHistogram`).
+    shared_lag_hist: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MetricsWindow:
-        return cls(**d)
+        # Fields a newer worker adds are left out: readers keep working in a rolling upgrade.
+        return cls(**{k: v for k, v in d.items() if k in _METRICS_FIELDS})
+
+
+_METRICS_FIELDS = frozenset(f.name for f in fields(MetricsWindow))
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,11 +34,13 @@ from typing import Any
 from streamrec import serde
 from streamrec.build import build_engine
 from streamrec.client import read_all, tail
-from streamrec.contracts import SHARED_STATE
+from streamrec.contracts import METRICS, SHARED_STATE
 from streamrec.core.engine import DictProfileStore, Engine
 from streamrec.core.ingest import RawMessage
+from streamrec.core.monitoring.windows import merge_windows
 from streamrec.core.sharing import decode
 from streamrec.datasets.synthetic import SyntheticShop
+from streamrec.records import MetricsWindow
 from streamrec.settings import Settings
 from streamrec.tools.bench import _log, measure_throughput
 from streamrec.tools.stack import LocalStack
@@ -117,12 +119,22 @@ def run_scale_out(base: Settings, counts: list[int], events: int) -> dict[str, A
                 consumer = tail(stack.settings, SHARED_STATE)
                 deltas = read_all(consumer, idle_s=2.0)
                 consumer.close()
+                time.sleep(stack.settings.metrics_interval_s)  # the last windows close
+                consumer = tail(stack.settings, METRICS)
+                windows = merge_windows(
+                    MetricsWindow.from_dict(serde.loads(r.value))
+                    for r in read_all(consumer, max_s=30)
+                ).summary()
+                consumer.close()
         got = max(1, result["received"])
         per_count[str(n)] = {
             "events_per_s": round(result["events_per_s"], 1),
             "received": result["received"],
             "delta_messages_per_1k_events": round(len(deltas) / got * 1000, 1),
             "delta_bytes_per_1k_events": round(sum(len(r.value) for r in deltas) / got * 1000),
+            # publish -> fold, of the other workers' deltas (none with one worker)
+            "shared_lag_p50_ms": windows["shared_lag_p50_ms"],
+            "shared_lag_p99_ms": windows["shared_lag_p99_ms"],
         }
     _log("unit costs of sharing, in process")
     return {

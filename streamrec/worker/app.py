@@ -108,6 +108,8 @@ class Worker:
         set_end_offsets(lambda tps: end_offsets(s, tps))
         self.app = self.outbox.app = self._build_app()
         self.monitoring.repaired = self.store.take_repaired
+        if self.shared is not None:
+            self.monitoring.shared_lag = self.shared.take_lag
 
     # -- app --------------------------------------------------------------------
 

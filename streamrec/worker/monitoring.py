@@ -49,6 +49,8 @@ class WorkerMonitoring:
         self.scorer = scorer
         #: Stored profiles repaired on read since the last call.
         self.repaired = repaired
+        #: The shared-state follower's fold lag since the last call (`worker/shared.py`).
+        self.shared_lag: Callable[[], dict[str, Any]] = dict
         self.state = MetricsState(worker_id)
         self.alerts = AlertEngine(settings.alert_rule_set(), worker_id)
         self.t_metrics = settings.topic(METRICS)
@@ -74,6 +76,7 @@ class WorkerMonitoring:
             record.scorer.update(self.scorer.window())
         record.scorer["item_vectors"] = len(self.engine.item_vectors)
         record.scorer["encoder_version"] = self.engine.item_vectors.active_version
+        record.shared_lag_hist.update(self.shared_lag())
         self._window_start = end
         await self.send(self.t_metrics, self.worker_id, record.to_dict())
         summary = merge_windows([record]).summary()

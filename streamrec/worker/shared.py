@@ -21,11 +21,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streamrec.aio import end_offsets, wait_partitions
 from streamrec.contracts import SHARED_STATE
+from streamrec.core.monitoring.histogram import LogHistogram
 from streamrec.core.sharing import DeltaError, Sharing, decode
 from streamrec.settings import Settings
 
@@ -45,6 +47,8 @@ class SharedStateFollower:
         self._progress = asyncio.Event()
         #: Set when a sync at assignment failed: the next batch syncs first.
         self.need_sync = False
+        #: Publish -> fold delay of other workers' deltas, since the last metrics window.
+        self.lag = LogHistogram()
 
     async def run(self) -> None:
         s = self.settings
@@ -62,22 +66,30 @@ class SharedStateFollower:
             await self._seek(consumer)
             while True:
                 batches = await consumer.getmany(timeout_ms=1000, max_records=2000)
+                now = time.time() * 1000
                 for tp, records in batches.items():
                     for r in records:
-                        self._fold(r.value, tp.partition, r.offset)
+                        if self._fold(r.value, tp.partition, r.offset) == "applied":
+                            self.lag.record(max(0.0, now - r.timestamp))
                         self.offsets[tp.partition] = r.offset + 1
                 self._progress.set()
         finally:
             await consumer.stop()
 
-    def _fold(self, value: bytes | None, partition: int, offset: int) -> None:
+    def take_lag(self) -> dict[str, Any]:
+        """The lag histogram of the window that ends now (a metrics window's field)."""
+        lag, self.lag = self.lag, LogHistogram()
+        return lag.to_dict() if lag.count else {}
+
+    def _fold(self, value: bytes | None, partition: int, offset: int) -> str:
         try:
             if value is None:
                 raise DeltaError("empty record")
-            self.sharing.fold(decode(value))
+            return self.sharing.fold(decode(value))
         except DeltaError as exc:  # an internal topic: logged and counted, never fatal
             self.sharing.counts["bad"] += 1
             log.error("skipped %s[%d]@%d: %s", self.topic, partition, offset, exc)
+            return "bad"
 
     async def _seek(self, consumer: AIOKafkaConsumer) -> None:
         """From the snapshot's offsets if they fit the topic, else from the start."""

@@ -7,6 +7,7 @@ import pytest
 from streamrec import serde
 from streamrec.client import EventProducer, RecommendationReader, read_all, tail
 from streamrec.contracts import CATALOG_ITEMS, EVENTS_DLQ, METRICS
+from streamrec.core.monitoring.windows import merge_windows
 from streamrec.datasets import movielens
 from streamrec.records import CatalogItem, DeadLetter, MetricsWindow
 from streamrec.settings import Settings
@@ -59,6 +60,12 @@ def test_three_workers_learn_what_one_worker_learns(make_stack):
     counts = wait_all_folded(s, workers=3)
     assert all(c.get("shared_overlap", 0) == 0 and c.get("shared_bad", 0) == 0
                for c in counts.values()), counts  # fmt: skip
+    # How late the others' deltas were folded is measured (figures: docs/scaling.md).
+    consumer = tail(s, METRICS)
+    lag = merge_windows(MetricsWindow.from_dict(serde.loads(r.value))
+                        for r in read_all(consumer, max_s=10)).summary()  # fmt: skip
+    consumer.close()
+    assert lag["shared_lag_p50_ms"] is not None and lag["shared_lag_p50_ms"] >= 0
     stack.stop()  # every worker writes its snapshot; they share the data dir, any one will do
     assert_same(learned_trending(s), in_process_trending(s, ml.events))
 

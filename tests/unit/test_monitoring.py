@@ -22,7 +22,7 @@ from streamrec.errors import ConfigError
 from streamrec.evaluation.metrics import MetricSums
 from streamrec.prometheus import MetricsState
 from streamrec.prometheus import render as prometheus_text
-from streamrec.records import CatalogItem, DriftStat, Recommendation
+from streamrec.records import CatalogItem, DriftStat, MetricsWindow, Recommendation
 from streamrec.settings import Settings
 from streamrec.tools.dashboard import MonitorView, render
 from streamrec.worker import metrics_window
@@ -134,6 +134,27 @@ def test_windows_of_partitioned_workers_add_up_to_one_worker_over_everything():
         single.lists, single.trials, single.impressions
     )  # fmt: skip
     assert total.lists == len(recs)
+
+
+def test_shared_state_lag_merges_across_workers_into_percentiles():
+    windows = []
+    for worker, lags in (("a", [5.0] * 90), ("b", [5.0] * 8 + [2_000.0] * 2)):
+        hist = LogHistogram()
+        for x in lags:
+            hist.record(x)
+        w = metrics_window(worker, 0, 1000, engine().counters.reset())
+        w.shared_lag_hist.update(hist.to_dict())
+        windows.append(MetricsWindow.from_dict(serde.loads(serde.dumps(w.to_dict()))))
+    summary = merge_windows(windows).summary()
+    assert summary["shared_lag_p50_ms"] == pytest.approx(5.0, rel=0.1)
+    assert summary["shared_lag_p99_ms"] == pytest.approx(2_000.0, rel=0.1)
+    assert merge_windows(windows[:0]).summary()["shared_lag_p50_ms"] is None
+
+
+def test_a_metrics_window_from_a_newer_worker_still_reads():
+    w = metrics_window("new", 0, 1000, engine().counters.reset()).to_dict()
+    back = MetricsWindow.from_dict({**w, "a_field_from_the_future": {"x": 1}})
+    assert back.to_dict() == w
 
 
 def test_online_hit_rate_and_ndcg_equal_an_offline_computation_on_the_same_events():

@@ -40,6 +40,8 @@ class WindowTotals:
     per_type: dict[str, Counter[str]] = field(default_factory=dict)
     dlq_reasons: Counter[str] = field(default_factory=Counter)
     latency: LogHistogram = field(default_factory=LogHistogram)
+    #: How long after it was published a worker folded another worker's delta.
+    shared_lag: LogHistogram = field(default_factory=LogHistogram)
     quality: dict[str, QualitySums] = field(default_factory=dict)
     quality_k: int = 10
     #: Rank workers' scorer-client counters (requests, timeouts, ...).
@@ -70,6 +72,8 @@ class WindowTotals:
         self.dlq_reasons.update(w.dlq_reasons)
         if w.latency_hist:
             self.latency.merge(LogHistogram.from_dict(w.latency_hist))
+        if w.shared_lag_hist:
+            self.shared_lag.merge(LogHistogram.from_dict(w.shared_lag_hist))
         self.quality_k = w.quality_k
         for variant, sums in w.quality.items():
             self.quality.setdefault(variant, QualitySums()).add(QualitySums.from_dict(sums))
@@ -108,6 +112,9 @@ class WindowTotals:
         for q in (50, 95, 99):
             out[f"latency_p{q}_ms"] = round(lat.percentile(q), 2) if lat.count else None
         out["latency_max_ms"] = round(lat.max, 2) if lat.count else None
+        lag = self.shared_lag
+        for q in (50, 99):
+            out[f"shared_lag_p{q}_ms"] = round(lag.percentile(q), 2) if lag.count else None
         searches = c.get("query_vector", 0) + c.get("no_query_vector", 0)
         out["no_query_vector_share"] = (
             round(c.get("no_query_vector", 0) / searches, 6) if searches else None
