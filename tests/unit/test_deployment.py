@@ -125,12 +125,7 @@ def test_serve_service_runs_in_production_with_keys_and_keeps_its_store_on_a_vol
 
     text = (ROOT / "docker-compose.yml").read_text()
     serve = _service(text, "serve")
-    env = _env_block(text)
-    env["STREAMREC_PSEUDONYM_KEY"] = "a-real-secret-of-at-least-32-bytes"
-    for line in serve.splitlines():
-        key, _, value = line.strip().partition(":")
-        if key.startswith("STREAMREC_"):
-            env[key] = value.strip().strip('"')
+    env = _service_env(text, serve)
     env["STREAMREC_API_READ_KEYS"] = "r" * 16
     env["STREAMREC_API_WRITE_KEYS"] = "w" * 16
     env["STREAMREC_SERVE_CORS_ORIGINS"] = ""
@@ -150,11 +145,16 @@ def test_worker_replicas_share_no_data_dir_but_share_learned_state():
     assert int(re.search(r"replicas: (\d+)", worker).group(1)) > 1
     # A volume shared by replicas: two workers would open one RocksDB partition store.
     assert "volumes:" not in worker, "worker replicas must not share a data-dir volume"
+    s = Settings.from_env(_service_env(text, worker))
+    assert s.share_state and s.share_checkpoint_interval_s > 0
+
+
+def _service_env(text: str, service: str) -> dict[str, str]:
+    """The shared env block with a service's own STREAMREC_ settings over it."""
     env = _env_block(text)
     env["STREAMREC_PSEUDONYM_KEY"] = "a-real-secret-of-at-least-32-bytes"
-    for line in worker.splitlines():
+    for line in service.splitlines():
         key, _, value = line.strip().partition(":")
         if key.startswith("STREAMREC_"):
             env[key] = value.strip().strip('"')
-    s = Settings.from_env(env)
-    assert s.share_state and s.share_checkpoint_interval_s > 0
+    return env
