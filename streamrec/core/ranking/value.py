@@ -15,7 +15,7 @@ pay, before they have paid anything themselves).
 >>> m = ValueModel()
 >>> p = Profile.new("u")
 >>> for n in range(20):
-...     m.observe_purchase(p, amount=40.0, ts=n * 86_400_000)
+...     _ = m.observe_purchase(p, amount=40.0, ts=n * 86_400_000)
 ...     p.orders += 1; p.spend += 40.0; p.last_seen = n * 86_400_000
 >>> 20 < m.expected_order_value(p) < 60, m.estimate(p, now=20 * 86_400_000) > 1000
 (True, True)
