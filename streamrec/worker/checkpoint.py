@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 
 from streamrec import serde
 from streamrec.contracts import SHARED_CHECKPOINT
@@ -117,12 +118,16 @@ def read_checkpoint(settings: Settings) -> tuple[bytes, dict[str, Any]] | None:
     """The latest shared checkpoint on the topic (blocking; before the worker's loop
     starts). None when there is none, or the topic cannot be read: logged, never fatal."""
     topic = settings.topic(SHARED_CHECKPOINT)
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_list(),
-        enable_auto_commit=False,
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
-        **settings.kafka_python_security(),
-    )
+    try:
+        consumer = KafkaConsumer(
+            bootstrap_servers=settings.bootstrap_list(),
+            enable_auto_commit=False,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            **settings.kafka_python_security(),
+        )
+    except KafkaError as exc:  # the worker's own start reports an unreachable broker
+        log.warning("%s not read (%r); starting without it", topic, exc)
+        return None
     try:
         if not consumer.partitions_for_topic(topic):
             log.info("no %s topic: the worker starts from shared.state alone", topic)
@@ -147,6 +152,9 @@ def read_checkpoint(settings: Settings) -> tuple[bytes, dict[str, Any]] | None:
         return assemble(latest)
     except CheckpointError as exc:
         log.error("ignoring the shared checkpoint: %s", exc)
+        return None
+    except KafkaError as exc:
+        log.warning("%s not read (%r); starting without it", topic, exc)
         return None
     finally:
         consumer.close()
