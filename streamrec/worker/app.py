@@ -43,7 +43,7 @@ from streamrec.core.plan import Embed, Publish, batch_plan
 from streamrec.prometheus import serve_until_stopped
 from streamrec.settings import Settings
 from streamrec.worker.catalog import CatalogFollower
-from streamrec.worker.checkpoint import CheckpointWriter, start_from_checkpoint
+from streamrec.worker.checkpoint import CheckpointWriter, read_topic, start_from_checkpoint
 from streamrec.worker.delivery import AckOrder, BatchDelivery, is_message_error
 from streamrec.worker.faust_app import faust_app
 from streamrec.worker.faust_tuning import (
@@ -87,7 +87,9 @@ class Worker:
             SharedStateFollower(s, sharing, self.snapshots.shared_offsets) if sharing else None
         )
         self.outbox = Outbox(s)
-        self.checkpoints = CheckpointWriter(self.worker_id, self.outbox.checkpoint)
+        self.checkpoints = CheckpointWriter(
+            self.worker_id, self.outbox.checkpoint, lambda: read_topic(s)
+        )
         offsets = self.snapshots.load_vectors(self.engine)
         self.t_events = s.topic(STOREFRONT_EVENTS)
         self.scorer = (

@@ -9,19 +9,24 @@ everything older than its retention. So every
 `worker/snapshots.py`, without per-user state: no monitoring, no pending
 offers) on `shared.checkpoint`:
 
-    chunk/<gen>/0 .. chunk/<gen>/n-1   slices of the snapshot (256 KiB each)
-    manifest                           gen, chunk count, size, sha256
-    tombstones                         for the chunks of this writer's earlier gens
+    chunk/<slot>/0 .. chunk/<slot>/n-1   slices of the snapshot (256 KiB each)
+    manifest                             slot, generation, chunk count, size, sha256
 
-The manifest goes last, and only once every chunk is on the topic, so a reader
-never finds a manifest whose chunks are missing; compaction keeps the latest
-manifest and its chunks. A worker that starts with no snapshot reads the topic
-once (`read_checkpoint`), restores it, and folds `shared.state` on from the
-offsets it holds: the ledger in it keeps every delta counted once.
+There are two slots, used in turn: a generation is written into the slot the
+current manifest does not name, and the manifest goes last, once every chunk is
+on the topic. So a writer that dies half-way leaves the previous generation
+whole, and compaction keeps at most two generations' chunks (keys are reused;
+no tombstones, no orphans from writers that come and go). Each chunk names its
+generation: a reader takes the manifest's slot and checks every chunk of it,
+and the checksum of the whole.
 
-Every worker holds the same shared state, so which one writes does not matter;
-two writers for a moment (a rebalance) write two whole generations, and the
-later manifest wins.
+A worker that starts with no snapshot reads the topic once
+(`read_checkpoint`), restores it, and folds `shared.state` on from the offsets
+it holds: the ledger in it keeps every delta counted once. Every worker holds
+the same shared state, so which one writes does not matter. Two writers for a
+moment (a rebalance) may write into one slot at once; the reader then finds it
+broken, says so, and the worker starts from `shared.state` alone until the
+next checkpoint.
 """
 
 from __future__ import annotations
@@ -55,21 +60,31 @@ MANIFEST = b"manifest"
 Send = Callable[[bytes, bytes | None], Awaitable["asyncio.Future[Any]"]]
 
 
-def checkpoint_records(blob: bytes, gen: str, by: str, now_ms: int) -> list[tuple[bytes, bytes]]:
-    """The records of one generation, chunks first and the manifest last."""
+def checkpoint_records(
+    blob: bytes, slot: int, gen: str, by: str, now_ms: int
+) -> list[tuple[bytes, bytes]]:
+    """The records of one generation in `slot`, chunks first and the manifest last."""
     out = []
     for index, start in enumerate(range(0, max(len(blob), 1), CHUNK_BYTES)):
         data = base64.b64encode(blob[start : start + CHUNK_BYTES]).decode("ascii")
         doc = {"v": FORMAT_VERSION, "kind": "chunk", "gen": gen, "index": index, "data": data}
-        out.append((chunk_key(gen, index), serde.dumps(doc)))
-    manifest = {"v": FORMAT_VERSION, "kind": "manifest", "gen": gen, "chunks": len(out),
-                "size": len(blob), "sha256": hashlib.sha256(blob).hexdigest(), "by": by,
-                "written_ms": now_ms}  # fmt: skip
+        out.append((chunk_key(slot, index), serde.dumps(doc)))
+    manifest = {"v": FORMAT_VERSION, "kind": "manifest", "slot": slot, "gen": gen,
+                "chunks": len(out), "size": len(blob), "by": by, "written_ms": now_ms,
+                "sha256": hashlib.sha256(blob).hexdigest()}  # fmt: skip
     return [*out, (MANIFEST, serde.dumps(manifest))]
 
 
-def chunk_key(gen: str, index: int) -> bytes:
-    return f"chunk/{gen}/{index}".encode()
+def chunk_key(slot: int, index: int) -> bytes:
+    return f"chunk/{slot}/{index}".encode()
+
+
+def next_slot(latest: dict[bytes, bytes]) -> int:
+    """The slot a new generation goes into: the one the current manifest does not name."""
+    try:
+        return 1 - int(serde.loads(latest[MANIFEST])["slot"]) if MANIFEST in latest else 0
+    except Exception:
+        return 0  # an unreadable manifest names nothing worth keeping
 
 
 def assemble(latest: dict[bytes, bytes]) -> tuple[bytes, dict[str, Any]] | None:
@@ -81,16 +96,19 @@ def assemble(latest: dict[bytes, bytes]) -> tuple[bytes, dict[str, Any]] | None:
         return None
     manifest = _doc(latest[MANIFEST], "manifest")
     try:
-        gen, chunks = str(manifest["gen"]), int(manifest["chunks"])
+        slot, gen, chunks = int(manifest["slot"]), str(manifest["gen"]), int(manifest["chunks"])
         size, digest = int(manifest["size"]), str(manifest["sha256"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"malformed shared checkpoint manifest: {exc!r}") from exc
     parts = []
     for index in range(chunks):
-        raw = latest.get(chunk_key(gen, index))
+        raw = latest.get(chunk_key(slot, index))
         if raw is None:
             raise CheckpointError(f"shared checkpoint {gen} lacks chunk {index} of {chunks}")
         doc = _doc(raw, "chunk")
+        if doc.get("gen") != gen:
+            raise CheckpointError(f"chunk {index} of shared checkpoint {gen} was overwritten "
+                                  f"by {doc.get('gen')} (two writers at once?)")  # fmt: skip
         try:
             parts.append(base64.b64decode(doc["data"], validate=True))
         except (KeyError, TypeError, ValueError) as exc:
@@ -117,6 +135,19 @@ def _doc(raw: bytes, kind: str) -> dict[str, Any]:
 def read_checkpoint(settings: Settings) -> tuple[bytes, dict[str, Any]] | None:
     """The latest shared checkpoint on the topic (blocking; before the worker's loop
     starts). None when there is none, or the topic cannot be read: logged, never fatal."""
+    latest = read_topic(settings)
+    if latest is None:
+        return None
+    try:
+        return assemble(latest)
+    except CheckpointError as exc:
+        log.error("ignoring the shared checkpoint: %s", exc)
+        return None
+
+
+def read_topic(settings: Settings) -> dict[bytes, bytes] | None:
+    """The checkpoint topic as compaction leaves it: the newest value per key (blocking).
+    None when it cannot be read (logged)."""
     topic = settings.topic(SHARED_CHECKPOINT)
     try:
         consumer = KafkaConsumer(
@@ -131,7 +162,7 @@ def read_checkpoint(settings: Settings) -> tuple[bytes, dict[str, Any]] | None:
     try:
         if not consumer.partitions_for_topic(topic):
             log.info("no %s topic: the worker starts from shared.state alone", topic)
-            return None
+            return {}
         tp = TopicPartition(topic, 0)
         consumer.assign([tp])
         consumer.seek_to_beginning(tp)
@@ -149,10 +180,7 @@ def read_checkpoint(settings: Settings) -> tuple[bytes, dict[str, Any]] | None:
                         latest.pop(r.key, None)
                     elif r.key is not None:
                         latest[r.key] = r.value
-        return assemble(latest)
-    except CheckpointError as exc:
-        log.error("ignoring the shared checkpoint: %s", exc)
-        return None
+        return latest
     except KafkaError as exc:
         log.warning("%s not read (%r); starting without it", topic, exc)
         return None
@@ -179,23 +207,28 @@ def start_from_checkpoint(settings: Settings, snapshots: Snapshots, engine: Engi
 class CheckpointWriter:
     """Publishes the shared checkpoint through the worker's producer (`send`)."""
 
-    def __init__(self, by: str, send: Send) -> None:
+    def __init__(self, by: str, send: Send, read: Callable[[], dict[bytes, bytes] | None]) -> None:
         self.by = by
         self.send = send
-        #: Chunk keys of this writer's generations still on the topic (tombstoned next time).
-        self._old_keys: list[bytes] = []
+        #: Reads the topic (blocking): a writer's first generation learns the current slot.
+        self.read = read
+        self.slot: int | None = None
         self.written = 0
 
     async def write(self, blob: bytes) -> str:
         """Publish `blob` as a new generation; returns it. Raises if the broker refused."""
+        if self.slot is None:
+            latest = await asyncio.to_thread(self.read)
+            if latest is None:
+                raise CheckpointError("the checkpoint topic could not be read")
+            self.slot = next_slot(latest)
         now = int(time.time() * 1000)
         gen = f"{self.by}-{now}"
-        records = checkpoint_records(blob, gen, self.by, now)
+        records = checkpoint_records(blob, self.slot, gen, self.by, now)
         chunks, manifest = records[:-1], records[-1]
         await _all_delivered([await self.send(k, v) for k, v in chunks])
         await _all_delivered([await self.send(*manifest)])
-        await _all_delivered([await self.send(k, None) for k in self._old_keys])
-        self._old_keys = [k for k, _v in chunks]
+        self.slot = 1 - self.slot
         self.written += 1
         log.info("shared checkpoint %s: %d bytes in %d chunks", gen, len(blob), len(chunks))
         return gen

@@ -11,13 +11,19 @@ from streamrec.core.engine import DictProfileStore
 from streamrec.core.sharing import decode
 from streamrec.errors import CheckpointError
 from streamrec.settings import Settings
-from streamrec.worker.checkpoint import CHUNK_BYTES, MANIFEST, assemble, checkpoint_records
+from streamrec.worker.checkpoint import (
+    CHUNK_BYTES,
+    MANIFEST,
+    assemble,
+    checkpoint_records,
+    next_slot,
+)
 from streamrec.worker.snapshots import Snapshots
 
 from .test_sharing import NOW, assert_same_items, shop_messages
 
 
-def compacted(*generations: list[tuple[bytes, bytes | None]]) -> dict[bytes, bytes]:
+def compacted(*generations) -> dict[bytes, bytes]:
     """The topic as compaction leaves it: the newest value per key, tombstones gone."""
     latest: dict[bytes, bytes] = {}
     for records in generations:
@@ -31,7 +37,7 @@ def compacted(*generations: list[tuple[bytes, bytes | None]]) -> dict[bytes, byt
 
 def test_a_snapshot_goes_out_in_chunks_and_comes_back_whole():
     blob = np.random.default_rng(1).bytes(2 * CHUNK_BYTES + 1_000)
-    records = checkpoint_records(blob, "w1-1", "w1", NOW)
+    records = checkpoint_records(blob, 0, "w1-1", "w1", NOW)
     assert len(records) == 4 and records[-1][0] == MANIFEST  # three chunks, then the manifest
     validate = load_contract("shared.checkpoint").validator
     for _key, value in records:
@@ -40,11 +46,21 @@ def test_a_snapshot_goes_out_in_chunks_and_comes_back_whole():
     assert back == blob and manifest["chunks"] == 3 and manifest["by"] == "w1"
 
 
-def test_the_latest_manifest_wins_and_a_broken_generation_is_refused():
-    first = checkpoint_records(b"a" * 10, "w1-1", "w1", NOW)
-    second = checkpoint_records(b"b" * 10, "w2-2", "w2", NOW + 1)
-    tombstones = [(key, None) for key, _v in first[:-1]]
-    assert assemble(compacted(first, second, tombstones))[0] == b"b" * 10
+def test_generations_take_turns_in_two_slots_so_the_topic_stays_bounded():
+    topic: dict[bytes, bytes] = {}
+    for n in range(6):
+        blob = bytes([n]) * (CHUNK_BYTES * (3 if n % 2 else 2))
+        slot = next_slot(topic)
+        topic = compacted(list(topic.items()), checkpoint_records(blob, slot, f"g{n}", "w", NOW))
+        assert assemble(topic)[0] == blob
+    assert len(topic) <= 2 * 3 + 1  # two slots of at most three chunks, one manifest
+    assert next_slot({}) == 0 and next_slot({MANIFEST: b"garbage"}) == 0
+
+
+def test_a_half_written_generation_leaves_the_last_whole_one_and_a_broken_one_is_refused():
+    first = checkpoint_records(b"a" * 10, 0, "w1-1", "w1", NOW)
+    second = checkpoint_records(b"b" * 10, next_slot(compacted(first)), "w2-2", "w2", NOW + 1)
+    assert assemble(compacted(first, second))[0] == b"b" * 10
     assert assemble({}) is None  # nothing published yet
     # A writer that died between its chunks and its manifest left the older one whole.
     assert assemble(compacted(first, second[:-1]))[0] == b"a" * 10
@@ -52,6 +68,10 @@ def test_the_latest_manifest_wins_and_a_broken_generation_is_refused():
     del topic[second[0][0]]
     with pytest.raises(CheckpointError, match="lacks chunk 0"):
         assemble(topic)
+    # Two writers at once in one slot: the chunk of the other generation is seen.
+    clash = checkpoint_records(b"c" * 10, 1, "w3-3", "w3", NOW + 2)
+    with pytest.raises(CheckpointError, match="overwritten by w3-3"):
+        assemble(compacted(first, second, clash[:-1]))
     forged = serde.loads(second[-1][1]) | {"sha256": "0" * 64}
     with pytest.raises(CheckpointError, match="checksum"):
         assemble(compacted(second, [(MANIFEST, serde.dumps(forged))]))
