@@ -162,6 +162,9 @@ class Worker:
                     log.warning("shared state not synced at assignment (%r); the first "
                                 "batch will", exc)  # fmt: skip
                     self.shared.need_sync = True
+            # After a rebalance another worker may have written checkpoints: its next one
+            # reads which slot is free instead of trusting its own last one.
+            self.checkpoints.slot = None
             # The owner of events partition p dead-letters catalog partition p's bad records.
             self.catalog.set_owned(
                 {tp.partition for tp in app.consumer.assignment() if tp.topic == self.t_events}

@@ -1,5 +1,7 @@
 """The shared checkpoint: the whole shared state in chunks, for a worker with no snapshot."""
 
+import asyncio
+
 import numpy as np
 import pytest
 
@@ -14,6 +16,7 @@ from streamrec.settings import Settings
 from streamrec.worker.checkpoint import (
     CHUNK_BYTES,
     MANIFEST,
+    CheckpointWriter,
     assemble,
     checkpoint_records,
     next_slot,
@@ -135,3 +138,28 @@ def test_the_checkpoint_holds_no_user(tmp_path):
     Snapshots(s).restore(restored, Snapshots(s).encode(e, users=False))
     assert restored.recommender.ranker.open_offers() == []
     assert restored.recommender.ranker.weights().tolist() == e.recommender.ranker.weights().tolist()
+
+
+def test_a_writer_takes_the_free_slot_and_reads_it_again_after_a_rebalance():
+    topic: dict[bytes, bytes] = {}
+
+    async def send(key, value):
+        topic[key] = value
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+    reads = []
+    writer = CheckpointWriter("w1", send, lambda: reads.append(1) or dict(topic))
+    other = CheckpointWriter("w2", send, lambda: dict(topic))
+
+    async def run():
+        await writer.write(b"one")  # slot 0
+        await writer.write(b"two")  # slot 1
+        await other.write(b"three")  # another owner for a while: slot 0
+        writer.slot = None  # what the worker does at every assignment
+        await writer.write(b"four")  # slot 1 again, not over the live slot 0
+
+    asyncio.run(run())
+    assert assemble(topic)[0] == b"four" and len(reads) == 2
+    assert serde.loads(topic[MANIFEST])["slot"] == 1
