@@ -26,7 +26,7 @@ defined once, in `core/plan.py`: the worker drives that plan with Kafka,
 from __future__ import annotations
 
 import logging
-import math
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -49,6 +49,7 @@ from streamrec.core.ingest import (
     RawMessage,
     Rejection,
 )
+from streamrec.core.learning import Learning
 from streamrec.core.lru import LRUCache
 from streamrec.core.monitoring.counters import Counters
 from streamrec.core.monitoring.monitor import Monitor
@@ -75,7 +76,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class Engine(Retrieval, Erasure):
+class Engine(Retrieval, Erasure, Learning):
     """Ingest -> profile -> recommend, for micro-batches of raw events."""
 
     def __init__(
@@ -325,6 +326,27 @@ class Engine(Retrieval, Erasure):
             out.deltas = self.sharing.take()
         return out
 
+    def _vectors_for(
+        self, event: Event, query_hits: dict[str, Hits], counts: Counter[str]
+    ) -> tuple[tuple[str, ...], Hits, str | None, tuple[str, np.ndarray] | None]:
+        """A search's query vector and hits, or the flag saying the event has no vector:
+        (flags, hits, encoder version, query cache entry)."""
+        if event.type == "search":
+            entry = self._query_entry(event.query)
+            if entry is None:
+                counts["no_query_vector"] += 1
+                return ("no_query_vector",), NO_HITS, None, None
+            counts["query_vector"] += 1
+            return (), query_hits.get(event.query or "", NO_HITS), entry[0], entry
+        if (
+            event.item_id is not None
+            and self.item_vectors.active_version is not None
+            and self.item_vectors.get(event.item_id) is None
+        ):
+            counts["no_item_vector"] += 1
+            return ("no_item_vector",), NO_HITS, None, None
+        return (), NO_HITS, None, None
+
     def _apply(
         self,
         event: Event,
@@ -357,26 +379,7 @@ class Engine(Retrieval, Erasure):
             if rejected is not None:
                 return rejected
             profile.mark_applied(msg.partition, msg.offset)
-        flags: tuple[str, ...] = ()
-        hits = NO_HITS
-        encoder_version = None
-        entry = None
-        if event.type == "search":
-            entry = self._query_entry(event.query)
-            if entry is None:
-                flags = ("no_query_vector",)
-                counts["no_query_vector"] += 1
-            else:
-                counts["query_vector"] += 1
-                encoder_version = entry[0]
-                hits = query_hits.get(event.query or "", NO_HITS)
-        elif (
-            event.item_id is not None
-            and self.item_vectors.active_version is not None
-            and self.item_vectors.get(event.item_id) is None
-        ):
-            flags = ("no_item_vector",)
-            counts["no_item_vector"] += 1
+        flags, hits, encoder_version, entry = self._vectors_for(event, query_hits, counts)
         if event.type == "impression" and not replayed:
             self.recommender.observe_impression(event, profile, ctx)
         if ctx.user_vector is not None:
@@ -407,51 +410,3 @@ class Engine(Retrieval, Erasure):
         if self.monitor is not None and not replayed:
             self.monitor.observe(event, variant.name, rec, categories, entry)
         return rec
-
-    def _learn(
-        self,
-        event: Event,
-        msg: RawMessage,
-        row: int | None,
-        profile: Profile,
-        categories: tuple[str, ...],
-    ) -> Rejection | None:
-        """Everything one event teaches: the profile, co-visitation, trending, value."""
-        amount = 0.0
-        if event.type == "purchase":
-            # Checked before anything changes: state never takes a non-finite number.
-            amount = (event.price or 0.0) * event.quantity
-            if not math.isfinite(profile.spend + amount):
-                return Rejection(
-                    "out_of_range",
-                    f"purchase of {amount:g} makes the user's spend non-finite",
-                    event.event_id,
-                    event.type,
-                )
-        # Co-visitation learns from the session as it was *before* this event.
-        session: list[int] = (
-            []
-            if self.updater.is_new_session(profile, event)
-            else self.items.rows(profile.session_item_ids(self.recommender.covisit.window)).tolist()
-        )
-        sharing = self.sharing
-        value = self.recommender.value
-        if sharing is None:
-            self.recommender.observe(event, row, session)
-            if event.type == "purchase":
-                value.observe_purchase(profile, amount, event.ts)
-        else:  # items and value once per source offset, across workers and restarts
-            self.recommender.observe_user(event)
-            if not sharing.knows(msg.partition, msg.offset):
-                example = (
-                    value.observe_purchase(profile, amount, event.ts)
-                    if event.type == "purchase"
-                    else None
-                )
-                sharing.learn(msg.partition, msg.offset, row, event.type, event.ts, session,
-                              example)  # fmt: skip
-        self.updater.update(profile, event, categories)
-        if event.type == "purchase":
-            estimate = value.estimate(profile, event.ts)
-            profile.value = estimate if math.isfinite(estimate) else profile.value
-        return None

@@ -1,0 +1,76 @@
+"""What one event teaches (a part of `Engine`): its user's profile, and, once per
+source offset across workers and restarts, its items and the value model.
+
+With shared learning on (`core/sharing.py`), item learning goes through the
+`Sharing` object, which skips an event whose source offset its ledger holds
+(the previous owner of the partition learned it, or a delta folded it in) and
+keeps what it learns for the next delta; the value model's example rides along.
+"""
+
+from __future__ import annotations
+
+import math
+
+from streamrec.core.ingest import RawMessage, Rejection
+from streamrec.core.items import ItemStore
+from streamrec.core.profile import Profile, ProfileUpdater
+from streamrec.core.ranking.recommender import Recommender
+from streamrec.core.sharing import Sharing
+from streamrec.records import Event
+
+
+class Learning:
+    """Learning from one applied event (a part of `Engine`)."""
+
+    items: ItemStore
+    recommender: Recommender
+    updater: ProfileUpdater
+    sharing: Sharing | None
+
+    def _learn(
+        self,
+        event: Event,
+        msg: RawMessage,
+        row: int | None,
+        profile: Profile,
+        categories: tuple[str, ...],
+    ) -> Rejection | None:
+        """Everything one event teaches: the profile, co-visitation, trending, value."""
+        amount = 0.0
+        if event.type == "purchase":
+            # Checked before anything changes: state never takes a non-finite number.
+            amount = (event.price or 0.0) * event.quantity
+            if not math.isfinite(profile.spend + amount):
+                return Rejection(
+                    "out_of_range",
+                    f"purchase of {amount:g} makes the user's spend non-finite",
+                    event.event_id,
+                    event.type,
+                )
+        # Co-visitation learns from the session as it was *before* this event.
+        session: list[int] = (
+            []
+            if self.updater.is_new_session(profile, event)
+            else self.items.rows(profile.session_item_ids(self.recommender.covisit.window)).tolist()
+        )
+        sharing = self.sharing
+        value = self.recommender.value
+        if sharing is None:
+            self.recommender.observe(event, row, session)
+            if event.type == "purchase":
+                value.observe_purchase(profile, amount, event.ts)
+        else:  # items and value once per source offset, across workers and restarts
+            self.recommender.observe_user(event)
+            if not sharing.knows(msg.partition, msg.offset):
+                example = (
+                    value.observe_purchase(profile, amount, event.ts)
+                    if event.type == "purchase"
+                    else None
+                )
+                sharing.learn(msg.partition, msg.offset, row, event.type, event.ts, session,
+                              example)  # fmt: skip
+        self.updater.update(profile, event, categories)
+        if event.type == "purchase":
+            estimate = value.estimate(profile, event.ts)
+            profile.value = estimate if math.isfinite(estimate) else profile.value
+        return None
