@@ -188,7 +188,7 @@ def test_rank_pool_takes_every_sources_best_in_turn_not_the_flattest_source():
     """Vector hits all normalise to ~1.0; a cut by score would keep only them."""
     import numpy as np
 
-    from streamrec.core.ranking.recommender import _best_source_rank
+    from streamrec.core.ranking.candidates import _best_source_rank
 
     nan = np.nan
     flat = [1.0, 0.999, 0.998, 0.997, 0.996, nan, nan, nan]  # e.g. interest hits

@@ -9,9 +9,9 @@ through a dict:
    hits (`query`), the user vector's hits (`interest`), transitions from the
    newest items (`sequence`, off unless `sequence_anchors`), and co-visitation
    normalised by both items' totals (`covisit_idf`).
-2. **Union and cut**: one `np.unique` over the sources' rows, a sources x N score
-   matrix, excluded and unavailable rows dropped, then the pool cut takes every
-   source's best in turn (`_best_source_rank`) down to `rank_pool`.
+2. **Union and cut** (`candidates.py`): one `np.unique` over the sources' rows, a
+   sources x N score matrix, excluded and unavailable rows dropped, then the pool
+   cut takes every source's best in turn (`_best_source_rank`) down to `rank_pool`.
 3. **Features** for the pool only (`features.py`): gathers from the store and the
    models' arrays.
 4. **Ranking** by the online river ranker once it measures better than the
@@ -33,19 +33,17 @@ list is the same in every process, however rows were handed out.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Sequence
-from operator import itemgetter
 from typing import Any
 
 import numpy as np
 
 from streamrec.core.items import ItemStore
 from streamrec.core.profile import EVENT_WEIGHTS, Profile
+from streamrec.core.ranking.candidates import NO_NEIGHBOURS, CandidatePool, _normalised
 from streamrec.core.ranking.covisit import CoVisitation
 from streamrec.core.ranking.explain import Explainer
 from streamrec.core.ranking.features import (
-    _NO_ROWS,
     NO_HITS,
     SOURCES,
     FeatureBuilder,
@@ -59,39 +57,9 @@ from streamrec.core.retrieval.index import Hits
 from streamrec.records import Event, RecItem
 
 _NO_VARIANT = Variant("default")
-_NO_NEIGHBOURS = (_NO_ROWS, np.zeros(0), _NO_ROWS, np.zeros(0))
 
 
-def _normalised(hits: Hits, pool: int) -> Hits:
-    """Hits (best first) cut to `pool`, scores divided by the best (all 0 if it is <= 0)."""
-    rows, scores = hits
-    if pool:
-        rows, scores = rows[:pool], scores[:pool]
-    best = scores[0] if len(scores) else 0.0
-    return rows, (scores / best if best > 0 else np.zeros(len(scores)))
-
-
-def _best_source_rank(per_source: np.ndarray) -> np.ndarray:
-    """Per item (column), its best rank within any source (row); NaN: not in that source.
-
-    Ties within a source keep column order, so the cut is stable.
-
-    >>> m = np.array([[0.9, np.nan, 0.5], [np.nan, 0.2, 0.1]])
-    >>> np.round(_best_source_rank(m), 3).tolist()  # 1st of a source; 1st of another; 2nd
-    [0.05, 0.4, 1.25]
-    """
-    best_rank = np.full(per_source.shape[1], np.inf)
-    for scores in per_source:  # sorting only the items a source has (a few of 7 x N)
-        present = np.flatnonzero(scores == scores)  # not NaN
-        if len(present):
-            order = present[np.argsort(-scores[present], kind="stable")]
-            best_rank[order] = np.minimum(best_rank[order], np.arange(len(order)))
-    # Equal best ranks: the higher score first (a source's 1st at 0.9 before one at 0.2).
-    best = np.fmax.reduce(per_source, axis=0)
-    return best_rank + (1.0 - np.clip(best, 0.0, 1.0)) * 0.5
-
-
-class Recommender(FeatureBuilder, Explainer):
+class Recommender(CandidatePool, FeatureBuilder, Explainer):
     """Candidates (query / interest vectors, co-visitation, trending) -> features -> ranked top-K.
 
     Ranking uses the online river model (`OnlineRanker`) once it has learned
@@ -253,7 +221,7 @@ class Recommender(FeatureBuilder, Explainer):
         seq_rows, seq_scores, seq_anchor, _c = (
             self._neighbours(self.transitions, recent, self.sequence_anchors)
             if self.sequence_anchors
-            else _NO_NEIGHBOURS
+            else NO_NEIGHBOURS
         )
         trend_rows, trend_scores = self.trending.top()
         cat_rows, cat_scores = self._categories(profile)
@@ -274,33 +242,10 @@ class Recommender(FeatureBuilder, Explainer):
             cov_anchor = cov_anchor[keep_cov]
         # covisit_idf (the last source) scores the covisit rows: they enter the union once.
         sources = ((cov_rows, cov_scores), *others)
-        rows = np.concatenate([s[0] for s in sources])
-        if not len(rows):
+        pooled = self._pool(sources, cov_cos, profile, recent, current_row, k, pool)
+        if pooled is None:
             return []
-        which = np.repeat(np.arange(len(sources)), [len(s[0]) for s in sources])
-        cand, inv = np.unique(rows, return_inverse=True)
-        per_source = np.full((len(SOURCES), len(cand)), np.nan)
-        per_source[which, inv] = np.concatenate([s[1] for s in sources])
-        per_source[len(sources), inv[: len(cov_rows)]] = cov_cos
-        keep = self._allowed(cand, profile, recent, current_row)
-        trending_kept = np.flatnonzero(keep & ~np.isnan(per_source[1]))
-        if len(trending_kept) > 2 * k:  # trending offers its 2k best allowed items
-            cut = trending_kept[np.argsort(-per_source[1, trending_kept], kind="stable")][2 * k :]
-            per_source[1, cut] = np.nan
-            keep &= ~np.isnan(per_source).all(axis=0)
-        cand, per_source = cand[keep], per_source[:, keep]
-        if not len(cand):
-            return []
-        # Candidates in tiebreak order: stable sorts below break ties the same everywhere.
-        order = np.argsort(store.tiebreak[cand], kind="stable")
-        cand, per_source = cand[order], per_source[:, order]
-        if pool and len(cand) > pool:
-            # Features cost per row: rank only `pool` candidates, taken from every source
-            # in turn (each source's 1st, then each one's 2nd, ...). Comparing scores
-            # across sources instead let a flat one (vector hits all near 1.0) fill the
-            # pool and crowd the others out: ml-100k NDCG@10 fell by a quarter.
-            cut = np.sort(np.argsort(_best_source_rank(per_source), kind="stable")[:pool])
-            cand, per_source = cand[cut], per_source[:, cut]
+        cand, per_source = pooled
 
         x = self._features(profile, recent, cand, per_source, ctx)
         model = self.model_for(v)
@@ -320,69 +265,6 @@ class Recommender(FeatureBuilder, Explainer):
             seq_anchor,
         )  # fmt: skip
 
-    def _covisit_cut(
-        self,
-        rows: np.ndarray,
-        scores: np.ndarray,
-        cos: np.ndarray,
-        others: Sequence[tuple[np.ndarray, np.ndarray]],
-        pool: int,
-        profile: Profile,
-        recent: np.ndarray,
-        current_row: int | None,
-    ) -> np.ndarray:
-        """Which co-visited rows can matter: 20 anchors propose up to 2,000 rows, and
-        everything after the union costs per row.
-
-        The pool takes each source's best in turn, so a row can enter it through
-        co-visitation only among the `pool` best allowed rows by either score
-        (ties included). A row another source proposes keeps its co-visitation
-        scores (they are its features). The rest could never be ranked: dropping
-        them leaves every list as it was.
-        """
-        keep = self._allowed(rows, profile, recent, current_row)
-        allowed = np.flatnonzero(keep)
-        if len(allowed) <= pool:
-            return keep
-        wanted = np.zeros(len(rows), dtype=bool)
-        for s in (scores, cos):
-            vals = s[allowed]
-            wanted |= s >= np.partition(vals, len(vals) - pool)[len(vals) - pool]
-        other = np.concatenate([o[0] for o in others])
-        if len(other):
-            mark = self._scratch(self.items.capacity)
-            mark[other] = True
-            wanted |= mark[rows]
-            mark[other] = False
-        return keep & wanted
-
-    def _allowed(
-        self, cand: np.ndarray, profile: Profile, recent: np.ndarray, current_row: int | None
-    ) -> np.ndarray:
-        """Available and not excluded (what the user has: history, purchased, recent; on
-        screen)."""
-        store = self.items
-        excluded = [recent] if self.exclude_recent else []
-        if self.exclude_purchased and profile.purchased:
-            excluded.append(store.rows(profile.purchased))
-        if current_row is not None:
-            excluded.append(np.array([current_row], dtype=np.int64))
-        keep = store.available[cand].copy()
-        if self.exclude_history and len(profile.history):
-            keep &= ~profile.history.contains(store.tiebreak[cand])
-        if excluded:
-            out = np.concatenate(excluded)
-            mark = self._scratch(store.capacity)
-            mark[out] = True
-            keep &= ~mark[cand]
-            mark[out] = False
-        return keep
-
-    def _scratch(self, size: int) -> np.ndarray:
-        if len(self._mark) < size:
-            self._mark = np.zeros(max(size, 2 * len(self._mark)), dtype=bool)
-        return self._mark
-
     def _choose(self, ranked: np.ndarray, leafs: np.ndarray, k: int, v: Variant) -> list[int]:
         cap = self.max_per_category if v.max_per_category is None else v.max_per_category
         if not cap:
@@ -400,32 +282,6 @@ class Recommender(FeatureBuilder, Explainer):
             if len(chosen) == k:
                 break
         return chosen
-
-    def _neighbours(
-        self, graph: CoVisitation, recent: np.ndarray, anchors: int | None, cosine: bool = False
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        return graph.candidates(recent, self.anchors if anchors is None else anchors, cosine)
-
-    def _categories(self, profile: Profile) -> tuple[np.ndarray, np.ndarray]:
-        """Popular in the user's two strongest categories (merged by the better score)."""
-        parts = []
-        for cat, _aff in heapq.nlargest(2, profile.affinity.items(), key=itemgetter(1)):
-            cid = self.items.category_ids.get(cat)
-            if cid is not None:
-                parts.append(self.by_category.top(cid))
-        if not parts:
-            return _NO_ROWS, np.zeros(0)
-        if len(parts) == 1:
-            return parts[0]
-        rows = np.concatenate([p[0] for p in parts])
-        scores = np.concatenate([p[1] for p in parts])
-        if not len(rows):  # categories with no items yet
-            return _NO_ROWS, np.zeros(0)
-        # An item in both: its better score (sorted by row, best score first in a row).
-        order = np.lexsort((-scores, rows))
-        rows, scores = rows[order], scores[order]
-        first = np.concatenate(([True], rows[1:] != rows[:-1]))
-        return rows[first], scores[first]
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {
