@@ -42,7 +42,7 @@ def main() -> None:
     t0 = time.perf_counter()
     blob = Snapshots(s).encode(engine, users=False)
     t1 = time.perf_counter()
-    records = checkpoint_records(blob, "gen", "writer", now)
+    records = checkpoint_records(blob, 0, "gen", "writer", now)
     t2 = time.perf_counter()
     found = assemble(dict(records))
     t3 = time.perf_counter()

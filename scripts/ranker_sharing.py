@@ -46,10 +46,11 @@ def run(msgs: list[RawMessage], workers: int, mode: str | None, batch: int) -> d
                 share.fold(d)  # type: ignore[union-attr]
     total = QualitySums()
     for e in engines:
+        assert e.monitor is not None and e.recommender.ranker is not None  # built with both
         for sums in e.monitor.reset().quality.values():
             total.add(sums)
     rates = total.rates()
-    aucs = [e.recommender.ranker.auc.get("ranker", 0.0) for e in engines]
+    aucs = [e.recommender.ranker.auc.get("ranker", 0.0) for e in engines]  # type: ignore[union-attr]
     return {"hr@10": round(rates["hit_rate"] or 0, 4), "ndcg@10": round(rates["ndcg"] or 0, 4),
             "ranked_by_ranker": round(by_ranker / max(1, lists), 3),
             "ranker_auc": round(sum(aucs) / len(aucs), 4)}  # fmt: skip
