@@ -58,6 +58,7 @@ class Snapshots:
                 self.restore(engine, path.read_bytes())
             elif self.legacy_path.is_file():
                 snapshot.migrate_pickled(self.legacy_path.read_bytes(), engine.recommender)
+                self._restore_shared(engine, None)  # what it holds is not this worker's to share
                 self.write(engine, None)
                 os.replace(self.legacy_path, self.legacy_path.with_suffix(".pkl.migrated"))
                 log.info("migrated %s to %s", self.legacy_path, path)
