@@ -5,9 +5,10 @@ import time
 import pytest
 
 from streamrec import serde
-from streamrec.client import EventProducer, RecommendationReader, read_all, tail
+from streamrec.client import EventProducer, RecommendationReader, read_all, read_table, tail
 from streamrec.contracts import CATALOG_ITEMS, EVENTS_DLQ, METRICS
 from streamrec.core.monitoring.windows import merge_windows
+from streamrec.core.profile import Profile
 from streamrec.datasets import movielens
 from streamrec.records import CatalogItem, DeadLetter, MetricsWindow
 from streamrec.settings import Settings
@@ -142,14 +143,20 @@ def test_a_retry_across_a_worker_restart_is_counted_once_as_a_duplicate(make_sta
         p.track("purchase", "buyer", item_id="sku-9", price=20.0, event_id="order-77")
         later = p.track("view", "buyer", item_id="sku-3").event_id
     assert reader.wait_for("buyer", timeout_s=60, until=reader.answers(later))
+    buyer = reader.pseudonym("buyer")
     reader.close()
-    # The stack's readiness probes count too: the retry is the one duplicate.
+    # The purchase counts once in the buyer's profile, whoever saw the retry.
+    profile = Profile.from_bytes(read_table(s)[buyer.encode()], buyer)[0]
+    assert (profile.orders, profile.spend) == (1, 20.0)
     deadline = time.monotonic() + 30
     totals = metrics_totals(s, expect_in=3)
     while totals["duplicates"] < 1 and time.monotonic() < deadline:
         totals = metrics_totals(s, expect_in=3)
-    assert totals["duplicates"] == 1 and totals["dlq"] == 0
-    assert totals["in"] == totals["valid"] + 1
+    # The retry is a duplicate. Faust may also deliver the restarted worker's first
+    # events twice around its group join (`worker/faust_tuning.py`): the second copy
+    # is caught by the in-memory window and counted as a duplicate too, never applied.
+    assert totals["duplicates"] >= 1 and totals["dlq"] == 0
+    assert totals["in"] == totals["valid"] + totals["duplicates"]
 
 
 def send_and_wait_for_lists(s: Settings, events, timeout_s: float = 120) -> None:
