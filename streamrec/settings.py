@@ -193,8 +193,10 @@ class Settings:
     #: 3 -> 5 took prequential NDCG@10 from 0.0687 to 0.0795 on its first 50k events).
     #: The price: the in-process core went 948 -> 766 events/s (scripts/rank_in_process.py);
     #: 50 neighbours gives 878 events/s at NDCG@10 0.0767.
+    #: 100 -> 200 neighbours with covisit_idf at 0.3 in the blend: validation half
+    #: 0.0962 -> 0.0982 (docs/evaluation.md, "Third stop").
     covisit_window: int = 10
-    covisit_max_neighbours: int = 100
+    covisit_max_neighbours: int = 200
     covisit_anchors: int = 20
     #: How a co-visited pair counts: 1/distance or 1; by event type or 1. Both off, then
     #: 20 anchors, were chosen on ml-100k's validation half (prequential NDCG@10 0.0852

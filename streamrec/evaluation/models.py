@@ -11,6 +11,7 @@ co-visitation, popularity and category affinity alone.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -93,6 +94,9 @@ class StreamrecModel:
         self.now_ms = int(time.time() * 1000)
         self._offset = 0
         self._last_ts = 0
+        #: Lists published per ranking model ("blend-1", "river-logreg-1"): whether the
+        #: online ranker took over, and for how much of the run.
+        self.lists_by_model: Counter[str] = Counter()
         for item in items:
             self.engine.upsert_item(item)
         self._embed: Callable[[list[str], str | None], QueryVectors | None] | None = None
@@ -115,6 +119,7 @@ class StreamrecModel:
             self._offset += 1
             self._last_ts = max(self._last_ts, ev.ts)
         out = self.engine.process_batch(msgs, self.store, self.now_ms, embed=self._embed)
+        self.lists_by_model.update(r.model_version.split("@")[0] for r in out.recommendations)
         lists = {r.event_id: [i.item_id for i in r.items[:k]] for r in out.recommendations}
         ref = self.engine.ingestor.pseudonymize.event_id  # lists carry hashed event ids
         return [lists.get(ref(ev.event_id)) for ev in events]

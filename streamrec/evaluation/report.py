@@ -179,6 +179,14 @@ def _markdown(ev: Evaluation, sections: list[Table], plots: list[str]) -> str:
         *[f"- {s}" for s in standing(ev)],
         "",
     ]
+    for run, counts in m.get("lists_by_model", {}).items():
+        total = sum(counts.values())
+        ranker = sum(n for name, n in counts.items() if name.startswith("river"))
+        lines += [
+            f"{run}: the online ranker ranked {100 * ranker / total:.1f}% of {total:,} lists "
+            "(the fixed blend the rest: the ranker ranks only while it measures better).",
+            "",
+        ]
     if "pipeline_agreement" in m:
         agree = m["pipeline_agreement"]
         lines += [

@@ -166,15 +166,19 @@ def evaluate(
             with tqdm(
                 total=total, desc=desc, unit="ev", disable=not progress, mininterval=0.5
             ) as bar:
+                model = make()
                 runs[key] = protocol(
                     events,
-                    make(),
+                    model,
                     catalog_size=len(catalog),
                     popularity=popularity,
                     progress=bar.update,
                     **extra,
                 )
             ev_out.meta.setdefault("seconds", {})[desc] = round(time.perf_counter() - t0, 2)
+            by_model = getattr(model, "lists_by_model", None)
+            if by_model:  # streamrec in process: which of its models ranked the lists
+                ev_out.meta.setdefault("lists_by_model", {})[desc] = dict(by_model)
         return runs
 
     def maker(name: str) -> tuple[str, Callable[[], EvaluatedModel]]:

@@ -262,7 +262,7 @@ def ml_slice() -> InteractionLog:
     return InteractionLog("ml-100k", ml.events, ml.items)
 
 
-def test_quality_guard_streamrec_beats_every_baseline_on_ml100k(ml_slice):
+def test_quality_guard_streamrec_beats_every_baseline_on_ml100k(ml_slice, tmp_path):
     """A later change that degrades ranking quality fails here (in process, under a minute).
 
     On this slice (the first 10k events) streamrec measured NDCG@10 0.0772 against the
@@ -285,6 +285,14 @@ def test_quality_guard_streamrec_beats_every_baseline_on_ml100k(ml_slice):
                if name != "streamrec")  # fmt: skip
     assert ours["all"]["ndcg@10"] > 1.05 * best[0], (ours["all"]["ndcg@10"], best)
     assert ours["cold_1_5"]["hr@10"] > 2.0 * pop["cold_1_5"]["hr@10"]
+    # The report says which model ranked streamrec's lists: one count per list published.
+    by_model = result.meta["lists_by_model"]["prequential: streamrec"]
+    assert set(by_model) <= {"blend-1", "river-logreg-1"}
+    assert sum(by_model.values()) >= ours["all"]["n"]
+    write_report(result, tmp_path)
+    assert (
+        "prequential: streamrec: the online ranker ranked" in (tmp_path / "report.md").read_text()
+    )
 
 
 def test_streamrec_model_answers_every_valid_event_and_skips_invalid_ones(ml_slice):

@@ -83,7 +83,7 @@ FIXED_WEIGHTS = {
     "price_fit": 0.05,
     "seen": -0.2,
     "sequence": 0.0,
-    "covisit_idf": 0.0,
+    "covisit_idf": 0.3,
 }
 
 #: Feedback: what makes a shown item a positive.
