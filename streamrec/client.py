@@ -26,6 +26,7 @@ import fastjsonschema
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from streamrec import serde
+from streamrec.compaction import latest_per_key
 from streamrec.contracts import (
     CATALOG_EMBEDDINGS,
     CATALOG_ITEMS,
@@ -111,13 +112,7 @@ def read_table(
         tps = [TopicPartition(topic, p) for p in _wait_partitions(consumer, topic)]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
-        latest: dict[bytes, bytes] = {}
-        for r in read_all(consumer, idle_s=idle_s):
-            if r.value is None:
-                latest.pop(r.key, None)
-            else:
-                latest[r.key] = r.value
-        return latest
+        return latest_per_key((r.key, r.value) for r in read_all(consumer, idle_s=idle_s))
     finally:
         consumer.close()
 

@@ -43,6 +43,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from streamrec import serde
+from streamrec.compaction import latest_per_key
 from streamrec.contracts import SHARED_CHECKPOINT
 from streamrec.errors import CheckpointError
 from streamrec.settings import Settings
@@ -175,11 +176,7 @@ def read_topic(settings: Settings) -> dict[bytes, bytes] | None:
                             settings.share_sync_timeout_s)  # fmt: skip
                 return None
             for records in consumer.poll(timeout_ms=1_000).values():
-                for r in records:
-                    if r.value is None:
-                        latest.pop(r.key, None)
-                    elif r.key is not None:
-                        latest[r.key] = r.value
+                latest_per_key(((r.key, r.value) for r in records), into=latest)
         return latest
     except KafkaError as exc:
         log.warning("%s not read (%r); starting without it", topic, exc)

@@ -1,12 +1,14 @@
 """The shared checkpoint: the whole shared state in chunks, for a worker with no snapshot."""
 
 import asyncio
+import itertools
 
 import numpy as np
 import pytest
 
 from streamrec import serde
 from streamrec.build import build_engine
+from streamrec.compaction import latest_per_key
 from streamrec.contracts import load_contract
 from streamrec.core import snapshot
 from streamrec.core.engine import DictProfileStore
@@ -28,14 +30,7 @@ from .test_sharing import NOW, assert_same_items, shop_messages
 
 def compacted(*generations) -> dict[bytes, bytes]:
     """The topic as compaction leaves it: the newest value per key, tombstones gone."""
-    latest: dict[bytes, bytes] = {}
-    for records in generations:
-        for key, value in records:
-            if value is None:
-                latest.pop(key, None)
-            else:
-                latest[key] = value
-    return latest
+    return latest_per_key(itertools.chain.from_iterable(generations))
 
 
 def test_a_snapshot_goes_out_in_chunks_and_comes_back_whole():
