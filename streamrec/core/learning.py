@@ -55,18 +55,18 @@ class Learning:
         )
         sharing = self.sharing
         value = self.recommender.value
-        if sharing is None:
-            self.recommender.observe(event, row, session)
-            if event.type == "purchase":
+        self.recommender.observe_user(event)
+        # Items and value: with sharing, once per source offset across workers and restarts.
+        if sharing is None or not sharing.knows(msg.partition, msg.offset):
+            example = (
                 value.observe_purchase(profile, amount, event.ts)
-        else:  # items and value once per source offset, across workers and restarts
-            self.recommender.observe_user(event)
-            if not sharing.knows(msg.partition, msg.offset):
-                example = (
-                    value.observe_purchase(profile, amount, event.ts)
-                    if event.type == "purchase"
-                    else None
-                )
+                if event.type == "purchase"
+                else None
+            )
+            if sharing is None:
+                if row is not None:
+                    self.recommender.learn_item(row, event.type, event.ts, session)
+            else:
                 sharing.learn(msg.partition, msg.offset, row, event.type, event.ts, session,
                               example)  # fmt: skip
         self.updater.update(profile, event, categories)
