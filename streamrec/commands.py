@@ -100,7 +100,7 @@ def cmd_load_model(args: argparse.Namespace) -> int:
     import asyncio
 
     from streamrec.scorer.encoder import model_version
-    from streamrec.scorer.service import send_control
+    from streamrec.scorer.hot_swap import send_control
 
     path = Path(args.model_dir)
     if (path / "config.json").is_file():

@@ -25,6 +25,9 @@ their rank worker searches, and are answered in it while it is loaded, so a
 rank worker never mixes query and item vector spaces. A scorer that starts
 later reads scorer.control first and starts on the latest commanded model.
 
+Parts: request batching here; the catalog work in `catalog_work.py`; hot swap and
+`scorer.control` in `hot_swap.py`; the metrics window in `scorer_metrics.py`.
+
 Why not Faust: the scorer has no tables and needs none of Faust's per-message
 machinery (~300 us of CPU per message here); it spends its time in the model.
 """
@@ -37,18 +40,17 @@ import logging
 import os
 import signal
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 
 from streamrec import serde
-from streamrec.aio import read_partition
 from streamrec.build import build_dead_letters
+from streamrec.clock import now_ms
 from streamrec.contracts import (
     CATALOG_EMBEDDINGS,
     CATALOG_ITEMS,
@@ -59,24 +61,18 @@ from streamrec.contracts import (
     load_contract,
 )
 from streamrec.core.ingest import RawMessage, Rejection, parse_document
-from streamrec.core.monitoring.histogram import LogHistogram
 from streamrec.core.retrieval.vectors import encode_vectors
 from streamrec.records import (
-    CatalogEmbedding,
-    CatalogItem,
-    MetricsWindow,
-    ScorerControl,
     ScorerReply,
     ScorerRequest,
 )
-from streamrec.scorer.embedder import BatchStats, Embedder, item_text, load_encoder, text_hash
+from streamrec.scorer.catalog_work import CatalogWork, Tracked
+from streamrec.scorer.embedder import BatchStats, Embedder
+from streamrec.scorer.hot_swap import HotSwap
+from streamrec.scorer.scorer_metrics import ScorerMetrics
 from streamrec.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass
@@ -85,13 +81,7 @@ class Pending:
     received: float  # monotonic seconds
 
 
-@dataclass
-class Tracked:
-    item: CatalogItem
-    text_hash: str
-
-
-class ScorerService:
+class ScorerService(CatalogWork, HotSwap, ScorerMetrics):
     """The shell around one `Embedder`: Kafka in, Kafka out, batching and catalog state."""
 
     def __init__(self, settings: Settings, embedder: Embedder) -> None:
@@ -300,254 +290,6 @@ class ScorerService:
         c["model_errors"] += stats.errors
         self.w_batch_texts.record(texts)
 
-    # -- catalog ----------------------------------------------------------------
-
-    def _targets(self) -> list[str]:
-        e = self.embedder
-        return [e.current] if e.staged is None else [e.current, e.staged]
-
-    async def _take_catalog(self, partition: int, r: Any) -> None:
-        items = self.items.setdefault(partition, {})
-        if r.value is None:  # tombstone: the item left the catalog, so does its vector
-            if r.key is not None:
-                item_id = r.key.decode("utf-8", "replace")
-                items.pop(item_id, None)
-                for parts in self.dirty.values():
-                    parts.get(partition, {}).pop(item_id, None)
-                if self.known.get(partition, {}).pop(item_id, None) is not None:
-                    await self._send(self.t_embeddings, r.key, None, partition)
-                    self.w_counts["catalog_removed"] += 1
-            return
-        doc = parse_document(r.value, self.validate_item, "catalog item")
-        if isinstance(doc, Rejection):
-            # The rank workers dead-letter catalog records (they validate the same
-            # contract); counting here keeps the DLQ free of duplicates.
-            self.w_counts["catalog_invalid"] += 1
-            return
-        item = CatalogItem.from_dict(doc)
-        h = text_hash(item_text(item))
-        items[item.item_id] = Tracked(item, h)
-        have = self.known.get(partition, {}).get(item.item_id, {})
-        for version in self._targets():
-            if have.get(version) != h:
-                self.dirty.setdefault(version, {}).setdefault(partition, {})[item.item_id] = None
-
-    async def _catalog_step(self) -> bool:
-        """Embed one chunk of catalog items (current version first); False if none wait."""
-        for version in self._targets():
-            for partition, ids in self.dirty.get(version, {}).items():
-                if ids:
-                    chunk = list(ids)[: self.s.scorer_catalog_chunk]
-                    for item_id in chunk:
-                        del ids[item_id]
-                    await self._embed_chunk(version, partition, chunk)
-                    return True
-        return False
-
-    async def _embed_chunk(self, version: str, partition: int, ids: list[str]) -> None:
-        items = self.items.get(partition, {})
-        tracked = [items[i] for i in ids if i in items]
-        if not tracked:
-            return
-        results = await self._in_model_thread(
-            self.embedder.embed_items, [t.item for t in tracked], version
-        )
-        if version not in self.embedder.encoders:
-            return  # swapped out while this chunk ran
-        ts = now_ms()
-        known = self.known.setdefault(partition, {})
-        for t, (item, vector, error) in zip(tracked, results, strict=True):
-            current = self.items.get(partition, {}).get(item.item_id)
-            if current is None or current.text_hash != t.text_hash:
-                continue  # removed or changed meanwhile; the newer record is queued
-            if vector is None:
-                self.w_counts["catalog_errors"] += 1
-                detail = f"item {item.item_id} not embedded by {version}: {error}"
-                key = item.item_id.encode()
-                value = serde.dumps(item.to_dict())
-                msg = RawMessage(value, key, partition, 0, ts, self.t_catalog)
-                dead_key, dead = self.dead_letters.write(Rejection("encode_error", detail), msg, ts)
-                log.warning("dead letter encode_error: %s", detail)
-                await self._send(self.t_dlq, dead_key, serde.dumps(dead.to_dict()))
-                continue
-            record = CatalogEmbedding(
-                kind="item",
-                model_version=version,
-                ts=ts,
-                item_id=item.item_id,
-                dim=int(vector.shape[0]),
-                vector=encode_vectors(vector),
-                text_hash=t.text_hash,
-            )
-            await self._send(
-                self.t_embeddings, item.item_id.encode(), serde.dumps(record.to_dict()), partition
-            )
-            known.setdefault(item.item_id, {})[version] = t.text_hash
-            self.w_counts["catalog_embedded"] += 1
-
-    async def _finish_partitions(self) -> None:
-        """Mark caught-up partitions complete per version; promote a fully marked staged one."""
-        assert self.consumer is not None
-        assigned = {tp.partition for tp in self.consumer.assignment() if tp.topic == self.t_catalog}
-        for version in self._targets():
-            for p in assigned:
-                if (version, p) in self.marked or self.dirty.get(version, {}).get(p):
-                    continue
-                if self.next_offset.get(p, 0) < self.catch_up_to.get(p, 1 << 62):
-                    continue
-                count = sum(1 for h in self.known.get(p, {}).values() if version in h)
-                marker = CatalogEmbedding(
-                    kind="complete", model_version=version, ts=now_ms(), partition=p, items=count
-                )
-                await self._send(
-                    self.t_embeddings, marker.key.encode(), serde.dumps(marker.to_dict()), p
-                )
-                self.marked.add((version, p))
-                log.info("catalog partition %d complete for %s (%d items)", p, version, count)
-        staged = self.embedder.staged
-        if staged is not None and all((staged, p) in self.marked for p in assigned):
-            assert self.producer is not None
-            await self.producer.flush()  # markers out before queries switch versions
-            self.embedder.promote()
-            self.dirty.pop(self.embedder.previous or "", None)
-
-    async def on_assigned(self, tps: set[TopicPartition]) -> None:
-        assert self.consumer is not None
-        catalog = [tp for tp in tps if tp.topic == self.t_catalog]
-        if not catalog:
-            return
-        ends = await self.consumer.end_offsets(catalog)
-        for tp in catalog:
-            p = tp.partition
-            self.known[p] = await self._read_embeddings(p)
-            self.items[p] = {}
-            self.catch_up_to[p] = ends[tp]
-            self.next_offset[p] = 0
-            for version in self._targets():
-                self.marked.discard((version, p))
-        await self.consumer.seek_to_beginning(*catalog)
-        log.info("catalog partitions %s assigned", sorted(tp.partition for tp in catalog))
-
-    def on_revoked(self, tps: set[TopicPartition]) -> None:
-        for tp in tps:
-            if tp.topic != self.t_catalog:
-                continue
-            p = tp.partition
-            for state in (self.items, self.known, self.catch_up_to, self.next_offset):
-                state.pop(p, None)
-            for parts in self.dirty.values():
-                parts.pop(p, None)
-            self.marked = {(v, q) for v, q in self.marked if q != p}
-
-    async def _read_embeddings(self, partition: int) -> dict[str, dict[str, str]]:
-        """item -> version -> text hash, from one partition of catalog.embeddings."""
-        known: dict[str, dict[str, str]] = {}
-
-        def take(r: Any) -> None:
-            if r.key is None or r.key.startswith(b"__complete__/"):
-                return
-            item_id = r.key.decode("utf-8", "replace")
-            if r.value is None:
-                known.pop(item_id, None)
-                return
-            doc = parse_document(r.value, self.validate_embedding, "embedding")
-            if not isinstance(doc, Rejection) and doc.get("kind") == "item":
-                known.setdefault(item_id, {})[doc["model_version"]] = doc["text_hash"]
-
-        await read_partition(self.s, self.t_embeddings, partition, take)
-        return known
-
-    # -- hot swap ---------------------------------------------------------------
-
-    def request_swap(self, model_dir: str) -> None:
-        self.swaps.put_nowait(model_dir)
-
-    async def _swapper(self) -> None:
-        while True:
-            model_dir = await self.swaps.get()
-            await self._swap(model_dir)
-
-    async def _swap(self, model_dir: str) -> None:
-        log.info("loading encoder %s for a hot swap", model_dir)
-        loop = asyncio.get_running_loop()
-        try:
-            encoder = await loop.run_in_executor(None, load_encoder, self.s, model_dir)
-        except Exception as exc:
-            log.error("hot swap refused, still serving %s: %s", self.embedder.current, exc)
-            self.w_counts["swap_failures"] += 1
-            return
-        previous_stage = self.embedder.staged
-        version = self.embedder.stage(encoder)
-        if version == self.embedder.current:
-            log.info("encoder %s is already current; nothing to swap", version)
-            return
-        if previous_stage is not None and previous_stage != version:
-            self.dirty.pop(previous_stage, None)
-        self.marked = {(v, p) for v, p in self.marked if v != version}
-        parts = self.dirty.setdefault(version, {})
-        for p, items in self.items.items():
-            have = self.known.get(p, {})
-            ids = parts.setdefault(p, {})
-            for item_id, t in items.items():
-                if have.get(item_id, {}).get(version) != t.text_hash:
-                    ids[item_id] = None
-        todo = sum(len(ids) for ids in parts.values())
-        log.info("staged %s: re-embedding %d catalog items before switching", version, todo)
-
-    async def _start_on_latest_command(self) -> None:
-        """A scorer that starts late follows the fleet: the newest load_model wins."""
-        latest: list[ScorerControl] = []
-
-        def take(r: Any) -> None:
-            doc = parse_document(r.value or b"", self.validate_control, "control")
-            if not isinstance(doc, Rejection):
-                latest.append(ScorerControl.from_dict(doc))
-
-        self.control_next = await read_partition(self.s, self.t_control, 0, take)
-        if not latest or latest[-1].model_dir is None:
-            return
-        cmd = latest[-1]
-        self.last_command_id = cmd.command_id
-        try:
-            encoder = await asyncio.get_running_loop().run_in_executor(
-                None, load_encoder, self.s, cmd.model_dir
-            )
-        except Exception as exc:
-            log.error("cannot load commanded model %s, keeping the configured one: %s", cmd, exc)
-            return
-        if encoder.version != self.embedder.current:
-            log.info("starting on the last commanded encoder %s", encoder.version)
-            self.embedder.stage(encoder)
-            self.embedder.promote()
-            self.embedder.previous = None
-
-    async def _follow_control(self) -> None:
-        s = self.s
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap_list(),
-            enable_auto_commit=False,
-            fetch_max_wait_ms=max(s.fetch_max_wait_ms, 100),
-            **s.aiokafka_security(),
-        )
-        await consumer.start()
-        try:
-            tp = TopicPartition(self.t_control, 0)
-            consumer.assign([tp])
-            consumer.seek(tp, getattr(self, "control_next", 0))
-            while True:
-                for records in (await consumer.getmany(timeout_ms=1000)).values():
-                    for r in records:
-                        doc = parse_document(r.value or b"", self.validate_control, "control")
-                        if isinstance(doc, Rejection):
-                            log.warning("ignoring a bad control message: %s", doc.detail)
-                            continue
-                        cmd = ScorerControl.from_dict(doc)
-                        if cmd.command == "load_model" and cmd.model_dir:
-                            self.last_command_id = cmd.command_id
-                            self.request_swap(cmd.model_dir)
-        finally:
-            await consumer.stop()
-
     # -- plumbing ---------------------------------------------------------------
 
     async def _in_model_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -566,76 +308,6 @@ class ScorerService:
         log.warning("dead letter %s at %s[%d]@%d: %s", dead.reason, r.topic, r.partition,
                     r.offset, dead.detail)  # fmt: skip
         await self._send(self.t_dlq, key, serde.dumps(dead.to_dict()))
-
-    def _reset_window(self) -> None:
-        self.w_start = now_ms()
-        self.w_counts: dict[str, int] = dict.fromkeys(SCORER_COUNTS, 0)
-        self.w_batch_texts = LogHistogram()
-        self.w_queue_wait = LogHistogram()
-
-    def window(self) -> MetricsWindow:
-        """The counters since the last window, as a metrics record (then reset)."""
-        c = self.w_counts
-        lookups = c["cache_hits"] + c["cache_misses"]
-        scorer: dict[str, Any] = {
-            **c,
-            "cache_hit_rate": round(c["cache_hits"] / lookups, 4) if lookups else None,
-            "batch_texts": _summary(self.w_batch_texts, (50, 95, 100)),
-            "queue_wait_ms": _summary(self.w_queue_wait, (50, 95, 99)),
-            # Mergeable forms of the two above: readers add windows of many scorers.
-            "batch_texts_hist": self.w_batch_texts.to_dict(),
-            "queue_wait_hist": self.w_queue_wait.to_dict(),
-            "model_version": self.embedder.current,
-            "staged_version": self.embedder.staged,
-            "catalog_pending": sum(len(i) for ps in self.dirty.values() for i in ps.values()),
-        }
-        window = MetricsWindow(
-            worker=self.scorer_id,
-            window_start=self.w_start,
-            window_end=now_ms(),
-            counts={"in": 0, "valid": 0, "dlq": 0, "duplicates": 0},
-            by_type={},
-            role="scorer",
-            scorer=scorer,
-        )
-        self._reset_window()
-        return window
-
-    async def publish_metrics(self) -> None:
-        w = self.window()
-        await self._send(self.t_metrics, self.scorer_id.encode(), serde.dumps(w.to_dict()))
-        sc = w.scorer
-        if sc["requests"] or sc["catalog_embedded"]:
-            log.info(
-                "window: requests=%d texts=%d hit_rate=%s batch p50=%s wait p95=%s ms "
-                "catalog embedded=%d pending=%d",
-                sc["requests"], sc["texts"], sc["cache_hit_rate"], sc["batch_texts"].get("p50"),
-                sc["queue_wait_ms"].get("p95"), sc["catalog_embedded"], sc["catalog_pending"],
-            )  # fmt: skip
-
-
-SCORER_COUNTS = (
-    "requests",
-    "bad_requests",
-    "expired",
-    "batches",
-    "texts",
-    "cache_hits",
-    "cache_misses",
-    "encoded",
-    "model_errors",
-    "catalog_embedded",
-    "catalog_removed",
-    "catalog_invalid",
-    "catalog_errors",
-    "swap_failures",
-)
-
-
-def _summary(h: LogHistogram, qs: tuple[float, ...]) -> dict[str, float]:
-    if not h.count:
-        return {}
-    return {("max" if q == 100 else f"p{q:g}"): round(h.percentile(q), 2) for q in qs}
 
 
 def _log_failure(fut: asyncio.Future[Any]) -> None:
@@ -695,19 +367,3 @@ def run_foreground(settings: Settings, embedder: Embedder | None = None) -> int:
 
     asyncio.run(main())
     return 0
-
-
-async def send_control(settings: Settings, model_dir: str) -> ScorerControl:
-    """Publish a load_model command (what `streamrec scorer load-model DIR` does)."""
-    cmd = ScorerControl("load_model", uuid.uuid4().hex, now_ms(), model_dir)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_list(), **settings.aiokafka_security()
-    )
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            settings.topic(SCORER_CONTROL), serde.dumps(cmd.to_dict()), key=b"load_model"
-        )
-    finally:
-        await producer.stop()
-    return cmd

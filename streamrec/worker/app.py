@@ -33,6 +33,7 @@ from faust.exceptions import ProducerSendError
 
 from streamrec.aio import end_offsets
 from streamrec.build import build_engine
+from streamrec.clock import now_ms
 from streamrec.contracts import (
     STOREFRONT_EVENTS,
     partitions_for,
@@ -52,7 +53,7 @@ from streamrec.worker.faust_tuning import (
     set_fetch_max_wait_ms,
     sort_delivered,
 )
-from streamrec.worker.lifecycle import broker_lost_data, now_ms, run_app
+from streamrec.worker.lifecycle import broker_lost_data, run_app
 from streamrec.worker.monitoring import WorkerMonitoring
 from streamrec.worker.outbox import Outbox
 from streamrec.worker.profile_store import TableProfileStore

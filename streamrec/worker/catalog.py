@@ -26,6 +26,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streamrec.aio import end_offsets, wait_partitions
+from streamrec.clock import now_ms
 from streamrec.contracts import (
     CATALOG_EMBEDDINGS,
     CATALOG_ITEMS,
@@ -38,7 +39,6 @@ from streamrec.core.ingest import RawMessage, Rejection, parse_document
 from streamrec.core.retrieval.vectors import apply_embedding_record
 from streamrec.records import CatalogItem, DeadLetter
 from streamrec.settings import Settings
-from streamrec.worker.lifecycle import now_ms
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,6 @@ from streamrec.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class StoppingWorker(FaustWorker):
     """Faust's worker, with a time limit on stopping.
 

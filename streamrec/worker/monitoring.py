@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from streamrec.clock import now_ms
 from streamrec.contracts import ALERTS, DRIFT_STATS, METRICS
 from streamrec.core.engine import Engine
 from streamrec.core.monitoring.alerts import AlertEngine
@@ -23,7 +24,6 @@ from streamrec.core.monitoring.windows import merge_windows
 from streamrec.prometheus import MetricsState
 from streamrec.records import Alert, DriftStat, MetricsWindow
 from streamrec.settings import Settings
-from streamrec.worker.lifecycle import now_ms
 from streamrec.worker.scorer_client import ScorerClient
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from streamrec.client import EventProducer, RecommendationReader, read_all, tail
 from streamrec.contracts import CATALOG_EMBEDDINGS, CATALOG_ITEMS, EVENTS_DLQ, SCORER_REQUESTS
 from streamrec.records import CatalogItem, DeadLetter, Recommendation
 from streamrec.scorer.encoder import model_version
-from streamrec.scorer.service import send_control
+from streamrec.scorer.hot_swap import send_control
 from streamrec.settings import Settings
 from streamrec.tools.stack import LocalStack
 from tests.tiny_bert import SHOP_WORDS
