@@ -16,7 +16,12 @@ from streamrec.datasets.interactions import InteractionLog, read_interactions
 from streamrec.errors import ConfigError
 from streamrec.evaluation.baselines import BiasedMF, CoVisit, Popular, TrendingBaseline, interacts
 from streamrec.evaluation.metrics import popularity_ranks
-from streamrec.evaluation.models import EvaluatedModel, StreamrecModel, embed_catalog
+from streamrec.evaluation.models import (
+    CatalogVectors,
+    EvaluatedModel,
+    StreamrecModel,
+    embed_catalog,
+)
 from streamrec.evaluation.pipeline import PipelineLists, RecordedModel, run_pipeline
 from streamrec.evaluation.protocols import (
     ModelRun,
@@ -120,17 +125,14 @@ def evaluate(
     half = len(log.events) // 2
     events = log.events[:half] if part == "validation" else log.events
     scored_from = half if part == "test" else 0
-    interacted = [ev.item_id for ev in events if interacts(ev) and ev.item_id]
-    catalog = {it.item_id for it in log.items} | set(interacted)
-    popularity = popularity_ranks(interacted)
     ev_out = Evaluation(log.name)
-    users = {ev.user_id for ev in events}
+    run = _ModelRuns(log, events, settings, ev_out, progress)
     ev_out.meta = {
         "dataset": log.name,
         "events": len(events),
-        "interactions": len(interacted),
-        "users": len(users),
-        "items": len(catalog),
+        "interactions": len(run.interacted),
+        "users": len({ev.user_id for ev in events}),
+        "items": len(run.catalog),
         "searches": sum(ev.type == "search" for ev in events),
         "skipped_rows": log.skipped_count,
         "vectors": vectors,
@@ -140,53 +142,13 @@ def evaluate(
         "scored_events": [scored_from, len(events)],
         "protocols": {},
     }
-    catalog_vectors = None
     if vectors and "streamrec" in models:
-        catalog_vectors = embed_catalog(_embedder(settings, say), log.items, progress)
-        ev_out.meta["encoder_version"] = catalog_vectors.version
-        ev_out.meta["items_with_vectors"] = len(catalog_vectors.item_ids)
-
-    def factory(name: str) -> EvaluatedModel:
-        if name == "streamrec":
-            return StreamrecModel(settings, log.items, catalog_vectors)
-        return BASELINES[name]()
-
-    def run_models(
-        label: str,
-        protocol: Callable[..., ModelRun],
-        total: int,
-        makers: list[tuple[str, Callable[[], EvaluatedModel]]],
-        **extra: Any,
-    ) -> dict[str, ModelRun]:
-        """Every model under one protocol, on the same events, catalog and popularity."""
-        runs: dict[str, ModelRun] = {}
-        for key, make in makers:
-            desc = f"{label}: {key}"
-            t0 = time.perf_counter()
-            with tqdm(
-                total=total, desc=desc, unit="ev", disable=not progress, mininterval=0.5
-            ) as bar:
-                model = make()
-                runs[key] = protocol(
-                    events,
-                    model,
-                    catalog_size=len(catalog),
-                    popularity=popularity,
-                    progress=bar.update,
-                    **extra,
-                )
-            ev_out.meta.setdefault("seconds", {})[desc] = round(time.perf_counter() - t0, 2)
-            by_model = getattr(model, "lists_by_model", None)
-            if by_model:  # streamrec in process: which of its models ranked the lists
-                ev_out.meta.setdefault("lists_by_model", {})[desc] = dict(by_model)
-        return runs
-
-    def maker(name: str) -> tuple[str, Callable[[], EvaluatedModel]]:
-        return name, lambda: factory(name)
-
+        run.catalog_vectors = embed_catalog(_embedder(settings, say), log.items, progress)
+        ev_out.meta["encoder_version"] = run.catalog_vectors.version
+        ev_out.meta["items_with_vectors"] = len(run.catalog_vectors.item_ids)
     if "prequential" in protocols:
         targets = prequential_targets(events, repeats, scored_from)
-        makers = [maker(name) for name in models]
+        makers = [run.maker(name) for name in models]
         recorded = None
         if through_kafka and "streamrec" in models:
             recorded = _through_kafka(
@@ -198,25 +160,18 @@ def evaluate(
                 *(("streamrec_in_process", make) if key == "streamrec" else (key, make)
                   for key, make in makers),
             ]  # fmt: skip
-        runs = run_models("prequential", prequential, len(events), makers, targets=targets)
+        runs = run.models("prequential", prequential, len(events), makers, targets=targets)
         if recorded is not None:
-            pipeline = runs["streamrec"].segments.get("all")
-            if pipeline is not None:  # the pipeline's latency: event ingested -> list published
-                pipeline.pop("latency_ms_mean", None)
-                pipeline["latency_ms_p50"] = recorded.freshness.percentile(50)
-                pipeline["latency_ms_p99"] = recorded.freshness.percentile(99)
-            ev_out.meta["pipeline_agreement"] = _agreement(
-                runs["streamrec"], runs["streamrec_in_process"]
-            )
+            _compare_with_pipeline(ev_out, runs, recorded)
         ev_out.runs["prequential"] = runs
         ev_out.meta["protocols"]["prequential"] = {"scored": sum(t is not None for t in targets)}
     if "leave_last_out" in protocols:
         split = leave_last_out_split(events, scored_from)
-        ev_out.runs["leave_last_out"] = run_models(
+        ev_out.runs["leave_last_out"] = run.models(
             "leave-last-out",
             leave_last_out,
             len(split[0]) + len(split[1]),
-            [maker(name) for name in models],
+            [run.maker(name) for name in models],
             split=split,
         )
         ev_out.meta["protocols"]["leave_last_out"] = {
@@ -224,6 +179,75 @@ def evaluate(
             "test_users": len(split[1]),
         }
     return ev_out
+
+
+class _ModelRuns:
+    """Runs models one after another on the same events, catalog and popularity."""
+
+    def __init__(
+        self,
+        log: InteractionLog,
+        events: list[RawEvent],
+        settings: Settings,
+        out: Evaluation,
+        progress: bool,
+    ) -> None:
+        self.log, self.events, self.settings, self.out = log, events, settings, out
+        self.progress = progress
+        self.interacted = [ev.item_id for ev in events if interacts(ev) and ev.item_id]
+        self.catalog = {it.item_id for it in log.items} | set(self.interacted)
+        self.popularity = popularity_ranks(self.interacted)
+        self.catalog_vectors: CatalogVectors | None = None
+
+    def maker(self, name: str) -> tuple[str, Callable[[], EvaluatedModel]]:
+        if name == "streamrec":
+            return name, lambda: StreamrecModel(self.settings, self.log.items, self.catalog_vectors)
+        return name, BASELINES[name]
+
+    def models(
+        self,
+        label: str,
+        protocol: Callable[..., ModelRun],
+        total: int,
+        makers: list[tuple[str, Callable[[], EvaluatedModel]]],
+        **extra: Any,
+    ) -> dict[str, ModelRun]:
+        """Every model under one protocol."""
+        runs: dict[str, ModelRun] = {}
+        meta = self.out.meta
+        for key, make in makers:
+            desc = f"{label}: {key}"
+            t0 = time.perf_counter()
+            with tqdm(
+                total=total, desc=desc, unit="ev", disable=not self.progress, mininterval=0.5
+            ) as bar:
+                model = make()
+                runs[key] = protocol(
+                    self.events,
+                    model,
+                    catalog_size=len(self.catalog),
+                    popularity=self.popularity,
+                    progress=bar.update,
+                    **extra,
+                )
+            meta.setdefault("seconds", {})[desc] = round(time.perf_counter() - t0, 2)
+            by_model = getattr(model, "lists_by_model", None)
+            if by_model:  # streamrec in process: which of its models ranked the lists
+                meta.setdefault("lists_by_model", {})[desc] = dict(by_model)
+        return runs
+
+
+def _compare_with_pipeline(
+    ev_out: Evaluation, runs: dict[str, ModelRun], recorded: PipelineLists
+) -> None:
+    """The pipeline's latency (event ingested -> list published) and its agreement with
+    the in-process core."""
+    pipeline = runs["streamrec"].segments.get("all")
+    if pipeline is not None:
+        pipeline.pop("latency_ms_mean", None)
+        pipeline["latency_ms_p50"] = recorded.freshness.percentile(50)
+        pipeline["latency_ms_p99"] = recorded.freshness.percentile(99)
+    ev_out.meta["pipeline_agreement"] = _agreement(runs["streamrec"], runs["streamrec_in_process"])
 
 
 def _through_kafka(
