@@ -54,7 +54,8 @@ def main() -> None:
             bad.append((user, named, 0))
         reader = RecommendationReader(s, from_beginning=False)
         with EventProducer(s) as producer:
-            replay(producer, [*ml.events, *bad], items=ml.items, progress=False)  # type: ignore[list-item]
+            replay(producer, ml.events, items=ml.items, progress=False)
+            replay(producer, bad, progress=False)
         want = {reader.event_ref(e.event_id) for e in ml.events}
         got: set[str] = set()
         deadline = time.monotonic() + 300

@@ -14,10 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 
-def plan(t_s: float, f_s: float, b: float, rates: list[int]) -> list[dict[str, float | None]]:
-    rows = []
+def plan(t_s: float, f_s: float, b: float, rates: list[int]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
     for r in rates:
         busy = r * f_s
         n = r * t_s / (1 - busy) if busy < 1 else None

@@ -129,6 +129,7 @@ def main() -> None:
     quarter = [x for x in samples if x["processed"] >= 0.75 * args.events]
     start_rss = quarter[0]["rss_mb"] if quarter else None
     peak_rss = max(x["rss_mb"] for x in quarter) if quarter else None
+    growth = round(peak_rss / start_rss - 1, 4) if start_rss and peak_rss else None
     result = {
         "events": args.events,
         "users": args.users,
@@ -137,7 +138,7 @@ def main() -> None:
         "rss_mb_first": samples[0]["rss_mb"],
         "rss_mb_last_quarter_start": start_rss,
         "rss_mb_last_quarter_max": peak_rss,
-        "last_quarter_growth": round(peak_rss / start_rss - 1, 4) if quarter else None,
+        "last_quarter_growth": growth,
         **sizes,
         "settings": {
             "profile_cache_size": s.profile_cache_size,

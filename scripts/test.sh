@@ -3,8 +3,8 @@
 # integration tests, which start their own embedded broker.
 source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
 echo "==> ruff"
-ruff check streamrec tests
-ruff format --check streamrec tests
+ruff check streamrec tests scripts
+ruff format --check streamrec tests scripts
 echo "==> mypy"
 mypy
 # The page's browser test needs Debian's chromium and chromedriver: installed here when
