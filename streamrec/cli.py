@@ -186,10 +186,11 @@ def _add_measuring(sub: Any) -> None:
     sp.add_argument("--protocols", default="prequential,leave_last_out")
     sp.add_argument(
         "--part",
-        choices=["all", "validation", "test"],
+        choices=["all", "validation", "validation-late", "test"],
         default="all",
-        help="score all events; the first half by time only (choose settings here); or "
-        "learn from all and score the second half only (report this)",
+        help="score all events; the first half by time only (choose settings here); the "
+        "first half, scoring its second half only (shaped like test); or learn from all "
+        "and score the second half only (report this)",
     )
     sp.add_argument(
         "--no-vectors", action="store_true", help="streamrec without item/query vectors (no BERT)"

@@ -234,7 +234,11 @@ def test_a_validation_part_and_a_test_part_split_the_stream_by_time():
                    progress=False, say=lambda _m: None)  # fmt: skip
     test = evaluate(log, Settings.from_env(), models=("popular",), part="test",
                     progress=False, say=lambda _m: None)  # fmt: skip
+    late = evaluate(log, Settings.from_env(), models=("popular",), part="validation-late",
+                    progress=False, say=lambda _m: None)  # fmt: skip
     assert val.meta["scored_events"] == [0, 50] and test.meta["scored_events"] == [50, 100]
+    assert late.meta["scored_events"] == [25, 50]  # the validation half's second half
+    assert late.runs["prequential"]["popular"].segments["all"]["n"] == 25
     assert val.runs["prequential"]["popular"].segments["all"]["n"] == 45  # 5 first events
     assert test.runs["prequential"]["popular"].segments["all"]["n"] == 50
 
