@@ -25,6 +25,7 @@ from streamrec import serde
 from streamrec.core.batch import QueryVectors
 from streamrec.core.privacy import Pseudonymizer
 from streamrec.http_client import RecommendationClient, ServeError
+from streamrec.keys import DEV_PSEUDONYM_KEY
 from streamrec.records import CatalogItem, MetricsWindow, RecItem, Recommendation
 from streamrec.serve.api import Service, build_app
 from streamrec.serve.app import make_ingestor
@@ -32,7 +33,7 @@ from streamrec.serve.http import Keys
 from streamrec.serve.openapi import spec
 from streamrec.serve.state import ServingState
 from streamrec.serve.store import ListStore
-from streamrec.settings import DEV_PSEUDONYM_KEY, Settings
+from streamrec.settings import Settings
 
 READ, WRITE = "r" * 20, "w" * 20
 

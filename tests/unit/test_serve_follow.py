@@ -12,11 +12,12 @@ from streamrec import serde
 from streamrec.core.filters import Filters
 from streamrec.core.privacy import Pseudonymizer
 from streamrec.core.retrieval.vectors import encode_vectors
+from streamrec.keys import DEV_PSEUDONYM_KEY
 from streamrec.records import CatalogEmbedding, CatalogItem, MetricsWindow
 from streamrec.serve.follow import EVENTS_TAIL, Follower
 from streamrec.serve.state import ServingState
 from streamrec.serve.store import ListStore
-from streamrec.settings import DEV_PSEUDONYM_KEY, Settings
+from streamrec.settings import Settings
 from tests.unit.test_catalog_follower import Record
 
 

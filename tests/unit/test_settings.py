@@ -1,7 +1,8 @@
 import pytest
 
 from streamrec.errors import ConfigError
-from streamrec.settings import DEV_PSEUDONYM_KEY, Secret, Settings
+from streamrec.keys import DEV_PSEUDONYM_KEY
+from streamrec.settings import Secret, Settings
 
 
 def test_reads_typed_values_from_env():
