@@ -31,7 +31,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from streamrec import serde
 from streamrec.core.batch import (
     BatchOutput,
     DictProfileStore,
@@ -40,6 +39,7 @@ from streamrec.core.batch import (
     ProfileStore,
     QueryVectors,
 )
+from streamrec.core.batch_edges import BatchEdges
 from streamrec.core.catalog import Catalog
 from streamrec.core.deadletters import DeadLetterWriter
 from streamrec.core.erasure import Erasure
@@ -61,7 +61,7 @@ from streamrec.core.retrieval.interest import InterestModel
 from streamrec.core.retrieval.stage import Retrieval
 from streamrec.core.retrieval.vectors import ItemVectors
 from streamrec.core.sharing import Sharing
-from streamrec.records import CatalogItem, DeadLetter, Event, Recommendation
+from streamrec.records import CatalogItem, Event, Recommendation
 
 __all__ = [
     "BatchOutput",
@@ -76,7 +76,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class Engine(Retrieval, Erasure, Learning):
+class Engine(BatchEdges, Retrieval, Erasure, Learning):
     """Ingest -> profile -> recommend, for micro-batches of raw events."""
 
     def __init__(
@@ -160,73 +160,6 @@ class Engine(Retrieval, Erasure, Learning):
         """Add a batch's counts to the current window (once its output is delivered)."""
         self.counters.merge(batch)
 
-    def dead_letter(
-        self, msg: RawMessage, rejection: Rejection, now_ms: int
-    ) -> tuple[bytes | None, DeadLetter]:
-        """(record key, dead letter) for a message that cannot be processed."""
-        return self.dead_letters.write(rejection, msg, now_ms)
-
-    def encode(self, out: BatchOutput, now_ms: int) -> list[tuple[bytes, bytes, int]]:
-        """(key, value, source index) of each list on the wire; a list that cannot be
-        encoded dead-letters its event instead (`encode_error`), alone."""
-        wire = []
-        for i, rec in enumerate(out.recommendations):
-            try:
-                value = serde.dumps(rec.to_dict())
-                if b"null" in value:  # a NaN or infinity became null: write 0.0 instead
-                    value = serde.dumps(rec.to_dict(finite=True))
-                wire.append((rec.user.encode(), value, i))
-            except Exception as exc:  # a bug in one list must cost that event only
-                log.exception("list for event %s not encodable", rec.event_id)
-                self.unpublish(out, i, "encode_error", f"{type(exc).__name__}: {exc}", now_ms)
-        return wire
-
-    def unpublish(self, out: BatchOutput, i: int, reason: str, detail: str, now_ms: int) -> None:
-        """The list `i` of `out` did not get out: its event goes to the dead letters."""
-        msg, event = out.sources[i], out.recommendations[i]
-        rejection = Rejection(reason, detail, event.event_id, event.event_type)
-        out.dead_letters.append(self.dead_letter(msg, rejection, now_ms))
-        out.counters.unpublish(reason, event.event_type)
-
-    def ingest_batch(self, batch: Sequence[RawMessage], now_ms: int) -> Ingested:
-        """Validate, pseudonymise and de-duplicate; nothing is learned yet."""
-        out = Ingested()
-        counters = out.counters
-        counts = counters.counts
-        for msg in batch:
-            counts["in"] += 1
-            try:
-                result = self.ingestor.ingest(msg, now_ms)
-            except Exception as exc:  # a bug in ingest must cost one message, never the worker
-                log.exception("ingest error at partition %s offset %s", msg.partition, msg.offset)
-                result = Rejection("processing_error", f"{type(exc).__name__}: {exc}")
-            if isinstance(result, Rejection):
-                counters.dead_letter(result.reason, result.event_type)
-                out.dead_letters.append(self.dead_letter(msg, result, now_ms))
-            elif isinstance(result, Duplicate):
-                counts["duplicates"] += 1
-                counters.rejected_by_type[(result.event_type or "unknown", "duplicates")] += 1
-            else:
-                out.accepted.append((msg, result))
-        return out
-
-    def split_waiting(self, ingested: Ingested, texts: Sequence[str]) -> tuple[Ingested, Ingested]:
-        """(ready, waiting): the events of users who searched one of `texts` wait for it.
-
-        A user's events stay together and in order, so the ready part can be
-        processed while the scorer works on the texts, and per-user order holds.
-        Dead letters and ingest's counts go with the ready part.
-        """
-        wanted = set(texts)
-        waiting_users = {
-            e.user for _m, e in ingested.accepted if e.type == "search" and e.query in wanted
-        }
-        ready = Ingested(dead_letters=list(ingested.dead_letters), counters=ingested.counters)
-        waiting = Ingested()
-        for msg, event in ingested.accepted:
-            (waiting if event.user in waiting_users else ready).accepted.append((msg, event))
-        return ready, waiting
-
     def apply_batch(self, ingested: Ingested, store: ProfileStore, now_ms: int) -> BatchOutput:
         """Update profiles and recommend, event by event, in order. Never raises.
 
@@ -251,24 +184,6 @@ class Engine(Retrieval, Erasure, Learning):
             except Exception as exc:
                 self._reject(out, msg, event, "processing_error", exc, now_ms)
         return out
-
-    def _reject(
-        self,
-        out: BatchOutput,
-        msg: RawMessage,
-        event: Event,
-        reason: str,
-        exc: Exception | str,
-        now_ms: int,
-    ) -> None:
-        if isinstance(exc, Exception):
-            log.error(
-                "%s at partition %s offset %s", reason, msg.partition, msg.offset, exc_info=exc
-            )
-            exc = f"{type(exc).__name__}: {exc}"
-        out.counters.dead_letter(reason, event.type)
-        rejection = Rejection(reason, exc, event.event_id, event.type)
-        out.dead_letters.append(self.dead_letter(msg, rejection, now_ms))
 
     def _apply_batch(self, ingested: Ingested, store: ProfileStore, now_ms: int) -> BatchOutput:
         out = BatchOutput(dead_letters=list(ingested.dead_letters), counters=ingested.counters)
