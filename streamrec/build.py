@@ -91,6 +91,8 @@ def build_recommender(s: Settings) -> Recommender:
         offer_pool=s.ranker_offers == "pool",
         anchors=s.covisit_anchors,
         sequence_anchors=s.sequence_anchors,
+        factors_dim=s.factors_dim,
+        factors_every=s.factors_every,
         exclude_purchased=s.exclude_purchased,
         exclude_recent=s.exclude_recent,
         max_per_category=s.max_per_category,

@@ -157,6 +157,11 @@ class Settings(KeyResolution):
     #: -> 0.0924 -> 0.0964; docs/evaluation.md).
     covisit_distance_decay: bool = False
     covisit_type_weights: bool = False
+    #: The co-visitation graph's leading factors (the "factors" feature): how many
+    #: (0: off), and every how many learned events they are refreshed (a step of
+    #: subspace iteration, ~nnz x dim; docs/evaluation.md, "Fourth stop").
+    factors_dim: int = 0
+    factors_every: int = 5_000
     #: Transitions ("sequence" candidates: what users touched next after the user's
     #: newest N items); 0 = off, neither learned nor asked. Off by default: on ml-100k's
     #: validation half they lowered the blend's NDCG@10 (0.0852 -> 0.0824 at weight 0.3)
@@ -357,6 +362,8 @@ class Settings(KeyResolution):
                 "STREAMREC_RANKER_FEEDBACK must be 'auto', 'lists' or 'impressions', "
                 f"not {self.ranker_feedback!r}"
             )
+        if self.factors_dim < 0 or self.factors_every < 1:
+            raise ConfigError("STREAMREC_FACTORS_DIM must be >= 0, STREAMREC_FACTORS_EVERY >= 1")
         if self.session_timeout_s <= self.heartbeat_interval_s:
             raise ConfigError(
                 "STREAMREC_SESSION_TIMEOUT_S must be larger than STREAMREC_HEARTBEAT_INTERVAL_S"

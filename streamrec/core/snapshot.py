@@ -10,6 +10,8 @@ A snapshot is arrays plus a small JSON header (`.npz`, no pickled objects):
   same three for ``transitions`` (directed; absent from snapshots written before
   them, which restore with none learned yet);
 * ``ranker.eval``: the ranker's recent (ranker score, blend score, label);
+* ``factors.q``: the co-visitation graph's factors per position (rows x dim; absent
+  from snapshots written before them, which rebuild them at the next refresh);
 * ``ranker.offers.*`` / ``ranker.expiry.*``: what users were offered and have not
   answered yet (per offer: user, time, sampling rate, its open items and their
   features by name), so a restarted worker still learns from the clicks on
@@ -215,6 +217,7 @@ def capture(rec: Recommender) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         **{name: {k: g[k] for k in _GRAPH_SETTINGS} for name, g in graphs.items()},
         "value": _value_state(rec),
         "ranker": ranker,
+        "factors": rec.factors.state(),
     }
     arrays: dict[str, np.ndarray] = {
         "ids": ids,
@@ -226,6 +229,7 @@ def capture(rec: Recommender) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         **{f"{name}.mass": np.asarray(g["mass"])[: len(rec.items)] for name, g in graphs.items()},
         "ranker.eval": evals,
         **{f"ranker.{k}": v for k, v in offers.items()},
+        "factors.q": rec.factors.q[: len(rec.items)],
     }
     return header, arrays
 
@@ -277,6 +281,9 @@ def restore(rec: Recommender, header: dict[str, Any], arrays: dict[str, np.ndarr
     if "transitions" in header:
         rec.transitions = graph("transitions")
     _set_value_state(rec, header["value"])
+    # Absent from snapshots written before the factors: they are built at the next
+    # refresh point, as on a fresh start.
+    rec.factors.restore(header.get("factors", {}), arrays.get("factors.q"), rows)
     if header.get("ranker") is not None:
         offers = {
             k[7:]: v for k, v in arrays.items() if k.startswith("ranker.") and k != "ranker.eval"

@@ -24,10 +24,11 @@ NOW = int(time.time() * 1000)
 
 
 def settings(tmp_path: Path) -> Settings:
-    # Transitions on, so that they are in the snapshots these tests write.
+    # Transitions and factors on, so that they are in the snapshots these tests write.
     return Settings.from_env(
-        {}, data_dir=tmp_path, partitions=1, scorer_enabled=False, sequence_anchors=2
-    )
+        {}, data_dir=tmp_path, partitions=1, scorer_enabled=False, sequence_anchors=2,
+        factors_dim=8, factors_every=200,
+    )  # fmt: skip
 
 
 def engine_with_vectors(s: Settings, shop: SyntheticShop) -> Engine:
@@ -101,6 +102,9 @@ def test_every_learned_piece_round_trips(tmp_path):
     assert list(ra._expiry) == list(rb._expiry)
     assert a.value.purchases == b.value.purchases and a.value.max_target == b.value.max_target
     assert (a.ranker.positives, a.ranker.negatives) == (b.ranker.positives, b.ranker.negatives)
+    assert a.factors.refreshes > 0 and a.factors.q.shape[1] == 8
+    assert np.allclose(a.factors.q[rows], b.factors.q[rows])
+    assert (a.factors.learned, a.factors.refreshes) == (b.factors.learned, b.factors.refreshes)
 
 
 def test_a_snapshot_from_before_transitions_restores_with_none_learned(tmp_path):
@@ -110,11 +114,12 @@ def test_a_snapshot_from_before_transitions_restores_with_none_learned(tmp_path)
     e.process_batch(messages(shop, 400, 0), DictProfileStore(), NOW)
     header, arrays = snapshot.capture(e.recommender)
     # What the previous version wrote: no transitions, masses, offers or impressions flag.
-    old_header = {k: v for k, v in header.items() if k != "transitions"}
+    old_header = {k: v for k, v in header.items() if k not in ("transitions", "factors")}
     old_header["ranker"] = {k: v for k, v in header["ranker"].items()
                             if k not in ("impressions_seen", "features")}  # fmt: skip
-    old_arrays = {k: v for k, v in arrays.items() if not k.startswith(("transitions.",
-                  "ranker.offers", "ranker.expiry")) and k != "covisit.mass"}  # fmt: skip
+    old = ("transitions.", "ranker.offers", "ranker.expiry", "factors.")
+    old_arrays = {k: v for k, v in arrays.items()
+                  if not k.startswith(old) and k != "covisit.mass"}  # fmt: skip
     back = build_engine(s)
     snapshot.restore(back.recommender, old_header, old_arrays)
     rec = back.recommender
@@ -122,6 +127,7 @@ def test_a_snapshot_from_before_transitions_restores_with_none_learned(tmp_path)
     linked = np.fromiter(rec.covisit._nbrs, dtype=np.int64)
     assert rec.covisit.mass[linked].min() > 0  # rebuilt from the pairs
     assert rec.ranker is not None and rec.ranker.learns_from_lists and not rec.ranker._pending
+    assert len(rec.factors.q) == 0 and rec.factors.learned == 0  # built at the next refresh
 
 
 def test_an_old_pickled_snapshot_is_migrated_once(tmp_path):

@@ -32,6 +32,7 @@ REASONS = {
     "growth": "rising in popularity",
     "price_fit": "in your price range",
     "seen": "you looked at this before",
+    "factors": "goes with what you like",
 }
 #: Marks a reason that needs more than the feature's name (the anchor, the category).
 _SLOW = "<slow>"

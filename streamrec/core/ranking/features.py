@@ -1,7 +1,8 @@
 """Features for ranking: the (candidates, FEATURES) matrix, one gather per column.
 
 Columns: similarity (user vector), query_match, covisit, sequence and
-covisit_idf (the sources' scores), popularity and growth (trending now against
+covisit_idf (the sources' scores), factors (the graph's low-rank view of the
+user's recent items), popularity and growth (trending now against
 trending over a week),
 affinity (the user's strongest category among the item's), price_fit
 (against the user's average order, or the value model's expected order before
@@ -17,6 +18,7 @@ import numpy as np
 
 from streamrec.core.items import ItemStore
 from streamrec.core.profile import Profile
+from streamrec.core.ranking.factors import GraphFactors
 from streamrec.core.ranking.models import FEATURES
 from streamrec.core.ranking.popularity import Trending
 from streamrec.core.ranking.value import ValueModel
@@ -45,6 +47,7 @@ class FeatureBuilder:
     trending: Trending
     trending_long: Trending
     value: ValueModel
+    factors: GraphFactors
 
     def _scratch(self, size: int) -> np.ndarray:
         raise NotImplementedError
@@ -68,6 +71,7 @@ class FeatureBuilder:
         x[:, f["covisit"]] = np.fmax(per_source[0], 0.0)
         x[:, f["sequence"]] = np.fmax(per_source[5], 0.0)
         x[:, f["covisit_idf"]] = np.fmax(per_source[6], 0.0)
+        x[:, f["factors"]] = self.factors.scores(rows, recent)
         short = self.trending.scores(rows)
         top_rows = self.trending.top()[0]
         pop_norm = self.trending.score(int(top_rows[0])) if len(top_rows) else 0.0

@@ -9,6 +9,8 @@ Every candidate is a row of `FEATURES` (all roughly in [0, 1]):
   (directed transitions, decayed by distance), normalised;
 * ``covisit_idf``: co-visitation with each pair's weight divided by the square
   root of both items' total (cosine), so popular items do not dominate;
+* ``factors``: the item against all of the user's recent items at once, through
+  the co-visitation graph's leading factors (`factors.GraphFactors`);
 * ``popularity``: time-decayed popularity, normalised to the most popular item;
 * ``growth``: popularity now against its longer-term level (item potential);
 * ``affinity``: the user's best category affinity for the item, normalised;
@@ -68,6 +70,7 @@ FEATURES = (
     "seen",
     "sequence",
     "covisit_idf",
+    "factors",
 )
 
 #: The blend's weights. popularity, affinity, sequence and covisit_idf were chosen on
@@ -84,6 +87,7 @@ FIXED_WEIGHTS = {
     "seen": -0.2,
     "sequence": 0.0,
     "covisit_idf": 0.3,
+    "factors": 0.0,
 }
 
 #: Feedback: what makes a shown item a positive.

@@ -43,6 +43,7 @@ from streamrec.core.profile import EVENT_WEIGHTS, Profile
 from streamrec.core.ranking.candidates import NO_NEIGHBOURS, CandidatePool, _normalised
 from streamrec.core.ranking.covisit import CoVisitation
 from streamrec.core.ranking.explain import Explainer
+from streamrec.core.ranking.factors import GraphFactors
 from streamrec.core.ranking.features import (
     NO_HITS,
     SOURCES,
@@ -92,6 +93,8 @@ class Recommender(CandidatePool, FeatureBuilder, Explainer):
         ranker: OnlineRanker | None = None,
         rank_pool: int = 60,
         offer_pool: bool = True,
+        factors_dim: int = 0,
+        factors_every: int = 5_000,
     ) -> None:
         self.items = store if store is not None else ItemStore()
         self.top_k = top_k
@@ -110,6 +113,8 @@ class Recommender(CandidatePool, FeatureBuilder, Explainer):
             covisit_window, covisit_max_neighbours, directed=True, **graph
         )
         self.sequence_anchors = sequence_anchors
+        #: The co-visitation graph's leading factors ("factors"); dim 0: off.
+        self.factors = GraphFactors(factors_dim, factors_every)
         #: Popular in a category: "popular in what you like" candidates.
         self.by_category = CategoryTop(self.trending, self.items, n=10)
         self.rank_pool = rank_pool
@@ -146,6 +151,7 @@ class Recommender(CandidatePool, FeatureBuilder, Explainer):
         self.trending.add(row, weight, ts)
         self.trending_long.add(row, weight, ts)
         self.covisit.add(row, session_rows, weight)
+        self.factors.on_learned(self.covisit, len(self.items))
         if self.sequence_anchors:  # off: nothing to learn (it costs per event)
             self.transitions.add(row, session_rows, weight)
         return weight

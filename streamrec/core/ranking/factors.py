@@ -1,0 +1,122 @@
+"""Item factors of the co-visitation graph: what goes with everything a user did.
+
+Co-visitation answers "what goes with these 20 items", one anchor at a time.
+The factors answer "what goes with all of this user's recent items" through
+the graph's dominant subspace: `q` (rows x `dim`, orthonormal columns) spans
+the leading eigenvectors of the symmetric co-visitation matrix C. A user is
+the sum of their recent items' rows of `q`; a candidate's score is its row's
+dot product with that sum, i.e. the sum over the user's items of
+(q q^T)[item, candidate], a low-rank, smoothed C. Items never co-visited with
+the user's own can score through the items they share neighbours with (the
+idea of PureSVD, on the graph streamrec keeps anyway: no user x item matrix).
+
+Refreshing is subspace iteration, `q <- orth(C q)`: every `every` learned
+events, `iterations` steps from the previous `q`, so the factors follow a
+changing graph at a bounded cost (nnz(C) x dim per step); the first refresh
+starts from a seeded random `q` and takes `cold_iterations`. The scores
+depend on the subspace only (q q^T does not change when the basis rotates),
+and refresh points count learned events, so lists do not depend on how the
+events were batched.
+
+>>> from streamrec.core.ranking.covisit import CoVisitation
+>>> g = CoVisitation(window=1, max_neighbours=10)
+>>> for a, b in [(0, 1), (1, 2), (3, 4), (4, 5)] * 3:
+...     g.add(b, [a], 1.0)
+>>> f = GraphFactors(dim=2, every=1)
+>>> f.refresh(g, 6)
+>>> s = f.scores(np.array([2, 5]), np.array([0]))  # the user had item 0
+>>> bool(s[0] > s[1])  # 2 is in 0's part of the graph, 5 is not
+True
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from streamrec.core.ranking.covisit import CoVisitation
+
+
+class GraphFactors:
+    def __init__(
+        self,
+        dim: int = 32,
+        every: int = 5_000,
+        iterations: int = 2,
+        cold_iterations: int = 20,
+        seed: int = 0,
+    ) -> None:
+        self.dim = dim
+        self.every = max(1, every)
+        self.iterations = iterations
+        self.cold_iterations = cold_iterations
+        self.seed = seed
+        #: rows x dim; empty until the first refresh (the feature is 0 until then)
+        self.q = np.zeros((0, dim), dtype=np.float64)
+        self.learned = 0
+        self.refreshes = 0
+
+    def on_learned(self, graph: CoVisitation, rows: int) -> bool:
+        """One event was learned into `graph`; refresh at every `every`-th."""
+        if self.dim <= 0:
+            return False
+        self.learned += 1
+        if self.learned % self.every:
+            return False
+        self.refresh(graph, rows)
+        return True
+
+    def refresh(self, graph: CoVisitation, rows: int) -> None:
+        """Subspace iteration on `graph` over item-store rows [0, rows)."""
+        from scipy.sparse import csr_matrix
+
+        if self.dim <= 0 or rows <= 2 * self.dim:
+            return  # too few items for `dim` factors: the feature stays 0
+        state = graph.state()
+        src, dst = np.asarray(state["src"]), np.asarray(state["dst"])
+        w = np.asarray(state["w"], dtype=np.float64)
+        inside = (src < rows) & (dst < rows)
+        c = csr_matrix((w[inside], (src[inside], dst[inside])), shape=(rows, rows))
+        c = c + c.T  # pruning keeps a pair on one side only: make it symmetric
+        q = np.zeros((rows, self.dim))
+        if len(self.q) and self.refreshes:
+            q[: min(rows, len(self.q))] = self.q[:rows]
+            steps = self.iterations
+        else:
+            q = np.random.default_rng(self.seed).standard_normal((rows, self.dim))
+            steps = self.cold_iterations
+        for _ in range(steps):
+            q, _r = np.linalg.qr(c @ q)
+        self.q = q
+        self.refreshes += 1
+
+    def scores(self, rows: np.ndarray, recent: np.ndarray) -> np.ndarray:
+        """Per candidate row, its factor score for a user with `recent` rows, divided by
+        the best candidate's (so at most 1; below 0 where the factors say "unlike",
+        down to -1)."""
+        out = np.zeros(len(rows))
+        q = self.q
+        if not len(q) or not len(recent) or not len(rows):
+            return out
+        user = q[recent[recent < len(q)]].sum(axis=0)
+        known = rows < len(q)
+        out[known] = q[rows[known]] @ user
+        top = out.max()
+        return np.maximum(out / top, -1.0) if top > 0 else np.zeros(len(rows))
+
+    # -- state ----------------------------------------------------------------
+
+    def state(self) -> dict[str, object]:
+        return {"dim": self.dim, "learned": self.learned, "refreshes": self.refreshes}
+
+    def restore(self, state: dict[str, object], q: np.ndarray | None, rows: np.ndarray) -> None:
+        """A snapshot's counters and factors (rows of `q` by snapshot position, put at
+        `rows`); factors of another `dim` are dropped, to be rebuilt at the next refresh."""
+        self.learned = int(state.get("learned", 0))  # type: ignore[call-overload]
+        if q is None or q.ndim != 2 or q.shape[1] != self.dim or not len(q):
+            self.q = np.zeros((0, self.dim))
+            self.refreshes = 0
+            return
+        out = np.zeros((int(rows[: len(q)].max()) + 1, self.dim))
+        out[rows[: len(q)]] = q
+        self.q = out
+        self.refreshes = int(state.get("refreshes", 1))  # type: ignore[call-overload]
