@@ -84,3 +84,22 @@ def test_bad_factor_settings_say_what_to_fix():
         Settings.from_env({"STREAMREC_FACTORS_DIM": "-1"})
     with pytest.raises(ConfigError, match="FACTORS_EVERY"):
         Settings.from_env({"STREAMREC_FACTORS_EVERY": "0"})
+
+
+def test_the_graphs_pair_arrays_are_its_pairs():
+    g = two_shops(10)
+
+    def pairs() -> dict[tuple[int, int], float]:
+        src, dst, w = g.pair_arrays()
+        return dict(zip(zip(src.tolist(), dst.tolist(), strict=True), w.tolist(), strict=True))
+
+    state = g.state()
+    expected = zip(zip(state["src"].tolist(), state["dst"].tolist(), strict=True),
+                   state["w"].tolist(), strict=True)  # fmt: skip
+    before = pairs()
+    assert before == dict(expected)
+    g.add(3, [4], 1.0)  # a changed row is read again, not taken from the cache
+    after = pairs()
+    assert after[(3, 4)] == before.get((3, 4), 0.0) + 1.0
+    assert after[(4, 3)] == before.get((4, 3), 0.0) + 1.0
+    assert len(CoVisitation().pair_arrays()[0]) == 0

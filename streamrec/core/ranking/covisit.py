@@ -156,6 +156,17 @@ class CoVisitation:
     def __len__(self) -> int:
         return len(self._nbrs)
 
+    def pair_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(source rows, neighbour rows, weights) of every pair, from the per-row arrays
+        `neighbours` caches: only rows changed since their last read are rebuilt."""
+        keys = list(self._nbrs)
+        if not keys:
+            return _EMPTY[0], _EMPTY[0], _EMPTY[1]
+        parts = [self.neighbours(a) for a in keys]
+        sizes = np.fromiter(map(len, (p[0] for p in parts)), dtype=np.int64, count=len(parts))
+        src = np.repeat(np.array(keys, dtype=np.int64), sizes)
+        return src, np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
     # -- state ----------------------------------------------------------------
 
     def state(self) -> dict[str, object]:

@@ -71,9 +71,7 @@ class GraphFactors:
 
         if self.dim <= 0 or rows <= 2 * self.dim:
             return  # too few items for `dim` factors: the feature stays 0
-        state = graph.state()
-        src, dst = np.asarray(state["src"]), np.asarray(state["dst"])
-        w = np.asarray(state["w"], dtype=np.float64)
+        src, dst, w = graph.pair_arrays()
         inside = (src < rows) & (dst < rows)
         c = csr_matrix((w[inside], (src[inside], dst[inside])), shape=(rows, rows))
         c = c + c.T  # pruning keeps a pair on one side only: make it symmetric
