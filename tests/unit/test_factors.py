@@ -49,6 +49,9 @@ def test_refreshes_come_every_n_learned_events_and_follow_the_graph():
     tiny = GraphFactors(dim=32, every=1)
     tiny.refresh(g, 40)  # fewer than 2 x dim items: nothing to factor yet
     assert len(tiny.q) == 0
+    capped = GraphFactors(dim=4, every=1, max_pairs=10)  # a graph too large to refresh inline
+    capped.refresh(g, 80)
+    assert len(capped.q) == 0 and capped.stats()["skipped"] == 1
 
 
 def test_a_snapshot_with_factors_of_another_dim_is_dropped_not_misread():

@@ -19,6 +19,8 @@ and refresh points count learned events, so lists do not depend on how the
 events were batched.
 
 >>> from streamrec.core.ranking.covisit import CoVisitation
+
+log = logging.getLogger(__name__)
 >>> g = CoVisitation(window=1, max_neighbours=10)
 >>> for a, b in [(0, 1), (1, 2), (3, 4), (4, 5)] * 3:
 ...     g.add(b, [a], 1.0)
@@ -30,6 +32,8 @@ True
 """
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 
@@ -44,12 +48,18 @@ class GraphFactors:
         iterations: int = 2,
         cold_iterations: int = 20,
         seed: int = 0,
+        max_pairs: int = 5_000_000,
     ) -> None:
         self.dim = dim
         self.every = max(1, every)
         self.iterations = iterations
         self.cold_iterations = cold_iterations
         self.seed = seed
+        #: A refresh runs inside a batch: past this many pairs (a catalog of some
+        #: 100k items or more) it would stall the worker, so the factors are not
+        #: refreshed and `skipped` counts it (a background refresh is the way there).
+        self.max_pairs = max_pairs
+        self.skipped = 0
         #: rows x dim; empty until the first refresh (the feature is 0 until then)
         self.q = np.zeros((0, dim), dtype=np.float64)
         self.learned = 0
@@ -72,6 +82,15 @@ class GraphFactors:
         if self.dim <= 0 or rows <= 2 * self.dim:
             return  # too few items for `dim` factors: the feature stays 0
         src, dst, w = graph.pair_arrays()
+        if len(w) > self.max_pairs:
+            if not self.skipped:
+                log.warning(
+                    "co-visitation factors not refreshed: %d pairs is more than %d to factor "
+                    "inside a batch; the factors feature keeps its last values (0 if none). "
+                    "Set STREAMREC_FACTORS_DIM=0 to turn it off", len(w), self.max_pairs
+                )
+            self.skipped += 1
+            return
         inside = (src < rows) & (dst < rows)
         c = csr_matrix((w[inside], (src[inside], dst[inside])), shape=(rows, rows))
         c = c + c.T  # pruning keeps a pair on one side only: make it symmetric
@@ -105,6 +124,10 @@ class GraphFactors:
 
     def state(self) -> dict[str, object]:
         return {"dim": self.dim, "learned": self.learned, "refreshes": self.refreshes}
+
+    def stats(self) -> dict[str, int]:
+        return {"dim": self.dim, "refreshes": self.refreshes, "skipped": self.skipped,
+                "items": len(self.q)}  # fmt: skip
 
     def restore(self, state: dict[str, object], q: np.ndarray | None, rows: np.ndarray) -> None:
         """A snapshot's counters and factors (rows of `q` by snapshot position, put at

@@ -294,6 +294,7 @@ class Recommender(CandidatePool, FeatureBuilder, Explainer):
             "items": len(self.trending),
             "covisit_items": len(self.covisit),
             "transition_items": len(self.transitions),
+            "factors": self.factors.stats(),
         }
         if self.ranker is not None:
             out["ranker"] = self.ranker.stats()
