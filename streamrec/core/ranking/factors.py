@@ -19,8 +19,6 @@ and refresh points count learned events, so lists do not depend on how the
 events were batched.
 
 >>> from streamrec.core.ranking.covisit import CoVisitation
-
-log = logging.getLogger(__name__)
 >>> g = CoVisitation(window=1, max_neighbours=10)
 >>> for a, b in [(0, 1), (1, 2), (3, 4), (4, 5)] * 3:
 ...     g.add(b, [a], 1.0)
@@ -38,6 +36,8 @@ import logging
 import numpy as np
 
 from streamrec.core.ranking.covisit import CoVisitation
+
+log = logging.getLogger(__name__)
 
 
 class GraphFactors:
@@ -87,7 +87,9 @@ class GraphFactors:
                 log.warning(
                     "co-visitation factors not refreshed: %d pairs is more than %d to factor "
                     "inside a batch; the factors feature keeps its last values (0 if none). "
-                    "Set STREAMREC_FACTORS_DIM=0 to turn it off", len(w), self.max_pairs
+                    "Set STREAMREC_FACTORS_DIM=0 to turn it off",
+                    len(w),
+                    self.max_pairs,
                 )
             self.skipped += 1
             return
