@@ -93,6 +93,7 @@ def build_recommender(s: Settings) -> Recommender:
         sequence_anchors=s.sequence_anchors,
         factors_dim=s.factors_dim,
         factors_every=s.factors_every,
+        factors_history=s.factors_history,
         exclude_purchased=s.exclude_purchased,
         exclude_recent=s.exclude_recent,
         max_per_category=s.max_per_category,

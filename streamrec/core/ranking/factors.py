@@ -49,12 +49,15 @@ class GraphFactors:
         cold_iterations: int = 20,
         seed: int = 0,
         max_pairs: int = 5_000_000,
+        history: int = 5,
     ) -> None:
         self.dim = dim
         self.every = max(1, every)
         self.iterations = iterations
         self.cold_iterations = cold_iterations
         self.seed = seed
+        #: How many of the user's newest items make the user's factor vector.
+        self.history = history
         #: A refresh runs inside a batch: past this many pairs (a catalog of some
         #: 100k items or more) it would stall the worker, so the factors are not
         #: refreshed and `skipped` counts it (a background refresh is the way there).

@@ -95,6 +95,7 @@ class Recommender(CandidatePool, FeatureBuilder, Explainer):
         offer_pool: bool = True,
         factors_dim: int = 0,
         factors_every: int = 5_000,
+        factors_history: int = 5,
     ) -> None:
         self.items = store if store is not None else ItemStore()
         self.top_k = top_k
@@ -114,7 +115,7 @@ class Recommender(CandidatePool, FeatureBuilder, Explainer):
         )
         self.sequence_anchors = sequence_anchors
         #: The co-visitation graph's leading factors ("factors"); dim 0: off.
-        self.factors = GraphFactors(factors_dim, factors_every)
+        self.factors = GraphFactors(factors_dim, factors_every, history=factors_history)
         #: Popular in a category: "popular in what you like" candidates.
         self.by_category = CategoryTop(self.trending, self.items, n=10)
         self.rank_pool = rank_pool
