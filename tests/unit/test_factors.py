@@ -77,7 +77,7 @@ def test_lists_with_factors_do_not_depend_on_the_batch_size():
     assert one.recommender.factors.refreshes >= 4
     assert np.array_equal(one.recommender.factors.q, many.recommender.factors.q)
     assert [r.items for r in a] == [r.items for r in b]
-    # The feature is in the lists' explanations once it carries weight.
+    # The feature's column is the last one.
     j = FEATURES.index("factors")
     assert j == len(FEATURES) - 1  # appended: older snapshots' columns keep their places
 

@@ -99,8 +99,8 @@ class GraphFactors:
         inside = (src < rows) & (dst < rows)
         c = csr_matrix((w[inside], (src[inside], dst[inside])), shape=(rows, rows))
         c = c + c.T  # pruning keeps a pair on one side only: make it symmetric
-        q = np.zeros((rows, self.dim))
         if len(self.q) and self.refreshes:
+            q = np.zeros((rows, self.dim))
             q[: min(rows, len(self.q))] = self.q[:rows]
             steps = self.iterations
         else:
@@ -112,14 +112,15 @@ class GraphFactors:
         self.refreshes += 1
 
     def scores(self, rows: np.ndarray, recent: np.ndarray) -> np.ndarray:
-        """Per candidate row, its factor score for a user with `recent` rows, divided by
-        the best candidate's (so at most 1; below 0 where the factors say "unlike",
-        down to -1)."""
+        """Per candidate row, its factor score for a user with `recent` rows (oldest
+        first; the newest `history` of them count), divided by the best candidate's
+        (so at most 1; below 0 where the factors say "unlike", down to -1)."""
         out = np.zeros(len(rows))
         q = self.q
         if not len(q) or not len(recent) or not len(rows):
             return out
-        user = q[recent[recent < len(q)]].sum(axis=0)
+        newest = recent[-self.history :]  # `recent` is oldest first
+        user = q[newest[newest < len(q)]].sum(axis=0)
         known = rows < len(q)
         out[known] = q[rows[known]] @ user
         top = out.max()

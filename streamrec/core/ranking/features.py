@@ -71,7 +71,7 @@ class FeatureBuilder:
         x[:, f["covisit"]] = np.fmax(per_source[0], 0.0)
         x[:, f["sequence"]] = np.fmax(per_source[5], 0.0)
         x[:, f["covisit_idf"]] = np.fmax(per_source[6], 0.0)
-        x[:, f["factors"]] = self.factors.scores(rows, recent[-self.factors.history :])
+        x[:, f["factors"]] = self.factors.scores(rows, recent)
         short = self.trending.scores(rows)
         top_rows = self.trending.top()[0]
         pop_norm = self.trending.score(int(top_rows[0])) if len(top_rows) else 0.0
