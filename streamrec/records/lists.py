@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from streamrec.records.base import _finite
 
 
-@dataclass(frozen=True, slots=True)
-class RecItem:
+class RecItem(NamedTuple):
+    """One item of a list. A named tuple, not a frozen dataclass: twenty are built
+    per event on the hot path, and a tuple is built in half the time."""
+
     item_id: str
     score: float
     reason: str

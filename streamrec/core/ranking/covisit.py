@@ -53,6 +53,8 @@ class CoVisitation:
         self.mass = np.zeros(64, dtype=np.float64)
         self._nbrs: dict[int, dict[int, float]] = {}
         self._arrays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        #: Per cached row, its strongest weight (valid while `_arrays` holds the row).
+        self._max: dict[int, float] = {}
 
     def add(self, row: int, previous: Sequence[int], weight: float) -> None:
         """`previous`: rows of the session's earlier items, newest last."""
@@ -106,6 +108,7 @@ class CoVisitation:
             np.fromiter(nb.values(), dtype=np.float64, count=n),
         )
         self._arrays[row] = out
+        self._max[row] = float(out[1].max())
         return out
 
     def candidates(
@@ -118,23 +121,26 @@ class CoVisitation:
         Newer anchors weigh more (1 / (1 + age)); each anchor's weights are divided by
         its strongest, so one anchor with many visits does not drown the others.
         """
-        parts_r, parts_w, ranks, used = [], [], [], []
+        parts_r, parts_w, ranks, used, sizes_l, maxes = [], [], [], [], [], []
+        cache = self._arrays
         for rank, anchor in enumerate(recent[::-1][:anchors].tolist() if anchors else []):
-            nbr, w = self.neighbours(anchor)
+            cached = cache.get(anchor)  # the usual case, without a call
+            nbr, w = cached if cached is not None else self.neighbours(anchor)
             if len(nbr):
                 parts_r.append(nbr)
                 parts_w.append(w)
                 ranks.append(rank)
                 used.append(anchor)
+                sizes_l.append(len(nbr))
+                maxes.append(self._max[anchor])
         if not parts_r:
             return _EMPTY[0], _EMPTY[1], _EMPTY[0], _EMPTY[1]
-        # Per anchor in one go: its strongest weight (reduceat over the blocks) and
-        # its recency factor, repeated over its neighbours.
-        sizes = np.fromiter(map(len, parts_r), dtype=np.int64, count=len(parts_r))
+        # Per anchor: its recency factor over its strongest weight (kept with its
+        # arrays), repeated over its neighbours.
+        sizes = np.array(sizes_l, dtype=np.int64)
         w_all = np.concatenate(parts_w)
         recency = 1.0 / (1.0 + np.array(ranks, dtype=np.float64))
-        block_max = np.maximum.reduceat(w_all, np.cumsum(sizes) - sizes)
-        weights = w_all * np.repeat(recency / block_max, sizes)
+        weights = w_all * np.repeat(recency / np.array(maxes), sizes)
         rows_all = np.concatenate(parts_r)
         anchor_rows = np.repeat(np.array(used, dtype=np.int64), sizes)
         # One stable sort instead of np.unique(return_index, return_inverse): the same

@@ -93,7 +93,11 @@ class Explainer:
             if reason == _SLOW:
                 if slow is None:  # the items that led to them, for the reasons that name one
                     slow = self._align(cov_rows, cov_anchor.astype(np.float64), rows).tolist()
-                    seq = self._align(seq_rows, seq_anchor.astype(np.float64), rows).tolist()
+                    seq = (
+                        self._align(seq_rows, seq_anchor.astype(np.float64), rows).tolist()
+                        if len(seq_rows)
+                        else [float("nan")] * len(slow)  # no transitions: no anchor
+                    )
                 # The item that led to it (NaN: none): the source of the top feature's.
                 a = seq[n] if top_features[0][0] == "sequence" else slow[n]
                 reason = self._reason(top_features, ids[int(a)] if a == a else None, profile, cats)

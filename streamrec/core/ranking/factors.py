@@ -115,14 +115,18 @@ class GraphFactors:
         """Per candidate row, its factor score for a user with `recent` rows (oldest
         first; the newest `history` of them count), divided by the best candidate's
         (so at most 1; below 0 where the factors say "unlike", down to -1)."""
-        out = np.zeros(len(rows))
         q = self.q
         if not len(q) or not len(recent) or not len(rows):
-            return out
+            return np.zeros(len(rows))
         newest = recent[-self.history :]  # `recent` is oldest first
-        user = q[newest[newest < len(q)]].sum(axis=0)
-        known = rows < len(q)
-        out[known] = q[rows[known]] @ user
+        n = len(q)
+        user = (q[newest] if newest.max() < n else q[newest[newest < n]]).sum(axis=0)
+        if rows.max() < n:  # the usual case: every row existed at the last refresh
+            out = q[rows] @ user
+        else:
+            known = rows < n
+            out = np.zeros(len(rows))
+            out[known] = q[rows[known]] @ user
         top = out.max()
         return np.maximum(out / top, -1.0) if top > 0 else np.zeros(len(rows))
 

@@ -78,9 +78,9 @@ class FeatureBuilder:
         if pop_norm > 0:
             x[:, f["popularity"]] = np.minimum(1.0, short / pop_norm)
         long = self.trending_long.scores(rows)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            # steady demand: short/long ~ 1/7 (the half-life ratio); rising: more
-            growth = np.where(long > 0, 7.0 * short / np.where(long > 0, long, 1.0) - 1.0, 0.0)
+        # steady demand: short/long ~ 1/7 (the half-life ratio); rising: more. Rows with
+        # no long-term score divide by 1, so no division warns.
+        growth = np.where(long > 0, 7.0 * short / np.where(long > 0, long, 1.0) - 1.0, 0.0)
         x[:, f["growth"]] = np.clip(growth, 0.0, 3.0) / 3.0
         affinity = profile.affinity
         if affinity:
@@ -95,8 +95,8 @@ class FeatureBuilder:
             user_price = self.value.expected_order_value(profile)  # what a user like this pays
         if user_price > 0:
             prices = np.fmax(store.price[rows], 0.0)  # NaN (no price): 0
-            with np.errstate(divide="ignore"):
-                fit = np.exp(-np.abs(np.log(np.where(prices > 0, prices, 1.0) / user_price)))
+            # Rows with no price take 1 (then 0 below): the logarithm never sees 0.
+            fit = np.exp(-np.abs(np.log(np.where(prices > 0, prices, 1.0) / user_price)))
             x[:, f["price_fit"]] = np.where(prices > 0, fit, 0.0)
         if len(recent):
             mark = self._scratch(store.capacity)

@@ -229,12 +229,16 @@ class ItemIndex:
     def similarities(self, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
         """Inner product of `query` with each row's vector (0 where it has none)."""
         rows = np.asarray(rows, dtype=np.int64)
+        q = np.asarray(query, dtype=np.float32)
+        if len(rows) and rows.max() < len(self._has) and self._has[rows].all():
+            # The usual case (every candidate has a vector): a third of the calls.
+            return np.round((self._matrix[rows] @ q).astype(np.float64), 6)
         inside = rows < len(self._has)
         known = np.zeros(len(rows), dtype=bool)
         known[inside] = self._has[rows[inside]]
         out = np.zeros(len(rows), dtype=np.float64)
         if known.any():
-            out[known] = self._matrix[rows[known]] @ np.asarray(query, dtype=np.float32)
+            out[known] = self._matrix[rows[known]] @ q
         return np.round(out, 6)
 
     def __len__(self) -> int:
