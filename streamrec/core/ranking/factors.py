@@ -14,10 +14,9 @@ Refreshing is subspace iteration, `q <- orth(C q)`: every `every` learned
 events, `iterations` steps from the previous `q`, so the factors follow a
 changing graph at a bounded cost (nnz(C) x dim per step); the first refresh
 starts from a seeded random `q` and takes `cold_iterations`. The scores
-depend on the subspace only (q q^T does not change when the basis rotates).
-A refresh reads the graph's pairs at its point and computes on a thread; its
-factors are installed `every / 4` learned events later. Points and installs
-count learned events, so lists do not depend on how the events were batched.
+depend on the subspace only (q q^T does not change when the basis rotates),
+and refresh points count learned events, so lists do not depend on how the
+events were batched.
 
 >>> from streamrec.core.ranking.covisit import CoVisitation
 >>> g = CoVisitation(window=1, max_neighbours=10)
