@@ -3,7 +3,6 @@
     python scripts/rank_in_process.py                # synthetic shop, 10k items with vectors
     python scripts/rank_in_process.py --no-vectors   # ranking without retrieval
     python scripts/rank_in_process.py --profile      # plus the top of a cProfile
-    python scripts/core_ab.py --base DIR             # against another checkout, alternated
 
 No Kafka: the figure the pipeline's `events_per_s_ranked` is compared with, to
 tell the core's cost from Faust's and the broker's. Math libraries run on one
@@ -19,10 +18,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
 import cProfile
-import json
 import pstats
 import time
-from pathlib import Path
 
 from streamrec import serde
 from streamrec.build import build_engine
@@ -48,7 +45,6 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=200)
     ap.add_argument("--no-vectors", action="store_true")
     ap.add_argument("--profile", action="store_true")
-    ap.add_argument("--batch-times", help="write each timed batch's seconds here (JSON)")
     args = ap.parse_args()
     import faiss
 
@@ -69,15 +65,11 @@ def main() -> None:
     ]
     store = EncodingStore()
 
-    times: list[float] = []
-
     def run(lo: int, hi: int) -> None:
         for i in range(lo, hi, args.batch):
-            t = time.perf_counter()
             out = engine.process_batch(msgs[i : i + args.batch], store, now)
             for rec in out.recommendations:
                 serde.dumps(rec.to_dict())
-            times.append(time.perf_counter() - t)
 
     warm = len(msgs) // 3  # profiles, trending and co-visitation fill up first
     run(0, warm)
@@ -85,7 +77,6 @@ def main() -> None:
     t0 = time.perf_counter()
     if profiler:
         profiler.enable()
-    times.clear()
     run(warm, len(msgs))
     if profiler:
         profiler.disable()
@@ -95,8 +86,6 @@ def main() -> None:
         f"{len(shop.catalog):,} items, vectors={'no' if args.no_vectors else 'yes'}: "
         f"{n / elapsed:,.0f} events/s, {elapsed / n * 1000:.3f} ms/event"
     )
-    if args.batch_times:
-        Path(args.batch_times).write_text(json.dumps(times))
     if profiler:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
 
