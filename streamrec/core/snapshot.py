@@ -11,9 +11,7 @@ A snapshot is arrays plus a small JSON header (`.npz`, no pickled objects):
   them, which restore with none learned yet);
 * ``ranker.eval``: the ranker's recent (ranker score, blend score, label);
 * ``factors.q``: the co-visitation graph's factors per position (rows x dim; absent
-  from snapshots written before them, which rebuild them at the next refresh), and
-  ``factors.pending``, those a background refresh was computing (installed at the
-  next refresh point, as without the restart; absent when none was under way);
+  from snapshots written before them, which rebuild them at the next refresh);
 * ``ranker.offers.*`` / ``ranker.expiry.*``: what users were offered and have not
   answered yet (per offer: user, time, sampling rate, its open items and their
   features by name), so a restarted worker still learns from the clicks on
@@ -233,9 +231,6 @@ def capture(rec: Recommender) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         **{f"ranker.{k}": v for k, v in offers.items()},
         "factors.q": rec.factors.q[: len(rec.items)],
     }
-    pending = rec.factors.pending()
-    if pending is not None:  # a background refresh's result, due at the next refresh point
-        arrays["factors.pending"] = pending[: len(rec.items)]
     return header, arrays
 
 
@@ -288,9 +283,7 @@ def restore(rec: Recommender, header: dict[str, Any], arrays: dict[str, np.ndarr
     _set_value_state(rec, header["value"])
     # Absent from snapshots written before the factors: they are built at the next
     # refresh point, as on a fresh start.
-    rec.factors.restore(
-        header.get("factors", {}), arrays.get("factors.q"), rows, arrays.get("factors.pending")
-    )
+    rec.factors.restore(header.get("factors", {}), arrays.get("factors.q"), rows)
     if header.get("ranker") is not None:
         offers = {
             k[7:]: v for k, v in arrays.items() if k.startswith("ranker.") and k != "ranker.eval"

@@ -40,7 +40,7 @@ def test_items_of_the_users_part_of_the_graph_score_higher():
 
 def test_refreshes_come_every_n_learned_events_and_follow_the_graph():
     g = two_shops()
-    f = GraphFactors(dim=4, every=3, background=False)
+    f = GraphFactors(dim=4, every=3)
     assert [f.on_learned(g, 80) for _ in range(7)] == [False, False, True] * 2 + [False]
     assert f.refreshes == 2 and f.q.shape == (80, 4)
     assert np.allclose(f.q.T @ f.q, np.eye(4), atol=1e-8)  # an orthonormal basis
@@ -54,60 +54,13 @@ def test_refreshes_come_every_n_learned_events_and_follow_the_graph():
     assert len(capped.q) == 0 and capped.stats()["skipped"] == 1
 
 
-def test_a_background_refresh_is_installed_a_quarter_period_later():
-    g = two_shops()
-    inline, behind = GraphFactors(dim=4, every=8, background=False), GraphFactors(dim=4, every=8)
-    for _ in range(8):
-        inline.on_learned(g, 80), behind.on_learned(g, 80)
-    assert inline.refreshes == 1 and behind.refreshes == 0  # computing, not yet in use
-    assert len(behind.q) == 0 and behind.pending() is not None and behind.due == 10
-    behind.on_learned(g, 80)
-    assert behind.refreshes == 0
-    behind.on_learned(g, 80)  # the 10th learned event: installed
-    # The graph did not change: the factors of the point, two events later.
-    assert behind.refreshes == 1 and np.array_equal(behind.q, inline.q)
-    assert behind.pending() is None
-
-
-def test_a_refresh_under_way_at_a_snapshot_is_installed_after_the_restore():
-    g = two_shops()
-    f = GraphFactors(dim=4, every=8)
-    for _ in range(9):
-        f.on_learned(g, 80)
-    back = GraphFactors(dim=4, every=8)
-    back.restore(f.state(), f.q, np.arange(80), pending=f.pending())
-    assert back.pending() is not None and back.refreshes == 0
-    f.on_learned(g, 80), back.on_learned(g, 80)
-    assert back.refreshes == f.refreshes == 1 and np.array_equal(back.q, f.q)
-
-
-def test_a_failed_background_refresh_keeps_the_last_factors(caplog):
-    g = two_shops()
-    f = GraphFactors(dim=4, every=1)
-    f.on_learned(g, 80)
-
-    class Broken(CoVisitation):
-        def pair_arrays(self):  # a refresh that fails on its thread
-            src, dst, w = super().pair_arrays()
-            return src, dst[:-1], w  # mismatched lengths: csr_matrix raises
-
-    broken = Broken(window=3, max_neighbours=50)
-    broken.add(1, [0], 1.0)
-    f.on_learned(broken, 80)  # installs the first refresh, starts one that fails
-    before = f.q
-    f.on_learned(g, 80)  # installs nothing: the factors stay
-    assert f.stats()["failed"] == 1 and f.q is before and len(before)
-    assert "refresh failed" in caplog.text
-
-
 def test_a_snapshot_with_factors_of_another_dim_is_dropped_not_misread():
     g = two_shops()
     f = GraphFactors(dim=4, every=1)
     f.refresh(g, 80)
     back = GraphFactors(dim=8)
-    back.restore(f.state(), f.q, np.arange(80), pending=f.q)
+    back.restore(f.state(), f.q, np.arange(80))
     assert len(back.q) == 0 and back.refreshes == 0 and back.learned == f.learned
-    assert back.pending() is None
     same = GraphFactors(dim=4)
     same.restore(f.state(), f.q, np.arange(80)[::-1])  # rows are mapped, not assumed
     assert np.allclose(same.q[::-1], f.q)
