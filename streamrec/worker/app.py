@@ -49,6 +49,7 @@ from streamrec.worker.delivery import AckOrder, BatchDelivery, is_message_error
 from streamrec.worker.faust_app import faust_app
 from streamrec.worker.faust_tuning import (
     defer_acks,
+    guard_commits,
     set_end_offsets,
     set_fetch_max_wait_ms,
     sort_delivered,
@@ -72,6 +73,7 @@ class Worker:
     def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
         self.settings = s = settings
         set_fetch_max_wait_ms(s.fetch_max_wait_ms)
+        guard_commits()
         if s.rank_threads > 0:
             import faiss
 

@@ -34,6 +34,19 @@
    worker (seen in CI: a restarted worker stopped 30 events short of the end
    of a partition). `below_committed` tells the two apart by the partition's
    high watermark: data that is still there is a redelivery, skipped.
+7. Commits never pass an event in flight: Faust's commit offset is the end of
+   the first run of acked offsets, where offsets it counts as a gap (never
+   delivered) also count as acked. Two of its rules let a commit pass an event
+   that was delivered and not yet acked, which a crash then loses for good:
+   the gap it records when the fetcher jumps ahead includes the offset of the
+   message it is delivering, and after a seek back (point 6) every offset
+   between the seek target and the old position reads as a gap; and an
+   unacked offset right at the committed head is taken for a gap of one
+   (faust-streaming issue 606). Seen in CI: a restarted worker skipped an
+   event below the committed offset that no one had processed, so its
+   learning was lost. `guard_commits` keeps every offset at or past the
+   lowest unacked event out of the commit until that event is acked, and
+   records a gap without the message being delivered.
 """
 
 from __future__ import annotations
@@ -44,6 +57,7 @@ from contextlib import contextmanager
 from typing import Any, cast
 
 from faust.streams import _current_event
+from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 _fetch_max_wait_ms = 1500
@@ -171,3 +185,83 @@ def sort_delivered(app: Any, batch: Sequence[Any]) -> tuple[list[Any], list[Any]
 def committed_offsets(app: Any) -> dict[Any, int | None]:
     """Faust's consumer's committed offset per topic partition (its own bookkeeping)."""
     return cast(dict[Any, int | None], app.consumer._committed_offset)
+
+
+_commits_guarded = False
+#: Past any offset a partition can hold: the top of "everything from here on".
+_END = 1 << 62
+
+
+def guard_commits() -> None:
+    """Make Faust's commits stop at the lowest delivered, unacked event (point 7)."""
+    global _commits_guarded
+    if _commits_guarded:
+        return
+    cls = faust_consumer.Consumer
+    new_offset, add_gap = cls._new_offset, cls._add_gap
+
+    def _new_offset(self: Any, tp: Any) -> int | None:
+        acked, gap = self._acked[tp], self._gap[tp]
+        floor = in_flight_floor(self._unacked_messages, tp, self._committed_offset[tp])
+        with held_back(acked, gap, _END if floor is None else floor):
+            fill_gaps(acked, gap)
+            return cast("int | None", new_offset(self, tp))
+
+    async def _add_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
+        # `offset_to` is the message Faust is about to deliver: it is not missing.
+        await add_gap(self, tp, offset_from, offset_to - 1)
+
+    cls._new_offset = _new_offset  # type: ignore[method-assign]
+    cls._add_gap = _add_gap  # type: ignore[method-assign]
+    _commits_guarded = True
+
+
+def in_flight_floor(unacked: Any, tp: Any, committed: int | None) -> int | None:
+    """The lowest offset of `tp` delivered and not acked, at or past `committed`
+    (below it, Faust does not count acks: a redelivery there is skipped)."""
+    offsets = [
+        m.offset
+        for m in list(unacked)  # a WeakSet: a copy, as the loop may drop entries
+        if m.tp == tp and not m.acked and (committed is None or m.offset >= committed)
+    ]
+    return min(offsets) if offsets else None
+
+
+@contextmanager
+def held_back(acked: list[int], gap: Any, floor: int) -> Iterator[None]:
+    """Within the block, `acked` and the gap tree hold nothing at or past `floor`;
+    afterwards they hold it again, to be committed once the event at `floor` is acked."""
+    held = [o for o in acked if o >= floor] if floor < _END else []
+    if held:
+        acked[:] = [o for o in acked if o < floor]
+    upper = sorted(gap.overlap(floor, _END)) if floor < _END else []
+    if upper:
+        gap.chop(floor, _END)
+    try:
+        yield
+    finally:
+        if held:
+            acked.extend(held)
+            acked.sort()
+        for iv in upper:
+            gap.addi(max(iv.begin, floor), iv.end)
+        if upper:
+            gap.merge_overlaps()
+
+
+def fill_gaps(acked: list[int], gap: Any) -> None:
+    """Count the gaps below the highest acked offset as acked, each offset once.
+
+    Faust does this itself, but appends offsets that are acked already: after a
+    seek back, offsets it recorded as a gap are delivered and acked too, and a
+    duplicate ends its run of consecutive offsets, so commits would crawl.
+    """
+    if not acked or not gap:
+        return
+    top = max(acked)
+    below = sorted(gap.overlap(0, top))
+    if not below:
+        return
+    have = set(acked)
+    acked.extend(o for iv in below for o in range(iv.begin, iv.end) if o not in have)
+    gap.chop(0, max(max(iv.end for iv in below), top + 1))
