@@ -2,6 +2,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -44,18 +45,37 @@ def test_demo_stops_every_process_on_interrupt(tmp_path, sig):
         text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
-    deadline = time.monotonic() + 120
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if "worker ready" in line or time.monotonic() > deadline:
-            break
+    # The output is read to its end on a thread: a pipe nobody reads blocks the demo
+    # (and the processes that share its stdout) once it is full.
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "worker ready" in line:
+                ready.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    ready.wait(120)
     started = _descendants(proc.pid)
-    assert len(started) >= 2  # the broker and the worker
+    assert len(started) >= 2, "".join(lines[-40:])  # the broker and the worker
     proc.send_signal(sig)
-    assert proc.wait(60) == 130
-    # The demo returns once they are gone; a short wait covers only the reaping of a
-    # process whose parent exited first (it then shows as alive for a moment).
-    deadline = time.monotonic() + 5
-    while [pid for pid in started if _alive(pid)] and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert [pid for pid in started if _alive(pid)] == []
+    try:
+        try:
+            code = proc.wait(60)
+        except subprocess.TimeoutExpired:
+            code = None
+        assert code == 130, "".join(lines[-40:])
+        # The demo returns once they are gone; a short wait covers only the reaping of a
+        # process whose parent exited first (it then shows as alive for a moment).
+        deadline = time.monotonic() + 5
+        while [pid for pid in started if _alive(pid)] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [pid for pid in started if _alive(pid)] == [], "".join(lines[-40:])
+    finally:  # a failed run leaves nothing behind for the tests after it
+        for pid in [proc.pid, *started]:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
