@@ -16,6 +16,7 @@ never recommended), so its numbers can be set beside published tables.
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -60,6 +61,9 @@ class ModelRun:
     index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     events_before: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     rank: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    #: Per scored target, its user (a stable code, `user_code`): the unit a bootstrap
+    #: resamples (`uncertainty.py`), as one user's targets are not independent.
+    user: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     #: Events without a list from the model (rejected by its ingest, for streamrec).
     unanswered: int = 0
 
@@ -102,7 +106,7 @@ def _result(
     sums: Mapping[str, MetricSums],
     catalog_size: int,
     latency: tuple[float, LogHistogram] | None,
-    scored: list[tuple[int, int, int]],
+    scored: list[tuple[int, int, int, int]],
     unanswered: int,
 ) -> ModelRun:
     segments = {seg: s.result(catalog_size) for seg, s in sums.items() if s.n}
@@ -110,8 +114,13 @@ def _result(
         total_ms, hist = latency
         segments["all"]["latency_ms_mean"] = total_ms / hist.count
         segments["all"]["latency_ms_p99"] = hist.percentile(99)
-    arr = np.array(scored, dtype=np.int64).reshape(-1, 3)
-    return ModelRun(name, segments, arr[:, 0], arr[:, 1], arr[:, 2], unanswered)
+    arr = np.array(scored, dtype=np.int64).reshape(-1, 4)
+    return ModelRun(name, segments, arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], unanswered)
+
+
+def user_code(user: str) -> int:
+    """A user's code, the same in every run and process (CRC-32 of the id)."""
+    return zlib.crc32(user.encode())
 
 
 def prequential(
@@ -130,7 +139,7 @@ def prequential(
     sums = {seg: MetricSums() for seg in SEGMENTS}
     latency = LogHistogram()
     last: dict[str, list[str]] = {}
-    scored: list[tuple[int, int, int]] = []
+    scored: list[tuple[int, int, int, int]] = []
     unanswered = 0
     total_ms = 0.0
     for lo, hi in _chunks(len(events), CHUNK):
@@ -149,7 +158,9 @@ def prequential(
                     rank = rank_of(target.item, before, depth)
                     for seg in target.segments:
                         sums[seg].add(before, target.item, popularity, rank, found=True)
-                    scored.append((target.index, target.events_before, rank or 0))
+                    scored.append(
+                        (target.index, target.events_before, rank or 0, user_code(ev.user_id))
+                    )
             if after is None:
                 unanswered += 1
             else:
@@ -220,14 +231,14 @@ def leave_last_out(
         if progress:
             progress(hi - lo)
     sums = {seg: MetricSums() for seg in SEGMENTS if "search" not in seg}
-    scored: list[tuple[int, int, int]] = []
+    scored: list[tuple[int, int, int, int]] = []
     for n, user in enumerate(users):
         item, history = held[user]
         items = lists[user]
         rank = rank_of(item, items, depth)
         for seg in segments_of(history, False)[:-1]:  # no search segments here
             sums[seg].add(items, item, popularity, rank, found=True)
-        scored.append((n, history, rank or 0))
+        scored.append((n, history, rank or 0, user_code(user)))
     return _result(model.name, sums, catalog_size, None, scored, 0)
 
 

@@ -151,9 +151,17 @@ def standing(ev: Evaluation) -> list[str]:
         a = ours.segments["all"]["ndcg@10"]
         b = base[best_name].segments["all"]["ndcg@10"]
         verdict = "beats" if a > b else "does not beat"
+        interval = ev.meta.get("protocols", {}).get(protocol, {}).get("vs_best_baseline", {})
+        sure = (
+            f" The ratio is {interval['ratio']:.3f}x, {100 * interval['level']:.0f}% interval "
+            f"{interval['low']:.3f}-{interval['high']:.3f}x (paired bootstrap over "
+            f"{interval['users']} users)."
+            if interval.get("baseline") == best_name and np.isfinite(interval.get("ratio", np.nan))
+            else ""
+        )
         lines.append(
             f"{protocol}: streamrec NDCG@10 {a:.4f} {verdict} the best baseline "
-            f"({best_name}, {b:.4f}): {100 * (a / b - 1) if b else 0:+.1f}%."
+            f"({best_name}, {b:.4f}): {100 * (a / b - 1) if b else 0:+.1f}%.{sure}"
         )
         cold = ours.segments.get("cold_1_5")
         pop = runs.get("popular")

@@ -31,6 +31,7 @@ from streamrec.evaluation.protocols import (
     prequential_targets,
 )
 from streamrec.evaluation.sequential import SequentialRules, SessionKNN
+from streamrec.evaluation.uncertainty import versus_best_baseline
 from streamrec.records import RawEvent
 from streamrec.settings import Settings
 
@@ -167,7 +168,10 @@ def evaluate(
         if recorded is not None:
             _compare_with_pipeline(ev_out, runs, recorded)
         ev_out.runs["prequential"] = runs
-        ev_out.meta["protocols"]["prequential"] = {"scored": sum(t is not None for t in targets)}
+        ev_out.meta["protocols"]["prequential"] = {
+            "scored": sum(t is not None for t in targets),
+            "vs_best_baseline": versus_best_baseline(runs),
+        }
     if "leave_last_out" in protocols:
         split = leave_last_out_split(events, scored_from)
         ev_out.runs["leave_last_out"] = run.models(
@@ -180,6 +184,7 @@ def evaluate(
         ev_out.meta["protocols"]["leave_last_out"] = {
             "train_events": len(split[0]),
             "test_users": len(split[1]),
+            "vs_best_baseline": versus_best_baseline(ev_out.runs["leave_last_out"]),
         }
     return ev_out
 

@@ -18,6 +18,7 @@ from streamrec.evaluation.baselines import BiasedMF, CoVisit, Popular, SortedCou
 from streamrec.evaluation.metrics import MetricSums, popularity_ranks, segments_of
 from streamrec.evaluation.models import StreamrecModel
 from streamrec.evaluation.protocols import (
+    ModelRun,
     leave_last_out,
     leave_last_out_split,
     prequential,
@@ -26,6 +27,7 @@ from streamrec.evaluation.protocols import (
 from streamrec.evaluation.report import write_report
 from streamrec.evaluation.runner import MODELS, evaluate
 from streamrec.evaluation.sequential import SequentialRules, SessionKNN
+from streamrec.evaluation.uncertainty import ratio_interval
 from streamrec.records import RawEvent
 from streamrec.settings import Settings
 
@@ -293,10 +295,15 @@ def test_quality_guard_streamrec_beats_every_baseline_on_ml100k(ml_slice, tmp_pa
     by_model = result.meta["lists_by_model"]["prequential: streamrec"]
     assert set(by_model) <= {"blend-1", "river-logreg-1"}
     assert sum(by_model.values()) >= ours["all"]["n"]
+    # The margin comes with a paired bootstrap interval over users.
+    vs = result.meta["protocols"]["prequential"]["vs_best_baseline"]
+    assert vs["baseline"] == best[1] and vs["targets"] == ours["all"]["n"]
+    assert vs["ratio"] == pytest.approx(ours["all"]["ndcg@10"] / best[0], abs=1e-4)
+    assert vs["low"] < vs["ratio"] < vs["high"]
     write_report(result, tmp_path)
-    assert (
-        "prequential: streamrec: the online ranker ranked" in (tmp_path / "report.md").read_text()
-    )
+    md = (tmp_path / "report.md").read_text()
+    assert "prequential: streamrec: the online ranker ranked" in md
+    assert f"95% interval {vs['low']:.3f}-{vs['high']:.3f}x" in md
 
 
 def test_streamrec_model_answers_every_valid_event_and_skips_invalid_ones(ml_slice):
@@ -368,7 +375,6 @@ def test_cli_says_what_to_do_with_an_unknown_dataset_or_model(tmp_path, capsys):
 
 
 def test_rolling_curve_and_history_bins_cover_every_scored_target():
-    from streamrec.evaluation.protocols import ModelRun
     from streamrec.evaluation.report import HISTORY_BINS, _rolling
 
     n = 1000
@@ -377,3 +383,31 @@ def test_rolling_curve_and_history_bins_cover_every_scored_target():
     assert len(x) == len(y) == n - 50 + 1
     assert y.mean() == pytest.approx(0.5, abs=0.01)
     assert all(any(lo <= h <= hi for lo, hi in HISTORY_BINS) for h in run.events_before)
+
+
+def test_the_ratio_interval_resamples_users_not_targets():
+    """Targets of one user move together: the interval over 20 users of 50 targets is
+    wider than over 1,000 users of one target each, with the same gains."""
+    rng = np.random.default_rng(3)
+    n = 1_000
+    taste = rng.random(20) < 0.5  # half the users like what model a shows
+    clustered = np.repeat(np.arange(20), 50)
+    rank_a = np.where(taste[clustered], 1, 0)
+    rank_b = np.where(rng.random(n) < 0.4, 1, 0)
+    index = np.arange(n)
+
+    def run(name: str, rank: np.ndarray, users: np.ndarray) -> ModelRun:
+        return ModelRun(name, {}, index, np.zeros(n, dtype=np.int64), rank, users)
+
+    grouped = ratio_interval(run("a", rank_a, clustered), run("b", rank_b, clustered))
+    alone = ratio_interval(run("a", rank_a, index), run("b", rank_b, index))
+    assert (
+        grouped["ratio"] == alone["ratio"] == pytest.approx(rank_a.sum() / rank_b.sum(), abs=1e-4)
+    )
+    assert grouped["users"] == 20 and alone["users"] == n
+    assert grouped["high"] - grouped["low"] > 2 * (alone["high"] - alone["low"])
+    # Targets only one model scored are left out of the pairing.
+    half = ModelRun("b", {}, index[::2], np.zeros(n // 2, dtype=np.int64), rank_b[::2], index[::2])
+    fewer = ratio_interval(run("a", rank_a, index), half)
+    assert fewer["targets"] == fewer["users"] == n // 2
+    assert fewer["ratio"] == pytest.approx(rank_a[::2].sum() / rank_b[::2].sum(), abs=1e-4)
