@@ -240,6 +240,9 @@ class Settings(KeyResolution):
     #: Seconds between worker metrics windows and recommender snapshots.
     metrics_interval_s: float = 10.0
     snapshot_interval_s: float = 60.0
+    #: A worker with events waiting that receives none for this long logs a warning
+    #: with Faust's view of each partition (`worker/stall.py`); 0: never.
+    stall_warn_s: float = 30.0
     #: Workers share what they learn about items over `shared.state` (core/sharing.py):
     #: N workers learn as one, and a restarted worker loses nothing of it.
     share_state: bool = True

@@ -61,6 +61,7 @@ from streamrec.worker.profile_store import TableProfileStore
 from streamrec.worker.scorer_client import ScorerClient
 from streamrec.worker.shared import SharedStateFollower
 from streamrec.worker.snapshots import Snapshots
+from streamrec.worker.stall import StallWatch
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,10 @@ class Worker:
         #: Set when the worker must stop (it cannot deliver, or the broker lost its data).
         self.exit_code = 0
         set_end_offsets(lambda tps: end_offsets(s, tps))
+        self.stall = StallWatch(None, self.t_events, lambda tps: end_offsets(s, tps),
+                                s.stall_warn_s)  # fmt: skip
         self.app = self.outbox.app = self._build_app()
+        self.stall.app = self.app
         self.monitoring.repaired = self.store.take_repaired
         if self.shared is not None:
             self.monitoring.shared_lag = self.shared.take_lag
@@ -165,6 +169,7 @@ class Worker:
                     log.warning("shared state not synced at assignment (%r); the first "
                                 "batch will", exc)  # fmt: skip
                     self.shared.need_sync = True
+            self.stall.assigned()
             # After a rebalance another worker may have written checkpoints: its next one
             # reads which slot is free instead of trusting its own last one.
             self.checkpoints.slot = None
@@ -189,6 +194,8 @@ class Worker:
             app.task(self.shared.run)
         app.task(self.start_scorer_client)
         app.timer(s.metrics_interval_s)(self.monitoring.publish_window)
+        if s.stall_warn_s > 0:
+            app.timer(s.stall_warn_s / 3)(self.stall.check)
         if s.metrics_port:
             app.task(self.serve_prometheus)
         app.timer(s.snapshot_interval_s)(self.save_snapshot)
@@ -208,6 +215,7 @@ class Worker:
             return  # stopping: nothing more is processed, nothing more acked
         if self.shared is not None and self.shared.need_sync:
             await self.shared.sync()
+        self.stall.saw(batch)
         fresh = await self._fresh(batch, ack)
         if not fresh:
             return  # the broker lost its data (stopping), or all of it was delivered before
