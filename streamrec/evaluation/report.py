@@ -18,6 +18,7 @@ from streamrec import serde
 from streamrec.evaluation.metrics import SEGMENT_HELP
 from streamrec.evaluation.protocols import ModelRun
 from streamrec.evaluation.runner import Evaluation
+from streamrec.evaluation.uncertainty import best_baseline
 
 COLUMNS = (
     "n", "hr@10", "ndcg@10", "mrr@10", "hr@20", "ndcg@20", "mrr@20",
@@ -144,12 +145,11 @@ def standing(ev: Evaluation) -> list[str]:
     lines: list[str] = []
     for protocol, runs in ev.runs.items():
         ours = runs.get("streamrec")
-        base = {n: r for n, r in runs.items() if not n.startswith("streamrec")}
-        if ours is None or not base or "all" not in ours.segments:
+        best_name = best_baseline(runs)
+        if ours is None or best_name is None or "all" not in ours.segments:
             continue
-        best_name = max(base, key=lambda n: base[n].segments.get("all", {}).get("ndcg@10", 0.0))
         a = ours.segments["all"]["ndcg@10"]
-        b = base[best_name].segments["all"]["ndcg@10"]
+        b = runs[best_name].segments["all"]["ndcg@10"]
         verdict = "beats" if a > b else "does not beat"
         interval = ev.meta.get("protocols", {}).get(protocol, {}).get("vs_best_baseline", {})
         sure = (

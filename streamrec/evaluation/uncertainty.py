@@ -67,12 +67,20 @@ def ratio_interval(
     }
 
 
+def best_baseline(runs: dict[str, ModelRun]) -> str | None:
+    """The name of the baseline (any model but streamrec's) with the highest NDCG@10."""
+    base = [n for n in runs if not n.startswith("streamrec")]
+
+    def ndcg(name: str) -> float:
+        return float(runs[name].segments.get("all", {}).get("ndcg@10", 0.0))
+
+    return max(base, key=ndcg, default=None)
+
+
 def versus_best_baseline(runs: dict[str, ModelRun], ours: str = "streamrec") -> dict[str, Any]:
     """`ours` over the baseline with the highest NDCG@10 (its name under "baseline");
     empty without both."""
-    mine = runs.get(ours)
-    base = {n: r for n, r in runs.items() if not n.startswith("streamrec")}
-    if mine is None or not base:
+    mine, best = runs.get(ours), best_baseline(runs)
+    if mine is None or best is None:
         return {}
-    best = max(base, key=lambda n: base[n].segments.get("all", {}).get("ndcg@10", 0.0))
-    return {"baseline": best, **ratio_interval(mine, base[best])}
+    return {"baseline": best, **ratio_interval(mine, runs[best])}
