@@ -85,8 +85,8 @@ def test_every_learned_piece_round_trips(tmp_path):
     assert np.allclose(a.trending_long.scores(rows), b.trending_long.scores(rows))
     assert len(a.transitions) > 0
     for r in rows.tolist()[:50]:
-        assert a.covisit._nbrs.get(r, {}) == b.covisit._nbrs.get(r, {})
-        assert a.transitions._nbrs.get(r, {}) == b.transitions._nbrs.get(r, {})
+        assert a.covisit.weights(r) == b.covisit.weights(r)
+        assert a.transitions.weights(r) == b.transitions.weights(r)
     assert b.transitions.directed and not b.covisit.directed
     for graph in ("covisit", "transitions"):
         ga, gb = getattr(a, graph), getattr(b, graph)

@@ -1,11 +1,14 @@
 """Co-visitation over item-store rows: items one user touched close together in a session.
 
-Learning is a dict update per pair (both directions, weighted 1/distance and
-by event type; `directed=True` keeps only earlier -> later, the transitions
-"what people touched next"), each row's neighbours capped at `max_neighbours` (pruned to the
-strongest when they pass 1.5x that). Reading is arrays: `neighbours(row)` gives
-(rows, weights) numpy arrays, cached per row until the row changes, so
-candidate generation concatenates a few arrays instead of walking dicts.
+Learning adds a pair's weight (both directions, weighted 1/distance and by
+event type; `directed=True` keeps only earlier -> later, the transitions "what
+people touched next"), each row's neighbours capped at `max_neighbours` (pruned
+to the strongest when they pass 1.5x that). Each row keeps its neighbours as
+two growable numpy arrays, updated in place, and a dict from neighbour to
+position: the rows a list reads are the user's recent items, exactly the ones
+the last events changed, so arrays rebuilt on read were rebuilt for almost
+every list. `neighbours(row)` returns views; candidate generation concatenates
+them and sums them in one compiled kernel (`core/kernels.py`).
 
 >>> c = CoVisitation(window=2, max_neighbours=10)
 >>> c.add(1, [0], 1.0); c.add(2, [0, 1], 1.0)
@@ -16,11 +19,11 @@ candidate generation concatenates a few arrays instead of walking dicts.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Sequence
-from operator import itemgetter
 
 import numpy as np
+
+from streamrec.core.kernels import covisit_merge
 
 _EMPTY = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
 
@@ -51,10 +54,9 @@ class CoVisitation:
         #: Per row, the total weight of its pairs (an item's "popularity" in the graph):
         #: `candidates(cosine=True)` divides by it, so popular items do not dominate.
         self.mass = np.zeros(64, dtype=np.float64)
-        self._nbrs: dict[int, dict[int, float]] = {}
-        self._arrays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        #: Per cached row, its strongest weight (valid while `_arrays` holds the row).
-        self._max: dict[int, float] = {}
+        self._nbrs: dict[int, _Row] = {}
+        #: Scratch for `covisit_merge` (row -> group), -1 between calls.
+        self._slot = np.zeros(0, dtype=np.int64)
 
     def add(self, row: int, previous: Sequence[int], weight: float) -> None:
         """`previous`: rows of the session's earlier items, newest last."""
@@ -83,33 +85,29 @@ class CoVisitation:
             self.mass = grown
         self.mass[row] += w
         self.mass[other] += w
-        nbrs, arrays = self._nbrs, self._arrays
+        nbrs = self._nbrs
         limit = self.max_neighbours + self.max_neighbours // 2
         for a, b in ((other, row),) if self.directed else ((row, other), (other, row)):
             nb = nbrs.get(a)
             if nb is None:
-                nb = nbrs[a] = {}
-            nb[b] = nb.get(b, 0.0) + w
-            arrays.pop(a, None)
-            if len(nb) > limit:
-                nbrs[a] = dict(heapq.nlargest(self.max_neighbours, nb.items(), key=itemgetter(1)))
+                nb = nbrs[a] = _Row()
+            nb.add(b, w)
+            if nb.n > limit:
+                nb.keep_strongest(self.max_neighbours)
 
     def neighbours(self, row: int) -> tuple[np.ndarray, np.ndarray]:
-        """(neighbour rows, weights) of `row`, in the order they were first seen."""
-        cached = self._arrays.get(row)
-        if cached is not None:
-            return cached
+        """(neighbour rows, weights) of `row`, in the order they were first seen: views,
+        valid until the row next changes."""
         nb = self._nbrs.get(row)
-        if not nb:
+        if nb is None:
             return _EMPTY
-        n = len(nb)
-        out = (
-            np.fromiter(nb.keys(), dtype=np.int64, count=n),
-            np.fromiter(nb.values(), dtype=np.float64, count=n),
-        )
-        self._arrays[row] = out
-        self._max[row] = float(out[1].max())
-        return out
+        n = nb.n
+        return nb.nbr[:n], nb.w[:n]
+
+    def weights(self, row: int) -> dict[int, float]:
+        """{neighbour row: weight} of `row` (for tests and inspection)."""
+        nbr, w = self.neighbours(row)
+        return dict(zip(nbr.tolist(), w.tolist(), strict=True))
 
     def candidates(
         self, recent: np.ndarray, anchors: int, cosine: bool = False
@@ -122,49 +120,43 @@ class CoVisitation:
         its strongest, so one anchor with many visits does not drown the others.
         """
         parts_r, parts_w, ranks, used, sizes_l, maxes = [], [], [], [], [], []
-        cache = self._arrays
+        nbrs = self._nbrs
         for rank, anchor in enumerate(recent[::-1][:anchors].tolist() if anchors else []):
-            cached = cache.get(anchor)  # the usual case, without a call
-            nbr, w = cached if cached is not None else self.neighbours(anchor)
-            if len(nbr):
-                parts_r.append(nbr)
-                parts_w.append(w)
+            nb = nbrs.get(anchor)
+            if nb is not None:
+                n = nb.n
+                parts_r.append(nb.nbr[:n])
+                parts_w.append(nb.w[:n])
                 ranks.append(rank)
                 used.append(anchor)
-                sizes_l.append(len(nbr))
-                maxes.append(self._max[anchor])
+                sizes_l.append(n)
+                maxes.append(nb.top)
         if not parts_r:
             return _EMPTY[0], _EMPTY[1], _EMPTY[0], _EMPTY[1]
-        # Per anchor: its recency factor over its strongest weight (kept with its
-        # arrays), repeated over its neighbours.
-        sizes = np.array(sizes_l, dtype=np.int64)
-        w_all = np.concatenate(parts_w)
         recency = 1.0 / (1.0 + np.array(ranks, dtype=np.float64))
-        weights = w_all * np.repeat(recency / np.array(maxes), sizes)
-        rows_all = np.concatenate(parts_r)
-        anchor_rows = np.repeat(np.array(used, dtype=np.int64), sizes)
-        # One stable sort instead of np.unique(return_index, return_inverse): the same
-        # groups, summed in the same order, the first (newest) anchor of each.
-        order = np.argsort(rows_all, kind="stable")
-        rows = rows_all[order]
-        new = np.concatenate(([True], rows[1:] != rows[:-1]))
-        starts = np.flatnonzero(new)
-        inv = np.empty(len(rows), dtype=np.int64)
-        inv[order] = np.cumsum(new) - 1
-        scores = _to_one(np.bincount(inv, weights=weights))
-        cos = _EMPTY[1]
-        if cosine:
-            mass = self.mass
-            unit = w_all / np.sqrt(mass[anchor_rows] * mass[rows_all] + 1e-12)
-            cos = _to_one(np.bincount(inv, weights=unit * np.repeat(recency, sizes)))
-        return rows[starts], scores, anchor_rows[order[starts]], cos
+        mass = self.mass
+        if len(self._slot) < len(mass):  # neighbour rows are below len(mass)
+            self._slot = np.full(len(mass), -1, dtype=np.int64)
+        # Per anchor: its recency factor over its strongest weight (kept with its arrays).
+        rows, sums, first, cos_sums = covisit_merge(
+            np.concatenate(parts_r),
+            np.concatenate(parts_w),
+            np.array(sizes_l, dtype=np.int64),
+            recency / np.array(maxes),
+            recency,
+            np.array(used, dtype=np.int64),
+            mass,
+            cosine,
+            self._slot,
+        )
+        return rows, _to_one(sums), first, (_to_one(cos_sums) if cosine else _EMPTY[1])
 
     def __len__(self) -> int:
         return len(self._nbrs)
 
     def pair_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(source rows, neighbour rows, weights) of every pair, from the per-row arrays
-        `neighbours` caches: only rows changed since their last read are rebuilt."""
+        """(source rows, neighbour rows, weights) of every pair, rows in the order they
+        first had a neighbour, each row's neighbours in `neighbours` order."""
         keys = list(self._nbrs)
         if not keys:
             return _EMPTY[0], _EMPTY[0], _EMPTY[1]
@@ -177,11 +169,7 @@ class CoVisitation:
 
     def state(self) -> dict[str, object]:
         """Three flat arrays (source row, neighbour row, weight) and the settings."""
-        src = np.fromiter(
-            (a for a, nb in self._nbrs.items() for _ in range(len(nb))), dtype=np.int64
-        )
-        dst = np.fromiter((b for nb in self._nbrs.values() for b in nb), dtype=np.int64)
-        w = np.fromiter((x for nb in self._nbrs.values() for x in nb.values()), dtype=np.float64)
+        src, dst, w = self.pair_arrays()
         return {"src": src, "dst": dst, "w": w, "window": self.window,
                 "max_neighbours": self.max_neighbours, "directed": self.directed,
                 "distance_decay": self.distance_decay, "type_weights": self.type_weights,
@@ -196,7 +184,6 @@ class CoVisitation:
             distance_decay=bool(state.get("distance_decay", True)),
             type_weights=bool(state.get("type_weights", True)),
         )
-        nbrs = c._nbrs
         src, dst, ws = np.asarray(state["src"]), np.asarray(state["dst"]), np.asarray(state["w"])
         if state.get("mass") is not None:
             c.mass = np.asarray(state["mass"], dtype=np.float64).copy()
@@ -207,14 +194,83 @@ class CoVisitation:
             np.add.at(c.mass, src, ws)
             if c.directed:
                 np.add.at(c.mass, dst, ws)
-        for a, b, w in zip(
-            np.asarray(state["src"]).tolist(),
-            np.asarray(state["dst"]).tolist(),
-            np.asarray(state["w"]).tolist(),
-            strict=True,
-        ):
+        src = src.astype(np.int64)
+        dst = dst.astype(np.int64)
+        ws = ws.astype(np.float64)
+        if not len(src):
+            return c
+        # `state` writes each row's pairs together: one slice per row.
+        starts = np.flatnonzero(np.concatenate(([True], src[1:] != src[:-1])))
+        ends = np.append(starts[1:], len(src))
+        nbrs = c._nbrs
+        for a, lo, hi in zip(src[starts].tolist(), starts.tolist(), ends.tolist(), strict=True):
             nb = nbrs.get(a)
             if nb is None:
-                nb = nbrs[a] = {}
-            nb[b] = w
+                nbrs[a] = _Row.of(dst[lo:hi], ws[lo:hi])
+            else:  # a row in two runs (not written by `state`): the later weight wins
+                for b, w in zip(dst[lo:hi].tolist(), ws[lo:hi].tolist(), strict=True):
+                    nb.put(b, w)
         return c
+
+
+class _Row:
+    """One row's neighbours: rows and weights in growable arrays, first seen first."""
+
+    __slots__ = ("n", "nbr", "pos", "top", "w")
+
+    def __init__(self) -> None:
+        self.nbr = np.zeros(8, dtype=np.int64)
+        self.w = np.zeros(8, dtype=np.float64)
+        self.n = 0
+        #: neighbour row -> its position in the arrays
+        self.pos: dict[int, int] = {}
+        #: the strongest weight (weights only grow, and pruning keeps the strongest)
+        self.top = 0.0
+
+    @classmethod
+    def of(cls, nbr: np.ndarray, w: np.ndarray) -> _Row:
+        r = cls()
+        r._set(nbr.copy(), w.copy())
+        return r
+
+    def _set(self, nbr: np.ndarray, w: np.ndarray) -> None:
+        self.nbr, self.w, self.n = nbr, w, len(nbr)
+        self.pos = dict(zip(nbr.tolist(), range(len(nbr)), strict=True))
+        self.top = float(w.max()) if len(w) else 0.0
+
+    def add(self, b: int, w: float) -> None:
+        p = self.pos.get(b)
+        if p is None:
+            self._append(b, w)
+            return
+        v = float(self.w[p]) + w
+        self.w[p] = v
+        if v > self.top:
+            self.top = v
+
+    def put(self, b: int, w: float) -> None:
+        p = self.pos.get(b)
+        if p is None:
+            self._append(b, w)
+        else:
+            self.w[p] = w
+            self.top = float(self.w[: self.n].max())
+
+    def _append(self, b: int, w: float) -> None:
+        n = self.n
+        if n == len(self.nbr):
+            self.nbr = np.concatenate((self.nbr, np.zeros(n, dtype=np.int64)))
+            self.w = np.concatenate((self.w, np.zeros(n, dtype=np.float64)))
+        self.nbr[n] = b
+        self.w[n] = w
+        self.pos[b] = n
+        self.n = n + 1
+        if w > self.top:
+            self.top = w
+
+    def keep_strongest(self, k: int) -> None:
+        """The `k` strongest, strongest first, equals in the order they came (what
+        `heapq.nlargest` kept when neighbours were a dict)."""
+        n = self.n
+        order = np.argsort(-self.w[:n], kind="stable")[:k]
+        self._set(self.nbr[order], self.w[order])
