@@ -72,3 +72,144 @@ def covisit_merge(
     order = np.argsort(uniq[:k])
     out_cos = cos[:k][order] if cosine else cos
     return uniq[:k][order], sums[:k][order], first[:k][order], out_cos
+
+
+@njit(cache=True, nogil=True)
+def _in_sorted(values: np.ndarray, x: np.int64) -> bool:
+    lo, hi = 0, values.shape[0]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if values[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo < values.shape[0] and values[lo] == x
+
+
+@njit(cache=True, nogil=True)
+def best_source_rank(per_source: np.ndarray) -> np.ndarray:
+    """Per column, its best rank within any source (row) plus half its distance
+    from a score of 1: `candidates._best_source_rank`'s definition."""
+    n_src, m = per_source.shape
+    best_rank = np.full(m, np.inf)
+    best = np.full(m, np.nan)
+    present = np.empty(m, dtype=np.int64)
+    for s in range(n_src):
+        scores = per_source[s]
+        p = 0
+        for j in range(m):
+            v = scores[j]
+            if v == v:  # not NaN
+                present[p] = j
+                p += 1
+                if not best[j] >= v:  # fmax: NaN loses
+                    best[j] = v
+        if p:
+            idx = present[:p]
+            order = idx[np.argsort(-scores[idx], kind="mergesort")]
+            for r in range(p):
+                j = order[r]
+                if r < best_rank[j]:
+                    best_rank[j] = r
+    out = np.empty(m)
+    for j in range(m):
+        b = min(max(best[j], 0.0), 1.0) if best[j] == best[j] else best[j]
+        out[j] = best_rank[j] + (1.0 - b) * 0.5
+    return out
+
+
+@njit(cache=True, nogil=True)
+def pool_cut(
+    rows_all: np.ndarray,
+    scores_all: np.ndarray,
+    sizes: np.ndarray,
+    n_sources: int,
+    cov_cos: np.ndarray,
+    available: np.ndarray,
+    tiebreak: np.ndarray,
+    history: np.ndarray,
+    excluded: np.ndarray,
+    slot: np.ndarray,
+    trending_max: int,
+    pool: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The union of the sources' rows, what may be shown of it, cut to `pool`.
+
+    `rows_all`/`scores_all`: the sources concatenated (co-visitation first, its
+    cosine scores in `cov_cos` for row `n_sources - 1` of the matrix; trending
+    second), `sizes[s]` each. Not shown: unavailable rows, rows whose 32-bit
+    tiebreak hash is in the sorted `history`, and `excluded` rows. Trending keeps
+    its `trending_max` best allowed rows. Returns (rows in tiebreak order, the
+    n_sources x len(rows) score matrix, NaN where a source lacks a row); no rows
+    when nothing may be shown.
+    """
+    n = rows_all.shape[0]
+    uniq = np.empty(n, dtype=np.int64)
+    group = np.empty(n, dtype=np.int64)
+    m = 0
+    for i in range(n):
+        r = rows_all[i]
+        g = slot[r]
+        if g < 0:
+            g = m
+            slot[r] = m
+            uniq[m] = r
+            m += 1
+        group[i] = g
+    for j in range(m):
+        slot[uniq[j]] = -1
+    # Columns in row order (what np.unique gave), then the scores into them.
+    by_row = np.argsort(uniq[:m])
+    col_of = np.empty(m, dtype=np.int64)
+    for c in range(m):
+        col_of[by_row[c]] = c
+    cand = uniq[:m][by_row]
+    per_source = np.full((n_sources, m), np.nan)
+    i = 0
+    for s in range(sizes.shape[0]):
+        for _ in range(sizes[s]):
+            per_source[s, col_of[group[i]]] = scores_all[i]
+            i += 1
+    for i in range(cov_cos.shape[0]):
+        per_source[n_sources - 1, col_of[group[i]]] = cov_cos[i]
+    # What may be shown.
+    for r in excluded:
+        slot[r] = 0
+    keep = np.empty(m, dtype=np.bool_)
+    for c in range(m):
+        r = cand[c]
+        ok = available[r] and slot[r] < 0
+        if ok and history.shape[0]:
+            ok = not _in_sorted(history, tiebreak[r] & 0xFFFFFFFF)
+        keep[c] = ok
+    for r in excluded:
+        slot[r] = -1
+    # Trending offers its `trending_max` best allowed rows.
+    trend = np.empty(m, dtype=np.int64)
+    t = 0
+    for c in range(m):
+        if keep[c] and per_source[1, c] == per_source[1, c]:
+            trend[t] = c
+            t += 1
+    if t > trending_max:
+        idx = trend[:t]
+        order = idx[np.argsort(-per_source[1][idx], kind="mergesort")]
+        for c in order[trending_max:]:
+            per_source[1, c] = np.nan
+        for c in range(m):  # a row only trending proposed is gone with it
+            if keep[c]:
+                any_score = False
+                for s in range(n_sources):
+                    if per_source[s, c] == per_source[s, c]:
+                        any_score = True
+                        break
+                keep[c] = any_score
+    kept = np.flatnonzero(keep)
+    if kept.shape[0] == 0:
+        return cand[:0], per_source[:, :0].copy()
+    # Tiebreak order (stable: equal hashes stay in row order), then the pool cut.
+    kept = kept[np.argsort(tiebreak[cand[kept]], kind="mergesort")]
+    if pool and kept.shape[0] > pool:
+        rank = best_source_rank(np.ascontiguousarray(per_source[:, kept]))
+        kept = kept[np.sort(np.argsort(rank, kind="mergesort")[:pool])]
+    return cand[kept], np.ascontiguousarray(per_source[:, kept])

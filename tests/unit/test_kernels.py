@@ -13,8 +13,11 @@ from operator import itemgetter
 import numpy as np
 import pytest
 
-from streamrec.core.kernels import covisit_merge
+from streamrec.core.history import MASK, WIRE, ItemHistory
+from streamrec.core.kernels import covisit_merge, pool_cut
+from streamrec.core.ranking.candidates import _best_source_rank
 from streamrec.core.ranking.covisit import CoVisitation
+from streamrec.core.ranking.features import SOURCES
 
 
 def reference_merge(parts_r, parts_w, ranks, maxes, used, mass, cosine):
@@ -90,3 +93,59 @@ def test_the_graph_keeps_what_a_dict_per_row_kept_including_pruning_order():
     recent = np.array(list(ref)[:30], dtype=np.int64)
     got, again = graph.candidates(recent, 20, True), back.candidates(recent, 20, True)
     assert all(np.array_equal(a, b) for a, b in zip(got, again, strict=True))
+
+
+def reference_pool(sources, cov_cos, available, tiebreak, history, excluded, k, pool):
+    """`CandidatePool._pool` as numpy computed it before the kernel."""
+    rows = np.concatenate([s[0] for s in sources])
+    which = np.repeat(np.arange(len(sources)), [len(s[0]) for s in sources])
+    cand, inv = np.unique(rows, return_inverse=True)
+    per_source = np.full((len(SOURCES), len(cand)), np.nan)
+    per_source[which, inv] = np.concatenate([s[1] for s in sources])
+    per_source[len(sources), inv[: len(sources[0][0])]] = cov_cos
+    keep = available[cand].copy()
+    if len(history):
+        keep &= ~ItemHistory(history).contains(tiebreak[cand])
+    keep &= ~np.isin(cand, excluded)
+    trending_kept = np.flatnonzero(keep & ~np.isnan(per_source[1]))
+    if len(trending_kept) > 2 * k:
+        cut = trending_kept[np.argsort(-per_source[1, trending_kept], kind="stable")][2 * k :]
+        per_source[1, cut] = np.nan
+        keep &= ~np.isnan(per_source).all(axis=0)
+    cand, per_source = cand[keep], per_source[:, keep]
+    order = np.argsort(tiebreak[cand], kind="stable")
+    cand, per_source = cand[order], per_source[:, order]
+    if pool and len(cand) > pool:
+        cut = np.sort(np.argsort(_best_source_rank(per_source), kind="stable")[:pool])
+        cand, per_source = cand[cut], per_source[:, cut]
+    return cand, per_source
+
+
+@pytest.mark.parametrize("pool", [0, 30])
+def test_pool_cut_equals_the_numpy_pool_bit_for_bit(pool):
+    rng = np.random.default_rng(11)
+    n_rows = 400
+    slot = np.full(n_rows, -1, dtype=np.int64)
+    tiebreak = rng.integers(-(2**62), 2**62, n_rows)
+    tiebreak[:20] = tiebreak[20:40]  # equal hashes: row order decides
+    for trial in range(300):
+        sources = []
+        for _ in range(len(SOURCES) - 1):
+            r = rng.choice(n_rows, int(rng.integers(0, 80)), replace=False)
+            # Coarse scores: ties within and across sources.
+            sources.append((r.astype(np.int64), np.round(rng.random(len(r)), 1)))
+        cov_cos = np.round(rng.random(len(sources[0][0])), 1)
+        available = rng.random(n_rows) < 0.9
+        history = (tiebreak[rng.choice(n_rows, 30)] & MASK).astype(WIRE)
+        history = np.sort(history) if trial % 2 else history[:0]
+        excluded = rng.choice(n_rows, int(rng.integers(0, 20))).astype(np.int64)
+        k = int(rng.integers(1, 15))
+        cand, per_source = pool_cut(
+            np.concatenate([s[0] for s in sources]), np.concatenate([s[1] for s in sources]),
+            np.array([len(s[0]) for s in sources], dtype=np.int64), len(SOURCES), cov_cos,
+            available, tiebreak, history, excluded, slot, 2 * k, pool,
+        )  # fmt: skip
+        want = reference_pool(sources, cov_cos, available, tiebreak, history, excluded, k, pool)
+        assert np.array_equal(cand, want[0])
+        assert np.array_equal(per_source, want[1], equal_nan=True)
+        assert (slot == -1).all()

@@ -15,13 +15,16 @@ from operator import itemgetter
 
 import numpy as np
 
+from streamrec.core.history import WIRE
 from streamrec.core.items import ItemStore
+from streamrec.core.kernels import pool_cut
 from streamrec.core.profile import Profile
 from streamrec.core.ranking.covisit import CoVisitation
 from streamrec.core.ranking.features import _NO_ROWS, SOURCES
 from streamrec.core.ranking.popularity import CategoryTop
 from streamrec.core.retrieval.index import Hits
 
+_NO_HISTORY = np.zeros(0, dtype=WIRE)
 NO_NEIGHBOURS = (_NO_ROWS, np.zeros(0), _NO_ROWS, np.zeros(0))
 
 
@@ -64,6 +67,7 @@ class CandidatePool:
     exclude_history: bool
     anchors: int
     _mark: np.ndarray
+    _slot: np.ndarray
 
     def _pool(
         self,
@@ -76,37 +80,37 @@ class CandidatePool:
         pool: int,
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """The union of the sources' rows, what may be shown of it, cut to `pool` rows:
-        (candidate rows in tiebreak order, their per-source scores); None for none."""
+        (candidate rows in tiebreak order, their per-source scores); None for none.
+
+        Features cost per row: only `pool` candidates are ranked, taken from every
+        source in turn (each source's 1st, then each one's 2nd, ...). Comparing scores
+        across sources instead let a flat one (vector hits all near 1.0) fill the pool
+        and crowd the others out: ml-100k NDCG@10 fell by a quarter. One compiled call
+        (`kernels.pool_cut`); `_best_source_rank` is its definition of the cut.
+        """
         store = self.items
         rows = np.concatenate([s[0] for s in sources])
         if not len(rows):
             return None
-        which = np.repeat(np.arange(len(sources)), [len(s[0]) for s in sources])
-        cand, inv = np.unique(rows, return_inverse=True)
-        per_source = np.full((len(SOURCES), len(cand)), np.nan)
-        per_source[which, inv] = np.concatenate([s[1] for s in sources])
-        # The first source is co-visitation; covisit_idf (the last) scores its rows.
-        per_source[len(sources), inv[: len(sources[0][0])]] = cov_cos
-        keep = self._allowed(cand, profile, recent, current_row)
-        trending_kept = np.flatnonzero(keep & ~np.isnan(per_source[1]))
-        if len(trending_kept) > 2 * k:  # trending offers its 2k best allowed items
-            cut = trending_kept[np.argsort(-per_source[1, trending_kept], kind="stable")][2 * k :]
-            per_source[1, cut] = np.nan
-            keep &= ~np.isnan(per_source).all(axis=0)
-        cand, per_source = cand[keep], per_source[:, keep]
-        if not len(cand):
-            return None
-        # Candidates in tiebreak order: stable sorts below break ties the same everywhere.
-        order = np.argsort(store.tiebreak[cand], kind="stable")
-        cand, per_source = cand[order], per_source[:, order]
-        if pool and len(cand) > pool:
-            # Features cost per row: rank only `pool` candidates, taken from every source
-            # in turn (each source's 1st, then each one's 2nd, ...). Comparing scores
-            # across sources instead let a flat one (vector hits all near 1.0) fill the
-            # pool and crowd the others out: ml-100k NDCG@10 fell by a quarter.
-            cut = np.sort(np.argsort(_best_source_rank(per_source), kind="stable")[:pool])
-            cand, per_source = cand[cut], per_source[:, cut]
-        return cand, per_source
+        history = (
+            profile.history.sorted if self.exclude_history and len(profile.history) else _NO_HISTORY
+        )
+        slot = self._slots(store.capacity)
+        cand, per_source = pool_cut(
+            rows,
+            np.concatenate([s[1] for s in sources]).astype(np.float64, copy=False),
+            np.array([len(s[0]) for s in sources], dtype=np.int64),
+            len(SOURCES),
+            cov_cos,
+            store.available,
+            store.tiebreak,
+            history,
+            self._excluded(profile, recent, current_row),
+            slot,
+            2 * k,
+            pool,
+        )
+        return (cand, per_source) if len(cand) else None
 
     def _covisit_cut(
         self,
@@ -144,22 +148,29 @@ class CandidatePool:
             mark[other] = False
         return keep & wanted
 
-    def _allowed(
-        self, cand: np.ndarray, profile: Profile, recent: np.ndarray, current_row: int | None
+    def _excluded(
+        self, profile: Profile, recent: np.ndarray, current_row: int | None
     ) -> np.ndarray:
-        """Available and not excluded (what the user has: history, purchased, recent; on
-        screen)."""
+        """Rows the user is not shown whatever their history: recent, purchased, on screen."""
         store = self.items
         excluded = [recent] if self.exclude_recent else []
         if self.exclude_purchased and profile.purchased:
             excluded.append(store.rows(profile.purchased))
         if current_row is not None:
             excluded.append(np.array([current_row], dtype=np.int64))
+        return np.concatenate(excluded).astype(np.int64, copy=False) if excluded else _NO_ROWS
+
+    def _allowed(
+        self, cand: np.ndarray, profile: Profile, recent: np.ndarray, current_row: int | None
+    ) -> np.ndarray:
+        """Available and not excluded (what the user has: history, purchased, recent; on
+        screen)."""
+        store = self.items
         keep = store.available[cand].copy()
         if self.exclude_history and len(profile.history):
             keep &= ~profile.history.contains(store.tiebreak[cand])
-        if excluded:
-            out = np.concatenate(excluded)
+        out = self._excluded(profile, recent, current_row)
+        if len(out):
             mark = self._scratch(store.capacity)
             mark[out] = True
             keep &= ~mark[cand]
@@ -170,6 +181,12 @@ class CandidatePool:
         if len(self._mark) < size:
             self._mark = np.zeros(max(size, 2 * len(self._mark)), dtype=bool)
         return self._mark
+
+    def _slots(self, size: int) -> np.ndarray:
+        """Scratch for the kernels: one int64 per row, -1 between calls."""
+        if len(self._slot) < size:
+            self._slot = np.full(max(size, 2 * len(self._slot)), -1, dtype=np.int64)
+        return self._slot
 
     def _neighbours(
         self, graph: CoVisitation, recent: np.ndarray, anchors: int | None, cosine: bool = False

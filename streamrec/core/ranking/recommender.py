@@ -128,6 +128,7 @@ class Recommender(CandidatePool, FeatureBuilder, Explainer):
         if ranker is not None:
             ranker.baseline = self.blend  # judged against the blend it would replace
         self._mark = np.zeros(1024, dtype=bool)  # scratch: rows excluded from one list
+        self._slot = np.full(1024, -1, dtype=np.int64)  # scratch of the kernels
 
     # -- learning ---------------------------------------------------------------
 
