@@ -29,5 +29,8 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.streamrec-installed-*
   touch "$stamp"
 fi
+# The core's compiled kernels: compiled once here (~10 s), so that no worker's first
+# batch waits for it; later runs load them from streamrec/core/__pycache__.
+python -c 'from streamrec.core.kernels import warm; warm()'
 # The sample data set (MovieLens-100k) is read straight out of the recbole wheel.
 streamrec data fetch --quiet

@@ -13,6 +13,7 @@ True
 from __future__ import annotations
 
 from streamrec.contracts import CATALOG_EMBEDDINGS, STOREFRONT_EVENTS, load_contract, partitions_for
+from streamrec.core import kernels
 from streamrec.core.deadletters import DeadLetterWriter
 from streamrec.core.engine import Engine
 from streamrec.core.ingest import Deduplicator, Ingestor
@@ -31,6 +32,7 @@ from streamrec.settings import Settings
 
 def build_engine(s: Settings, recommender: Recommender | None = None) -> Engine:
     """An engine configured by `s` (a fresh `Recommender` unless one is given)."""
+    kernels.warm()  # compiled or loaded now, not in the first batch
     pseudonymize = Pseudonymizer(s.resolved_pseudonym_key())
     ingestor = Ingestor(
         pseudonymize,

@@ -119,6 +119,64 @@ def best_source_rank(per_source: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
+def allowed(
+    rows: np.ndarray,
+    available: np.ndarray,
+    tiebreak: np.ndarray,
+    history: np.ndarray,
+    excluded: np.ndarray,
+    slot: np.ndarray,
+) -> np.ndarray:
+    """Which `rows` may be shown: available, 32-bit tiebreak hash not in the sorted
+    `history`, not among the `excluded` rows."""
+    for r in excluded:
+        slot[r] = 0
+    keep = np.empty(rows.shape[0], dtype=np.bool_)
+    for c in range(rows.shape[0]):
+        r = rows[c]
+        ok = available[r] and slot[r] < 0
+        if ok and history.shape[0]:
+            ok = not _in_sorted(history, tiebreak[r] & 0xFFFFFFFF)
+        keep[c] = ok
+    for r in excluded:
+        slot[r] = -1
+    return keep
+
+
+@njit(cache=True, nogil=True)
+def covisit_keep(
+    rows: np.ndarray,
+    scores: np.ndarray,
+    cos: np.ndarray,
+    others: np.ndarray,
+    available: np.ndarray,
+    tiebreak: np.ndarray,
+    history: np.ndarray,
+    excluded: np.ndarray,
+    slot: np.ndarray,
+    pool: int,
+) -> np.ndarray:
+    """Which co-visited `rows` can reach a pool of `pool`: allowed, and among the
+    `pool` best allowed by `scores` or by `cos` (ties included), or proposed by
+    another source too (`others`)."""
+    keep = allowed(rows, available, tiebreak, history, excluded, slot)
+    idx = np.flatnonzero(keep)
+    n = idx.shape[0]
+    if n <= pool:
+        return keep
+    t1 = np.partition(scores[idx], n - pool)[n - pool]
+    t2 = np.partition(cos[idx], n - pool)[n - pool]
+    for r in others:
+        slot[r] = 0
+    for c in range(rows.shape[0]):
+        if keep[c]:
+            keep[c] = scores[c] >= t1 or cos[c] >= t2 or slot[rows[c]] == 0
+    for r in others:
+        slot[r] = -1
+    return keep
+
+
+@njit(cache=True, nogil=True)
 def pool_cut(
     rows_all: np.ndarray,
     scores_all: np.ndarray,
@@ -172,18 +230,7 @@ def pool_cut(
             i += 1
     for i in range(cov_cos.shape[0]):
         per_source[n_sources - 1, col_of[group[i]]] = cov_cos[i]
-    # What may be shown.
-    for r in excluded:
-        slot[r] = 0
-    keep = np.empty(m, dtype=np.bool_)
-    for c in range(m):
-        r = cand[c]
-        ok = available[r] and slot[r] < 0
-        if ok and history.shape[0]:
-            ok = not _in_sorted(history, tiebreak[r] & 0xFFFFFFFF)
-        keep[c] = ok
-    for r in excluded:
-        slot[r] = -1
+    keep = allowed(cand, available, tiebreak, history, excluded, slot)
     # Trending offers its `trending_max` best allowed rows.
     trend = np.empty(m, dtype=np.int64)
     t = 0
@@ -213,3 +260,29 @@ def pool_cut(
         rank = best_source_rank(np.ascontiguousarray(per_source[:, kept]))
         kept = kept[np.sort(np.argsort(rank, kind="mergesort")[:pool])]
     return cand[kept], np.ascontiguousarray(per_source[:, kept])
+
+
+_warm = False
+
+
+def warm() -> None:
+    """Compile (or load from the on-disk cache) every kernel now, with tiny inputs.
+
+    A cold compile takes ~10 s here: at start-up, not inside a worker's first
+    batch. `scripts/_env.sh` calls it once after installing, so workers load the
+    cache (~0.5 s) instead.
+    """
+    global _warm
+    if _warm:
+        return
+    rows = np.zeros(1, dtype=np.int64)
+    ones = np.ones(1)
+    slot = np.full(2, -1, dtype=np.int64)
+    covisit_merge(rows, ones, np.ones(1, dtype=np.int64), ones, ones, rows, ones, True, slot)
+    no_history = np.zeros(0, dtype=np.uint32)
+    flags = np.ones(2, dtype=np.bool_)
+    hashes = np.zeros(2, dtype=np.int64)
+    sizes = np.ones(1, dtype=np.int64)
+    pool_cut(rows, ones, sizes, 2, ones, flags, hashes, no_history, rows[:0], slot, 1, 1)
+    covisit_keep(rows, ones, ones, rows, flags, hashes, no_history, rows[:0], slot, 1)
+    _warm = True

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from streamrec.core.history import MASK, WIRE, ItemHistory
-from streamrec.core.kernels import covisit_merge, pool_cut
+from streamrec.core.kernels import covisit_keep, covisit_merge, pool_cut
 from streamrec.core.ranking.candidates import _best_source_rank
 from streamrec.core.ranking.covisit import CoVisitation
 from streamrec.core.ranking.features import SOURCES
@@ -149,3 +149,38 @@ def test_pool_cut_equals_the_numpy_pool_bit_for_bit(pool):
         assert np.array_equal(cand, want[0])
         assert np.array_equal(per_source, want[1], equal_nan=True)
         assert (slot == -1).all()
+
+
+def reference_covisit_keep(rows, scores, cos, others, keep, pool):
+    """`CandidatePool._covisit_cut` as numpy computed it, given its `_allowed` mask."""
+    allowed = np.flatnonzero(keep)
+    if len(allowed) <= pool:
+        return keep
+    wanted = np.zeros(len(rows), dtype=bool)
+    for s in (scores, cos):
+        vals = s[allowed]
+        wanted |= s >= np.partition(vals, len(vals) - pool)[len(vals) - pool]
+    return keep & (wanted | np.isin(rows, others))
+
+
+def test_covisit_keep_equals_the_numpy_cut():
+    rng = np.random.default_rng(5)
+    n_rows, pool = 600, 40
+    slot = np.full(n_rows, -1, dtype=np.int64)
+    tiebreak = rng.integers(-(2**62), 2**62, n_rows)
+    cut_some = False
+    for _ in range(300):
+        rows = np.sort(rng.choice(n_rows, int(rng.integers(1, 400)), replace=False))
+        scores, cos = np.round(rng.random(len(rows)), 2), np.round(rng.random(len(rows)), 2)
+        others = rng.choice(n_rows, int(rng.integers(0, 50))).astype(np.int64)
+        available = rng.random(n_rows) < 0.9
+        history = np.sort((tiebreak[rng.choice(n_rows, 20)] & MASK).astype(WIRE))
+        excluded = rng.choice(n_rows, 10).astype(np.int64)
+        got = covisit_keep(rows, scores, cos, others, available, tiebreak, history, excluded,
+                           slot, pool)  # fmt: skip
+        keep = available[rows] & ~ItemHistory(history).contains(tiebreak[rows])
+        keep &= ~np.isin(rows, excluded)
+        assert np.array_equal(got, reference_covisit_keep(rows, scores, cos, others, keep, pool))
+        assert (slot == -1).all()
+        cut_some |= keep.sum() > got.sum()
+    assert cut_some

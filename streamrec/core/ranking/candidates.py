@@ -17,7 +17,7 @@ import numpy as np
 
 from streamrec.core.history import WIRE
 from streamrec.core.items import ItemStore
-from streamrec.core.kernels import pool_cut
+from streamrec.core.kernels import covisit_keep, pool_cut
 from streamrec.core.profile import Profile
 from streamrec.core.ranking.covisit import CoVisitation
 from streamrec.core.ranking.features import _NO_ROWS, SOURCES
@@ -92,9 +92,6 @@ class CandidatePool:
         rows = np.concatenate([s[0] for s in sources])
         if not len(rows):
             return None
-        history = (
-            profile.history.sorted if self.exclude_history and len(profile.history) else _NO_HISTORY
-        )
         slot = self._slots(store.capacity)
         cand, per_source = pool_cut(
             rows,
@@ -104,7 +101,7 @@ class CandidatePool:
             cov_cos,
             store.available,
             store.tiebreak,
-            history,
+            self._history(profile),
             self._excluded(profile, recent, current_row),
             slot,
             2 * k,
@@ -132,21 +129,25 @@ class CandidatePool:
         scores (they are its features). The rest could never be ranked: dropping
         them leaves every list as it was.
         """
-        keep = self._allowed(rows, profile, recent, current_row)
-        allowed = np.flatnonzero(keep)
-        if len(allowed) <= pool:
-            return keep
-        wanted = np.zeros(len(rows), dtype=bool)
-        for s in (scores, cos):
-            vals = s[allowed]
-            wanted |= s >= np.partition(vals, len(vals) - pool)[len(vals) - pool]
-        other = np.concatenate([o[0] for o in others])
-        if len(other):
-            mark = self._scratch(self.items.capacity)
-            mark[other] = True
-            wanted |= mark[rows]
-            mark[other] = False
-        return keep & wanted
+        store = self.items
+        return covisit_keep(
+            rows,
+            scores,
+            cos,
+            np.concatenate([o[0] for o in others]).astype(np.int64, copy=False),
+            store.available,
+            store.tiebreak,
+            self._history(profile),
+            self._excluded(profile, recent, current_row),
+            self._slots(store.capacity),
+            pool,
+        )
+
+    def _history(self, profile: Profile) -> np.ndarray:
+        """The sorted hashes of what the user had, if the shop leaves it out."""
+        if self.exclude_history and len(profile.history):
+            return profile.history.sorted
+        return _NO_HISTORY
 
     def _excluded(
         self, profile: Profile, recent: np.ndarray, current_row: int | None
@@ -159,23 +160,6 @@ class CandidatePool:
         if current_row is not None:
             excluded.append(np.array([current_row], dtype=np.int64))
         return np.concatenate(excluded).astype(np.int64, copy=False) if excluded else _NO_ROWS
-
-    def _allowed(
-        self, cand: np.ndarray, profile: Profile, recent: np.ndarray, current_row: int | None
-    ) -> np.ndarray:
-        """Available and not excluded (what the user has: history, purchased, recent; on
-        screen)."""
-        store = self.items
-        keep = store.available[cand].copy()
-        if self.exclude_history and len(profile.history):
-            keep &= ~profile.history.contains(store.tiebreak[cand])
-        out = self._excluded(profile, recent, current_row)
-        if len(out):
-            mark = self._scratch(store.capacity)
-            mark[out] = True
-            keep &= ~mark[cand]
-            mark[out] = False
-        return keep
 
     def _scratch(self, size: int) -> np.ndarray:
         if len(self._mark) < size:
