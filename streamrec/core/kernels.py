@@ -262,6 +262,62 @@ def pool_cut(
     return cand[kept], np.ascontiguousarray(per_source[:, kept])
 
 
+@njit(cache=True, nogil=True)
+def item_features(
+    x: np.ndarray,
+    cols: np.ndarray,
+    rows: np.ndarray,
+    per_source: np.ndarray,
+    short_scaled: np.ndarray,
+    short_decay: float,
+    long_scaled: np.ndarray,
+    long_decay: float,
+    pop_norm: float,
+    cats: np.ndarray,
+    affinity_by_id: np.ndarray,
+    affinity_max: float,
+    recent: np.ndarray,
+    slot: np.ndarray,
+) -> None:
+    """The feature columns that are gathers, into `x` (one row per candidate).
+
+    `cols`: the columns of query_match, covisit, sequence, covisit_idf,
+    popularity, growth, affinity and seen. Sources' scores (NaN: not proposed)
+    count 0 and never below; popularity is the short-term score over `pop_norm`
+    (the best item's), at most 1 (0 when `pop_norm` <= 0); growth is 7 x short
+    over long - 1 (the half-lives' ratio: 0 for steady demand), clipped to
+    [0, 3] and over 3; affinity is the best of the item's categories' in
+    `affinity_by_id` (its last entry: no category) over `affinity_max` (0 when
+    that is 0); seen is 1 for `recent` rows.
+    """
+    n_short = short_scaled.shape[0]
+    n_long = long_scaled.shape[0]
+    no_cat = affinity_by_id.shape[0] - 1
+    for r in recent:
+        slot[r] = 0
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        for c, src in ((0, 3), (1, 0), (2, 5), (3, 6)):
+            v = per_source[src, i]
+            x[i, cols[c]] = v if v > 0.0 else 0.0
+        short = (short_scaled[r] if r < n_short else 0.0) * short_decay
+        long = (long_scaled[r] if r < n_long else 0.0) * long_decay
+        if pop_norm > 0:
+            x[i, cols[4]] = min(1.0, short / pop_norm)
+        g = 7.0 * short / long - 1.0 if long > 0 else 0.0
+        x[i, cols[5]] = min(max(g, 0.0), 3.0) / 3.0
+        if affinity_max != 0.0:
+            best = -np.inf
+            for c in cats[r]:
+                a = affinity_by_id[c if c >= 0 else no_cat]
+                if a > best:
+                    best = a
+            x[i, cols[6]] = best / affinity_max
+        x[i, cols[7]] = 1.0 if slot[r] == 0 else 0.0
+    for r in recent:
+        slot[r] = -1
+
+
 _warm = False
 
 
@@ -285,4 +341,9 @@ def warm() -> None:
     sizes = np.ones(1, dtype=np.int64)
     pool_cut(rows, ones, sizes, 2, ones, flags, hashes, no_history, rows[:0], slot, 1, 1)
     covisit_keep(rows, ones, ones, rows, flags, hashes, no_history, rows[:0], slot, 1)
+    x = np.zeros((1, 8))
+    cols = np.arange(8, dtype=np.int64)
+    cats = np.full((2, 1), -1, dtype=np.int32)
+    item_features(x, cols, rows, np.ones((7, 1)), ones, 1.0, ones, 1.0, 1.0, cats, ones, 1.0,
+                  rows, slot)  # fmt: skip
     _warm = True

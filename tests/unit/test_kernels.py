@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from streamrec.core.history import MASK, WIRE, ItemHistory
-from streamrec.core.kernels import covisit_keep, covisit_merge, pool_cut
+from streamrec.core.kernels import covisit_keep, covisit_merge, item_features, pool_cut
 from streamrec.core.ranking.candidates import _best_source_rank
 from streamrec.core.ranking.covisit import CoVisitation
 from streamrec.core.ranking.features import SOURCES
@@ -184,3 +184,44 @@ def test_covisit_keep_equals_the_numpy_cut():
         assert (slot == -1).all()
         cut_some |= keep.sum() > got.sum()
     assert cut_some
+
+
+def test_item_features_equal_the_numpy_columns_bit_for_bit():
+    rng = np.random.default_rng(9)
+    n_rows, n_cats = 500, 12
+    slot = np.full(n_rows, -1, dtype=np.int64)
+    cats = np.full((n_rows, 3), -1, dtype=np.int32)
+    for r in range(n_rows):
+        k = int(rng.integers(0, 4))
+        cats[r, :k] = rng.choice(n_cats, k, replace=False)
+    cols = np.arange(8, dtype=np.int64)
+    for _ in range(200):
+        rows = rng.choice(n_rows, int(rng.integers(1, 80)), replace=False).astype(np.int64)
+        per_source = np.where(rng.random((7, len(rows))) < 0.5, np.nan, rng.random((7, len(rows))))
+        short = rng.random(int(rng.integers(1, n_rows))) * (rng.random() < 0.9)
+        long = rng.random(int(rng.integers(1, n_rows))) * 3
+        sd, ld, pop_norm = rng.random(), rng.random(), float(rng.choice([0.0, rng.random()]))
+        by_id = np.append(rng.random(n_cats) * (rng.random(n_cats) < 0.5), 0.0)
+        aff_max = float(by_id.max())
+        recent = rng.choice(n_rows, 15).astype(np.int64)
+        x = np.zeros((len(rows), 8))
+        item_features(x, cols, rows, per_source, short, sd, long, ld, pop_norm, cats, by_id,
+                      aff_max, recent, slot)  # fmt: skip
+        want = np.zeros_like(x)
+        for c, src in enumerate((3, 0, 5, 6)):
+            want[:, c] = np.fmax(per_source[src], 0.0)
+        s = np.zeros(len(rows))
+        s[rows < len(short)] = short[rows[rows < len(short)]]
+        s = s * sd
+        lg = np.zeros(len(rows))
+        lg[rows < len(long)] = long[rows[rows < len(long)]]
+        lg = lg * ld
+        if pop_norm > 0:
+            want[:, 4] = np.minimum(1.0, s / pop_norm)
+        growth = np.where(lg > 0, 7.0 * s / np.where(lg > 0, lg, 1.0) - 1.0, 0.0)
+        want[:, 5] = np.clip(growth, 0.0, 3.0) / 3.0
+        if aff_max > 0:
+            want[:, 6] = by_id[cats[rows]].max(axis=1) / aff_max
+        want[:, 7] = np.isin(rows, recent)
+        assert np.array_equal(x, want)
+        assert (slot == -1).all()

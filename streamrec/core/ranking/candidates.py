@@ -66,7 +66,6 @@ class CandidatePool:
     exclude_recent: bool
     exclude_history: bool
     anchors: int
-    _mark: np.ndarray
     _slot: np.ndarray
 
     def _pool(
@@ -160,11 +159,6 @@ class CandidatePool:
         if current_row is not None:
             excluded.append(np.array([current_row], dtype=np.int64))
         return np.concatenate(excluded).astype(np.int64, copy=False) if excluded else _NO_ROWS
-
-    def _scratch(self, size: int) -> np.ndarray:
-        if len(self._mark) < size:
-            self._mark = np.zeros(max(size, 2 * len(self._mark)), dtype=bool)
-        return self._mark
 
     def _slots(self, size: int) -> np.ndarray:
         """Scratch for the kernels: one int64 per row, -1 between calls."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamrec.core.items import ItemStore
+from streamrec.core.kernels import item_features
 from streamrec.core.profile import Profile
 from streamrec.core.ranking.factors import GraphFactors
 from streamrec.core.ranking.models import FEATURES
@@ -28,6 +29,12 @@ FEATURE_INDEX = {name: i for i, name in enumerate(FEATURES)}
 SOURCES = ("covisit", "trending", "category", "query", "interest", "sequence", "covisit_idf")
 _NO_ROWS = np.zeros(0, dtype=np.int64)
 NO_HITS: Hits = (_NO_ROWS, np.zeros(0))
+#: The columns `kernels.item_features` fills, in its order.
+_GATHERED = np.array(
+    [FEATURE_INDEX[n] for n in ("query_match", "covisit", "sequence", "covisit_idf",
+                                "popularity", "growth", "affinity", "seen")],
+    dtype=np.int64,
+)  # fmt: skip
 
 
 @dataclass
@@ -49,7 +56,7 @@ class FeatureBuilder:
     value: ValueModel
     factors: GraphFactors
 
-    def _scratch(self, size: int) -> np.ndarray:
+    def _slots(self, size: int) -> np.ndarray:
         raise NotImplementedError
 
     def _features(
@@ -66,30 +73,33 @@ class FeatureBuilder:
         f = FEATURE_INDEX
         if ctx.user_vector is not None and ctx.similarities is not None:
             x[:, f["similarity"]] = ctx.similarities(rows, ctx.user_vector)
-        # fmax ignores NaN (a source without the row): 0 there, and never below 0.
-        x[:, f["query_match"]] = np.fmax(per_source[3], 0.0)
-        x[:, f["covisit"]] = np.fmax(per_source[0], 0.0)
-        x[:, f["sequence"]] = np.fmax(per_source[5], 0.0)
-        x[:, f["covisit_idf"]] = np.fmax(per_source[6], 0.0)
         x[:, f["factors"]] = self.factors.scores(rows, recent)
-        short = self.trending.scores(rows)
         top_rows = self.trending.top()[0]
         pop_norm = self.trending.score(int(top_rows[0])) if len(top_rows) else 0.0
-        if pop_norm > 0:
-            x[:, f["popularity"]] = np.minimum(1.0, short / pop_norm)
-        long = self.trending_long.scores(rows)
-        # steady demand: short/long ~ 1/7 (the half-life ratio); rising: more. Rows with
-        # no long-term score divide by 1, so no division warns.
-        growth = np.where(long > 0, 7.0 * short / np.where(long > 0, long, 1.0) - 1.0, 0.0)
-        x[:, f["growth"]] = np.clip(growth, 0.0, 3.0) / 3.0
         affinity = profile.affinity
-        if affinity:
-            by_id = np.zeros(len(store.category_names) + 1)  # the last: "no category" (-1)
-            for cat, a in affinity.items():
-                cid = store.category_ids.get(cat)
-                if cid is not None:
-                    by_id[cid] = a
-            x[:, f["affinity"]] = by_id[store.cats[rows]].max(axis=1) / max(affinity.values())
+        by_id = np.zeros(len(store.category_names) + 1)  # the last: "no category" (-1)
+        for cat, a in affinity.items():
+            cid = store.category_ids.get(cat)
+            if cid is not None:
+                by_id[cid] = a
+        short_scaled, short_decay = self.trending.scaled()
+        long_scaled, long_decay = self.trending_long.scaled()
+        item_features(
+            x,
+            _GATHERED,
+            rows,
+            per_source,
+            short_scaled,
+            short_decay,
+            long_scaled,
+            long_decay,
+            pop_norm,
+            store.cats,
+            by_id,
+            max(affinity.values()) if affinity else 0.0,
+            recent,
+            self._slots(store.capacity),
+        )
         user_price = profile.spend / profile.orders if profile.orders and profile.spend else 0.0
         if not user_price:
             user_price = self.value.expected_order_value(profile)  # what a user like this pays
@@ -98,9 +108,4 @@ class FeatureBuilder:
             # Rows with no price take 1 (then 0 below): the logarithm never sees 0.
             fit = np.exp(-np.abs(np.log(np.where(prices > 0, prices, 1.0) / user_price)))
             x[:, f["price_fit"]] = np.where(prices > 0, fit, 0.0)
-        if len(recent):
-            mark = self._scratch(store.capacity)
-            mark[recent] = True
-            x[:, f["seen"]] = mark[rows]
-            mark[recent] = False
         return x

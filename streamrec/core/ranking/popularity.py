@@ -118,6 +118,11 @@ class Trending:
         raw[inside] = self._scaled[rows[inside]]
         return raw * self._decay()
 
+    def scaled(self) -> tuple[np.ndarray, float]:
+        """(the stored scores, the decay factor to now): `scores(rows)` is
+        `stored[rows] * decay` for rows below `len(stored)`, 0 past it."""
+        return self._scaled[: self._rows], self._decay()
+
     def score(self, row: int) -> float:
         return float(self._scaled[row]) * self._decay() if row < self._rows else 0.0
 

@@ -127,8 +127,8 @@ class Recommender(CandidatePool, FeatureBuilder, Explainer):
         self.ranker = ranker
         if ranker is not None:
             ranker.baseline = self.blend  # judged against the blend it would replace
-        self._mark = np.zeros(1024, dtype=bool)  # scratch: rows excluded from one list
-        self._slot = np.full(1024, -1, dtype=np.int64)  # scratch of the kernels
+        #: Scratch of the kernels (`core/kernels.py`): one int64 per row, -1 between calls.
+        self._slot = np.full(1024, -1, dtype=np.int64)
 
     # -- learning ---------------------------------------------------------------
 
