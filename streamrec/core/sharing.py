@@ -229,6 +229,10 @@ class Sharing:
             for graph in graphs:
                 for a, b, w in zip(later, earlier, delta.pair_w.tolist(), strict=True):
                     graph.add_pair(a, b, w)
+            # The other worker's events count towards the factors' refresh as this
+            # worker's own do: counting only its own, each of N workers refreshed N
+            # times less often than one worker, and ranked on staler factors.
+            rec.factors.on_learned(rec.covisit, len(rec.items), delta.adds)
         known = set(VALUE_FEATURES)
         for x, y in zip(delta.value_x.tolist(), delta.value_y.tolist(), strict=True):
             features = {f: v for f, v in zip(delta.value_features, x, strict=True) if f in known}

@@ -46,6 +46,9 @@ def test_refreshes_come_every_n_learned_events_and_follow_the_graph():
     assert np.allclose(f.q.T @ f.q, np.eye(4), atol=1e-8)  # an orthonormal basis
     off = GraphFactors(dim=0)
     assert not any(off.on_learned(g, 80) for _ in range(10)) and len(off.q) == 0
+    folded = GraphFactors(dim=4, every=3)  # another worker's 4 events, then 1 more, then 1
+    assert [folded.on_learned(g, 80, n) for n in (4, 1, 1)] == [True, False, True]
+    assert folded.learned == 6 and folded.refreshes == 2
     tiny = GraphFactors(dim=32, every=1)
     tiny.refresh(g, 40)  # fewer than 2 x dim items: nothing to factor yet
     assert len(tiny.q) == 0

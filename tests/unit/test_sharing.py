@@ -105,6 +105,31 @@ def test_three_workers_that_share_learn_what_one_worker_learns():
     }
 
 
+def test_folded_events_count_towards_the_factors_refresh_as_own_events_do():
+    """Each of N workers refreshed its co-visitation factors N times less often than
+    one worker (only its own events counted), and ranked on staler factors."""
+    msgs = shop_messages()
+    one = engine(factors_every=100)
+    one.process_batch(msgs, DictProfileStore(), NOW)
+    engines = [engine(factors_every=100) for _ in range(PARTITIONS)]
+    shares = [e.share(f"w{i}", "off") for i, e in enumerate(engines)]
+    stores = [DictProfileStore() for _ in engines]
+    for start in range(0, len(msgs), 40):
+        chunk, deltas = msgs[start : start + 40], []
+        for i, e in enumerate(engines):
+            mine = [m for m in chunk if m.partition % PARTITIONS == i]
+            deltas += e.process_batch(mine, stores[i], NOW).deltas if mine else []
+        for d in deltas:
+            for share in shares:
+                share.fold(decode(d.to_bytes()))
+    want = one.recommender.factors
+    assert want.refreshes >= 5
+    for e in engines:
+        got = e.recommender.factors
+        assert got.learned == want.learned
+        assert got.refreshes >= want.refreshes - 1  # a fold can pass two multiples at once
+
+
 def test_without_sharing_each_worker_learns_only_its_own_partitions():
     msgs = shop_messages(600)
     alone = [engine() for _ in range(PARTITIONS)]

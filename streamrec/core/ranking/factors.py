@@ -68,12 +68,14 @@ class GraphFactors:
         self.learned = 0
         self.refreshes = 0
 
-    def on_learned(self, graph: CoVisitation, rows: int) -> bool:
-        """One event was learned into `graph`; refresh at every `every`-th."""
+    def on_learned(self, graph: CoVisitation, rows: int, n: int = 1) -> bool:
+        """`n` events were learned into `graph` (by this worker, or by another and folded
+        in); refresh when the count passes a multiple of `every`."""
         if self.dim <= 0:
             return False
-        self.learned += 1
-        if self.learned % self.every:
+        before = self.learned
+        self.learned += n
+        if self.learned // self.every == before // self.every:
             return False
         self.refresh(graph, rows)
         return True
