@@ -25,6 +25,7 @@ from streamrec.core.privacy import Pseudonymizer, Sealer
 from streamrec.core.profile import ProfileUpdater
 from streamrec.core.ranking.models import OnlineRanker
 from streamrec.core.ranking.recommender import Recommender
+from streamrec.core.ranking.regression import ItemRegression
 from streamrec.core.retrieval.interest import InterestModel
 from streamrec.core.retrieval.vectors import ItemVectors
 from streamrec.settings import Settings
@@ -96,6 +97,13 @@ def build_recommender(s: Settings) -> Recommender:
         factors_dim=s.factors_dim,
         factors_every=s.factors_every,
         factors_history=s.factors_history,
+        regression=ItemRegression(
+            items=s.regression_items,
+            every=s.regression_every,
+            l2=s.regression_l2,
+            window=s.regression_window,
+            history=s.regression_history,
+        ),
         exclude_purchased=s.exclude_purchased,
         exclude_recent=s.exclude_recent,
         max_per_category=s.max_per_category,

@@ -167,6 +167,20 @@ class Settings(KeyResolution):
     #: How many of the user's newest items make their factor vector: 5 was chosen on
     #: the validation half with both protocols (50 lost 4% under leave-last-out).
     factors_history: int = 5
+    #: The item-to-item regression over what users had together (EASE, the
+    #: "regression" feature): over the item store's first `items` rows (0: off; the
+    #: counts and weights are two items x items matrices, 2,048: 50 MB), refit every
+    #: `every` learned events (one items x items inverse: ~0.15 s at 1,682 items),
+    #: ridge `l2`, each event counted against the user's `window` newest items (at
+    #: most STREAMREC_RECENT_ITEMS), a user scored by their `history` newest. Off by
+    #: default: on ml-100k's validation half it raised prequential NDCG@10 by 2% and
+    #: lowered leave-last-out by 2-8% (docs/evaluation.md, "Sixth stop"). To turn on:
+    #: STREAMREC_REGRESSION_ITEMS=2048 (and a weight, STREAMREC_BLEND_WEIGHTS).
+    regression_items: int = 0
+    regression_every: int = 1_000
+    regression_l2: float = 200.0
+    regression_window: int = 50
+    regression_history: int = 20
     #: Transitions ("sequence" candidates: what users touched next after the user's
     #: newest N items); 0 = off, neither learned nor asked. Off by default: on ml-100k's
     #: validation half they lowered the blend's NDCG@10 (0.0852 -> 0.0824 at weight 0.3)
@@ -374,6 +388,12 @@ class Settings(KeyResolution):
             raise ConfigError(
                 "STREAMREC_FACTORS_DIM must be >= 0, STREAMREC_FACTORS_EVERY and "
                 "STREAMREC_FACTORS_HISTORY >= 1"
+            )
+        if (self.regression_items < 0 or self.regression_every < 1 or self.regression_l2 <= 0
+                or self.regression_window < 1 or self.regression_history < 1):  # fmt: skip
+            raise ConfigError(
+                "STREAMREC_REGRESSION_ITEMS must be >= 0, STREAMREC_REGRESSION_L2 > 0, and "
+                "STREAMREC_REGRESSION_EVERY, _WINDOW and _HISTORY >= 1"
             )
         if self.session_timeout_s <= self.heartbeat_interval_s:
             raise ConfigError(

@@ -125,6 +125,10 @@ class ItemDelta:
     pair_later: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     pair_earlier: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     pair_w: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: The regression's counts: (item, item, count); an item with itself is its diagonal.
+    gram_a: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    gram_b: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    gram_w: np.ndarray = field(default_factory=lambda: np.zeros(0))
     #: The value model's examples: one row of `value_features` per purchase, and its target.
     value_features: tuple[str, ...] = VALUE_FEATURES
     value_x: np.ndarray = field(default_factory=lambda: np.zeros((0, len(VALUE_FEATURES))))
@@ -153,6 +157,10 @@ class ItemDelta:
             "pair_earlier": _b64(self.pair_earlier, "<i4"),
             "pair_w": _b64(self.pair_w, "<f8"),
         }
+        if len(self.gram_w):  # absent where the regression is off (and from older workers)
+            doc["gram_a"] = _b64(self.gram_a, "<i4")
+            doc["gram_b"] = _b64(self.gram_b, "<i4")
+            doc["gram_w"] = _b64(self.gram_w, "<f8")
         if len(self.value_y):  # purchases are rare: most deltas carry none
             doc["value_features"] = list(self.value_features)
             doc["value_x"] = _b64(self.value_x, "<f8")
@@ -184,24 +192,33 @@ class ItemDelta:
                 pair_later=_unb64(d["pair_later"], "<i4"),
                 pair_earlier=_unb64(d["pair_earlier"], "<i4"),
                 pair_w=_unb64(d["pair_w"], "<f8"),
+                **_gram(d),
                 **_value_examples(d),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise DeltaError(f"malformed shared-state delta: {exc!r}") from exc
-        n, pairs = len(delta.items), len(delta.pair_w)
+        n = len(delta.items)
         if len(delta.trend) != n or len(delta.trend_long) != n:
             raise DeltaError("malformed shared-state delta: trending sums do not match its items")
-        ends = (len(delta.pair_later), len(delta.pair_earlier))
-        if ends != (pairs, pairs) or (pairs and (
-            min(delta.pair_later.min(), delta.pair_earlier.min()) < 0
-            or max(delta.pair_later.max(), delta.pair_earlier.max()) >= n
-        )):  # fmt: skip
-            raise DeltaError("malformed shared-state delta: pairs point outside its items")
+        for a, b, w in ((delta.pair_later, delta.pair_earlier, delta.pair_w),
+                        (delta.gram_a, delta.gram_b, delta.gram_w)):  # fmt: skip
+            if (len(a), len(b)) != (len(w), len(w)) or (len(w) and (
+                min(a.min(), b.min()) < 0 or max(a.max(), b.max()) >= n
+            )):  # fmt: skip
+                raise DeltaError("malformed shared-state delta: pairs point outside its items")
         if delta.first > delta.last:
             raise DeltaError("malformed shared-state delta: first offset after last")
         if delta.value_x.shape != (len(delta.value_y), len(delta.value_features)):
             raise DeltaError("malformed shared-state delta: value examples do not match")
         return delta
+
+
+def _gram(d: dict[str, Any]) -> dict[str, Any]:
+    """The optional regression counts of a delta's wire form (absent: none)."""
+    if "gram_w" not in d:
+        return {}
+    return {"gram_a": _unb64(d["gram_a"], "<i4"), "gram_b": _unb64(d["gram_b"], "<i4"),
+            "gram_w": _unb64(d["gram_w"], "<f8")}  # fmt: skip
 
 
 def _value_examples(d: dict[str, Any]) -> dict[str, Any]:

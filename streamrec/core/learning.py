@@ -53,6 +53,13 @@ class Learning:
             if self.updater.is_new_session(profile, event)
             else self.items.rows(profile.session_item_ids(self.recommender.covisit.window)).tolist()
         )
+        # The regression counts the item against the user's newest items before it.
+        regression = self.recommender.regression
+        recent: list[int] = (
+            self.items.rows(profile.recent_item_ids()[-regression.window :]).tolist()
+            if regression.on and row is not None
+            else []
+        )
         sharing = self.sharing
         value = self.recommender.value
         self.recommender.observe_user(event)
@@ -65,10 +72,10 @@ class Learning:
             )
             if sharing is None:
                 if row is not None:
-                    self.recommender.learn_item(row, event.type, event.ts, session)
+                    self.recommender.learn_item(row, event.type, event.ts, session, recent)
             else:
                 sharing.learn(msg.partition, msg.offset, row, event.type, event.ts, session,
-                              example)  # fmt: skip
+                              example, recent)  # fmt: skip
         self.updater.update(profile, event, categories)
         if event.type == "purchase":
             estimate = value.estimate(profile, event.ts)

@@ -70,6 +70,8 @@ class _Pending:
     trend: defaultdict[int, float] = field(default_factory=lambda: defaultdict(float))
     trend_long: defaultdict[int, float] = field(default_factory=lambda: defaultdict(float))
     pairs: defaultdict[tuple[int, int], float] = field(default_factory=lambda: defaultdict(float))
+    #: The regression's counts (`(row, row)`: its diagonal).
+    gram: defaultdict[tuple[int, int], float] = field(default_factory=lambda: defaultdict(float))
     value_x: list[list[float]] = field(default_factory=list)
     value_y: list[float] = field(default_factory=list)
 
@@ -130,6 +132,7 @@ class Sharing:
         ts: int,
         session_rows: Sequence[int],
         value_example: tuple[list[float], float] | None = None,
+        recent_rows: Sequence[int] = (),
     ) -> None:
         """Learn one event's items locally, and keep it for the next delta (with the
         value model's example, which the caller learned from the buyer's profile)."""
@@ -143,7 +146,7 @@ class Sharing:
         if row is None:
             return
         rec = self.rec
-        weight = rec.learn_item(row, event_type, ts, session_rows)
+        weight = rec.learn_item(row, event_type, ts, session_rows, recent_rows)
         if weight <= 0:
             return
         if pend.ref_ts < 0:
@@ -157,6 +160,8 @@ class Sharing:
         pend.trend_long[row] += weight * 2.0 ** (age / rec.trending_long.half_life_ms)
         for other, w in rec.covisit.pairs(row, session_rows, weight):
             pend.pairs[(row, other)] += w
+        for other in rec.regression.pairs(row, recent_rows):
+            pend.gram[(row, other)] += 1.0
 
     def _rebase(self, pend: _Pending, ts: int) -> None:
         """Move a pending delta's reference time to `ts` (its sums scaled to match)."""
@@ -174,9 +179,11 @@ class Sharing:
         out: list[ItemDelta | RankerDelta] = []
         for p, pend in sorted(self._pending.items()):
             self.ledger.add(p, pend.first, pend.last)
-            rows = sorted(set(pend.trend) | {r for pair in pend.pairs for r in pair})
+            rows = sorted(set(pend.trend) | {r for pair in pend.pairs for r in pair}
+                          | {r for pair in pend.gram for r in pair})  # fmt: skip
             index = {r: i for i, r in enumerate(rows)}
             pairs = list(pend.pairs.items())
+            gram = list(pend.gram.items())
             out.append(ItemDelta(
                 partition=p, first=pend.first, last=pend.last, by=self.by,
                 ref_ts=max(pend.ref_ts, 0), now_ts=pend.now_ts, adds=pend.adds,
@@ -186,6 +193,9 @@ class Sharing:
                 pair_later=np.array([index[a] for (a, _b), _w in pairs], dtype=np.int32),
                 pair_earlier=np.array([index[b] for (_a, b), _w in pairs], dtype=np.int32),
                 pair_w=np.array([w for _k, w in pairs], dtype=np.float64),
+                gram_a=np.array([index[a] for (a, _b), _w in gram], dtype=np.int32),
+                gram_b=np.array([index[b] for (_a, b), _w in gram], dtype=np.int32),
+                gram_w=np.array([w for _k, w in gram], dtype=np.float64),
                 value_x=np.array(pend.value_x, dtype=np.float64).reshape(
                     len(pend.value_y), len(VALUE_FEATURES)),
                 value_y=np.array(pend.value_y, dtype=np.float64),
@@ -233,6 +243,10 @@ class Sharing:
             # worker's own do: counting only its own, each of N workers refreshed N
             # times less often than one worker, and ranked on staler factors.
             rec.factors.on_learned(rec.covisit, len(rec.items), delta.adds)
+            ga, gb = rows[delta.gram_a].tolist(), rows[delta.gram_b].tolist()
+            for a, b, w in zip(ga, gb, delta.gram_w.tolist(), strict=True):
+                rec.regression.add_pair(a, b, w)
+            rec.regression.on_learned(len(rec.items), delta.adds)
         known = set(VALUE_FEATURES)
         for x, y in zip(delta.value_x.tolist(), delta.value_y.tolist(), strict=True):
             features = {f: v for f, v in zip(delta.value_features, x, strict=True) if f in known}

@@ -12,6 +12,9 @@ A snapshot is arrays plus a small JSON header (`.npz`, no pickled objects):
 * ``ranker.eval``: the ranker's recent (ranker score, blend score, label);
 * ``factors.q``: the co-visitation graph's factors per position (rows x dim; absent
   from snapshots written before them, which rebuild them at the next refresh);
+* ``regression.gram`` / ``regression.b``: the regression's co-occurrence counts
+  and its weights as of its last refresh, per position (absent from older
+  snapshots, which learn them from the restart on);
 * ``ranker.offers.*`` / ``ranker.expiry.*``: what users were offered and have not
   answered yet (per offer: user, time, sampling rate, its open items and their
   features by name), so a restarted worker still learns from the clicks on
@@ -218,6 +221,7 @@ def capture(rec: Recommender) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         "value": _value_state(rec),
         "ranker": ranker,
         "factors": rec.factors.state(),
+        "regression": rec.regression.state(),
     }
     arrays: dict[str, np.ndarray] = {
         "ids": ids,
@@ -230,6 +234,7 @@ def capture(rec: Recommender) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         "ranker.eval": evals,
         **{f"ranker.{k}": v for k, v in offers.items()},
         "factors.q": rec.factors.q[: len(rec.items)],
+        **{f"regression.{k}": v for k, v in rec.regression.arrays(len(rec.items)).items()},
     }
     return header, arrays
 
@@ -284,6 +289,8 @@ def restore(rec: Recommender, header: dict[str, Any], arrays: dict[str, np.ndarr
     # Absent from snapshots written before the factors: they are built at the next
     # refresh point, as on a fresh start.
     rec.factors.restore(header.get("factors", {}), arrays.get("factors.q"), rows)
+    gram, b = arrays.get("regression.gram"), arrays.get("regression.b")
+    rec.regression.restore(header.get("regression", {}), gram, b, rows)
     if header.get("ranker") is not None:
         offers = {
             k[7:]: v for k, v in arrays.items() if k.startswith("ranker.") and k != "ranker.eval"

@@ -80,9 +80,8 @@ def test_lists_with_factors_do_not_depend_on_the_batch_size():
     assert one.recommender.factors.refreshes >= 4
     assert np.array_equal(one.recommender.factors.q, many.recommender.factors.q)
     assert [r.items for r in a] == [r.items for r in b]
-    # The feature's column is the last one.
-    j = FEATURES.index("factors")
-    assert j == len(FEATURES) - 1  # appended: older snapshots' columns keep their places
+    # Features are appended: older snapshots' columns keep their places.
+    assert FEATURES[-2:] == ("factors", "regression")
 
 
 def test_bad_factor_settings_say_what_to_fix():

@@ -37,7 +37,9 @@ def shop_messages(n=1_500, seed=5):
 
 def engine(**overrides):
     # Unbounded neighbours: pruning to the strongest is the one thing that depends on order.
-    s = Settings.from_env({}, covisit_max_neighbours=100_000, monitoring=False, **overrides)
+    # The regression on (it is off by default), so that its counts are shared too.
+    s = Settings.from_env({}, covisit_max_neighbours=100_000, monitoring=False,
+                          regression_items=256, **overrides)  # fmt: skip
     return build_engine(s)
 
 
@@ -52,7 +54,9 @@ def item_state(e: Engine):
     for row, item in enumerate(ids):
         nbr, w = rec.covisit.neighbours(row)
         pairs.update({(item, ids[b]): x for b, x in zip(nbr.tolist(), w.tolist(), strict=True)})
-    return trend, trend_long, pairs
+    g = rec.regression.gram
+    gram = {(ids[a], ids[b]): float(g[a, b]) for a, b in zip(*np.nonzero(g), strict=True)}
+    return trend, trend_long, pairs, gram
 
 
 def assert_same_items(a: Engine, b: Engine):
@@ -93,6 +97,7 @@ def test_three_workers_that_share_learn_what_one_worker_learns():
     one = engine()
     one.process_batch(msgs, DictProfileStore(), NOW)
     engines, shares, published = run_workers(msgs, PARTITIONS)
+    assert one.recommender.regression.gram.sum() > 0
     for e in engines:
         assert_same_items(e, one)
     # Each worker's own deltas came back as known, the others' were folded once.
@@ -107,11 +112,12 @@ def test_three_workers_that_share_learn_what_one_worker_learns():
 
 def test_folded_events_count_towards_the_factors_refresh_as_own_events_do():
     """Each of N workers refreshed its co-visitation factors N times less often than
-    one worker (only its own events counted), and ranked on staler factors."""
+    one worker (only its own events counted), and ranked on staler factors; the
+    regression's refresh counts the same way."""
     msgs = shop_messages()
-    one = engine(factors_every=100)
+    one = engine(factors_every=100, regression_every=100)
     one.process_batch(msgs, DictProfileStore(), NOW)
-    engines = [engine(factors_every=100) for _ in range(PARTITIONS)]
+    engines = [engine(factors_every=100, regression_every=100) for _ in range(PARTITIONS)]
     shares = [e.share(f"w{i}", "off") for i, e in enumerate(engines)]
     stores = [DictProfileStore() for _ in engines]
     for start in range(0, len(msgs), 40):
@@ -122,12 +128,13 @@ def test_folded_events_count_towards_the_factors_refresh_as_own_events_do():
         for d in deltas:
             for share in shares:
                 share.fold(decode(d.to_bytes()))
-    want = one.recommender.factors
-    assert want.refreshes >= 5
-    for e in engines:
-        got = e.recommender.factors
-        assert got.learned == want.learned
-        assert got.refreshes >= want.refreshes - 1  # a fold can pass two multiples at once
+    for model in ("factors", "regression"):
+        want = getattr(one.recommender, model)
+        assert want.refreshes >= 5
+        for e in engines:
+            got = getattr(e.recommender, model)
+            assert got.learned == want.learned
+            assert got.refreshes >= want.refreshes - 1  # a fold can pass two multiples at once
 
 
 def test_without_sharing_each_worker_learns_only_its_own_partitions():
@@ -187,8 +194,8 @@ def test_a_worker_taking_over_a_partition_does_not_count_its_events_twice():
         share.fold(d)
     # The commit was at 150: 150..199 come again, then the rest.
     second.process_batch(msgs[150:], profiles, NOW)
-    trend, trend_long, _pairs = item_state(second)
-    want, want_long, _ = item_state(uninterrupted)
+    trend, trend_long, *_ = item_state(second)
+    want, want_long, *_ = item_state(uninterrupted)
     keys = sorted(want)
     np.testing.assert_allclose([trend.get(k, 0.0) for k in keys], [want[k] for k in keys],
                                rtol=1e-9)  # fmt: skip
@@ -199,7 +206,7 @@ def test_a_worker_taking_over_a_partition_does_not_count_its_events_twice():
 
 def test_a_delta_survives_the_wire_exactly():
     deltas = run_workers(shop_messages(200), 1, batch=50)[2]
-    assert deltas and any(len(d.pair_w) for d in deltas)
+    assert deltas and any(len(d.pair_w) for d in deltas) and any(len(d.gram_w) for d in deltas)
     for d in deltas:
         back = decode(d.to_bytes())
         assert back.to_dict() == d.to_dict()
@@ -231,6 +238,12 @@ def test_pairs_pointing_outside_the_items_are_refused():
                "pair_w": b64(np.array([1.0], "<f8"))}  # fmt: skip
     with pytest.raises(DeltaError, match="pairs point outside its items"):
         ItemDelta.from_dict({**d, **outside})
+    gram = {"gram_a": b64(np.array([0], "<i4")), "gram_b": b64(np.array([-1], "<i4")),
+            "gram_w": b64(np.array([1.0], "<f8"))}  # fmt: skip
+    with pytest.raises(DeltaError, match="pairs point outside its items"):
+        ItemDelta.from_dict({**d, **gram})
+    older = {k: v for k, v in d.items() if not k.startswith("gram_")}  # a worker before it
+    assert len(ItemDelta.from_dict(older).gram_w) == 0
 
 
 def b64(a):

@@ -24,10 +24,11 @@ NOW = int(time.time() * 1000)
 
 
 def settings(tmp_path: Path) -> Settings:
-    # Transitions and factors on, so that they are in the snapshots these tests write.
+    # Transitions, factors and the regression on and refreshed, so that they are in the
+    # snapshots these tests write.
     return Settings.from_env(
         {}, data_dir=tmp_path, partitions=1, scorer_enabled=False, sequence_anchors=2,
-        factors_dim=8, factors_every=200,
+        factors_dim=8, factors_every=200, regression_items=256, regression_every=300,
     )  # fmt: skip
 
 
@@ -105,6 +106,11 @@ def test_every_learned_piece_round_trips(tmp_path):
     assert a.factors.refreshes > 0 and a.factors.q.shape[1] == 8
     assert np.allclose(a.factors.q[rows], b.factors.q[rows])
     assert (a.factors.learned, a.factors.refreshes) == (b.factors.learned, b.factors.refreshes)
+    ea, eb = a.regression, b.regression
+    assert ea.refreshes > 0 and (ea.learned, ea.refreshes) == (eb.learned, eb.refreshes)
+    n = len(rows)
+    assert ea.gram[:n, :n].sum() > 0 and np.array_equal(ea.gram[:n, :n], eb.gram[:n, :n])
+    assert np.array_equal(ea.b, eb.b[: len(ea.b), : len(ea.b)])
 
 
 def test_a_snapshot_from_before_transitions_restores_with_none_learned(tmp_path):

@@ -33,6 +33,7 @@ REASONS = {
     "price_fit": "in your price range",
     "seen": "you looked at this before",
     "factors": "goes with what you like",
+    "regression": "often had with your items",
 }
 #: Marks a reason that needs more than the feature's name (the anchor, the category).
 _SLOW = "<slow>"

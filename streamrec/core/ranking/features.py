@@ -2,8 +2,8 @@
 
 Columns: similarity (user vector), query_match, covisit, sequence and
 covisit_idf (the sources' scores), factors (the graph's low-rank view of the
-user's recent items), popularity and growth (trending now against
-trending over a week),
+user's recent items), regression (EASE over what users had together),
+popularity and growth (trending now against trending over a week),
 affinity (the user's strongest category among the item's), price_fit
 (against the user's average order, or the value model's expected order before
 a first purchase), seen (in the user's recent items).
@@ -22,6 +22,7 @@ from streamrec.core.profile import Profile
 from streamrec.core.ranking.factors import GraphFactors
 from streamrec.core.ranking.models import FEATURES
 from streamrec.core.ranking.popularity import Trending
+from streamrec.core.ranking.regression import ItemRegression
 from streamrec.core.ranking.value import ValueModel
 from streamrec.core.retrieval.index import Hits
 
@@ -55,6 +56,7 @@ class FeatureBuilder:
     trending_long: Trending
     value: ValueModel
     factors: GraphFactors
+    regression: ItemRegression
 
     def _slots(self, size: int) -> np.ndarray:
         raise NotImplementedError
@@ -74,6 +76,7 @@ class FeatureBuilder:
         if ctx.user_vector is not None and ctx.similarities is not None:
             x[:, f["similarity"]] = ctx.similarities(rows, ctx.user_vector)
         x[:, f["factors"]] = self.factors.scores(rows, recent)
+        x[:, f["regression"]] = self.regression.scores(rows, recent)
         top_rows = self.trending.top()[0]
         pop_norm = self.trending.score(int(top_rows[0])) if len(top_rows) else 0.0
         affinity = profile.affinity

@@ -11,6 +11,9 @@ Every candidate is a row of `FEATURES` (all roughly in [0, 1]):
   root of both items' total (cosine), so popular items do not dominate;
 * ``factors``: the item against all of the user's recent items at once, through
   the co-visitation graph's leading factors (`factors.GraphFactors`);
+* ``regression``: how well the user's newest items predict the item once each
+  other's share is taken out (EASE over what users had together,
+  `regression.ItemRegression`);
 * ``popularity``: time-decayed popularity, normalised to the most popular item;
 * ``growth``: popularity now against its longer-term level (item potential);
 * ``affinity``: the user's best category affinity for the item, normalised;
@@ -71,6 +74,7 @@ FEATURES = (
     "sequence",
     "covisit_idf",
     "factors",
+    "regression",
 )
 
 #: The blend's weights. popularity, affinity, sequence, covisit_idf and factors were chosen on
@@ -88,6 +92,7 @@ FIXED_WEIGHTS = {
     "sequence": 0.0,
     "covisit_idf": 0.3,
     "factors": 0.3,
+    "regression": 0.5,
 }
 
 #: Feedback: what makes a shown item a positive.

@@ -52,6 +52,7 @@ from streamrec.core.ranking.features import (
 )
 from streamrec.core.ranking.models import POSITIVE_TYPES, FixedBlend, OnlineRanker
 from streamrec.core.ranking.popularity import CategoryTop, Trending
+from streamrec.core.ranking.regression import ItemRegression
 from streamrec.core.ranking.value import ValueModel
 from streamrec.core.ranking.variants import Variant
 from streamrec.core.retrieval.index import Hits
@@ -96,6 +97,7 @@ class Recommender(CandidatePool, FeatureBuilder, Explainer):
         factors_dim: int = 0,
         factors_every: int = 5_000,
         factors_history: int = 5,
+        regression: ItemRegression | None = None,
     ) -> None:
         self.items = store if store is not None else ItemStore()
         self.top_k = top_k
@@ -116,6 +118,8 @@ class Recommender(CandidatePool, FeatureBuilder, Explainer):
         self.sequence_anchors = sequence_anchors
         #: The co-visitation graph's leading factors ("factors"); dim 0: off.
         self.factors = GraphFactors(factors_dim, factors_every, history=factors_history)
+        #: EASE over what users had together ("regression"); `items=0`: off.
+        self.regression = regression if regression is not None else ItemRegression(items=0)
         #: Popular in a category: "popular in what you like" candidates.
         self.by_category = CategoryTop(self.trending, self.items, n=10)
         self.rank_pool = rank_pool
@@ -132,11 +136,18 @@ class Recommender(CandidatePool, FeatureBuilder, Explainer):
 
     # -- learning ---------------------------------------------------------------
 
-    def observe(self, event: Event, row: int | None, session_rows: Sequence[int]) -> None:
-        """Learn from one event on item `row`; `session_rows` are the session's rows before it."""
+    def observe(
+        self,
+        event: Event,
+        row: int | None,
+        session_rows: Sequence[int],
+        recent_rows: Sequence[int] = (),
+    ) -> None:
+        """Learn from one event on item `row`; `session_rows` are the session's rows before
+        it, `recent_rows` the user's newest."""
         self.observe_user(event)
         if row is not None:
-            self.learn_item(row, event.type, event.ts, session_rows)
+            self.learn_item(row, event.type, event.ts, session_rows, recent_rows)
 
     def observe_user(self, event: Event) -> None:
         """What one event teaches about its user: feedback on what they were offered."""
@@ -145,8 +156,16 @@ class Recommender(CandidatePool, FeatureBuilder, Explainer):
             if event.type in POSITIVE_TYPES and event.item_id is not None:
                 self.ranker.on_positive(event.user, event.item_id, event.ts)
 
-    def learn_item(self, row: int, event_type: str, ts: int, session_rows: Sequence[int]) -> float:
-        """What one event teaches about items (no user in it); the weight it counted (0: none)."""
+    def learn_item(
+        self,
+        row: int,
+        event_type: str,
+        ts: int,
+        session_rows: Sequence[int],
+        recent_rows: Sequence[int] = (),
+    ) -> float:
+        """What one event teaches about items (no user in it, only their `recent_rows`
+        before it, oldest first); the weight it counted (0: none)."""
         weight = EVENT_WEIGHTS.get(event_type, 0.0)
         if weight <= 0:
             return 0.0
@@ -154,6 +173,8 @@ class Recommender(CandidatePool, FeatureBuilder, Explainer):
         self.trending_long.add(row, weight, ts)
         self.covisit.add(row, session_rows, weight)
         self.factors.on_learned(self.covisit, len(self.items))
+        self.regression.add(row, self.regression.pairs(row, recent_rows))
+        self.regression.on_learned(len(self.items))
         if self.sequence_anchors:  # off: nothing to learn (it costs per event)
             self.transitions.add(row, session_rows, weight)
         return weight
@@ -297,6 +318,7 @@ class Recommender(CandidatePool, FeatureBuilder, Explainer):
             "covisit_items": len(self.covisit),
             "transition_items": len(self.transitions),
             "factors": self.factors.stats(),
+            "regression": self.regression.stats(),
         }
         if self.ranker is not None:
             out["ranker"] = self.ranker.stats()
