@@ -79,7 +79,8 @@ FEATURES = (
 
 #: The blend's weights. popularity, affinity, sequence, covisit_idf and factors were chosen on
 #: the first half of ml-100k (`streamrec evaluate --part validation`, docs/evaluation.md);
-#: the ranker weighs every feature itself once it measures better.
+#: regression's (it is off by default) on that half's prequential scoring. The ranker
+#: weighs every feature itself once it measures better.
 FIXED_WEIGHTS = {
     "similarity": 0.5,
     "query_match": 1.0,
