@@ -133,10 +133,17 @@ class CatalogFollower:
         self.owned = partitions
 
     async def _reread_gained(self, consumer: AIOKafkaConsumer) -> None:
-        """Partitions gained since: read again from where their owners dead-lettered to."""
+        """Partitions gained since: read again from where their owners dead-lettered to.
+
+        Only ever back: a partition this worker has not read that far yet (a gain at
+        start-up, before the first fetch reached it) is read on from where it is.
+        Seeking forward there skipped the records in between, catalog upserts included.
+        """
         for p in sorted(self._rescan):
             if self.owns(p):
-                consumer.seek(TopicPartition(self.t_catalog, p), self._dlq_from[p])
+                tp = TopicPartition(self.t_catalog, p)
+                if self._dlq_from[p] < await consumer.position(tp):
+                    consumer.seek(tp, self._dlq_from[p])
         self._rescan.clear()
 
     async def _take_catalog(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import numpy as np
+from aiokafka import TopicPartition
 
 from streamrec import serde
 from streamrec.build import build_engine
@@ -12,7 +14,7 @@ from streamrec.contracts import CATALOG_EMBEDDINGS, CATALOG_ITEMS, load_contract
 from streamrec.core.retrieval.vectors import ItemVectors, apply_embedding_record, encode_vectors
 from streamrec.records import CatalogEmbedding, CatalogItem
 from streamrec.settings import Settings
-from streamrec.worker.catalog import apply_catalog_record
+from streamrec.worker.catalog import CatalogFollower, apply_catalog_record
 
 ITEMS = load_contract(CATALOG_ITEMS).validator
 EMBEDDINGS = load_contract(CATALOG_EMBEDDINGS).validator
@@ -87,3 +89,34 @@ def test_unreadable_embeddings_are_reported_not_raised():
     error = apply_embedding_record(vectors, Record(serde.dumps(broken.to_dict()), b"k"), EMBEDDINGS)
     assert error is not None and "hat" in error
     assert len(vectors) == 0
+
+
+class FakeConsumer:
+    """The two calls `_reread_gained` makes, on a consumer at `positions`."""
+
+    def __init__(self, positions: dict[int, int]) -> None:
+        self.positions = positions
+        self.seeks: list[tuple[int, int]] = []
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.positions[tp.partition]
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks.append((tp.partition, offset))
+        self.positions[tp.partition] = offset
+
+
+def test_a_gained_partition_is_read_again_back_to_its_owners_mark_never_skipped_forward():
+    s = Settings.from_env({}, partitions=3)
+    follower = CatalogFollower(s, build_engine(s), dead_letter=None, embedding_offsets={})  # type: ignore[arg-type]
+    # Dead-lettered by their owners up to offset 3 in each catalog partition.
+    follower._dlq_from = {0: 3, 1: 3, 2: 3}
+    # Partition 0 was read past the mark; partition 1 not yet (a gain at start-up, before
+    # the first fetch reached its records); partition 2 is not gained.
+    consumer = FakeConsumer({0: 7, 1: 1, 2: 7})
+    follower.set_owned({0, 1})
+    asyncio.run(follower._reread_gained(consumer))
+    assert consumer.seeks == [(0, 3)]  # back to the mark; 1 reads on from 1, skipping nothing
+    assert consumer.positions == {0: 3, 1: 1, 2: 7}
+    asyncio.run(follower._reread_gained(consumer))
+    assert consumer.seeks == [(0, 3)]  # once per gain
