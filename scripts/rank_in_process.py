@@ -27,6 +27,7 @@ from streamrec.core.engine import DictProfileStore
 from streamrec.core.ingest import RawMessage
 from streamrec.core.profile import Profile
 from streamrec.datasets.synthetic import SyntheticShop
+from streamrec.heap import freeze_startup
 from streamrec.settings import Settings
 from streamrec.tools.bench import synthetic_vectors
 
@@ -64,6 +65,7 @@ def main() -> None:
         for i, e in enumerate(events)
     ]
     store = EncodingStore()
+    freeze_startup()  # as the worker does before its first event
 
     def run(lo: int, hi: int) -> None:
         for i in range(lo, hi, args.batch):
