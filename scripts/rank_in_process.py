@@ -3,6 +3,10 @@
     python scripts/rank_in_process.py                # synthetic shop, 10k items with vectors
     python scripts/rank_in_process.py --no-vectors   # ranking without retrieval
     python scripts/rank_in_process.py --profile      # plus the top of a cProfile
+    python scripts/rank_in_process.py --digest       # plus a hash of every list published
+
+`--digest` tells two versions of the core apart: the same events give the same
+hash only if every list (items, order, scores, reasons, features) is the same.
 
 No Kafka: the figure the pipeline's `events_per_s_ranked` is compared with, to
 tell the core's cost from Faust's and the broker's. Math libraries run on one
@@ -18,6 +22,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
 import cProfile
+import hashlib
 import pstats
 import time
 
@@ -46,6 +51,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=200)
     ap.add_argument("--no-vectors", action="store_true")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--digest", action="store_true", help="print a sha256 of every list")
     args = ap.parse_args()
     import faiss
 
@@ -65,13 +71,16 @@ def main() -> None:
         for i, e in enumerate(events)
     ]
     store = EncodingStore()
+    digest = hashlib.sha256() if args.digest else None
     freeze_startup()  # as the worker does before its first event
 
     def run(lo: int, hi: int) -> None:
         for i in range(lo, hi, args.batch):
             out = engine.process_batch(msgs[i : i + args.batch], store, now)
             for rec in out.recommendations:
-                serde.dumps(rec.to_dict())
+                wire = serde.dumps(rec.to_dict())
+                if digest is not None:
+                    digest.update(wire[wire.index(b'"items"') : wire.index(b'"model_version"')])
 
     warm = len(msgs) // 3  # profiles, trending and co-visitation fill up first
     run(0, warm)
@@ -88,6 +97,8 @@ def main() -> None:
         f"{len(shop.catalog):,} items, vectors={'no' if args.no_vectors else 'yes'}: "
         f"{n / elapsed:,.0f} events/s, {elapsed / n * 1000:.3f} ms/event"
     )
+    if digest is not None:
+        print(f"lists sha256 {digest.hexdigest()}")
     if profiler:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
 

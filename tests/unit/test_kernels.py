@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from streamrec.core.history import MASK, WIRE, ItemHistory
-from streamrec.core.kernels import covisit_keep, covisit_merge, item_features, pool_cut
+from streamrec.core.kernels import covisit_keep, covisit_merge, item_features, pool_cut, top_k_rows
 from streamrec.core.ranking.candidates import _best_source_rank
 from streamrec.core.ranking.covisit import CoVisitation
 from streamrec.core.ranking.features import SOURCES
@@ -225,3 +225,19 @@ def test_item_features_equal_the_numpy_columns_bit_for_bit():
         want[:, 7] = np.isin(rows, recent)
         assert np.array_equal(x, want)
         assert (slot == -1).all()
+
+
+def test_top_k_rows_is_the_exact_top_k_with_ties_by_column() -> None:
+    rng = np.random.default_rng(3)
+    n, k = 5_000, 60
+    scores = rng.standard_normal((6, n)).astype(np.float32)
+    scores[1] = np.round(scores[1])  # a handful of values: ties everywhere
+    scores[2] = 0.0  # all tied
+    step = n // (8 * k)
+    scores[3] = -1.0  # only the sampled columns are high: the sample's threshold
+    scores[3, ::step] = np.arange(len(scores[3, ::step]))  # keeps fewer than k
+    top, cols = top_k_rows(scores, k)
+    for q in range(len(scores)):
+        order = np.lexsort((np.arange(n), -scores[q]))[:k]  # best first, then by column
+        assert cols[q].tolist() == order.tolist()
+        assert top[q].tolist() == scores[q, order].tolist()

@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from streamrec.core.kernels import top_k_rows
+
 #: Default catalog size above which the index turns approximate (HNSW).
 HNSW_ABOVE = 50_000
 #: Exact search batches at least this large go through BLAS instead of faiss (`_exact`).
@@ -192,8 +194,9 @@ class ItemIndex:
         bundled BLAS is slower for many: measured at 10k x 384 on one thread, 0.17
         against 0.36 ms a query at 200 queries, 0.43 against 0.41 at 20. A full
         partial sort of every row cost as much as the product; instead a threshold
-        from a strided sample of each row keeps ~3k candidates per query (rows that
-        keep fewer than `k` fall back to a partial sort), so the result is exact.
+        from a strided sample of each row keeps ~3k candidates per query, sorted in
+        one compiled pass per row (`kernels.top_k_rows`: 2.9 ms a batch of 200 queries
+        x 10k items, where the same steps in numpy took 9.4), and the result is exact.
         Ties break by row: the same hits however the queries were batched.
         """
         live = self.live_rows()
@@ -202,23 +205,8 @@ class ItemIndex:
         if k >= n:
             order = np.lexsort((np.broadcast_to(live, scores.shape), -scores), axis=1)
             return np.take_along_axis(scores, order, axis=1), live[order]
-        step = max(1, n // (8 * k))
-        sample = scores[:, ::step]
-        j = min(sample.shape[1], -(-3 * k // step))
-        thr = np.partition(sample, sample.shape[1] - j, axis=1)[:, sample.shape[1] - j]
-        mask = scores >= thr[:, None]
-        short = np.flatnonzero(np.count_nonzero(mask, axis=1) < k)
-        if len(short):  # rare: the sample's threshold was too high for these rows
-            part = np.argpartition(scores[short], n - k, axis=1)[:, n - k :]
-            mask[short] = False
-            mask[short[:, None], part] = True
-        qi, col = np.nonzero(mask)
-        s = scores[qi, col]
-        order = np.lexsort((col, -s, qi))
-        qi, col, s = qi[order], col[order], s[order]
-        starts = np.searchsorted(qi, np.arange(len(q)))
-        keep = np.arange(len(qi)) - starts[qi] < k
-        return s[keep].reshape(len(q), k), live[col[keep]].reshape(len(q), k)
+        top, col = top_k_rows(scores, k)
+        return top, live[col]
 
     def live_matrix(self) -> np.ndarray:
         """The live rows' vectors, contiguous (kept until the vectors change)."""
