@@ -87,38 +87,6 @@ def _in_sorted(values: np.ndarray, x: np.int64) -> bool:
 
 
 @njit(cache=True, nogil=True)
-def best_source_rank(per_source: np.ndarray) -> np.ndarray:
-    """Per column, its best rank within any source (row) plus half its distance
-    from a score of 1: `candidates._best_source_rank`'s definition."""
-    n_src, m = per_source.shape
-    best_rank = np.full(m, np.inf)
-    best = np.full(m, np.nan)
-    present = np.empty(m, dtype=np.int64)
-    for s in range(n_src):
-        scores = per_source[s]
-        p = 0
-        for j in range(m):
-            v = scores[j]
-            if v == v:  # not NaN
-                present[p] = j
-                p += 1
-                if not best[j] >= v:  # fmax: NaN loses
-                    best[j] = v
-        if p:
-            idx = present[:p]
-            order = idx[np.argsort(-scores[idx], kind="mergesort")]
-            for r in range(p):
-                j = order[r]
-                if r < best_rank[j]:
-                    best_rank[j] = r
-    out = np.empty(m)
-    for j in range(m):
-        b = min(max(best[j], 0.0), 1.0) if best[j] == best[j] else best[j]
-        out[j] = best_rank[j] + (1.0 - b) * 0.5
-    return out
-
-
-@njit(cache=True, nogil=True)
 def allowed(
     rows: np.ndarray,
     available: np.ndarray,
@@ -177,6 +145,99 @@ def covisit_keep(
 
 
 @njit(cache=True, nogil=True)
+def _best_k_by_score(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the `k` best `scores` (all of them if fewer), best first, equal
+    scores by position; `scores` has no NaN."""
+    p = scores.shape[0]
+    if p <= k:
+        return np.argsort(-scores, kind="mergesort")
+    t = -np.partition(-scores, k - 1)[k - 1]  # the k-th best score
+    pick = np.empty(k, dtype=np.int64)
+    n = 0
+    for i in range(p):
+        if scores[i] > t:
+            pick[n] = i
+            n += 1
+    for i in range(p):
+        if n == k:
+            break
+        if scores[i] == t:
+            pick[n] = i
+            n += 1
+    pick = np.sort(pick)  # position order again, so the stable sort keeps it for ties
+    return pick[np.argsort(-scores[pick], kind="mergesort")]
+
+
+@njit(cache=True, nogil=True)
+def pool_columns(per_source: np.ndarray, pool: int) -> np.ndarray:
+    """The `pool` columns (of more) with the smallest `best_source_rank`, equal values
+    by column, in column order.
+
+    Only ranks below `pool` are computed: once a source has `pool` or more items,
+    its first `pool` are `pool` columns ranked below `pool`, so a column ranked
+    `pool` or worse everywhere is never among the smallest `pool`.
+    """
+    n_src, m = per_source.shape
+    best_rank = np.full(m, np.inf)
+    best = np.full(m, np.nan)
+    present = np.empty(m, dtype=np.int64)
+    for s in range(n_src):
+        row = per_source[s]
+        p = 0
+        for j in range(m):
+            v = row[j]
+            if v == v:  # not NaN
+                present[p] = j
+                p += 1
+                if not best[j] >= v:  # fmax: NaN loses
+                    best[j] = v
+        if p:
+            idx = present[:p]
+            top = _best_k_by_score(row[idx], pool)
+            for r in range(top.shape[0]):
+                j = idx[top[r]]
+                if r < best_rank[j]:
+                    best_rank[j] = r
+    value = np.empty(m)
+    for j in range(m):
+        b = min(max(best[j], 0.0), 1.0) if best[j] == best[j] else best[j]
+        value[j] = best_rank[j] + (1.0 - b) * 0.5
+    v_k = np.partition(value, pool - 1)[pool - 1]
+    below = 0
+    for j in range(m):
+        if value[j] < v_k:
+            below += 1
+    ties = pool - below  # columns at exactly v_k that make the pool, the first ones
+    out = np.empty(pool, dtype=np.int64)
+    n = 0
+    for j in range(m):
+        if value[j] < v_k or (value[j] == v_k and ties > 0):
+            if value[j] == v_k:
+                ties -= 1
+            out[n] = j
+            n += 1
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _order_by_hash(rows: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
+    """Positions of `rows` sorted by their tiebreak hash, equal hashes by row."""
+    keys = tiebreak[rows]
+    order = np.argsort(keys)
+    i = 0
+    n = order.shape[0]
+    while i < n:  # runs of equal hashes (a collision: rare) sorted by row
+        j = i + 1
+        while j < n and keys[order[j]] == keys[order[i]]:
+            j += 1
+        if j - i > 1:
+            run = order[i:j].copy()
+            order[i:j] = run[np.argsort(rows[run], kind="mergesort")]
+        i = j
+    return order
+
+
+@njit(cache=True, nogil=True)
 def pool_cut(
     rows_all: np.ndarray,
     scores_all: np.ndarray,
@@ -197,9 +258,9 @@ def pool_cut(
     cosine scores in `cov_cos` for row `n_sources - 1` of the matrix; trending
     second), `sizes[s]` each. Not shown: unavailable rows, rows whose 32-bit
     tiebreak hash is in the sorted `history`, and `excluded` rows. Trending keeps
-    its `trending_max` best allowed rows. Returns (rows in tiebreak order, the
-    n_sources x len(rows) score matrix, NaN where a source lacks a row); no rows
-    when nothing may be shown.
+    its `trending_max` best allowed rows (equal scores: the lower row). Returns
+    (rows in tiebreak order, equal hashes by row; the n_sources x len(rows) score
+    matrix, NaN where a source lacks a row); no rows when nothing may be shown.
     """
     n = rows_all.shape[0]
     uniq = np.empty(n, dtype=np.int64)
@@ -216,22 +277,17 @@ def pool_cut(
         group[i] = g
     for j in range(m):
         slot[uniq[j]] = -1
-    # Columns in row order (what np.unique gave), then the scores into them.
-    by_row = np.argsort(uniq[:m])
-    col_of = np.empty(m, dtype=np.int64)
-    for c in range(m):
-        col_of[by_row[c]] = c
-    cand = uniq[:m][by_row]
+    cand = uniq[:m]  # columns in order of first appearance
     per_source = np.full((n_sources, m), np.nan)
     i = 0
     for s in range(sizes.shape[0]):
         for _ in range(sizes[s]):
-            per_source[s, col_of[group[i]]] = scores_all[i]
+            per_source[s, group[i]] = scores_all[i]
             i += 1
     for i in range(cov_cos.shape[0]):
-        per_source[n_sources - 1, col_of[group[i]]] = cov_cos[i]
+        per_source[n_sources - 1, group[i]] = cov_cos[i]
     keep = allowed(cand, available, tiebreak, history, excluded, slot)
-    # Trending offers its `trending_max` best allowed rows.
+    # Trending offers its `trending_max` best allowed rows, equal scores by row.
     trend = np.empty(m, dtype=np.int64)
     t = 0
     for c in range(m):
@@ -240,11 +296,30 @@ def pool_cut(
             t += 1
     if t > trending_max:
         idx = trend[:t]
-        order = idx[np.argsort(-per_source[1][idx], kind="mergesort")]
-        for c in order[trending_max:]:
-            per_source[1, c] = np.nan
-        for c in range(m):  # a row only trending proposed is gone with it
-            if keep[c]:
+        if trending_max > 0:
+            cut = -np.partition(-per_source[1][idx], trending_max - 1)[trending_max - 1]
+        else:
+            cut = np.inf
+        above = 0
+        for c in idx:
+            if per_source[1, c] > cut:
+                above += 1
+        at_cut = np.empty(t, dtype=np.int64)  # equal to the cut: the lowest rows stay
+        a = 0
+        for c in idx:
+            v = per_source[1, c]
+            if v < cut:
+                per_source[1, c] = np.nan
+            elif v == cut:
+                at_cut[a] = c
+                a += 1
+        if a:
+            ties = at_cut[:a]
+            ties = ties[np.argsort(cand[ties], kind="mergesort")]
+            for c in ties[trending_max - above :]:
+                per_source[1, c] = np.nan
+        for c in idx:  # a row only trending proposed is gone with it
+            if per_source[1, c] != per_source[1, c]:
                 any_score = False
                 for s in range(n_sources):
                     if per_source[s, c] == per_source[s, c]:
@@ -253,12 +328,10 @@ def pool_cut(
                 keep[c] = any_score
     kept = np.flatnonzero(keep)
     if kept.shape[0] == 0:
-        return cand[:0], per_source[:, :0].copy()
-    # Tiebreak order (stable: equal hashes stay in row order), then the pool cut.
-    kept = kept[np.argsort(tiebreak[cand[kept]], kind="mergesort")]
+        return cand[:0].copy(), per_source[:, :0].copy()
+    kept = kept[_order_by_hash(cand[kept], tiebreak)]
     if pool and kept.shape[0] > pool:
-        rank = best_source_rank(np.ascontiguousarray(per_source[:, kept]))
-        kept = kept[np.sort(np.argsort(rank, kind="mergesort")[:pool])]
+        kept = kept[pool_columns(np.ascontiguousarray(per_source[:, kept]), pool)]
     return cand[kept], np.ascontiguousarray(per_source[:, kept])
 
 

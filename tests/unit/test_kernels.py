@@ -121,7 +121,7 @@ def reference_pool(sources, cov_cos, available, tiebreak, history, excluded, k, 
     return cand, per_source
 
 
-@pytest.mark.parametrize("pool", [0, 30])
+@pytest.mark.parametrize("pool", [0, 5, 30])
 def test_pool_cut_equals_the_numpy_pool_bit_for_bit(pool):
     rng = np.random.default_rng(11)
     n_rows = 400
