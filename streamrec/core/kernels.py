@@ -431,6 +431,66 @@ def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return out_s, out_c
 
 
+@njit(cache=True, nogil=True)
+def explain_numbers(
+    x: np.ndarray,
+    chosen: np.ndarray,
+    weights: np.ndarray,
+    per_source: np.ndarray,
+    growth_col: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The numbers behind the explanations of the `chosen` rows of `x`.
+
+    Per chosen row: its three largest contributions `x * weights` (equal ones by
+    feature, as a stable sort puts them) as feature indices and values rounded
+    to 4 places; how many of those are positive before the first that is not;
+    which sources (rows of `per_source`) scored it, one bit each; and its growth
+    feature rounded to 4 places.
+    """
+    c, f = chosen.shape[0], x.shape[1]
+    best3 = np.empty((c, 3), dtype=np.int64)
+    top = np.empty((c, 3))
+    n_top = np.zeros(c, dtype=np.int64)
+    masks = np.zeros(c, dtype=np.int64)
+    growth = np.empty(c)
+    contrib = np.empty(f)
+    for i in range(c):
+        r = chosen[i]
+        for j in range(f):
+            contrib[j] = x[r, j] * weights[j]
+        for t in range(3):
+            best = -1
+            for j in range(f):  # the largest not taken yet; the first of equals
+                if contrib[j] == contrib[j] and (best < 0 or contrib[j] > contrib[best]):
+                    taken = False
+                    for u in range(t):
+                        if best3[i, u] == j:
+                            taken = True
+                    if not taken:
+                        best = j
+            if best < 0:  # only NaN left: the lowest index not taken (a sort puts NaN last)
+                for j in range(f):
+                    taken = False
+                    for u in range(t):
+                        if best3[i, u] == j:
+                            taken = True
+                    if not taken:
+                        best = j
+                        break
+            best3[i, t] = best
+            top[i, t] = np.round(contrib[best], 4)
+        for t in range(3):
+            if not top[i, t] > 0:
+                break
+            n_top[i] += 1
+        for s in range(per_source.shape[0]):
+            v = per_source[s, r]
+            if v == v:
+                masks[i] |= 1 << s
+        growth[i] = np.round(x[r, growth_col], 4)
+    return best3, top, n_top, masks, growth
+
+
 _warm = False
 
 
@@ -460,4 +520,5 @@ def warm() -> None:
     item_features(x, cols, rows, np.ones((7, 1)), ones, 1.0, ones, 1.0, 1.0, cats, ones, 1.0,
                   rows, slot)  # fmt: skip
     top_k_rows(np.zeros((1, 2), dtype=np.float32), 1)
+    explain_numbers(x, rows, ones.repeat(8), np.ones((7, 1)), 0)
     _warm = True

@@ -14,7 +14,14 @@ import numpy as np
 import pytest
 
 from streamrec.core.history import MASK, WIRE, ItemHistory
-from streamrec.core.kernels import covisit_keep, covisit_merge, item_features, pool_cut, top_k_rows
+from streamrec.core.kernels import (
+    covisit_keep,
+    covisit_merge,
+    explain_numbers,
+    item_features,
+    pool_cut,
+    top_k_rows,
+)
 from streamrec.core.ranking.candidates import _best_source_rank
 from streamrec.core.ranking.covisit import CoVisitation
 from streamrec.core.ranking.features import SOURCES
@@ -241,3 +248,26 @@ def test_top_k_rows_is_the_exact_top_k_with_ties_by_column() -> None:
         order = np.lexsort((np.arange(n), -scores[q]))[:k]  # best first, then by column
         assert cols[q].tolist() == order.tolist()
         assert top[q].tolist() == scores[q, order].tolist()
+
+
+def test_explain_numbers_equal_the_numpy_explanation() -> None:
+    rng = np.random.default_rng(8)
+    n, f = 50, 12
+    x = np.round(rng.standard_normal((n, f)), 1)  # coarse: equal contributions
+    x[3, 5] = np.nan
+    x[4, :] = np.nan  # NaN sorts last
+    w = np.round(rng.standard_normal(f), 1)
+    w[2] = 0.0  # -0.0 and 0.0 are equal
+    per_source = np.where(rng.random((7, n)) < 0.4, rng.random((7, n)), np.nan)
+    chosen = rng.choice(n, 20, replace=False).astype(np.int64)
+    chosen[:2] = (3, 4)
+    best3, top, n_top, masks, growth = explain_numbers(x, chosen, w, per_source, 6)
+    contrib = x[chosen] * w
+    want3 = np.argsort(-contrib, axis=1, kind="stable")[:, :3]
+    want_top = contrib[np.arange(len(chosen))[:, None], want3].round(4)
+    assert best3.tolist() == want3.tolist()
+    assert np.array_equal(top, want_top, equal_nan=True)
+    assert n_top.tolist() == (want_top > 0).cumprod(axis=1).sum(axis=1).tolist()
+    bits = 1 << np.arange(7)
+    assert masks.tolist() == ((~np.isnan(per_source[:, chosen])).T @ bits).tolist()
+    assert np.array_equal(growth, x[chosen, 6].round(4), equal_nan=True)

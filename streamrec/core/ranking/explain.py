@@ -11,18 +11,20 @@ from __future__ import annotations
 import numpy as np
 
 from streamrec.core.items import ItemStore
+from streamrec.core.kernels import explain_numbers
 from streamrec.core.profile import Profile
 from streamrec.core.ranking.features import FEATURE_INDEX, SOURCES
 from streamrec.core.ranking.models import FEATURES, FixedBlend, OnlineRanker
 from streamrec.records import RecItem
 
-_SOURCE_BITS = 1 << np.arange(len(SOURCES))
 #: Bit mask -> the tuple of source names it stands for.
 _SOURCE_SETS = [
     tuple(s for b, s in enumerate(SOURCES) if mask >> b & 1) for mask in range(1 << len(SOURCES))
 ]
 
 _NAMES = list(FEATURES)
+_GROWTH = FEATURE_INDEX["growth"]
+_new_item = tuple.__new__
 #: Reasons that depend on more than the feature's name (the anchor, the category).
 _SLOW_REASONS = frozenset({"covisit", "covisit_idf", "sequence", "affinity"})
 REASONS = {
@@ -59,63 +61,48 @@ class Explainer:
         seq_rows: np.ndarray,
         seq_anchor: np.ndarray,
     ) -> list[RecItem]:
-        """Explanations for what is shown only, in one matrix operation."""
+        """Explanations for what is shown only: their numbers in one compiled call."""
         store = self.items
         chosen_a = np.asarray(chosen, dtype=np.int64)
         rows = cand[chosen_a]
-        xc = x[chosen_a]
-        contrib_m = model.contributions(xc)
-        best3_m = np.argsort(-contrib_m, axis=1, kind="stable")[:, :3]
-        top_m = contrib_m[np.arange(len(chosen_a))[:, None], best3_m].round(4)
-        # Best first, and rounding keeps the order: the positive ones are a prefix.
-        n_top = (top_m > 0).cumprod(axis=1).sum(axis=1)
+        best3_m, top_m, n_top, masks_m, growth_m = explain_numbers(
+            x, chosen_a, model.weights(), per_source, _GROWTH
+        )
         best3, top_vals, n_tops = best3_m.tolist(), top_m.tolist(), n_top.tolist()
+        rows_l = rows.tolist()
+        ids, items = store.ids, store.items
+        cats_l = [it.category if it is not None else () for it in map(items.__getitem__, rows_l)]
+        top_features_l = [
+            ((_NAMES[b[0]], v[0]), (_NAMES[b[1]], v[1]), (_NAMES[b[2]], v[2]))[:nt]
+            for b, v, nt in zip(best3, top_vals, n_tops, strict=True)
+        ]
         # The reason of each item's top feature where the name alone decides it.
         reasons = [
             _FAST_REASONS[b[0]] if nt else "trending" for b, nt in zip(best3, n_tops, strict=True)
         ]
-        growth = xc[:, FEATURE_INDEX["growth"]].round(4).tolist()
-        # Which sources proposed each item: a bit per source, one table lookup per item.
-        masks = ((~np.isnan(per_source[:, chosen_a])).T @ _SOURCE_BITS).tolist()
-        prices = store.price[rows].tolist()
-        chosen_scores = scores[chosen_a].tolist()
-        ids, items = store.ids, store.items
-        slow: list[float] | None = None
-        seq: list[float] = []
-        out: list[RecItem] = []
-        for n, row in enumerate(rows.tolist()):
-            b, v = best3[n], top_vals[n]
-            top_features = ((_NAMES[b[0]], v[0]), (_NAMES[b[1]], v[1]), (_NAMES[b[2]], v[2]))[
-                : n_tops[n]
-            ]
-            item = items[row]
-            cats = item.category if item is not None else ()
-            reason = reasons[n]
-            if reason == _SLOW:
-                if slow is None:  # the items that led to them, for the reasons that name one
-                    slow = self._align(cov_rows, cov_anchor.astype(np.float64), rows).tolist()
-                    seq = (
-                        self._align(seq_rows, seq_anchor.astype(np.float64), rows).tolist()
-                        if len(seq_rows)
-                        else [float("nan")] * len(slow)  # no transitions: no anchor
-                    )
-                # The item that led to it (NaN: none): the source of the top feature's.
-                a = seq[n] if top_features[0][0] == "sequence" else slow[n]
-                reason = self._reason(top_features, ids[int(a)] if a == a else None, profile, cats)
-            price = prices[n]
-            out.append(
-                RecItem(
-                    ids[row],
-                    chosen_scores[n],
-                    reason,
-                    _SOURCE_SETS[masks[n]],
-                    top_features,
-                    potential=growth[n],
-                    category=cats[-1] if cats else None,
-                    price=None if price != price else price,  # NaN: no price
-                )
+        if _SLOW in reasons:
+            # The items that led to them, for the reasons that name one (NaN: none).
+            slow = self._align(cov_rows, cov_anchor.astype(np.float64), rows).tolist()
+            seq = (
+                self._align(seq_rows, seq_anchor.astype(np.float64), rows).tolist()
+                if len(seq_rows)
+                else [float("nan")] * len(slow)  # no transitions: no anchor
             )
-        return out
+            for n, reason in enumerate(reasons):
+                if reason == _SLOW:
+                    top = top_features_l[n]
+                    a = seq[n] if top[0][0] == "sequence" else slow[n]
+                    anchor = ids[int(a)] if a == a else None
+                    reasons[n] = self._reason(top, anchor, profile, cats_l[n])
+        # Built as tuples (`RecItem` is a named tuple): twenty per event.
+        return [
+            _new_item(RecItem, (ids[row], score, reason, _SOURCE_SETS[mask], top, growth,
+                                cats[-1] if cats else None, None if price != price else price))
+            for row, score, reason, mask, top, growth, cats, price in zip(
+                rows_l, scores[chosen_a].tolist(), reasons, masks_m.tolist(), top_features_l,
+                growth_m.tolist(), cats_l, store.price[rows].tolist(), strict=True,
+            )
+        ]  # fmt: skip
 
     def _reason(
         self,

@@ -114,8 +114,9 @@ class FixedBlend:
     def score(self, x: np.ndarray) -> np.ndarray:
         return x @ self.w
 
-    def contributions(self, row: np.ndarray) -> np.ndarray:
-        return row * self.w
+    def weights(self) -> np.ndarray:
+        """Per feature, its weight: a feature's contribution is its value times this."""
+        return self.w
 
 
 @dataclass
@@ -348,9 +349,6 @@ class OnlineRanker:
     def score(self, x: np.ndarray) -> np.ndarray:
         """Logit of a click, per row (monotone in the probability: enough to rank)."""
         return x @ self.weights() + float(self.model.intercept)
-
-    def contributions(self, row: np.ndarray) -> np.ndarray:
-        return row * self.weights()
 
     def stats(self) -> dict[str, Any]:
         return {
