@@ -14,10 +14,12 @@ class _Node:
 
 
 def test_start_up_objects_are_skipped_and_later_garbage_is_still_collected() -> None:
+    thresholds = gc.get_threshold()
     try:
         kept = _Node()
-        frozen = freeze_startup()
+        frozen = freeze_startup(young_threshold=1_000)
         assert frozen > 0 and gc.get_freeze_count() == frozen
+        assert gc.get_threshold() == (1_000, *thresholds[1:])
         later = _Node()
         gone = weakref.ref(later)
         del later
@@ -26,3 +28,4 @@ def test_start_up_objects_are_skipped_and_later_garbage_is_still_collected() -> 
         assert all(o is not kept for o in gc.get_objects())  # not walked any more
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
