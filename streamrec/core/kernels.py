@@ -491,6 +491,30 @@ def explain_numbers(
     return best3, top, n_top, masks, growth
 
 
+@njit(cache=True, nogil=True)
+def choose_capped(ranked: np.ndarray, leafs: np.ndarray, k: int, cap: int) -> np.ndarray:
+    """The first `k` of `ranked` (positions into `leafs`) with at most `cap` of one leaf
+    category (ids from 0; below 0: no category, never capped)."""
+    top = -1
+    for i in range(leafs.shape[0]):
+        if leafs[i] > top:
+            top = leafs[i]
+    per_cat = np.zeros(top + 1, dtype=np.int64)
+    out = np.empty(min(k, ranked.shape[0]), dtype=np.int64)
+    n = 0
+    for i in ranked:
+        if n == out.shape[0]:
+            break
+        leaf = leafs[i]
+        if leaf >= 0:
+            if per_cat[leaf] >= cap:
+                continue
+            per_cat[leaf] += 1
+        out[n] = i
+        n += 1
+    return out[:n]
+
+
 _warm = False
 
 
@@ -521,4 +545,5 @@ def warm() -> None:
                   rows, slot)  # fmt: skip
     top_k_rows(np.zeros((1, 2), dtype=np.float32), 1)
     explain_numbers(x, rows, ones.repeat(8), np.ones((7, 1)), 0)
+    choose_capped(rows, cats[:1, 0], 1, 1)
     _warm = True

@@ -15,6 +15,7 @@ import pytest
 
 from streamrec.core.history import MASK, WIRE, ItemHistory
 from streamrec.core.kernels import (
+    choose_capped,
     covisit_keep,
     covisit_merge,
     explain_numbers,
@@ -271,3 +272,29 @@ def test_explain_numbers_equal_the_numpy_explanation() -> None:
     bits = 1 << np.arange(7)
     assert masks.tolist() == ((~np.isnan(per_source[:, chosen])).T @ bits).tolist()
     assert np.array_equal(growth, x[chosen, 6].round(4), equal_nan=True)
+
+
+def reference_choose(ranked, leafs, k, cap):
+    """`Recommender._choose` as a Python loop computed it."""
+    chosen, per_cat = [], {}
+    for i in ranked.tolist():
+        leaf = int(leafs[i])
+        if leaf >= 0:
+            if per_cat.get(leaf, 0) >= cap:
+                continue
+            per_cat[leaf] = per_cat.get(leaf, 0) + 1
+        chosen.append(i)
+        if len(chosen) == k:
+            break
+    return chosen
+
+
+def test_choose_capped_equals_the_python_loop() -> None:
+    rng = np.random.default_rng(4)
+    for _ in range(200):
+        m = int(rng.integers(0, 80))
+        leafs = rng.integers(-1, 6, m).astype(np.int32)  # -1: no category
+        ranked = rng.permutation(m).astype(np.int64)
+        k, cap = int(rng.integers(1, 30)), int(rng.integers(1, 4))
+        got = choose_capped(ranked, leafs, k, cap).tolist()
+        assert got == reference_choose(ranked, leafs, k, cap)

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from streamrec.core.items import ItemStore
+from streamrec.core.kernels import choose_capped
 from streamrec.core.profile import EVENT_WEIGHTS, Profile
 from streamrec.core.ranking.candidates import NO_NEIGHBOURS, CandidatePool, _normalised
 from streamrec.core.ranking.covisit import CoVisitation
@@ -298,19 +299,7 @@ class Recommender(CandidatePool, FeatureBuilder, Explainer):
         cap = self.max_per_category if v.max_per_category is None else v.max_per_category
         if not cap:
             return ranked[:k].tolist()
-        chosen: list[int] = []
-        per_cat: dict[int, int] = {}
-        leaf_of = leafs.tolist()
-        for i in ranked.tolist():
-            leaf = leaf_of[i]
-            if leaf >= 0:
-                if per_cat.get(leaf, 0) >= cap:
-                    continue
-                per_cat[leaf] = per_cat.get(leaf, 0) + 1
-            chosen.append(i)
-            if len(chosen) == k:
-                break
-        return chosen
+        return choose_capped(ranked, leafs, k, cap).tolist()
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {
