@@ -44,6 +44,7 @@ from streamrec.core.engine import DictProfileStore
 from streamrec.core.ingest import RawMessage
 from streamrec.core.monitoring.histogram import LogHistogram
 from streamrec.datasets.synthetic import SyntheticShop
+from streamrec.heap import freeze_startup
 from streamrec.records import RawEvent
 from streamrec.settings import Settings
 from streamrec.tools.admin import admin_client
@@ -217,6 +218,7 @@ def measure_rank_latency(
         for i, e in enumerate(evs)
     ]
     store = DictProfileStore()
+    freeze_startup()  # as a worker does before its first event (`streamrec.heap`)
     half = events // 2
     for i in range(0, half, 200):
         engine.process_batch(msgs[i : i + 200], store, now)

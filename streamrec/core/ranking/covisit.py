@@ -8,7 +8,7 @@ two growable numpy arrays, updated in place, and a dict from neighbour to
 position: the rows a list reads are the user's recent items, exactly the ones
 the last events changed, so arrays rebuilt on read were rebuilt for almost
 every list. `neighbours(row)` returns views; candidate generation concatenates
-them and sums them in one compiled kernel (`core/kernels.py`).
+them and sums them in one compiled kernel (`core/kernels/`).
 
 >>> c = CoVisitation(window=2, max_neighbours=10)
 >>> c.add(1, [0], 1.0); c.add(2, [0, 1], 1.0)

@@ -132,7 +132,7 @@ class Recommender(CandidatePool, FeatureBuilder, Explainer):
         self.ranker = ranker
         if ranker is not None:
             ranker.baseline = self.blend  # judged against the blend it would replace
-        #: Scratch of the kernels (`core/kernels.py`): one int64 per row, -1 between calls.
+        #: Scratch of the kernels (`core/kernels/`): one int64 per row, -1 between calls.
         self._slot = np.full(1024, -1, dtype=np.int64)
 
     # -- learning ---------------------------------------------------------------

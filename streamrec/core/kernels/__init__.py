@@ -1,0 +1,71 @@
+"""Compiled kernels for the per-list hot path (numba, nopython, cached on disk).
+
+A list is ranked for every event, and the state it reads changes with every
+event, so its steps cannot be shared across a batch without making lists
+depend on batch boundaries. What costs is not arithmetic but the number of
+numpy calls per list (each 2-10 us here): a step that took 15-40 of them is
+one kernel call here. Every kernel adds and multiplies in the same order as
+the numpy code it replaced, so lists are identical to the last bit (the
+equivalence tests in `tests/unit/test_kernels.py` hold them to that).
+
+Kernels take a caller-owned `slot` scratch array over item rows, filled with
+-1, and leave it so: a dense "row -> group" map without allocating one per
+list.
+
+`candidates`: co-visitation sums, what a user may be shown, the pool cut.
+`ranking`: the gathered feature columns, the per-category cap, the numbers
+behind the explanations. `search`: the exact top k of a batch's vector scores.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from streamrec.core.kernels.candidates import allowed, covisit_keep, covisit_merge, pool_cut
+from streamrec.core.kernels.ranking import choose_capped, explain_numbers, item_features
+from streamrec.core.kernels.search import top_k_rows
+
+__all__ = [
+    "allowed",
+    "choose_capped",
+    "covisit_keep",
+    "covisit_merge",
+    "explain_numbers",
+    "item_features",
+    "pool_cut",
+    "top_k_rows",
+    "warm",
+]
+
+_warm = False
+
+
+def warm() -> None:
+    """Compile (or load from the on-disk cache) every kernel now, with tiny inputs.
+
+    A cold compile takes ~10 s here: at start-up, not inside a worker's first
+    batch. `scripts/_env.sh` calls it once after installing, so workers load the
+    cache (~0.5 s) instead.
+    """
+    global _warm
+    if _warm:
+        return
+    rows = np.zeros(1, dtype=np.int64)
+    ones = np.ones(1)
+    slot = np.full(2, -1, dtype=np.int64)
+    covisit_merge(rows, ones, np.ones(1, dtype=np.int64), ones, ones, rows, ones, True, slot)
+    no_history = np.zeros(0, dtype=np.uint32)
+    flags = np.ones(2, dtype=np.bool_)
+    hashes = np.zeros(2, dtype=np.int64)
+    sizes = np.ones(1, dtype=np.int64)
+    pool_cut(rows, ones, sizes, 2, ones, flags, hashes, no_history, rows[:0], slot, 1, 1)
+    covisit_keep(rows, ones, ones, rows, flags, hashes, no_history, rows[:0], slot, 1)
+    x = np.zeros((1, 8))
+    cols = np.arange(8, dtype=np.int64)
+    cats = np.full((2, 1), -1, dtype=np.int32)
+    item_features(x, cols, rows, np.ones((7, 1)), ones, 1.0, ones, 1.0, 1.0, cats, ones, 1.0,
+                  rows, slot)  # fmt: skip
+    top_k_rows(np.zeros((1, 2), dtype=np.float32), 1)
+    explain_numbers(x, rows, ones.repeat(8), np.ones((7, 1)), 0)
+    choose_capped(rows, cats[:1, 0], 1, 1)
+    _warm = True
