@@ -87,6 +87,15 @@ def choose_capped(ranked: np.ndarray, leafs: np.ndarray, k: int, cap: int) -> np
 
 
 @njit(cache=True, nogil=True)
+def _taken(picked: np.ndarray, n: int, j: int) -> bool:
+    """Is `j` among the first `n` of `picked`?"""
+    for u in range(n):  # noqa: SIM110 - a loop: numba compiles no generator into any()
+        if picked[u] == j:
+            return True
+    return False
+
+
+@njit(cache=True, nogil=True)
 def explain_numbers(
     x: np.ndarray,
     chosen: np.ndarray,
@@ -116,20 +125,12 @@ def explain_numbers(
         for t in range(3):
             best = -1
             for j in range(f):  # the largest not taken yet; the first of equals
-                if contrib[j] == contrib[j] and (best < 0 or contrib[j] > contrib[best]):
-                    taken = False
-                    for u in range(t):
-                        if best3[i, u] == j:
-                            taken = True
-                    if not taken:
-                        best = j
+                better = best < 0 or contrib[j] > contrib[best]
+                if contrib[j] == contrib[j] and better and not _taken(best3[i], t, j):
+                    best = j
             if best < 0:  # only NaN left: the lowest index not taken (a sort puts NaN last)
                 for j in range(f):
-                    taken = False
-                    for u in range(t):
-                        if best3[i, u] == j:
-                            taken = True
-                    if not taken:
+                    if not _taken(best3[i], t, j):
                         best = j
                         break
             best3[i, t] = best
