@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import gc
 
-
 #: Allocations (net of frees) between collections of the youngest generation.
 YOUNG_THRESHOLD = 50_000
 
