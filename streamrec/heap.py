@@ -17,8 +17,9 @@ time stays in memory.
 The youngest generation is collected every 700 allocations by default. A batch
 keeps ~20,000 young objects alive until it is published (twenty explained items
 per event), so those collections walked the same live objects again and again:
-0.23-0.33 s of collections per 10,000 events, against 0.03 s with the
-threshold at 50,000 (`gc.callbacks` timing around `scripts/rank_in_process.py`).
+0.16-0.21 s of young collections per 10,000 events with the start-up heap
+frozen, against 0.02-0.03 s with the threshold at 50,000 (`gc.callbacks`
+timing around `scripts/rank_in_process.py`).
 Almost everything the core allocates is freed by reference counting, which
 CPython subtracts from the count, so a higher threshold holds no more memory
 unless objects form cycles, and those are still collected, later.
