@@ -235,10 +235,9 @@ class Sharing:
                 rows[nz], delta.trend_long[nz], delta.ref_ts, delta.now_ts, delta.adds
             )
             graphs = [rec.covisit, rec.transitions] if rec.sequence_anchors else [rec.covisit]
-            later, earlier = rows[delta.pair_later].tolist(), rows[delta.pair_earlier].tolist()
+            later, earlier = rows[delta.pair_later], rows[delta.pair_earlier]
             for graph in graphs:
-                for a, b, w in zip(later, earlier, delta.pair_w.tolist(), strict=True):
-                    graph.add_pair(a, b, w)
+                graph.add_pairs(later, earlier, delta.pair_w.astype(np.float64, copy=False))
             # The other worker's events count towards the factors' refresh as this
             # worker's own do: counting only its own, each of N workers refreshed N
             # times less often than one worker, and ranked on staler factors.

@@ -93,7 +93,7 @@ def test_the_graph_keeps_what_a_dict_per_row_kept_including_pruning_order():
                     ref[a] = dict(heapq.nlargest(12, nb.items(), key=itemgetter(1)))
         graph.add(row, session, weight)
         session = ([] if rng.random() < 0.1 else [*session, row])[-6:]
-    assert list(ref) == list(graph._nbrs)
+    assert list(ref) == graph.linked_rows().tolist()
     assert all(list(graph.weights(r).items()) == list(nb.items()) for r, nb in ref.items())
     assert any(len(nb) == 12 for nb in ref.values())  # pruning happened
     back = CoVisitation.from_state(graph.state())

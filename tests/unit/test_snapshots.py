@@ -91,7 +91,7 @@ def test_every_learned_piece_round_trips(tmp_path):
     assert b.transitions.directed and not b.covisit.directed
     for graph in ("covisit", "transitions"):
         ga, gb = getattr(a, graph), getattr(b, graph)
-        linked = np.fromiter(ga._nbrs, dtype=np.int64)
+        linked = ga.linked_rows()
         assert np.allclose(ga.mass[linked], gb.mass[linked]) and ga.mass[linked].min() > 0
     ra, rb = a.ranker, b.ranker
     assert ra.impressions_seen == rb.impressions_seen
@@ -130,7 +130,7 @@ def test_a_snapshot_from_before_transitions_restores_with_none_learned(tmp_path)
     snapshot.restore(back.recommender, old_header, old_arrays)
     rec = back.recommender
     assert len(rec.transitions) == 0 and len(rec.covisit) > 0
-    linked = np.fromiter(rec.covisit._nbrs, dtype=np.int64)
+    linked = rec.covisit.linked_rows()
     assert rec.covisit.mass[linked].min() > 0  # rebuilt from the pairs
     assert rec.ranker is not None and rec.ranker.learns_from_lists and not rec.ranker._pending
     assert len(rec.factors.q) == 0 and rec.factors.learned == 0  # built at the next refresh

@@ -12,7 +12,9 @@ Kernels take a caller-owned `slot` scratch array over item rows, filled with
 -1, and leave it so: a dense "row -> group" map without allocating one per
 list.
 
-`candidates`: co-visitation sums, what a user may be shown, the pool cut.
+`graph`: the co-visitation graph's arena (learning a pair, an anchor's
+neighbours). `candidates`: co-visitation sums, what a user may be shown, the
+pool cut.
 `ranking`: the gathered feature columns, the per-category cap, the numbers
 behind the explanations. `search`: the exact top k of a batch's vector scores.
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from streamrec.core.kernels.candidates import allowed, covisit_keep, covisit_merge, pool_cut
+from streamrec.core.kernels.graph import graph_add, graph_candidates, graph_compact, graph_pairs
 from streamrec.core.kernels.ranking import choose_capped, explain_numbers, item_features
 from streamrec.core.kernels.search import top_k_rows
 
@@ -31,6 +34,10 @@ __all__ = [
     "covisit_keep",
     "covisit_merge",
     "explain_numbers",
+    "graph_add",
+    "graph_candidates",
+    "graph_compact",
+    "graph_pairs",
     "item_features",
     "pool_cut",
     "top_k_rows",
@@ -54,6 +61,14 @@ def warm() -> None:
     ones = np.ones(1)
     slot = np.full(2, -1, dtype=np.int64)
     covisit_merge(rows, ones, np.ones(1, dtype=np.int64), ones, ones, rows, ones, True, slot)
+    start, n, cap, order = np.full(2, -1), np.zeros(2, np.int64), np.zeros(2, np.int64), rows
+    nbr, w, counts = np.zeros(16, dtype=np.int64), np.zeros(16), np.zeros(3, dtype=np.int64)
+    for put in (False, True):
+        graph_add(rows, rows + 1, ones, 0, put, start, n, cap, ones.copy(), nbr, w, order,
+                  counts, 2, 1)  # fmt: skip
+    graph_candidates(rows, 1, start, n, ones, nbr, w, np.ones(2), True, slot)
+    graph_pairs(order, 1, start, n, nbr, w)
+    graph_compact(order, 1, start, n, cap, nbr, w, nbr.copy(), w.copy())
     no_history = np.zeros(0, dtype=np.uint32)
     flags = np.ones(2, dtype=np.bool_)
     hashes = np.zeros(2, dtype=np.int64)

@@ -3,12 +3,11 @@
 Learning adds a pair's weight (both directions, weighted 1/distance and by
 event type; `directed=True` keeps only earlier -> later, the transitions "what
 people touched next"), each row's neighbours capped at `max_neighbours` (pruned
-to the strongest when they pass 1.5x that). Each row keeps its neighbours as
-two growable numpy arrays, updated in place, and a dict from neighbour to
-position: the rows a list reads are the user's recent items, exactly the ones
-the last events changed, so arrays rebuilt on read were rebuilt for almost
-every list. `neighbours(row)` returns views; candidate generation concatenates
-them and sums them in one compiled kernel (`core/kernels/`).
+to the strongest when they pass 1.5x that). Every row's neighbours live in
+one arena of two flat arrays, a block per row, updated in place by compiled
+kernels (`core/kernels/graph.py`): an event's pairs are one call, and a
+list's anchors are read and summed in one call, with no Python object or
+dict per row. `neighbours(row)` returns views of a row's block.
 
 >>> c = CoVisitation(window=2, max_neighbours=10)
 >>> c.add(1, [0], 1.0); c.add(2, [0, 1], 1.0)
@@ -23,15 +22,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from streamrec.core.kernels import covisit_merge
+from streamrec.core.kernels.graph import graph_add, graph_candidates, graph_compact, graph_pairs
 
 _EMPTY = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
 
 
-def _to_one(sums: np.ndarray) -> np.ndarray:
-    """`sums` divided by their largest (all 0 if it is <= 0)."""
-    top = sums.max() if len(sums) else 0.0
-    return sums / top if top > 0 else np.zeros(len(sums))
+def _grown(a: np.ndarray, size: int, fill: float | int) -> np.ndarray:
+    """`a` in an array of at least `size` (doubling), new places `fill`."""
+    out = np.full(max(size, 2 * len(a)), fill, dtype=a.dtype)
+    out[: len(a)] = a
+    return out
 
 
 class CoVisitation:
@@ -54,14 +54,29 @@ class CoVisitation:
         #: Per row, the total weight of its pairs (an item's "popularity" in the graph):
         #: `candidates(cosine=True)` divides by it, so popular items do not dominate.
         self.mass = np.zeros(64, dtype=np.float64)
-        self._nbrs: dict[int, _Row] = {}
-        #: Scratch for `covisit_merge` (row -> group), -1 between calls.
+        #: Per row: its block in the arena (-1: none), neighbours in it, its room, the
+        #: strongest weight (weights only grow, and pruning keeps the strongest).
+        self._start = np.full(64, -1, dtype=np.int64)
+        self._n = np.zeros(64, dtype=np.int64)
+        self._cap = np.zeros(64, dtype=np.int64)
+        self._top = np.zeros(64, dtype=np.float64)
+        #: The arena: neighbour rows and weights, a block per row.
+        self._nbr = np.zeros(1024, dtype=np.int64)
+        self._w = np.zeros(1024, dtype=np.float64)
+        #: Rows in the order they got neighbours (the order `pair_arrays` writes).
+        self._order = np.zeros(64, dtype=np.int64)
+        #: [arena slots used, slots of moved-out blocks, rows with neighbours]
+        self._counts = np.zeros(3, dtype=np.int64)
+        #: Scratch for the candidates kernel (row -> group), -1 between calls.
         self._slot = np.zeros(0, dtype=np.int64)
 
     def add(self, row: int, previous: Sequence[int], weight: float) -> None:
         """`previous`: rows of the session's earlier items, newest last."""
-        for other, w in self.pairs(row, previous, weight):
-            self.add_pair(row, other, w)
+        pairs = self.pairs(row, previous, weight)
+        if pairs:
+            others = np.array([p[0] for p in pairs], dtype=np.int64)
+            self.add_pairs(np.full(len(pairs), row, dtype=np.int64), others,
+                           np.array([p[1] for p in pairs], dtype=np.float64))  # fmt: skip
 
     def pairs(self, row: int, previous: Sequence[int], weight: float) -> list[tuple[int, float]]:
         """(earlier row, weight) of each pair that `add(row, previous, weight)` learns."""
@@ -74,40 +89,82 @@ class CoVisitation:
         ]
 
     def add_pair(self, row: int, other: int, w: float) -> None:
-        """Learn that `other` came before `row` in a session, with weight `w`.
+        """Learn that `other` came before `row` in a session, with weight `w`."""
+        self.add_pairs(np.array([row], dtype=np.int64), np.array([other], dtype=np.int64),
+                       np.array([w], dtype=np.float64))  # fmt: skip
 
-        Also how another worker's learning is folded in (`core/sharing.py`).
-        """
-        top = max(row, other)
+    def add_pairs(self, rows: np.ndarray, others: np.ndarray, ws: np.ndarray) -> None:
+        """`add_pair` for each (rows[i], others[i], ws[i]), in order: also how another
+        worker's learning is folded in (`core/sharing.py`)."""
+        if not len(ws):
+            return
+        # Fresh arrays of one type: the kernels are compiled for writable int64/float64.
+        rows, others = np.array(rows, dtype=np.int64), np.array(others, dtype=np.int64)
+        ws = np.array(ws, dtype=np.float64)
+        top = int(max(rows.max(), others.max()))
         if top >= len(self.mass):
-            grown = np.zeros(max(top + 1, 2 * len(self.mass)))
-            grown[: len(self.mass)] = self.mass
-            self.mass = grown
-        self.mass[row] += w
-        self.mass[other] += w
-        nbrs = self._nbrs
+            self.mass = _grown(self.mass, top + 1, 0.0)
+        both = np.empty(2 * len(ws), dtype=np.int64)  # row, other, pair by pair: the sums'
+        both[0::2], both[1::2] = rows, others  # order as one pair at a time
+        np.add.at(self.mass, both, np.repeat(ws, 2))
+        if self.directed:  # earlier -> later only
+            self._learn(others, rows, ws, put=False)
+        else:  # (row, other), then (other, row), pair by pair
+            back = np.empty(2 * len(ws), dtype=np.int64)
+            back[0::2], back[1::2] = others, rows
+            self._learn(both, back, np.repeat(ws, 2), put=False)
+
+    def _learn(self, a: np.ndarray, b: np.ndarray, ws: np.ndarray, *, put: bool) -> None:
+        top = int(a.max())
+        if top >= len(self._start):
+            size = top + 1
+            self._start = _grown(self._start, size, -1)
+            self._n = _grown(self._n, size, 0)
+            self._cap = _grown(self._cap, size, 0)
+            self._top = _grown(self._top, size, 0.0)
+            self._order = _grown(self._order, size, 0)
         limit = self.max_neighbours + self.max_neighbours // 2
-        for a, b in ((other, row),) if self.directed else ((row, other), (other, row)):
-            nb = nbrs.get(a)
-            if nb is None:
-                nb = nbrs[a] = _Row()
-            nb.add(b, w)
-            if nb.n > limit:
-                nb.keep_strongest(self.max_neighbours)
+        done = 0
+        while True:
+            done = graph_add(a, b, ws, done, put, self._start, self._n, self._cap, self._top,
+                             self._nbr, self._w, self._order, self._counts, limit,
+                             self.max_neighbours)  # fmt: skip
+            if done == len(ws):
+                return
+            self._make_room(2 * max(limit + 1, int(self._cap.max())))
+
+    def _make_room(self, need: int) -> None:
+        """Room for `need` more slots at the arena's end: compacted when half of it is
+        moved-out blocks, and doubled if that is not enough."""
+        used, garbage, rows = (int(x) for x in self._counts)
+        live = used - garbage
+        size = len(self._nbr)
+        if live + need > size // 2:
+            size = max(2 * size, 2 * (live + need))
+        nbr = np.zeros(size, dtype=np.int64)
+        w = np.zeros(size, dtype=np.float64)
+        self._counts[0] = graph_compact(
+            self._order, rows, self._start, self._n, self._cap, self._nbr, self._w, nbr, w
+        )
+        self._counts[1] = 0
+        self._nbr, self._w = nbr, w
 
     def neighbours(self, row: int) -> tuple[np.ndarray, np.ndarray]:
         """(neighbour rows, weights) of `row`, in the order they were first seen: views,
-        valid until the row next changes."""
-        nb = self._nbrs.get(row)
-        if nb is None:
+        valid until the graph next learns."""
+        if not 0 <= row < len(self._start) or self._start[row] < 0:
             return _EMPTY
-        n = nb.n
-        return nb.nbr[:n], nb.w[:n]
+        s, n = int(self._start[row]), int(self._n[row])
+        return self._nbr[s : s + n], self._w[s : s + n]
 
     def weights(self, row: int) -> dict[int, float]:
         """{neighbour row: weight} of `row` (for tests and inspection)."""
         nbr, w = self.neighbours(row)
         return dict(zip(nbr.tolist(), w.tolist(), strict=True))
+
+    def linked_rows(self) -> np.ndarray:
+        """The rows with neighbours, in the order they got their first."""
+        return self._order[: int(self._counts[2])].copy()
 
     def candidates(
         self, recent: np.ndarray, anchors: int, cosine: bool = False
@@ -119,51 +176,26 @@ class CoVisitation:
         Newer anchors weigh more (1 / (1 + age)); each anchor's weights are divided by
         its strongest, so one anchor with many visits does not drown the others.
         """
-        parts_r, parts_w, ranks, used, sizes_l, maxes = [], [], [], [], [], []
-        nbrs = self._nbrs
-        for rank, anchor in enumerate(recent[::-1][:anchors].tolist() if anchors else []):
-            nb = nbrs.get(anchor)
-            if nb is not None:
-                n = nb.n
-                parts_r.append(nb.nbr[:n])
-                parts_w.append(nb.w[:n])
-                ranks.append(rank)
-                used.append(anchor)
-                sizes_l.append(n)
-                maxes.append(nb.top)
-        if not parts_r:
+        if not anchors or not len(recent) or not self._counts[2]:
             return _EMPTY[0], _EMPTY[1], _EMPTY[0], _EMPTY[1]
-        recency = 1.0 / (1.0 + np.array(ranks, dtype=np.float64))
-        mass = self.mass
-        if len(self._slot) < len(mass):  # neighbour rows are below len(mass)
-            self._slot = np.full(len(mass), -1, dtype=np.int64)
-        # Per anchor: its recency factor over its strongest weight (kept with its arrays).
-        rows, sums, first, cos_sums = covisit_merge(
-            np.concatenate(parts_r),
-            np.concatenate(parts_w),
-            np.array(sizes_l, dtype=np.int64),
-            recency / np.array(maxes),
-            recency,
-            np.array(used, dtype=np.int64),
-            mass,
-            cosine,
-            self._slot,
-        )
-        return rows, _to_one(sums), first, (_to_one(cos_sums) if cosine else _EMPTY[1])
+        if len(self._slot) < len(self.mass):  # neighbour rows are below len(mass)
+            self._slot = np.full(len(self.mass), -1, dtype=np.int64)
+        return graph_candidates(
+            np.asarray(recent, dtype=np.int64), anchors, self._start, self._n, self._top,
+            self._nbr, self._w, self.mass, cosine, self._slot,
+        )  # fmt: skip
 
     def __len__(self) -> int:
-        return len(self._nbrs)
+        return int(self._counts[2])
 
     def pair_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(source rows, neighbour rows, weights) of every pair, rows in the order they
         first had a neighbour, each row's neighbours in `neighbours` order."""
-        keys = list(self._nbrs)
-        if not keys:
+        if not self._counts[2]:
             return _EMPTY[0], _EMPTY[0], _EMPTY[1]
-        parts = [self.neighbours(a) for a in keys]
-        sizes = np.fromiter(map(len, (p[0] for p in parts)), dtype=np.int64, count=len(parts))
-        src = np.repeat(np.array(keys, dtype=np.int64), sizes)
-        return src, np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        return graph_pairs(
+            self._order, int(self._counts[2]), self._start, self._n, self._nbr, self._w
+        )
 
     # -- state ----------------------------------------------------------------
 
@@ -194,83 +226,34 @@ class CoVisitation:
             np.add.at(c.mass, src, ws)
             if c.directed:
                 np.add.at(c.mass, dst, ws)
-        src = src.astype(np.int64)
-        dst = dst.astype(np.int64)
-        ws = ws.astype(np.float64)
-        if not len(src):
-            return c
-        # `state` writes each row's pairs together: one slice per row.
-        starts = np.flatnonzero(np.concatenate(([True], src[1:] != src[:-1])))
-        ends = np.append(starts[1:], len(src))
-        nbrs = c._nbrs
-        for a, lo, hi in zip(src[starts].tolist(), starts.tolist(), ends.tolist(), strict=True):
-            nb = nbrs.get(a)
-            if nb is None:
-                nbrs[a] = _Row.of(dst[lo:hi], ws[lo:hi])
-            else:  # a row in two runs (not written by `state`): the later weight wins
-                for b, w in zip(dst[lo:hi].tolist(), ws[lo:hi].tolist(), strict=True):
-                    nb.put(b, w)
+        if len(src):
+            c._load(src.astype(np.int64), dst.astype(np.int64), ws.astype(np.float64))
         return c
 
-
-class _Row:
-    """One row's neighbours: rows and weights in growable arrays, first seen first."""
-
-    __slots__ = ("n", "nbr", "pos", "top", "w")
-
-    def __init__(self) -> None:
-        self.nbr = np.zeros(8, dtype=np.int64)
-        self.w = np.zeros(8, dtype=np.float64)
-        self.n = 0
-        #: neighbour row -> its position in the arrays
-        self.pos: dict[int, int] = {}
-        #: the strongest weight (weights only grow, and pruning keeps the strongest)
-        self.top = 0.0
-
-    @classmethod
-    def of(cls, nbr: np.ndarray, w: np.ndarray) -> _Row:
-        r = cls()
-        r._set(nbr.copy(), w.copy())
-        return r
-
-    def _set(self, nbr: np.ndarray, w: np.ndarray) -> None:
-        self.nbr, self.w, self.n = nbr, w, len(nbr)
-        self.pos = dict(zip(nbr.tolist(), range(len(nbr)), strict=True))
-        self.top = float(w.max()) if len(w) else 0.0
-
-    def add(self, b: int, w: float) -> None:
-        p = self.pos.get(b)
-        if p is None:
-            self._append(b, w)
-            return
-        v = float(self.w[p]) + w
-        self.w[p] = v
-        if v > self.top:
-            self.top = v
-
-    def put(self, b: int, w: float) -> None:
-        p = self.pos.get(b)
-        if p is None:
-            self._append(b, w)
-        else:
-            self.w[p] = w
-            self.top = float(self.w[: self.n].max())
-
-    def _append(self, b: int, w: float) -> None:
-        n = self.n
-        if n == len(self.nbr):
-            self.nbr = np.concatenate((self.nbr, np.zeros(n, dtype=np.int64)))
-            self.w = np.concatenate((self.w, np.zeros(n, dtype=np.float64)))
-        self.nbr[n] = b
-        self.w[n] = w
-        self.pos[b] = n
-        self.n = n + 1
-        if w > self.top:
-            self.top = w
-
-    def keep_strongest(self, k: int) -> None:
-        """The `k` strongest, strongest first, equals in the order they came (what
-        `heapq.nlargest` kept when neighbours were a dict)."""
-        n = self.n
-        order = np.argsort(-self.w[:n], kind="stable")[:k]
-        self._set(self.nbr[order], self.w[order])
+    def _load(self, src: np.ndarray, dst: np.ndarray, ws: np.ndarray) -> None:
+        """The pairs as `state` writes them (each row's in one run) become the arena as
+        they are; a row in a second run (not written by `state`): the later weight wins."""
+        starts = np.flatnonzero(np.concatenate(([True], src[1:] != src[:-1])))
+        ends = np.append(starts[1:], len(src))
+        heads = src[starts]
+        again = np.zeros(len(starts), dtype=bool)
+        _u, first_at = np.unique(heads, return_index=True)
+        again[np.setdiff1d(np.arange(len(heads)), first_at)] = True
+        once = ~again
+        size = int(max(heads.max(), dst.max())) + 1
+        self._start = np.full(size, -1, dtype=np.int64)
+        self._n = np.zeros(size, dtype=np.int64)
+        self._cap = np.zeros(size, dtype=np.int64)
+        self._top = np.zeros(size, dtype=np.float64)
+        lengths = ends - starts
+        self._start[heads[once]] = starts[once]
+        self._n[heads[once]] = lengths[once]
+        self._cap[heads[once]] = lengths[once]
+        self._top[heads[once]] = np.maximum.reduceat(ws, starts)[once]
+        self._order = np.zeros(size, dtype=np.int64)
+        self._order[: int(once.sum())] = heads[once]
+        self._nbr, self._w = dst.copy(), ws.copy()
+        # The runs read again are slots no block points at.
+        self._counts[:] = (len(dst), int(lengths[again].sum()), int(once.sum()))
+        for lo, hi in zip(starts[again].tolist(), ends[again].tolist(), strict=True):
+            self._learn(src[lo:hi], dst[lo:hi], ws[lo:hi], put=True)
