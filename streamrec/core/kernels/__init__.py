@@ -24,7 +24,13 @@ from __future__ import annotations
 import numpy as np
 
 from streamrec.core.kernels.candidates import allowed, covisit_keep, covisit_merge, pool_cut
-from streamrec.core.kernels.graph import graph_add, graph_candidates, graph_compact, graph_pairs
+from streamrec.core.kernels.graph import (
+    graph_add,
+    graph_candidates,
+    graph_compact,
+    graph_learn,
+    graph_pairs,
+)
 from streamrec.core.kernels.ranking import choose_capped, explain_numbers, item_features
 from streamrec.core.kernels.search import top_k_rows
 
@@ -37,6 +43,7 @@ __all__ = [
     "graph_add",
     "graph_candidates",
     "graph_compact",
+    "graph_learn",
     "graph_pairs",
     "item_features",
     "pool_cut",
@@ -61,12 +68,13 @@ def warm() -> None:
     ones = np.ones(1)
     slot = np.full(2, -1, dtype=np.int64)
     covisit_merge(rows, ones, np.ones(1, dtype=np.int64), ones, ones, rows, ones, True, slot)
-    start, n, cap, order = np.full(2, -1), np.zeros(2, np.int64), np.zeros(2, np.int64), rows
-    nbr, w, counts = np.zeros(16, dtype=np.int64), np.zeros(16), np.zeros(3, dtype=np.int64)
-    for put in (False, True):
-        graph_add(rows, rows + 1, ones, 0, put, start, n, cap, ones.copy(), nbr, w, order,
-                  counts, 2, 1)  # fmt: skip
-    graph_candidates(rows, 1, start, n, ones, nbr, w, np.ones(2), True, slot)
+    start, n, cap, order = (np.full(2, -1), *(np.zeros(2, dtype=np.int64) for _ in range(3)))
+    top, nbr, w, counts = np.zeros(2), np.zeros(16, np.int64), np.zeros(16), np.zeros(3, np.int64)
+    arena = (start, n, cap, top, nbr, w, order, counts, 2, 1)
+    for how in range(3):
+        graph_add(rows, rows + 1, ones, 0, how, np.zeros(2), *arena)
+    graph_learn(0, rows + 1, 1.0, True, 0, 0, np.zeros(2), *arena)
+    graph_candidates(rows, 1, start, n, top, nbr, w, np.ones(2), True, slot)
     graph_pairs(order, 1, start, n, nbr, w)
     graph_compact(order, 1, start, n, cap, nbr, w, nbr.copy(), w.copy())
     no_history = np.zeros(0, dtype=np.uint32)

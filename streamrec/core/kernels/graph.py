@@ -25,12 +25,28 @@ from streamrec.core.kernels.candidates import covisit_merge
 FIRST_CAP = 8
 
 
+#: How `graph_add` reads a pair (row, other, weight): learn it both ways (row's
+#: neighbour other, other's neighbour row), learn it one way (other -> row: what came
+#: next), or set row's neighbour other to the weight (a snapshot being loaded).
+BOTH_WAYS, ONE_WAY, PUT = 0, 1, 2
+
+
 @njit(cache=True, nogil=True)
-def graph_add(
-    a_rows: np.ndarray,
-    b_rows: np.ndarray,
-    ws: np.ndarray,
-    first: int,
+def _room(a: int, put: bool, start: np.ndarray, n: np.ndarray, cap: np.ndarray, limit: int) -> int:
+    """Arena slots that adding one neighbour to row `a` can take (a new or a moved block)."""
+    if start[a] < 0:
+        return min(FIRST_CAP, limit + 1)
+    if n[a] < cap[a]:
+        return 0
+    # At most `limit + 1`: one more is pruned at once (a snapshot's rows can be longer).
+    return 2 * cap[a] if put else min(2 * cap[a], limit + 1)
+
+
+@njit(cache=True, nogil=True)
+def _add_one(
+    a: int,
+    b: int,
+    x: float,
     put: bool,
     start: np.ndarray,
     n: np.ndarray,
@@ -42,82 +58,169 @@ def graph_add(
     counts: np.ndarray,
     limit: int,
     keep: int,
-) -> int:
-    """Add `ws[i]` to the weight of neighbour `b_rows[i]` in row `a_rows[i]`, from pair
-    `first` on; the index of the first pair not done (the arena is full: grow it, call
-    again from there), `len(ws)` when all are.
-
-    `put`: set the weight instead of adding to it, and never prune (loading a
-    snapshot). `counts` holds [arena slots used, slots in moved-out blocks, rows
-    with a block]; `order` lists the rows in the order they got one. A row past
-    `limit` neighbours keeps its `keep` strongest, strongest first, equals in the
-    order they came.
-    """
-    for i in range(first, ws.shape[0]):
-        a = a_rows[i]
-        b = b_rows[i]
-        x = ws[i]
-        s = start[a]
-        if s < 0:
-            room = min(FIRST_CAP, limit + 1)
-            if counts[0] + room > nbr.shape[0]:
-                return i
-            s = counts[0]
-            start[a] = s
-            cap[a] = room
-            n[a] = 0
-            top[a] = 0.0
-            counts[0] += room
-            order[counts[2]] = a
-            counts[2] += 1
-        m = n[a]
-        p = -1
-        for j in range(m):
-            if nbr[s + j] == b:
-                p = j
-                break
-        if p >= 0:
+) -> None:
+    """Neighbour `b` of row `a` gains `x` (or, with `put`, is set to it); the arena has
+    the room (`_room`)."""
+    s = start[a]
+    if s < 0:
+        room = min(FIRST_CAP, limit + 1)
+        s = counts[0]
+        start[a] = s
+        cap[a] = room
+        n[a] = 0
+        top[a] = 0.0
+        counts[0] += room
+        order[counts[2]] = a
+        counts[2] += 1
+    m = n[a]
+    for j in range(m):
+        if nbr[s + j] == b:
             if put:
-                w[s + p] = x
+                w[s + j] = x
                 t = w[s]
-                for j in range(1, m):
-                    if w[s + j] > t:
-                        t = w[s + j]
+                for u in range(1, m):
+                    if w[s + u] > t:
+                        t = w[s + u]
                 top[a] = t
             else:
-                v = w[s + p] + x
-                w[s + p] = v
+                v = w[s + j] + x
+                w[s + j] = v
                 if v > top[a]:
                     top[a] = v
-            continue
-        if m == cap[a]:  # full: the block moves to the end, with twice the room
-            # At most `limit + 1`: one more is pruned at once (a snapshot's rows can be longer).
-            room = 2 * cap[a] if put else min(2 * cap[a], limit + 1)
-            if counts[0] + room > nbr.shape[0]:
-                return i
-            t0 = counts[0]
-            for j in range(m):
-                nbr[t0 + j] = nbr[s + j]
-                w[t0 + j] = w[s + j]
-            counts[1] += cap[a]
-            counts[0] += room
-            s = t0
-            start[a] = s
-            cap[a] = room
-        nbr[s + m] = b
-        w[s + m] = x
-        n[a] = m + 1
-        if x > top[a]:
-            top[a] = x
-        if not put and m + 1 > limit:
-            _keep_strongest(s, m + 1, keep, nbr, w)
-            n[a] = keep
-            t = w[s]
-            for j in range(1, keep):
-                if w[s + j] > t:
-                    t = w[s + j]
-            top[a] = t
+            return
+    if m == cap[a]:  # full: the block moves to the arena's end, with more room
+        room = _room(a, put, start, n, cap, limit)
+        t0 = counts[0]
+        for j in range(m):
+            nbr[t0 + j] = nbr[s + j]
+            w[t0 + j] = w[s + j]
+        counts[1] += cap[a]
+        counts[0] += room
+        s = t0
+        start[a] = s
+        cap[a] = room
+    nbr[s + m] = b
+    w[s + m] = x
+    n[a] = m + 1
+    if x > top[a]:
+        top[a] = x
+    if not put and m + 1 > limit:
+        _keep_strongest(s, m + 1, keep, nbr, w)
+        n[a] = keep
+        t = w[s]
+        for j in range(1, keep):
+            if w[s + j] > t:
+                t = w[s + j]
+        top[a] = t
+
+
+@njit(cache=True, nogil=True)
+def _pair(
+    row: int,
+    other: int,
+    x: float,
+    how: int,
+    mass: np.ndarray,
+    start: np.ndarray,
+    n: np.ndarray,
+    cap: np.ndarray,
+    top: np.ndarray,
+    nbr: np.ndarray,
+    w: np.ndarray,
+    order: np.ndarray,
+    counts: np.ndarray,
+    limit: int,
+    keep: int,
+) -> bool:
+    """One pair, read as `how` says; False (nothing done) when the arena lacks room."""
+    put = how == PUT
+    need = _room(row, put, start, n, cap, limit) if how != ONE_WAY else 0
+    if how != PUT:
+        need += _room(other, put, start, n, cap, limit)
+    if counts[0] + need > nbr.shape[0]:
+        return False
+    if how == PUT:
+        _add_one(row, other, x, True, start, n, cap, top, nbr, w, order, counts, limit, keep)
+        return True
+    mass[row] += x
+    mass[other] += x
+    if how == BOTH_WAYS:
+        _add_one(row, other, x, False, start, n, cap, top, nbr, w, order, counts, limit, keep)
+        _add_one(other, row, x, False, start, n, cap, top, nbr, w, order, counts, limit, keep)
+    else:
+        _add_one(other, row, x, False, start, n, cap, top, nbr, w, order, counts, limit, keep)
+    return True
+
+
+@njit(cache=True, nogil=True)
+def graph_add(
+    rows: np.ndarray,
+    others: np.ndarray,
+    ws: np.ndarray,
+    first: int,
+    how: int,
+    mass: np.ndarray,
+    start: np.ndarray,
+    n: np.ndarray,
+    cap: np.ndarray,
+    top: np.ndarray,
+    nbr: np.ndarray,
+    w: np.ndarray,
+    order: np.ndarray,
+    counts: np.ndarray,
+    limit: int,
+    keep: int,
+) -> int:
+    """Pairs (rows[i], others[i], ws[i]) from `first` on, read as `how` says (`BOTH_WAYS`,
+    `ONE_WAY`, `PUT`); the index of the first pair not done (the arena is full: make
+    room, call again from there), `len(ws)` when all are.
+
+    Learning adds the weight to both rows' `mass` and to the neighbours' weights;
+    `counts` holds [arena slots used, slots in moved-out blocks, rows with a block];
+    `order` lists the rows in the order they got one. A row past `limit` neighbours
+    keeps its `keep` strongest, strongest first, equals in the order they came.
+    """
+    for i in range(first, ws.shape[0]):
+        if not _pair(rows[i], others[i], ws[i], how, mass, start, n, cap, top, nbr, w, order,
+                     counts, limit, keep):  # fmt: skip
+            return i
     return ws.shape[0]
+
+
+@njit(cache=True, nogil=True)
+def graph_learn(
+    row: int,
+    previous: np.ndarray,
+    weight: float,
+    decay: bool,
+    first: int,
+    how: int,
+    mass: np.ndarray,
+    start: np.ndarray,
+    n: np.ndarray,
+    cap: np.ndarray,
+    top: np.ndarray,
+    nbr: np.ndarray,
+    w: np.ndarray,
+    order: np.ndarray,
+    counts: np.ndarray,
+    limit: int,
+    keep: int,
+) -> int:
+    """`graph_add` of one event's pairs: `row` with each of `previous` (newest last, the
+    window already cut) but itself, weighted `weight / distance` with `decay`."""
+    i = 0
+    for d in range(1, previous.shape[0] + 1):
+        other = previous[previous.shape[0] - d]
+        if other == row:
+            continue
+        if i >= first:
+            x = weight / d if decay else weight
+            if not _pair(row, other, x, how, mass, start, n, cap, top, nbr, w, order, counts,
+                         limit, keep):  # fmt: skip
+                return i
+        i += 1
+    return -1
 
 
 @njit(cache=True, nogil=True)

@@ -19,10 +19,20 @@ dict per row. `neighbours(row)` returns views of a row's block.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from streamrec.core.kernels.graph import graph_add, graph_candidates, graph_compact, graph_pairs
+from streamrec.core.kernels.graph import (
+    BOTH_WAYS,
+    ONE_WAY,
+    PUT,
+    graph_add,
+    graph_candidates,
+    graph_compact,
+    graph_learn,
+    graph_pairs,
+)
 
 _EMPTY = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
 
@@ -72,11 +82,17 @@ class CoVisitation:
 
     def add(self, row: int, previous: Sequence[int], weight: float) -> None:
         """`previous`: rows of the session's earlier items, newest last."""
-        pairs = self.pairs(row, previous, weight)
-        if pairs:
-            others = np.array([p[0] for p in pairs], dtype=np.int64)
-            self.add_pairs(np.full(len(pairs), row, dtype=np.int64), others,
-                           np.array([p[1] for p in pairs], dtype=np.float64))  # fmt: skip
+        prev = np.array(previous[-self.window :], dtype=np.int64)
+        self._fit(max(row, int(prev.max())) if len(prev) else row)
+        weight = weight if self.type_weights else 1.0
+        how = ONE_WAY if self.directed else BOTH_WAYS
+        done = 0
+        while True:
+            done = graph_learn(row, prev, weight, self.distance_decay, done, how, self.mass,
+                               *self._arrays())  # fmt: skip
+            if done < 0:
+                return
+            self._make_room()
 
     def pairs(self, row: int, previous: Sequence[int], weight: float) -> list[tuple[int, float]]:
         """(earlier row, weight) of each pair that `add(row, previous, weight)` learns."""
@@ -96,46 +112,43 @@ class CoVisitation:
     def add_pairs(self, rows: np.ndarray, others: np.ndarray, ws: np.ndarray) -> None:
         """`add_pair` for each (rows[i], others[i], ws[i]), in order: also how another
         worker's learning is folded in (`core/sharing.py`)."""
-        if not len(ws):
-            return
+        if len(ws):
+            self._add(rows, others, ws, ONE_WAY if self.directed else BOTH_WAYS)
+
+    def _add(self, rows: np.ndarray, others: np.ndarray, ws: np.ndarray, how: int) -> None:
         # Fresh arrays of one type: the kernels are compiled for writable int64/float64.
         rows, others = np.array(rows, dtype=np.int64), np.array(others, dtype=np.int64)
         ws = np.array(ws, dtype=np.float64)
-        top = int(max(rows.max(), others.max()))
-        if top >= len(self.mass):
-            self.mass = _grown(self.mass, top + 1, 0.0)
-        both = np.empty(2 * len(ws), dtype=np.int64)  # row, other, pair by pair: the sums'
-        both[0::2], both[1::2] = rows, others  # order as one pair at a time
-        np.add.at(self.mass, both, np.repeat(ws, 2))
-        if self.directed:  # earlier -> later only
-            self._learn(others, rows, ws, put=False)
-        else:  # (row, other), then (other, row), pair by pair
-            back = np.empty(2 * len(ws), dtype=np.int64)
-            back[0::2], back[1::2] = others, rows
-            self._learn(both, back, np.repeat(ws, 2), put=False)
-
-    def _learn(self, a: np.ndarray, b: np.ndarray, ws: np.ndarray, *, put: bool) -> None:
-        top = int(a.max())
-        if top >= len(self._start):
-            size = top + 1
-            self._start = _grown(self._start, size, -1)
-            self._n = _grown(self._n, size, 0)
-            self._cap = _grown(self._cap, size, 0)
-            self._top = _grown(self._top, size, 0.0)
-            self._order = _grown(self._order, size, 0)
-        limit = self.max_neighbours + self.max_neighbours // 2
+        self._fit(int(max(rows.max(), others.max())))
         done = 0
         while True:
-            done = graph_add(a, b, ws, done, put, self._start, self._n, self._cap, self._top,
-                             self._nbr, self._w, self._order, self._counts, limit,
-                             self.max_neighbours)  # fmt: skip
+            done = graph_add(rows, others, ws, done, how, self.mass, *self._arrays())
             if done == len(ws):
                 return
-            self._make_room(2 * max(limit + 1, int(self._cap.max())))
+            self._make_room()
 
-    def _make_room(self, need: int) -> None:
-        """Room for `need` more slots at the arena's end: compacted when half of it is
-        moved-out blocks, and doubled if that is not enough."""
+    def _fit(self, row: int) -> None:
+        """The per-row arrays reach `row`."""
+        if row >= len(self.mass):
+            self.mass = _grown(self.mass, row + 1, 0.0)
+        if row >= len(self._start):
+            self._start = _grown(self._start, row + 1, -1)
+            self._n = _grown(self._n, row + 1, 0)
+            self._cap = _grown(self._cap, row + 1, 0)
+            self._top = _grown(self._top, row + 1, 0.0)
+            self._order = _grown(self._order, row + 1, 0)
+
+    def _arrays(self) -> tuple[Any, ...]:
+        """The kernels' arguments after the pairs and `mass`."""
+        limit = self.max_neighbours + self.max_neighbours // 2
+        return (self._start, self._n, self._cap, self._top, self._nbr, self._w, self._order,
+                self._counts, limit, self.max_neighbours)  # fmt: skip
+
+    def _make_room(self) -> None:
+        """Room at the arena's end for any one pair: compacted when half of it is
+        moved-out blocks, doubled when that is not enough."""
+        limit = self.max_neighbours + self.max_neighbours // 2
+        need = 2 * max(limit + 1, int(self._cap.max()))  # a loaded row can be longer
         used, garbage, rows = (int(x) for x in self._counts)
         live = used - garbage
         size = len(self._nbr)
@@ -256,4 +269,4 @@ class CoVisitation:
         # The runs read again are slots no block points at.
         self._counts[:] = (len(dst), int(lengths[again].sum()), int(once.sum()))
         for lo, hi in zip(starts[again].tolist(), ends[again].tolist(), strict=True):
-            self._learn(src[lo:hi], dst[lo:hi], ws[lo:hi], put=True)
+            self._add(src[lo:hi], dst[lo:hi], ws[lo:hi], PUT)
