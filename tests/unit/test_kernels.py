@@ -15,6 +15,7 @@ import pytest
 
 from streamrec.core.history import MASK, WIRE, ItemHistory
 from streamrec.core.kernels import (
+    best_per_row,
     choose_capped,
     covisit_keep,
     covisit_merge,
@@ -298,3 +299,19 @@ def test_choose_capped_equals_the_python_loop() -> None:
         k, cap = int(rng.integers(1, 30)), int(rng.integers(1, 4))
         got = choose_capped(ranked, leafs, k, cap).tolist()
         assert got == reference_choose(ranked, leafs, k, cap)
+
+
+def test_best_per_row_equals_the_stable_sort_it_replaced() -> None:
+    rng = np.random.default_rng(11)
+    values = np.array([0.0, -0.0, 0.5, 1.0, np.nan, 0.25])
+    for _ in range(500):
+        n = int(rng.integers(0, 25))
+        rows = rng.integers(0, 8, n).astype(np.int64)
+        scores = rng.choice(values, n)
+        order = np.lexsort((-scores, rows))  # the numpy code before the kernel
+        r, s = rows[order], scores[order]
+        first = np.concatenate(([True], r[1:] != r[:-1]))[: len(r)]
+        got_r, got_s = best_per_row(rows, scores)
+        assert np.array_equal(got_r, r[first])
+        # To the bit: -0.0 against 0.0 is the first given, NaN only when alone.
+        assert got_s.tobytes() == s[first].tobytes()

@@ -23,7 +23,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamrec.core.kernels.candidates import allowed, covisit_keep, covisit_merge, pool_cut
+from streamrec.core.kernels.candidates import (
+    allowed,
+    best_per_row,
+    covisit_keep,
+    covisit_merge,
+    pool_cut,
+)
 from streamrec.core.kernels.graph import (
     graph_add,
     graph_candidates,
@@ -36,6 +42,7 @@ from streamrec.core.kernels.search import top_k_rows
 
 __all__ = [
     "allowed",
+    "best_per_row",
     "choose_capped",
     "covisit_keep",
     "covisit_merge",
@@ -91,4 +98,5 @@ def warm() -> None:
     top_k_rows(np.zeros((1, 2), dtype=np.float32), 1)
     explain_numbers(x, rows, ones.repeat(8), np.ones((7, 1)), 0)
     choose_capped(rows, cats[:1, 0], 1, 1)
+    best_per_row(rows, ones)
     _warm = True

@@ -320,3 +320,23 @@ def pool_cut(
     if pool and kept.shape[0] > pool:
         kept = kept[pool_columns(np.ascontiguousarray(per_source[:, kept]), pool)]
     return cand[kept], np.ascontiguousarray(per_source[:, kept])
+
+
+@njit(cache=True, nogil=True)
+def best_per_row(rows: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row once, ascending, with its best score: of equal ones the first given, and
+    NaN only for a row that has nothing else (as a stable sort by row, then by score
+    descending, keeps first)."""
+    order = np.argsort(rows, kind="mergesort")
+    out_r = np.empty(rows.shape[0], dtype=np.int64)
+    out_s = np.empty(rows.shape[0], dtype=np.float64)
+    k = -1
+    for i in order:
+        r, v = rows[i], scores[i]
+        if k < 0 or out_r[k] != r:
+            k += 1
+            out_r[k] = r
+            out_s[k] = v
+        elif v > out_s[k] or (out_s[k] != out_s[k] and v == v):
+            out_s[k] = v
+    return out_r[: k + 1], out_s[: k + 1]

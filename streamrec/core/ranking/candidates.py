@@ -17,7 +17,7 @@ import numpy as np
 
 from streamrec.core.history import WIRE
 from streamrec.core.items import ItemStore
-from streamrec.core.kernels import covisit_keep, pool_cut
+from streamrec.core.kernels import best_per_row, covisit_keep, pool_cut
 from streamrec.core.profile import Profile
 from streamrec.core.ranking.covisit import CoVisitation
 from streamrec.core.ranking.features import _NO_ROWS, SOURCES
@@ -72,9 +72,7 @@ class CandidatePool:
         self,
         sources: tuple[tuple[np.ndarray, np.ndarray], ...],
         cov_cos: np.ndarray,
-        profile: Profile,
-        recent: np.ndarray,
-        current_row: int | None,
+        hidden: tuple[np.ndarray, np.ndarray],
         k: int,
         pool: int,
     ) -> tuple[np.ndarray, np.ndarray] | None:
@@ -100,8 +98,7 @@ class CandidatePool:
             cov_cos,
             store.available,
             store.tiebreak,
-            self._history(profile),
-            self._excluded(profile, recent, current_row),
+            *hidden,
             slot,
             2 * k,
             pool,
@@ -115,9 +112,7 @@ class CandidatePool:
         cos: np.ndarray,
         others: Sequence[tuple[np.ndarray, np.ndarray]],
         pool: int,
-        profile: Profile,
-        recent: np.ndarray,
-        current_row: int | None,
+        hidden: tuple[np.ndarray, np.ndarray],
     ) -> np.ndarray:
         """Which co-visited rows can matter: 20 anchors propose up to 2,000 rows, and
         everything after the union costs per row.
@@ -136,11 +131,17 @@ class CandidatePool:
             np.concatenate([o[0] for o in others]).astype(np.int64, copy=False),
             store.available,
             store.tiebreak,
-            self._history(profile),
-            self._excluded(profile, recent, current_row),
+            *hidden,
             self._slots(store.capacity),
             pool,
         )
+
+    def _hidden(
+        self, profile: Profile, recent: np.ndarray, current_row: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """What this list must not show: (the sorted hashes of what the user had, if the
+        shop leaves it out; the rows left out whatever their history)."""
+        return self._history(profile), self._excluded(profile, recent, current_row)
 
     def _history(self, profile: Profile) -> np.ndarray:
         """The sorted hashes of what the user had, if the shop leaves it out."""
@@ -182,12 +183,9 @@ class CandidatePool:
             return _NO_ROWS, np.zeros(0)
         if len(parts) == 1:
             return parts[0]
-        rows = np.concatenate([p[0] for p in parts])
-        scores = np.concatenate([p[1] for p in parts])
-        if not len(rows):  # categories with no items yet
-            return _NO_ROWS, np.zeros(0)
-        # An item in both: its better score (sorted by row, best score first in a row).
-        order = np.lexsort((-scores, rows))
-        rows, scores = rows[order], scores[order]
-        first = np.concatenate(([True], rows[1:] != rows[:-1]))
-        return rows[first], scores[first]
+        # An item in both: its better score; rows ascending.
+        rows, scores = best_per_row(
+            np.concatenate((parts[0][0], parts[1][0])).astype(np.int64, copy=False),
+            np.concatenate((parts[0][1], parts[1][1])).astype(np.float64, copy=False),
+        )
+        return rows, scores

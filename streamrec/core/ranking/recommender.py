@@ -260,10 +260,9 @@ class Recommender(CandidatePool, FeatureBuilder, Explainer):
         others = ((trend_rows[: 2 * k + 200], trend_scores[: 2 * k + 200]),
                   (cat_rows, cat_scores), (q_rows, q_scores), (i_rows, i_scores),
                   (seq_rows, seq_scores))  # fmt: skip
+        hidden = self._hidden(profile, recent, current_row)
         if pool and len(cov_rows) > 4 * pool:  # below that, the cut costs more than it saves
-            keep_cov = self._covisit_cut(
-                cov_rows, cov_scores, cov_cos, others, pool, profile, recent, current_row
-            )
+            keep_cov = self._covisit_cut(cov_rows, cov_scores, cov_cos, others, pool, hidden)
             cov_rows, cov_scores, cov_cos = (
                 cov_rows[keep_cov],
                 cov_scores[keep_cov],
@@ -272,7 +271,7 @@ class Recommender(CandidatePool, FeatureBuilder, Explainer):
             cov_anchor = cov_anchor[keep_cov]
         # covisit_idf (the last source) scores the covisit rows: they enter the union once.
         sources = ((cov_rows, cov_scores), *others)
-        pooled = self._pool(sources, cov_cos, profile, recent, current_row, k, pool)
+        pooled = self._pool(sources, cov_cos, hidden, k, pool)
         if pooled is None:
             return []
         cand, per_source = pooled
