@@ -26,13 +26,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from streamrec import serde
 from streamrec.build import build_engine
 from streamrec.core.engine import DictProfileStore
-from streamrec.core.ingest import RawMessage
 from streamrec.core.ranking.covisit import CoVisitation
 from streamrec.datasets.synthetic import SyntheticShop
 from streamrec.settings import Settings
+from streamrec.tools.bench import shop_messages
 
 
 def _best(fn: Callable[[], object], repeat: int = 5) -> float:
@@ -53,11 +52,7 @@ def main() -> None:
     for item in shop.catalog:
         engine.catalog.upsert(item)
     now = int(time.time() * 1000)
-    events = shop.events(args.events, start_ts=now - args.events, step_ms=1)
-    msgs = [
-        RawMessage(serde.dumps(e.to_dict()), e.user_id.encode(), 0, i, now)
-        for i, e in enumerate(events)
-    ]
+    msgs = shop_messages(shop, args.events, now)
     store = DictProfileStore()
     for i in range(0, len(msgs), 200):
         engine.process_batch(msgs[i : i + 200], store, now)

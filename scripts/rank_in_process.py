@@ -29,12 +29,11 @@ import time
 from streamrec import serde
 from streamrec.build import build_engine
 from streamrec.core.engine import DictProfileStore
-from streamrec.core.ingest import RawMessage
 from streamrec.core.profile import Profile
 from streamrec.datasets.synthetic import SyntheticShop
 from streamrec.heap import freeze_startup
 from streamrec.settings import Settings
-from streamrec.tools.bench import synthetic_vectors
+from streamrec.tools.bench import shop_messages, synthetic_vectors
 
 
 class EncodingStore(DictProfileStore):
@@ -65,11 +64,7 @@ def main() -> None:
         engine.item_vectors.add_many(ids, "synthetic@1", synthetic_vectors(len(ids)))
         engine.item_vectors.mark_complete("synthetic@1", 0, ts=1)
     now = int(time.time() * 1000)
-    events = shop.events(args.events, start_ts=now - args.events, step_ms=1)
-    msgs = [
-        RawMessage(serde.dumps(e.to_dict()), e.user_id.encode(), 0, i, now)
-        for i, e in enumerate(events)
-    ]
+    msgs = shop_messages(shop, args.events, now)
     store = EncodingStore()
     digest = hashlib.sha256() if args.digest else None
     freeze_startup()  # as the worker does before its first event

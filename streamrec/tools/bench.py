@@ -180,6 +180,16 @@ def _measure(
     }
 
 
+def shop_messages(shop: SyntheticShop, n: int, now: int, step_ms: int = 1) -> list[RawMessage]:
+    """`n` of the shop's events ending at `now`, `step_ms` apart, as the worker receives
+    them (the in-process benches' input)."""
+    events = shop.events(n, start_ts=now - n * step_ms, step_ms=step_ms)
+    return [
+        RawMessage(serde.dumps(e.to_dict()), e.user_id.encode(), 0, i, now)
+        for i, e in enumerate(events)
+    ]
+
+
 def synthetic_vectors(n: int, dim: int = 384, seed: int = 0) -> np.ndarray:
     v = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
     return v / np.linalg.norm(v, axis=1, keepdims=True)
@@ -215,11 +225,7 @@ def measure_rank_latency(
     del vectors
     per_item = (_rss_bytes() - rss0) / n_items - dim * 4
     now = int(time.time() * 1000)
-    evs = shop.events(events, start_ts=now - events * 50, step_ms=50)
-    msgs = [
-        RawMessage(serde.dumps(e.to_dict()), e.user_id.encode(), 0, i, now)
-        for i, e in enumerate(evs)
-    ]
+    msgs = shop_messages(shop, events, now, step_ms=50)
     store = DictProfileStore()
     freeze_startup()  # as a worker does before its first event (`streamrec.heap`)
     half = events // 2

@@ -77,7 +77,7 @@ def warm() -> None:
     covisit_merge(rows, ones, np.ones(1, dtype=np.int64), ones, ones, rows, ones, True, slot)
     start, n, cap, order = (np.full(2, -1), *(np.zeros(2, dtype=np.int64) for _ in range(3)))
     top, nbr, w, counts = np.zeros(2), np.zeros(16, np.int64), np.zeros(16), np.zeros(3, np.int64)
-    arena = (start, n, cap, top, nbr, w, order, counts, 2, 1)
+    arena = ((start, n, cap, top, nbr, w, order, counts), 2, 1)
     for how in range(3):
         graph_add(rows, rows + 1, ones, 0, how, np.zeros(2), *arena)
     graph_learn(0, rows + 1, 1.0, True, 0, 0, np.zeros(2), *arena)

@@ -23,6 +23,12 @@ from streamrec.core.kernels.candidates import covisit_merge
 
 #: The first block a row gets.
 FIRST_CAP = 8
+#: The arena, as the kernels take it: per row `start`, `n`, `cap` (int64) and `top`
+#: (float64); the blocks' `nbr` (int64) and `w` (float64); `order` (int64: rows in the
+#: order they got a block); `counts` (int64: [slots used, slots in moved-out blocks,
+#: rows with a block]).
+Arena = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+              np.ndarray, np.ndarray]  # fmt: skip
 
 
 #: How `graph_add` reads a pair (row, other, weight): learn it both ways (row's
@@ -43,24 +49,10 @@ def _room(a: int, put: bool, start: np.ndarray, n: np.ndarray, cap: np.ndarray, 
 
 
 @njit(cache=True, nogil=True)
-def _add_one(
-    a: int,
-    b: int,
-    x: float,
-    put: bool,
-    start: np.ndarray,
-    n: np.ndarray,
-    cap: np.ndarray,
-    top: np.ndarray,
-    nbr: np.ndarray,
-    w: np.ndarray,
-    order: np.ndarray,
-    counts: np.ndarray,
-    limit: int,
-    keep: int,
-) -> None:
+def _add_one(a: int, b: int, x: float, put: bool, arena: Arena, limit: int, keep: int) -> None:
     """Neighbour `b` of row `a` gains `x` (or, with `put`, is set to it); the arena has
     the room (`_room`)."""
+    start, n, cap, top, nbr, w, order, counts = arena
     s = start[a]
     if s < 0:
         room = min(FIRST_CAP, limit + 1)
@@ -116,23 +108,10 @@ def _add_one(
 
 @njit(cache=True, nogil=True)
 def _pair(
-    row: int,
-    other: int,
-    x: float,
-    how: int,
-    mass: np.ndarray,
-    start: np.ndarray,
-    n: np.ndarray,
-    cap: np.ndarray,
-    top: np.ndarray,
-    nbr: np.ndarray,
-    w: np.ndarray,
-    order: np.ndarray,
-    counts: np.ndarray,
-    limit: int,
-    keep: int,
+    row: int, other: int, x: float, how: int, mass: np.ndarray, arena: Arena, limit: int, keep: int
 ) -> bool:
     """One pair, read as `how` says; False (nothing done) when the arena lacks room."""
+    start, n, cap, _top, nbr, _w, _order, counts = arena
     put = how == PUT
     need = _room(row, put, start, n, cap, limit) if how != ONE_WAY else 0
     if how != PUT:
@@ -140,15 +119,13 @@ def _pair(
     if counts[0] + need > nbr.shape[0]:
         return False
     if how == PUT:
-        _add_one(row, other, x, True, start, n, cap, top, nbr, w, order, counts, limit, keep)
+        _add_one(row, other, x, True, arena, limit, keep)
         return True
     mass[row] += x
     mass[other] += x
     if how == BOTH_WAYS:
-        _add_one(row, other, x, False, start, n, cap, top, nbr, w, order, counts, limit, keep)
-        _add_one(other, row, x, False, start, n, cap, top, nbr, w, order, counts, limit, keep)
-    else:
-        _add_one(other, row, x, False, start, n, cap, top, nbr, w, order, counts, limit, keep)
+        _add_one(row, other, x, False, arena, limit, keep)
+    _add_one(other, row, x, False, arena, limit, keep)
     return True
 
 
@@ -160,14 +137,7 @@ def graph_add(
     first: int,
     how: int,
     mass: np.ndarray,
-    start: np.ndarray,
-    n: np.ndarray,
-    cap: np.ndarray,
-    top: np.ndarray,
-    nbr: np.ndarray,
-    w: np.ndarray,
-    order: np.ndarray,
-    counts: np.ndarray,
+    arena: Arena,
     limit: int,
     keep: int,
 ) -> int:
@@ -175,14 +145,12 @@ def graph_add(
     `ONE_WAY`, `PUT`); the index of the first pair not done (the arena is full: make
     room, call again from there), `len(ws)` when all are.
 
-    Learning adds the weight to both rows' `mass` and to the neighbours' weights;
-    `counts` holds [arena slots used, slots in moved-out blocks, rows with a block];
-    `order` lists the rows in the order they got one. A row past `limit` neighbours
-    keeps its `keep` strongest, strongest first, equals in the order they came.
+    Learning adds the weight to both rows' `mass` and to the neighbours' weights. A
+    row past `limit` neighbours keeps its `keep` strongest, strongest first, equals in
+    the order they came.
     """
     for i in range(first, ws.shape[0]):
-        if not _pair(rows[i], others[i], ws[i], how, mass, start, n, cap, top, nbr, w, order,
-                     counts, limit, keep):  # fmt: skip
+        if not _pair(rows[i], others[i], ws[i], how, mass, arena, limit, keep):
             return i
     return ws.shape[0]
 
@@ -196,14 +164,7 @@ def graph_learn(
     first: int,
     how: int,
     mass: np.ndarray,
-    start: np.ndarray,
-    n: np.ndarray,
-    cap: np.ndarray,
-    top: np.ndarray,
-    nbr: np.ndarray,
-    w: np.ndarray,
-    order: np.ndarray,
-    counts: np.ndarray,
+    arena: Arena,
     limit: int,
     keep: int,
 ) -> int:
@@ -216,8 +177,7 @@ def graph_learn(
             continue
         if i >= first:
             x = weight / d if decay else weight
-            if not _pair(row, other, x, how, mass, start, n, cap, top, nbr, w, order, counts,
-                         limit, keep):  # fmt: skip
+            if not _pair(row, other, x, how, mass, arena, limit, keep):
                 return i
         i += 1
     return -1

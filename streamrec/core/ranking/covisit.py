@@ -139,10 +139,11 @@ class CoVisitation:
             self._order = _grown(self._order, row + 1, 0)
 
     def _arrays(self) -> tuple[Any, ...]:
-        """The kernels' arguments after the pairs and `mass`."""
+        """The kernels' arguments after the pairs and `mass`: the arena, the limits."""
         limit = self.max_neighbours + self.max_neighbours // 2
-        return (self._start, self._n, self._cap, self._top, self._nbr, self._w, self._order,
-                self._counts, limit, self.max_neighbours)  # fmt: skip
+        arena = (self._start, self._n, self._cap, self._top, self._nbr, self._w, self._order,
+                 self._counts)  # fmt: skip
+        return arena, limit, self.max_neighbours
 
     def _make_room(self) -> None:
         """Room at the arena's end for any one pair: compacted when half of it is
