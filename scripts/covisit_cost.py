@@ -78,7 +78,12 @@ def main() -> None:
     print(f"from_state {restore_s * 1e3:.1f} ms, pair_arrays {flatten_s * 1e3:.1f} ms")
 
     copy = CoVisitation.from_state(state)
-    add_s = _best(lambda: [copy.add(r, p, 1.0) for r, p in adds]) / len(adds)
+
+    def learn() -> None:
+        for row, previous in adds:
+            copy.add(row, previous, 1.0)
+
+    add_s = _best(learn) / len(adds)
     recents = [rng.choice(rows, 20) for _ in range(3_000)]
     read_s = _best(lambda: [graph.candidates(r, 20, True) for r in recents]) / len(recents)
     print(f"add {add_s * 1e6:.1f} us per event, candidates {read_s * 1e6:.1f} us per list "
