@@ -9,8 +9,8 @@ the caller grows the arena, or compacts it when moved-out blocks make up
 half of it, when a call returns early.
 
 Learning a pair and reading an anchor's neighbours are one compiled call per
-event or list, instead of a Python object and a dict per row (a dict of 300
-neighbours was ~20 KB a row). Every sum is taken in the order the per-row
+event or list, instead of a Python object and a dict per row (a full row's dict
+of 300 neighbours held ~18 KB). Every sum is taken in the order the per-row
 arrays took it, so lists are identical to the last bit.
 """
 
