@@ -1,4 +1,5 @@
-"""Prometheus `/metrics` for a rank worker: the same numbers as its metrics windows.
+"""Prometheus `/metrics` for a rank worker (the same numbers as its metrics windows),
+and its `/healthz` and `/readyz` (`worker/readiness.py`).
 
 The worker adds every window it publishes to `MetricsState` (cumulative since
 start) and keeps the last window's summary, the drift detectors' states and
@@ -14,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,14 +168,30 @@ def render(state: MetricsState) -> bytes:
     return generate_latest(registry)
 
 
-async def serve(state: MetricsState, host: str, port: int, tries: int = 16) -> web.AppRunner:
-    """Serve /metrics on `port`, or the next free one of `tries`; logs where."""
+async def serve(
+    state: MetricsState,
+    host: str,
+    port: int,
+    tries: int = 16,
+    readiness: Callable[[], dict[str, Any]] | None = None,
+) -> web.AppRunner:
+    """Serve /metrics, /healthz and /readyz on `port`, or the next free one of `tries`;
+    logs where. `readiness()` answers /readyz (its "ready" says 200 or 503)."""
 
     async def metrics(_request: web.Request) -> web.Response:
         return web.Response(body=render(state), headers={"Content-Type": CONTENT_TYPE})
 
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    async def readyz(_request: web.Request) -> web.Response:
+        doc = readiness() if readiness is not None else {"ready": True}
+        return web.json_response(doc, status=200 if doc["ready"] else 503)
+
     app = web.Application()
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     last: OSError | None = None
@@ -191,10 +208,15 @@ async def serve(state: MetricsState, host: str, port: int, tries: int = 16) -> w
     raise OSError(f"no free port for /metrics in {port}..{port + tries - 1}: {last}")
 
 
-async def serve_until_stopped(state: MetricsState, host: str, port: int) -> None:
-    """Serve /metrics until the task running this is cancelled (a port in use: logged)."""
+async def serve_until_stopped(
+    state: MetricsState,
+    host: str,
+    port: int,
+    readiness: Callable[[], dict[str, Any]] | None = None,
+) -> None:
+    """Serve until the task running this is cancelled (a port in use: logged)."""
     try:
-        runner = await serve(state, host, port)
+        runner = await serve(state, host, port, readiness=readiness)
     except OSError as exc:
         log.warning("Prometheus /metrics not served: %s", exc)
         return

@@ -17,7 +17,7 @@ from streamrec.core.profile import Profile
 from streamrec.records import AuditRecord, DeadLetter, Event, Recommendation
 
 if TYPE_CHECKING:
-    from streamrec.core.sharing import ItemDelta, RankerDelta
+    from streamrec.core.sharing import ItemLog, RankerDelta
 
 
 class ProfileStore(Protocol):
@@ -88,9 +88,10 @@ class BatchOutput:
     drift: list[Detection] = field(default_factory=list)
     #: The batch's counts; added to the window once its output reached Kafka.
     counters: Counters = field(default_factory=Counters)
-    #: What it taught about items, for the other workers (`core/sharing.py`); empty
-    #: unless sharing is on. Delivered with the batch, before its events are acked.
-    deltas: list[ItemDelta | RankerDelta] = field(default_factory=list)
+    #: What the batch taught, for the other workers and for recovery (`core/sharing.py`):
+    #: on the last output of a batch, empty unless sharing is on. Delivered before the
+    #: batch's profiles are stored, and before its events are acked.
+    deltas: list[ItemLog | RankerDelta] = field(default_factory=list)
 
     def extend(self, other: BatchOutput) -> None:
         self.recommendations += other.recommendations

@@ -1,13 +1,13 @@
-"""The wire format of shared learned state: item deltas, their ledger, and `decode`.
+"""Shared learned state on the wire: the ledger of source offsets, `decode`, and format 1.
 
-An `ItemDelta` is what one worker learned about items from one source
-partition's offsets first..last: trending sums at one reference time,
-co-visitation pairs, and the value model's examples, by item id (rows are per
-process), in exact float64 base64. A `Ledger` records which source offsets a
-state holds, so every delta is folded once (`core/sharing.py`). `decode`
-reads any record of the shared-state topic, a ranker record
-(`core/ranker_sharing.py`) included, and refuses what it cannot read with the
-reason (`DeltaError`).
+A `Ledger` records which source offsets a state holds, so every event's
+learning is folded once (`core/sharing.py`). `decode` reads any record of the
+shared-state topic: an item log (format 2, `core/item_log.py`, what workers
+write), a ranker record (`core/ranker_sharing.py`), or an `ItemDelta` of
+format 1, which older workers wrote: what one worker learned from one source
+partition's offsets first..last as sums (trending at one reference time,
+co-visitation pairs, value examples), folded by `fold_summed`. A record it
+cannot read is refused with the reason (`DeltaError`).
 """
 
 from __future__ import annotations
@@ -15,14 +15,18 @@ from __future__ import annotations
 import base64
 import bisect
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from streamrec import serde
+from streamrec.core.item_log import LOG_VERSION, ItemLog
 from streamrec.core.ranker_sharing import DELTA_VERSION, RankerDelta
 from streamrec.core.ranking.value import FEATURES as VALUE_FEATURES
 from streamrec.errors import DeltaError
+
+if TYPE_CHECKING:
+    from streamrec.core.ranking.recommender import Recommender
 
 
 class Ledger:
@@ -50,6 +54,14 @@ class Ledger:
             return False
         i = bisect.bisect_right(starts, offset) - 1
         return i >= 0 and offset <= self._ends[partition][i]
+
+    def covers_range(self, partition: int, first: int, last: int) -> bool:
+        """True if every offset first..last is held."""
+        starts = self._starts.get(partition)
+        if not starts:
+            return False
+        i = bisect.bisect_right(starts, first) - 1
+        return i >= 0 and last <= self._ends[partition][i]
 
     def overlaps(self, partition: int, first: int, last: int) -> bool:
         starts = self._starts.get(partition)
@@ -175,7 +187,7 @@ class ItemDelta:
         if d.get("v") != DELTA_VERSION:
             raise DeltaError(
                 f"shared-state delta of format {d.get('v')!r}; this streamrec reads "
-                f"{DELTA_VERSION}: upgrade every worker to the same version"
+                f"{DELTA_VERSION} and {LOG_VERSION}: upgrade every worker to the same version"
             )
         try:
             delta = cls(
@@ -234,8 +246,33 @@ def _value_examples(d: dict[str, Any]) -> dict[str, Any]:
             "value_y": y}  # fmt: skip
 
 
-def decode(data: bytes) -> ItemDelta | RankerDelta:
-    """A record of the shared-state topic: an item delta, or a ranker record."""
+def fold_summed(rec: Recommender, delta: ItemDelta) -> None:
+    """Fold a delta of the first format (sums, as older workers wrote them) into `rec`."""
+    if delta.adds:
+        rows = rec.items.rows(list(delta.items))
+        nz = delta.trend != 0
+        rec.trending.merge(rows[nz], delta.trend[nz], delta.ref_ts, delta.now_ts, delta.adds)
+        rec.trending_long.merge(
+            rows[nz], delta.trend_long[nz], delta.ref_ts, delta.now_ts, delta.adds
+        )
+        graphs = [rec.covisit, rec.transitions] if rec.sequence_anchors else [rec.covisit]
+        later, earlier = rows[delta.pair_later], rows[delta.pair_earlier]
+        for graph in graphs:
+            graph.add_pairs(later, earlier, delta.pair_w.astype(np.float64, copy=False))
+        rec.factors.on_learned(rec.covisit, len(rec.items), delta.adds, rec.items.tiebreak)
+        ga, gb = rows[delta.gram_a].tolist(), rows[delta.gram_b].tolist()
+        for a, b, w in zip(ga, gb, delta.gram_w.tolist(), strict=True):
+            rec.regression.add_pair(a, b, w)
+        rec.regression.on_learned(len(rec.items), delta.adds)
+    known = set(VALUE_FEATURES)
+    for x, y in zip(delta.value_x.tolist(), delta.value_y.tolist(), strict=True):
+        features = {f: v for f, v in zip(delta.value_features, x, strict=True) if f in known}
+        rec.value.learn_example(dict.fromkeys(VALUE_FEATURES, 0.0) | features, y)
+
+
+def decode(data: bytes) -> ItemLog | ItemDelta | RankerDelta:
+    """A record of the shared-state topic: an item log, a ranker record, or an item
+    delta of the first format."""
     try:
         doc = serde.loads(data)
     except Exception as exc:
@@ -244,4 +281,6 @@ def decode(data: bytes) -> ItemDelta | RankerDelta:
         raise DeltaError("shared-state record is not a JSON object")
     if doc.get("kind") == "ranker":
         return RankerDelta.from_dict(doc)
+    if doc.get("v") == LOG_VERSION:
+        return ItemLog.from_dict(doc)
     return ItemDelta.from_dict(doc)

@@ -60,7 +60,7 @@ from streamrec.core.retrieval.index import Hits
 from streamrec.core.retrieval.interest import InterestModel
 from streamrec.core.retrieval.stage import Retrieval
 from streamrec.core.retrieval.vectors import ItemVectors
-from streamrec.core.sharing import Sharing
+from streamrec.core.sharing import ItemLog, RankerDelta, Sharing
 from streamrec.records import CatalogItem, Event, Recommendation
 
 __all__ = [
@@ -237,9 +237,13 @@ class Engine(BatchEdges, Retrieval, Erasure, Learning):
             else:
                 store.put(user, profile, partition)
         out.tombstones += erased  # and the latest list
-        if self.sharing is not None:
-            out.deltas = self.sharing.take()
         return out
+
+    def take_deltas(self) -> list[ItemLog | RankerDelta]:
+        """What the batch taught, to publish with it (`core/sharing.py`); once per batch,
+        at its end: a batch applied in parts (users waiting for the scorer, runs cut by
+        erasures) is one log, and its offsets join the ledger together."""
+        return self.sharing.take() if self.sharing is not None else []
 
     def _vectors_for(
         self, event: Event, query_hits: dict[str, Hits], counts: Counter[str]
@@ -285,9 +289,11 @@ class Engine(BatchEdges, Retrieval, Erasure, Learning):
         if replayed:
             counts["replayed"] += 1
             if sharing is not None and not sharing.knows(msg.partition, msg.offset):
-                # Its profile has it, the shared item state does not (its delta was lost
-                # in a crash): items only. The session is gone by now: trending learns it
-                # exactly, co-visitation not.
+                # Its profile has it, the shared item state does not. The worker writes a
+                # profile only once the batch's log is on the topic, so only a profile
+                # store that does not keep to that gets here: items only, the session is
+                # gone by now (trending learns it exactly, co-visitation not). Counted.
+                counts["replayed_unlogged"] += 1
                 sharing.learn(msg.partition, msg.offset, row, event.type, event.ts, ())
         else:
             rejected = self._learn(event, msg, row, profile, categories)
@@ -319,7 +325,7 @@ class Engine(BatchEdges, Retrieval, Erasure, Learning):
             produced_ts=now_ms,
             encoder_version=encoder_version,
             flags=flags,
-            user_value=profile.value,
+            user_value=self.recommender.value.user_value(profile, event.ts),
             variant=variant.name,
         )
         if self.monitor is not None and not replayed:

@@ -1,10 +1,12 @@
 """What one event teaches (a part of `Engine`): its user's profile, and, once per
 source offset across workers and restarts, its items and the value model.
 
-With shared learning on (`core/sharing.py`), item learning goes through the
-`Sharing` object, which skips an event whose source offset its ledger holds
-(the previous owner of the partition learned it, or a delta folded it in) and
-keeps what it learns for the next delta; the value model's example rides along.
+An event's item learning is a record (`core/item_log.py`): learned at once
+with the function that folds other workers' records. With shared learning on
+(`core/sharing.py`) it goes through the `Sharing` object, which skips an
+event whose source offset its ledger holds (the previous owner of the
+partition learned it, or a log folded it in) and keeps the record for the
+batch's log; the value model's example rides along.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import math
 
 from streamrec.core.ingest import RawMessage, Rejection
+from streamrec.core.item_log import learn
 from streamrec.core.items import ItemStore
 from streamrec.core.profile import Profile, ProfileUpdater
 from streamrec.core.ranking.recommender import Recommender
@@ -61,23 +64,19 @@ class Learning:
             else []
         )
         sharing = self.sharing
-        value = self.recommender.value
         self.recommender.observe_user(event)
-        # Items and value: with sharing, once per source offset across workers and restarts.
+        # Items and value: with sharing, once per source offset across workers and restarts;
+        # one function either way (`item_log.learn`), the one that folds other workers'.
         if sharing is None or not sharing.knows(msg.partition, msg.offset):
             example = (
-                value.observe_purchase(profile, amount, event.ts)
+                self.recommender.value.example(profile, amount, event.ts)
                 if event.type == "purchase"
                 else None
             )
             if sharing is None:
-                if row is not None:
-                    self.recommender.learn_item(row, event.type, event.ts, session, recent)
+                learn(self.recommender, row, event.type, event.ts, session, recent, example)
             else:
                 sharing.learn(msg.partition, msg.offset, row, event.type, event.ts, session,
                               example, recent)  # fmt: skip
         self.updater.update(profile, event, categories)
-        if event.type == "purchase":
-            estimate = value.estimate(profile, event.ts)
-            profile.value = estimate if math.isfinite(estimate) else profile.value
         return None

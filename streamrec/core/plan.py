@@ -4,7 +4,9 @@ A batch is: ingest (validate, pseudonymise, de-duplicate) -> the search texts
 without a cached query vector -> if the scorer can be asked: the events of the
 users who wait for one of those texts are set aside, the rest are applied
 (profiles, candidates, ranking) while the scorer works, the vectors are
-cached, then the waiting events are applied -> every output is published.
+cached, then the waiting events are applied -> every output is published, the
+last with what the batch taught (its learning records, for the other workers
+and for recovery).
 
 `batch_plan` is a generator that *yields effects* and never does I/O itself
 (the "sans-IO" shape): `Embed` (start a scorer request, answer a handle),
@@ -75,18 +77,22 @@ def batch_plan(
     ingested = engine.ingest_batch(batch, clock())
     texts = engine.missing_queries(ingested)
     if not texts or not can_embed:
-        yield Publish(engine.apply_batch(ingested, store, clock()))
-        return
-    # One request per batch. Only the users who typed one of these texts wait for
-    # it; everyone else's events are applied while the scorer works, so a scorer
-    # round trip never delays the whole batch (and per-user order holds).
-    ready, waiting = engine.split_waiting(ingested, texts)
-    handle = yield Embed(texts, engine.item_vectors.active_version)
-    yield Publish(engine.apply_batch(ready, store, clock()))
-    vectors: QueryVectors | None = yield Await(handle)
-    if vectors is not None:
-        engine.add_query_vectors(vectors)
-    yield Publish(engine.apply_batch(waiting, store, clock()))
+        last = engine.apply_batch(ingested, store, clock())
+    else:
+        # One request per batch. Only the users who typed one of these texts wait for
+        # it; everyone else's events are applied while the scorer works, so a scorer
+        # round trip never delays the whole batch (and per-user order holds).
+        ready, waiting = engine.split_waiting(ingested, texts)
+        handle = yield Embed(texts, engine.item_vectors.active_version)
+        yield Publish(engine.apply_batch(ready, store, clock()))
+        vectors: QueryVectors | None = yield Await(handle)
+        if vectors is not None:
+            engine.add_query_vectors(vectors)
+        last = engine.apply_batch(waiting, store, clock())
+    # What the whole batch taught goes out with its last output: one log, its offsets
+    # in the ledger only once every part of the batch has learned.
+    last.deltas = engine.take_deltas()
+    yield Publish(last)
 
 
 def run_plan(plan: Plan, embed: EmbedFn | None = None) -> list[BatchOutput]:

@@ -65,8 +65,6 @@ class Profile:
     orders: int = 0
     #: The user's interest and intent vectors (`core.interest.UserVectors.to_dict`).
     vectors: dict[str, Any] | None = None
-    #: Long-term value estimate (`core.value.ValueModel`), in the shop's currency.
-    value: float = 0.0
     #: Source partition -> offset of the last event applied to this profile. Stored with
     #: the state it changed, so an event replayed after a crash is applied only once.
     offsets: dict[str, int] = field(default_factory=dict)
@@ -138,7 +136,6 @@ class Profile:
                 "spend": self.spend,
                 "orders": self.orders,
                 "vectors": self.vectors,
-                "value": self.value,
                 "offsets": self.offsets,
                 "history": self.history.to_wire(),
                 "seen": _keys_to_wire(self.seen),
@@ -159,6 +156,7 @@ class Profile:
             if not isinstance(doc, dict):
                 raise SerdeError(f"a profile is a JSON object, not {type(doc).__name__}")
             known = {k: v for k, v in doc.items() if k in _FIELDS}
+            dropped = sum(k in _DROPPED for k in doc)
             history = known.pop("history", "")
             seen = known.pop("seen", "")
             profile = cls(**known)
@@ -175,7 +173,7 @@ class Profile:
         except ValueError:
             bad_history = True  # the keys are dropped: a retry may pass once, nothing else
         extra = ("history" in doc) + ("seen" in doc)
-        repaired = bad_history or len(known) + extra != len(doc)
+        repaired = bad_history or len(known) + extra + dropped != len(doc)
         repaired = repaired or not profile._is_sound()
         if repaired:
             profile._repair(user)
@@ -186,7 +184,6 @@ class Profile:
         return (
             type(self.user) is str
             and _finite_number(self.spend)
-            and _finite_number(self.value)
             and type(self.orders) is int
             and type(self.first_seen) is int
             and type(self.last_seen) is int
@@ -208,9 +205,8 @@ class Profile:
         default = Profile.new(user or "")
         if type(self.user) is not str:
             self.user = default.user
-        for name in ("spend", "value"):
-            if not _finite_number(getattr(self, name)):
-                setattr(self, name, 0.0)
+        if not _finite_number(self.spend):
+            self.spend = 0.0
         for name in ("first_seen", "last_seen", "affinity_ts", "session_start", "orders",
                      "session_events", "last_query_ts"):  # fmt: skip
             if type(getattr(self, name)) is not int:
@@ -237,6 +233,10 @@ class Profile:
 
 
 _FIELDS = frozenset(f.name for f in fields(Profile))
+#: Fields profiles once stored and no longer do, read without counting a repair:
+#: "value" depended on when the value model learned other users' purchases; a list
+#: now carries the estimate, made when the list is (`ValueModel.user_value`).
+_DROPPED = frozenset({"value"})
 _KEY = np.dtype("<u8")
 
 

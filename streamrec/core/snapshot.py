@@ -52,7 +52,7 @@ from streamrec import serde
 from streamrec.core.packing import pack_ids, unpack_ids
 from streamrec.core.ranking.covisit import CoVisitation
 from streamrec.core.ranking.models import FEATURES, Offer, OnlineRanker
-from streamrec.core.ranking.popularity import Trending
+from streamrec.core.ranking.popularity import CategoryTop, Trending
 from streamrec.core.ranking.recommender import Recommender
 from streamrec.errors import StreamrecError
 
@@ -62,7 +62,7 @@ _GRAPH_ARRAYS = ("src", "dst", "w")  # and "mass" per position (absent from olde
 
 FORMAT = "streamrec-learned-state"
 VERSION = 1
-_TRENDING_ARRAYS = ("scaled", "top_rows", "top_scores")
+_TRENDING_ARRAYS = ("scaled", "top_rows", "top_scores", "refreshed")
 
 
 class SnapshotError(StreamrecError):
@@ -228,7 +228,6 @@ def capture(rec: Recommender) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         "ids.ends": ends,
         **{f"trending.{k}": np.asarray(short[k]) for k in _TRENDING_ARRAYS},
         **{f"trending_long.{k}": np.asarray(long[k]) for k in _TRENDING_ARRAYS},
-        **{f"category.{k}": v for k, v in rec.by_category.state().items()},
         **{f"{name}.{k}": np.asarray(g[k]) for name, g in graphs.items() for k in _GRAPH_ARRAYS},
         **{f"{name}.mass": np.asarray(g["mass"])[: len(rec.items)] for name, g in graphs.items()},
         "ranker.eval": evals,
@@ -251,20 +250,24 @@ def restore(rec: Recommender, header: dict[str, Any], arrays: dict[str, np.ndarr
     store = rec.items
     rows = store.rows(unpack_ids(arrays["ids"], arrays["ids.ends"]))
 
-    def trending(name: str) -> Trending:
-        scaled = arrays[f"{name}.scaled"]
+    def by_row(saved: np.ndarray) -> np.ndarray:
         at = np.zeros(max(len(store), 1), dtype=np.float64)
-        at[rows[: len(scaled)]] = scaled
+        at[rows[: len(saved)]] = saved
+        return at
+
+    def trending(name: str) -> Trending:
         top = {"top_rows": rows[arrays[f"{name}.top_rows"]],
                "top_scores": arrays[f"{name}.top_scores"]}  # fmt: skip
-        return Trending.from_state({**header[name], "scaled": at, **top}, store)
+        if f"{name}.refreshed" in arrays:  # absent from older snapshots
+            top["refreshed"] = by_row(arrays[f"{name}.refreshed"])
+        return Trending.from_state(
+            {**header[name], "scaled": by_row(arrays[f"{name}.scaled"]), **top}, store
+        )
 
     rec.trending, rec.trending_long = trending("trending"), trending("trending_long")
-    rec.by_category.trending = rec.trending
-    cids = np.array([store.category_id(c) for c in header["categories"]], dtype=np.int64)
-    rec.by_category.restore(
-        {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("category.")}, rows, cids
-    )
+    # Tops within categories are made from trending as they are asked for (older
+    # snapshots' "category.*" arrays are not needed).
+    rec.by_category = CategoryTop(rec.trending, store, rec.by_category.n)
 
     def graph(name: str) -> CoVisitation:
         # What was learned comes from the snapshot; how to learn from now on (window,
@@ -359,7 +362,7 @@ def migrate_pickled(data: bytes, rec: Recommender) -> None:
     rec.trending = trending(d["trending"])
     if "trending_long" in d:
         rec.trending_long = trending(d["trending_long"])
-    rec.by_category.trending = rec.trending
+    rec.by_category = CategoryTop(rec.trending, store, rec.by_category.n)
     cov = d["covisit"].__dict__
     pairs = [(a, b, w) for a, nb in cov["_nbrs"].items() for b, w in nb.items()]
     rec.covisit = CoVisitation.from_state(

@@ -59,6 +59,7 @@ from streamrec.worker.lifecycle import broker_lost_data, run_app
 from streamrec.worker.monitoring import WorkerMonitoring
 from streamrec.worker.outbox import Outbox
 from streamrec.worker.profile_store import TableProfileStore
+from streamrec.worker.readiness import Readiness
 from streamrec.worker.scorer_client import ScorerClient
 from streamrec.worker.shared import SharedStateFollower
 from streamrec.worker.snapshots import Snapshots
@@ -85,8 +86,12 @@ class Worker:
         self.snapshots = Snapshots(s)
         self.engine = engine or build_engine(s)
         sharing = self.engine.share(self.worker_id, s.share_ranker) if s.share_state else None
-        if not self.snapshots.load_learned(self.engine) and sharing is not None:
-            start_from_checkpoint(s, self.snapshots, self.engine)  # a new host
+        learned = "snapshot" if self.snapshots.load_learned(self.engine) else "nothing"
+        if learned == "nothing" and sharing is not None:  # a new host
+            restored = start_from_checkpoint(s, self.snapshots, self.engine)
+            learned = "checkpoint" if restored else learned
+        #: What the worker waits for before it applies an event (`worker/readiness.py`).
+        self.readiness = Readiness(learned=learned, sharing=sharing is not None)
         # The follower writes its offsets into the dict the snapshot reads.
         self.shared = (
             SharedStateFollower(s, sharing, self.snapshots.shared_offsets) if sharing else None
@@ -104,12 +109,22 @@ class Worker:
         )
         self.scorer_ready = False
         self.catalog = CatalogFollower(s, self.engine, self.outbox.dead_letter, offsets)
+        self.readiness.catalog = self.catalog.caught_up
         self.monitoring = WorkerMonitoring(
             s, self.worker_id, self.engine, self.outbox.monitoring, self.scorer
         )
         #: Batches whose messages are still on their way to the broker.
         self._settling: set[asyncio.Future[None]] = set()
         self._ack_order = AckOrder()
+        self._store_order = AckOrder()
+        #: Held while a batch is processed (snapshots take it: never half a batch).
+        self._batch_lock = asyncio.Lock()
+        #: Set once the latest assignment's shared state is folded (or failed to be).
+        self._synced = asyncio.Event()
+        #: Learning logs sent and not yet acknowledged (a snapshot waits for them).
+        self._learning_sent: set[asyncio.Future[Any]] = set()
+        #: The metrics / readiness HTTP server, started with the worker (`start_up`).
+        self._http: asyncio.Future[None] | None = None
         #: Set when the worker must stop (it cannot deliver, or the broker lost its data).
         self.exit_code = 0
         set_end_offsets(lambda tps: end_offsets(s, tps))
@@ -160,24 +175,29 @@ class Worker:
 
         @app.on_partitions_assigned.connect  # type: ignore[arg-type]
         async def _assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+            self.readiness.assigning()
+            self._synced.clear()
+            in_sync = True
             if self.shared is not None:
                 # Fold what the previous owners published before any of their events come
-                # again, here, before Faust starts the streams: holding a first batch
-                # while it folds made Faust's redelivery around its seek far likelier.
+                # again. Faust's table recovery may resume the streams while this runs,
+                # so batches wait for it too (`_synced`).
                 try:
-                    await self.shared.sync()
+                    in_sync = await self.shared.sync()
                 except Exception as exc:
                     log.warning("shared state not synced at assignment (%r); the first "
                                 "batch will", exc)  # fmt: skip
-                    self.shared.need_sync = True
+                    in_sync = False
+                self.shared.need_sync = not in_sync
+            self._synced.set()
             self.stall.assigned()
             # After a rebalance another worker may have written checkpoints: its next one
             # reads which slot is free instead of trusting its own last one.
             self.checkpoints.slot = None
             # The owner of events partition p dead-letters catalog partition p's bad records.
-            self.catalog.set_owned(
-                {tp.partition for tp in app.consumer.assignment() if tp.topic == self.t_events}
-            )
+            owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == self.t_events}
+            self.catalog.set_owned(owned)
+            self.readiness.assigned(sorted(owned), in_sync)
 
         async def process(stream: Any) -> None:
             within = s.batch_within_ms / 1000.0
@@ -197,8 +217,6 @@ class Worker:
         app.timer(s.metrics_interval_s)(self.monitoring.publish_window)
         if s.stall_warn_s > 0:
             app.timer(s.stall_warn_s / 3)(self.stall.check)
-        if s.metrics_port:
-            app.task(self.serve_prometheus)
         app.timer(s.snapshot_interval_s)(self.save_snapshot)
         if self.shared is not None and s.share_checkpoint_interval_s > 0:
             app.timer(s.share_checkpoint_interval_s)(self.publish_checkpoint)
@@ -210,16 +228,33 @@ class Worker:
         """Process one micro-batch and hand everything it produced to the producer.
 
         Nothing waits for the broker here: the batch settles in the background
-        (`_settle`), and only then are its events acked and its counts added.
+        (`_settle`): its profiles are stored once its learning log is delivered,
+        then its events are acked and its counts added.
         """
         if self.exit_code:
             return  # stopping: nothing more is processed, nothing more acked
+        async with self._batch_lock:  # a snapshot never sees half a batch
+            delivery = await self._process(batch, ack)
+        if delivery is None:
+            return
+        task = asyncio.ensure_future(
+            self._settle(delivery, ack, self._ack_order.take(), self._store_order.take())
+        )
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def _process(
+        self, batch: Sequence[Any], ack: Callable[[Sequence[Any]], Awaitable[None]]
+    ) -> BatchDelivery | None:
+        await self._synced.wait()  # the assignment's shared state is folded first
         if self.shared is not None and self.shared.need_sync:
-            await self.shared.sync()
+            self.shared.need_sync = False
+            if await self.shared.sync():
+                self.readiness.synced()
         self.stall.saw(batch)
         fresh = await self._fresh(batch, ack)
         if not fresh:
-            return  # the broker lost its data (stopping), or all of it was delivered before
+            return None  # the broker lost its data (stopping), or all of it was delivered before
         batch = fresh
         msgs = [
             RawMessage(
@@ -250,9 +285,8 @@ class Worker:
                     answer = await effect.handle
         except StopIteration:
             pass
-        task = asyncio.ensure_future(self._settle(delivery, ack, self._ack_order.take()))
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
+        delivery.writes = self.store.take_pending()
+        return delivery
 
     async def _fresh(
         self, batch: Sequence[Any], ack: Callable[[Sequence[Any]], Awaitable[None]]
@@ -276,13 +310,8 @@ class Worker:
         return fresh
 
     async def _publish(self, out: BatchOutput, delivery: BatchDelivery) -> None:
-        """Hand one output's messages to the producer; `delivery` tracks them."""
-        for user_key, profile, partition in self.store.take_pending():
-            delivery.add(
-                await self.outbox.send(
-                    self.changelog_topic, user_key, profile, partition, self._on_changelog_sent
-                )
-            )
+        """Hand one output's messages to the producer; `delivery` tracks them (its
+        profiles are stored later, by `_settle`)."""
         now = now_ms()
         for key, value, i in self.engine.encode(out, now):
             try:
@@ -297,8 +326,12 @@ class Worker:
             delivery.add(await self.outbox.send(self.outbox.t_recs, user.encode(), None))
         for dead_key, dead in out.dead_letters:
             delivery.add(await self.outbox.dead_letter(dead_key, dead))
-        for delta in out.deltas:  # acked with the batch: a commit never outruns its delta
-            delivery.add(await self.outbox.send(self.outbox.t_shared, delta.key, delta.to_bytes()))
+        for delta in out.deltas:  # before the batch's profiles are stored, or acked
+            fut = await self.outbox.send(self.outbox.t_shared, delta.key, delta.to_bytes())
+            delivery.add(fut)
+            delivery.learning.append(fut)
+            self._learning_sent.add(fut)
+            fut.add_done_callback(self._learning_sent.discard)
         delivery.outputs.append(out)
         for detection in out.drift:
             await self.monitoring.publish_detection(detection)
@@ -308,12 +341,15 @@ class Worker:
         delivery: BatchDelivery,
         ack: Callable[[Sequence[Any]], Awaitable[None]],
         turn: tuple[asyncio.Future[None] | None, asyncio.Future[None]],
+        store_turn: tuple[asyncio.Future[None] | None, asyncio.Future[None]],
     ) -> None:
-        """Once the broker has every message of a batch, and the batches before it are
+        """Once the broker has the batch's learning log: store its profiles (in batch
+        order); once it has every message of the batch and the batches before it are
         acked: ack its events, count it. A batch that cannot be delivered is not acked,
         and neither is any batch after it."""
         previous, mine = turn
         try:
+            await self._store_profiles(delivery, store_turn)
             delivered = await self._delivered(delivery)
             await AckOrder.wait(previous)
             if delivered and not self.exit_code:
@@ -321,12 +357,36 @@ class Worker:
                     # Before the forget event can be committed past: a restart from an
                     # older snapshot would bring back what it holds of the user (their
                     # pending offers, last list).
-                    self.snapshots.write(self.engine, self.catalog.embedding_offsets)
+                    await self.save_snapshot()
                 await ack(delivery.events)
                 for out in delivery.outputs:
                     self.engine.count(out.counters)
                     for record in out.erasures:  # done and delivered: now it is on record
                         await self.outbox.audit(replace(record, by=self.worker_id))
+        finally:
+            mine.set_result(None)
+
+    async def _store_profiles(
+        self,
+        delivery: BatchDelivery,
+        turn: tuple[asyncio.Future[None] | None, asyncio.Future[None]],
+    ) -> None:
+        """The batch's profiles into the local store and the changelog, only once its
+        learning log is on the broker: a crash then never leaves a profile that has an
+        event whose learning is lost. In batch order, so a user's newer profile is
+        never overtaken by an older one."""
+        previous, mine = turn
+        try:
+            learned = await asyncio.gather(*delivery.learning, return_exceptions=True)
+            await AckOrder.wait(previous)
+            if self.exit_code or any(isinstance(r, BaseException) for r in learned):
+                return  # not stored: the events are not acked either, and come again
+            for key, value, partition in self.store.store(delivery.writes):
+                delivery.add(
+                    await self.outbox.send(
+                        self.changelog_topic, key, value, partition, self._on_changelog_sent
+                    )
+                )
         finally:
             mine.set_result(None)
 
@@ -370,18 +430,46 @@ class Worker:
             await self.scorer.start()
             self.scorer_ready = True
 
-    async def serve_prometheus(self) -> None:
+    async def start_up(self) -> None:
+        """Before Faust starts (no partition is asked for yet): /readyz is served, and the
+        catalog and item vectors are read back up to where they end now."""
         s = self.settings
-        await serve_until_stopped(self.monitoring.state, s.metrics_host, s.metrics_port)
+        if s.metrics_port:
+            serving = serve_until_stopped(
+                self.monitoring.state, s.metrics_host, s.metrics_port, self.readiness.report
+            )
+            self._http = asyncio.ensure_future(serving)
+        await self.catalog.catch_up()
 
     async def save_snapshot(self) -> None:
-        self.snapshots.write(self.engine, self.catalog.embedding_offsets)
+        """The learned state, between batches, once every learning log it includes is
+        on the broker: a restart from it never holds learning the topic lacks (which
+        the other workers would then never get)."""
+        async with self._batch_lock:
+            if await self._learning_delivered():
+                self.snapshots.write(self.engine, self.catalog.embedding_offsets)
+
+    async def _learning_delivered(self, timeout_s: float = 10.0) -> bool:
+        """Wait (with the batch lock held) for every learning log sent so far; False
+        if the broker has not taken them all in time: no snapshot then, the next one
+        comes at the next interval."""
+        if not self._learning_sent:
+            return True
+        _done, waiting = await asyncio.wait(set(self._learning_sent), timeout=timeout_s)
+        if waiting:
+            log.warning("snapshot skipped: %d learning logs not on the broker after %.0f s",
+                        len(waiting), timeout_s)  # fmt: skip
+        return not waiting
 
     async def publish_checkpoint(self) -> None:
         """The shared state whole, by one worker (the owner of events partition 0)."""
         if self.catalog.owns(0):
             try:
-                await self.checkpoints.write(self.snapshots.encode(self.engine, users=False))
+                async with self._batch_lock:
+                    if not await self._learning_delivered():
+                        return
+                    blob = self.snapshots.encode(self.engine, users=False)
+                await self.checkpoints.write(blob)
             except Exception as exc:  # the next interval tries again
                 log.warning("shared checkpoint not published: %r", exc)
 
@@ -393,13 +481,20 @@ class Worker:
         Returns the exit status: 0 after a requested stop, non-zero when the worker
         had to stop (it could not deliver, or the broker lost its data).
         """
-        # Everything built so far (imports, the engine, restored state, the app) lives as
-        # long as the process: the collector need not walk it again (`streamrec.heap`).
+        # One event loop for the start-up and for Faust, which takes the current one: the
+        # catalog follower's consumer and the HTTP server started here live on in it.
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(self.start_up())
+        # Everything built so far (imports, the engine, restored state, the catalog, the
+        # app) lives as long as the process: the collector need not walk it again.
         frozen = freeze_startup()
         log.info("start-up heap frozen: %d objects the cycle collector skips", frozen)
         return run_app(self.app, self.settings, lambda: self.exit_code, self._final)
 
     async def _final(self) -> None:  # pragma: no cover - shutdown path
+        if self._http is not None:
+            self._http.cancel()
         try:
             await self.monitoring.publish_window()
             await self.app.producer.flush()

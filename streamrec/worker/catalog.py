@@ -3,9 +3,13 @@
 A plain aiokafka consumer (no Faust hop) reads every partition of the
 compacted `catalog.items` from the start, and `catalog.embeddings` from where
 the item-vector snapshot left off (or from the start when the snapshot does
-not fit the topic). What one record does is a pure function of the engine and
-the record (`apply_catalog_record`, and `apply_embedding_record` in the core),
-tested without a broker.
+not fit the topic). At start-up the worker waits for both to be read up to
+where they ended when it started (`catch_up`) before it applies any event:
+an event learned without its item's categories, price or vector would be
+learned wrong for good (a profile's category interest, the interest vector).
+What one record does is a pure function of the engine and the record
+(`apply_catalog_record`, and `apply_embedding_record` in the core), tested
+without a broker.
 
 **An invalid catalog record is dead-lettered once**, not once per worker and
 restart: only by the worker that owns the same-numbered partition of
@@ -20,7 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -42,21 +48,38 @@ from streamrec.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: Seconds without a record after which the start-up read stops short of a partition's
+#: end (records compacted away at the end of a partition are never fetched).
+QUIET_S = 10.0
+
 
 def apply_catalog_record(
-    engine: Engine, r: Any, validate: Any, now: int
+    engine: Engine, r: Any, validate: Any, now: int, *, apply: bool = True
 ) -> tuple[bytes | None, DeadLetter] | None:
-    """One catalog.items record: upsert, delete (tombstone), or (key, dead letter) for it."""
+    """One catalog.items record: upsert, delete (tombstone), or (key, dead letter) for it.
+    `apply=False`: a record read again only to dead-letter it if bad (it was applied)."""
     if r.value is None:
-        if r.key is not None:  # tombstone on the compacted topic: item deleted
+        if r.key is not None and apply:  # tombstone on the compacted topic: item deleted
             engine.catalog.remove(r.key.decode("utf-8", "replace"))
         return None
     doc = parse_document(r.value, validate, "catalog item")
     if not isinstance(doc, Rejection):
-        engine.upsert_item(CatalogItem.from_dict(doc))
+        if apply:
+            engine.upsert_item(CatalogItem.from_dict(doc))
         return None
     msg = RawMessage(r.value, r.key, r.partition, r.offset, r.timestamp, r.topic)
     return engine.dead_letter(msg, doc, now)
+
+
+@dataclass
+class CatchUp:
+    """How reading the catalog back at start-up went (`CatalogFollower.catch_up`)."""
+
+    items: int = 0
+    vectors: int = 0
+    records: int = 0
+    seconds: float = 0.0
+    done: bool = False
 
 
 class CatalogFollower:
@@ -83,10 +106,73 @@ class CatalogFollower:
         self.t_catalog = settings.topic(CATALOG_ITEMS)
         self.t_embeddings = settings.topic(CATALOG_EMBEDDINGS)
         self.bad_embeddings = 0
+        #: catalog.items partition -> first offset not applied yet (a re-read skips below).
+        self._applied_to: dict[int, int] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._validate = load_contract(CATALOG_ITEMS).validator
+        self._validate_embedding = load_contract(CATALOG_EMBEDDINGS).validator
+        #: The start-up read of both topics (`catch_up`): readiness reports it.
+        self.caught_up = CatchUp()
+
+    async def catch_up(self) -> CatchUp:
+        """Read both topics up to where they end now (the worker applies no event before
+        this returns): progress on the log every few seconds. The consumer goes on in
+        `run`."""
+        t0 = time.monotonic()
+        consumer = await self._start()
+        tps = list(consumer.assignment())
+        ends = await end_offsets(self.settings, tps)  # ListOffsets alone trails on tansu
+        at = {tp: await consumer.position(tp) for tp in tps}
+        left = {tp: end for tp, end in ends.items() if at[tp] < end}
+        total = sum(end - at[tp] for tp, end in left.items())
+        stats = self.caught_up
+        last_log = quiet_since = time.monotonic()
+        while left:
+            batches = await consumer.getmany(*left, timeout_ms=1000, max_records=5000)
+            stats.records += await self._take(consumer, batches)
+            now = time.monotonic()
+            if any(batches.values()):
+                quiet_since = now
+            for tp in list(left):
+                if await consumer.position(tp) >= left[tp]:
+                    del left[tp]
+            if left and now - quiet_since > QUIET_S:
+                # Records compacted away at the end of a partition leave its position
+                # short of its end: nothing more is coming there.
+                short = sorted(f"{tp.topic}[{tp.partition}]" for tp in left)
+                log.warning("catalog read back: no records for %.0f s from %s; going on",
+                            now - quiet_since, short)  # fmt: skip
+                break
+            if now - last_log >= 5.0:
+                last_log = now
+                rate = stats.records / max(now - t0, 1e-9)
+                eta = (total - stats.records) / max(rate, 1e-9)
+                log.info("catalog read back: %d of %d records (%.0f/s, about %.0f s left)",
+                         stats.records, total, rate, eta)  # fmt: skip
+        stats.items = len(self.engine.catalog)
+        stats.vectors = len(self.engine.item_vectors)
+        stats.seconds = time.monotonic() - t0
+        stats.done = True
+        log.info("catalog read back: %d items, %d item vectors, %d records in %.1f s",
+                 stats.items, stats.vectors, stats.records, stats.seconds)  # fmt: skip
+        return stats
 
     async def run(self) -> None:
+        if self._consumer is None:
+            await self.catch_up()
+        consumer = self._consumer
+        assert consumer is not None
+        try:
+            while True:
+                await self._reread_gained(consumer)
+                batches = await consumer.getmany(timeout_ms=1000, max_records=5000)
+                await self._take(consumer, batches)
+        finally:
+            await consumer.stop()
+
+    async def _start(self) -> AIOKafkaConsumer:
         s = self.settings
-        consumer = AIOKafkaConsumer(
+        consumer = self._consumer = AIOKafkaConsumer(
             bootstrap_servers=s.bootstrap_list(),
             # Only to commit how far catalog records were dead-lettered: no group is joined.
             group_id=f"{s.app_id}-catalog-dlq",
@@ -95,34 +181,33 @@ class CatalogFollower:
             **s.aiokafka_security(),
         )
         await consumer.start()
-        validate = load_contract(CATALOG_ITEMS).validator
-        validate_embedding = load_contract(CATALOG_EMBEDDINGS).validator
-        try:
-            tps = []
-            for topic in (self.t_catalog, self.t_embeddings):
-                tps += [TopicPartition(topic, p) for p in await wait_partitions(consumer, topic)]
-            consumer.assign(tps)
-            await self._seek(consumer, tps)
-            for tp in tps:
-                if tp.topic == self.t_catalog:
-                    self._dlq_from[tp.partition] = await consumer.committed(tp) or 0
-            while True:
-                await self._reread_gained(consumer)
-                batches = await consumer.getmany(timeout_ms=1000, max_records=5000)
-                for tp, records in batches.items():
-                    if tp.topic == self.t_embeddings:
-                        for r in records:
-                            error = apply_embedding_record(
-                                self.engine.item_vectors, r, validate_embedding
-                            )
-                            if error is not None:
-                                self.bad_embeddings += 1
-                                log.error("%s", error)
-                            self.embedding_offsets[tp.partition] = r.offset + 1
-                        continue
-                    await self._take_catalog(consumer, tp, records, validate)
-        finally:
-            await consumer.stop()
+        tps = []
+        for topic in (self.t_catalog, self.t_embeddings):
+            tps += [TopicPartition(topic, p) for p in await wait_partitions(consumer, topic)]
+        consumer.assign(tps)
+        await self._seek(consumer, tps)
+        for tp in tps:
+            if tp.topic == self.t_catalog:
+                self._dlq_from[tp.partition] = await consumer.committed(tp) or 0
+        return consumer
+
+    async def _take(self, consumer: AIOKafkaConsumer, batches: dict[Any, list[Any]]) -> int:
+        """Apply fetched records of both topics; how many there were."""
+        n = 0
+        for tp, records in batches.items():
+            n += len(records)
+            if tp.topic == self.t_embeddings:
+                for r in records:
+                    error = apply_embedding_record(
+                        self.engine.item_vectors, r, self._validate_embedding
+                    )
+                    if error is not None:
+                        self.bad_embeddings += 1
+                        log.error("%s", error)
+                    self.embedding_offsets[tp.partition] = r.offset + 1
+                continue
+            await self._take_catalog(consumer, tp, records, self._validate)
+        return n
 
     def owns(self, catalog_partition: int) -> bool:
         return catalog_partition % self._events_partitions in self.owned
@@ -151,14 +236,21 @@ class CatalogFollower:
     ) -> None:
         owner = self.owns(tp.partition)
         start = self._dlq_from.get(tp.partition, 0)
+        applied = self._applied_to.get(tp.partition, 0)
         sent = []
         for r in records:
-            dead = apply_catalog_record(self.engine, r, validate, now_ms())
+            # A record read again to dead-letter it (a gained partition) is not applied
+            # again: an older version of an item would come back until the newer one.
+            dead = apply_catalog_record(
+                self.engine, r, validate, now_ms(), apply=r.offset >= applied
+            )
             if dead is None:
                 continue
             self.engine.counters.counts["catalog_invalid"] += 1
             if owner and r.offset >= start:
                 sent.append(await self.dead_letter(*dead))
+        if records:
+            self._applied_to[tp.partition] = max(applied, records[-1].offset + 1)
         if not owner or not records or records[-1].offset < start:
             return
         # Committed once its dead letters are on events.dlq: a restart, or the next

@@ -1,9 +1,11 @@
 """What one micro-batch sent to Kafka, until the broker has acknowledged all of it.
 
-The worker hands every message of a batch (profile changelog records, lists,
-dead letters) to the producer without waiting, then settles the batch in the
-background: once every message is acknowledged, the batch's events are acked
-(only then may Faust commit past them) and its counts join the metrics window.
+The worker hands every message of a batch (lists, dead letters, its learning
+log) to the producer without waiting, then settles the batch in the
+background: once the learning log is acknowledged its profiles are stored (the
+local store and changelog records), and once every message is acknowledged,
+the batch's events are acked (only then may Faust commit past them) and its
+counts join the metrics window.
 A list the broker refuses for what it is (too large, corrupt) dead-letters its
 own event; any other failure means the worker cannot deliver at all, and it
 stops without acking, so a restarted worker processes the batch again.
@@ -39,6 +41,7 @@ from aiokafka.errors import (
 )
 
 from streamrec.core.engine import BatchOutput
+from streamrec.worker.profile_store import Write
 
 #: Broker or client errors about one message itself: that message's event is dead-lettered.
 MESSAGE_ERRORS = (MessageSizeTooLargeError, RecordListTooLargeError, CorruptRecordException)
@@ -63,6 +66,10 @@ class BatchDelivery:
     events: Sequence[Any]
     sent: list[Sent] = field(default_factory=list)
     outputs: list[BatchOutput] = field(default_factory=list)
+    #: The deliveries of the batch's learning log (its profiles are stored after them).
+    learning: list[asyncio.Future[Any]] = field(default_factory=list)
+    #: The profiles the batch wrote, stored once its learning is delivered.
+    writes: Sequence[Write] = ()
 
     def add(
         self, future: asyncio.Future[Any], out: BatchOutput | None = None, index: int = -1

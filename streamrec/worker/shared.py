@@ -109,16 +109,16 @@ class SharedStateFollower:
         for tp in self._tps:
             consumer.seek(tp, saved[tp.partition])
 
-    async def sync(self) -> None:
-        """Wait until every delta published before now is folded in (bounded)."""
-        self.need_sync = False
+    async def sync(self) -> bool:
+        """Wait until every delta published before now is folded in (bounded); True once
+        it is, False if it was not within STREAMREC_SHARE_SYNC_TIMEOUT_S."""
         s = self.settings
         deadline = time.monotonic() + s.share_sync_timeout_s
         while not self._tps:  # the follower has not found the topic yet
             if time.monotonic() > deadline:
                 log.warning("%s not found within %.0f s; processing goes on without it",
                             self.topic, s.share_sync_timeout_s)  # fmt: skip
-                return
+                return False
             await asyncio.sleep(0.05)
         ends = await end_offsets(s, self._tps)
         behind = self._behind(ends)
@@ -131,11 +131,12 @@ class SharedStateFollower:
                     "(events whose deltas come later may be learned twice)",
                     behind, s.share_sync_timeout_s,
                 )  # fmt: skip
-                return
+                return False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._progress.wait(), timeout=left)
             behind = self._behind(ends)
         log.info("shared state in sync: %s", self.sharing.counts)
+        return True
 
     def _behind(self, ends: dict[TopicPartition, int]) -> int:
         return sum(max(0, end - self.offsets.get(tp.partition, 0)) for tp, end in ends.items())

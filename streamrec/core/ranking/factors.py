@@ -15,8 +15,10 @@ events, `iterations` steps from the previous `q`, so the factors follow a
 changing graph at a bounded cost (nnz(C) x dim per step); the first refresh
 starts from a seeded random `q` and takes `cold_iterations`. The scores
 depend on the subspace only (q q^T does not change when the basis rotates),
-and refresh points count learned events, so lists do not depend on how the
-events were batched.
+refresh points count learned events, so lists do not depend on how the
+events were batched, and items are factored in the order of their ids'
+hashes, not of their rows, so the same graph gives the same factors in
+every process.
 
 >>> from streamrec.core.ranking.covisit import CoVisitation
 >>> g = CoVisitation(window=1, max_neighbours=10)
@@ -68,25 +70,34 @@ class GraphFactors:
         self.learned = 0
         self.refreshes = 0
 
-    def on_learned(self, graph: CoVisitation, rows: int, n: int = 1) -> bool:
+    def on_learned(
+        self, graph: CoVisitation, rows: int, n: int = 1, key: np.ndarray | None = None
+    ) -> bool:
         """`n` events were learned into `graph` (by this worker, or by another and folded
-        in); refresh when the count passes a multiple of `every`."""
+        in); refresh when the count passes a multiple of `every` (`key`: see `refresh`)."""
         if self.dim <= 0:
             return False
         before = self.learned
         self.learned += n
         if self.learned // self.every == before // self.every:
             return False
-        self.refresh(graph, rows)
+        self.refresh(graph, rows, key)
         return True
 
-    def refresh(self, graph: CoVisitation, rows: int) -> None:
-        """Subspace iteration on `graph` over item-store rows [0, rows)."""
+    def refresh(self, graph: CoVisitation, rows: int, key: np.ndarray | None = None) -> None:
+        """Subspace iteration on `graph` over item-store rows [0, rows).
+
+        The items of the graph are taken in the order of `key` (per row: the item
+        store's tiebreak, a hash of the item id), not of rows: rows are handed out
+        in the order a process meets items, so two processes, or one before and
+        after a restart, number them differently. In `key` order the same graph
+        gives the same factors, bit for bit, in every process.
+        """
         from scipy.linalg import qr
         from scipy.sparse import csr_matrix
 
-        if self.dim <= 0 or rows <= 2 * self.dim:
-            return  # too few items for `dim` factors: the feature stays 0
+        if self.dim <= 0:
+            return
         src, dst, w = graph.pair_arrays()
         if len(w) > self.max_pairs:
             if not self.skipped:
@@ -100,20 +111,32 @@ class GraphFactors:
             self.skipped += 1
             return
         inside = (src < rows) & (dst < rows)
-        c = csr_matrix((w[inside], (src[inside], dst[inside])), shape=(rows, rows))
+        src, dst, w = src[inside], dst[inside], w[inside]
+        nodes = np.unique(np.concatenate([src, dst]))
+        if len(nodes) <= 2 * self.dim:
+            return  # too few items for `dim` factors: the feature stays 0
+        if key is not None:
+            nodes = nodes[np.argsort(key[nodes], kind="stable")]
+        at = np.zeros(rows, dtype=np.int64)
+        at[nodes] = np.arange(len(nodes))
+        n = len(nodes)
+        c = csr_matrix((w, (at[src], at[dst])), shape=(n, n))
         c = c + c.T  # pruning keeps a pair on one side only: make it symmetric
+        c.sort_indices()  # each row's sum in one order, whatever order the pairs came in
         if len(self.q) and self.refreshes:
-            q = np.zeros((rows, self.dim))
-            q[: min(rows, len(self.q))] = self.q[:rows]
+            q = np.zeros((n, self.dim))
+            known = nodes < len(self.q)
+            q[known] = self.q[nodes[known]]
             steps = self.iterations
         else:
-            q = np.random.default_rng(self.seed).standard_normal((rows, self.dim))
+            q = np.random.default_rng(self.seed).standard_normal((n, self.dim))
             steps = self.cold_iterations
         for _ in range(steps):
             # SciPy's economic QR: the same LAPACK result, bit for bit, as numpy's, in
             # 3.8 ms instead of 8.3 at 10k x 32 (one thread); a refresh runs inside a batch.
             q, _r = qr(c @ q, mode="economic", check_finite=False)
-        self.q = q
+        self.q = np.zeros((rows, self.dim))
+        self.q[nodes] = q
         self.refreshes += 1
 
     def scores(self, rows: np.ndarray, recent: np.ndarray) -> np.ndarray:

@@ -48,8 +48,11 @@ class Trending:
         self._stale = 0
         #: Equal scores break by the store's tiebreak column: the same order in every process.
         self.store = store
-        #: Adds so far: lets derived views (`CategoryTop`) know when to refresh.
+        #: Adds so far, and refreshes of the top list so far (derived views key on it).
         self.adds = 0
+        self.refreshes = 0
+        #: The stored scores as of the last refresh (`refreshed_scores`).
+        self._refreshed = np.zeros(0, dtype=np.float64)
 
     def add(self, row: int, weight: float, ts: int) -> None:
         if not self._count:
@@ -71,6 +74,8 @@ class Trending:
             self._now = ts
         self._stale += 1
         self.adds += 1
+        if self._stale >= self._threshold():
+            self.refresh()
 
     def merge(
         self, rows: np.ndarray, sums: np.ndarray, ref_ts: int, now_ts: int, adds: int
@@ -95,20 +100,43 @@ class Trending:
     def top(self) -> tuple[np.ndarray, np.ndarray]:
         """The `pool` most popular rows, best first, scores normalised so the first is 1.0.
 
-        Recomputed after every `refresh_every` adds (scaled up for big catalogs,
-        so the O(items) pass stays a small share per event). Counting adds, not
-        batches or seconds, keeps results identical however events are batched.
+        Recomputed after every `refresh_every` adds (scaled up for big catalogs, so
+        the O(items) pass stays a small share per event), as the adds happen: what
+        the list holds depends on the adds only, not on when it is read, so it is
+        the same however events are batched and whoever learned them (a worker, or
+        one folding its records after a restart).
         """
+        if self._stale >= self._threshold():  # a state restored without its list
+            self.refresh()
+        return self._top
+
+    def _threshold(self) -> int:
         threshold = max(self.refresh_every, self._count // 50)
         if len(self._top[0]) < self.pool:  # young catalog: cheap to refresh, and it grows fast
             threshold = min(threshold, max(1, len(self._top[0])))
-        if self._stale >= threshold:
-            tiebreak = self.store.tiebreak if self.store is not None else None
-            rows, scores = best_rows(self._scaled[: self._rows], self.pool, tiebreak)
-            norm = scores[0] if len(scores) else 1.0
-            self._top = (rows, scores / norm)
-            self._stale = 0
-        return self._top
+        return threshold
+
+    def refresh(self) -> None:
+        """Rank the top list (and keep the scores it was made of) now."""
+        tiebreak = self.store.tiebreak if self.store is not None else None
+        scaled = self._scaled[: self._rows]
+        rows, scores = best_rows(scaled, self.pool, tiebreak)
+        norm = scores[0] if len(scores) else 1.0
+        self._top = (rows, scores / norm)
+        self._refreshed = scaled.copy()
+        self._stale = 0
+        self.refreshes += 1
+
+    def refreshed_scores(self, rows: np.ndarray) -> np.ndarray:
+        """The stored scores of `rows` as of the last refresh (what the top list was made
+        of; relative to each other, as `top` is): views derived from trending, such as
+        the top of a category, rank by these, so they too depend on the adds only."""
+        rows = np.asarray(rows, dtype=np.int64)
+        at = self._refreshed
+        inside = rows < len(at)
+        out = np.zeros(len(rows), dtype=np.float64)
+        out[inside] = at[rows[inside]]
+        return out
 
     def scores(self, rows: np.ndarray) -> np.ndarray:
         """Current decayed scores (absolute, event-time now) of `rows`."""
@@ -146,8 +174,10 @@ class Trending:
             # The cached top list and when it is due: lists after a restore are the same.
             "top_rows": self._top[0],
             "top_scores": self._top[1],
+            "refreshed": self._refreshed.copy(),
             "stale": self._stale,
             "adds": self.adds,
+            "refreshes": self.refreshes,
         }
 
     @classmethod
@@ -168,6 +198,12 @@ class Trending:
             t._top = (np.asarray(state["top_rows"], np.int64), np.asarray(state["top_scores"]))
             t._stale = int(state["stale"])  # type: ignore[call-overload]
             t.adds = int(state["adds"])  # type: ignore[call-overload]
+            t.refreshes = int(state.get("refreshes", 0))  # type: ignore[call-overload]
+            # Absent from older snapshots: the scores now stand in for those at the refresh.
+            refreshed = state.get("refreshed")
+            t._refreshed = (
+                np.asarray(refreshed, dtype=np.float64) if refreshed is not None else scaled.copy()
+            )
         else:
             t._stale = t.refresh_every  # the first `top()` recomputes
         return t
@@ -191,54 +227,35 @@ def best_rows(
 
 
 class CategoryTop:
-    """The most popular rows within one category: trending, restricted to its members."""
+    """The most popular rows within one category: trending, restricted to its members.
+
+    A category's list ranks its members by trending's scores as of trending's last
+    refresh (`Trending.refreshed_scores`), made when first asked for after each
+    refresh or change of members: it depends on what was learned, not on when
+    lists were read, and needs no state of its own in a snapshot.
+    """
 
     def __init__(self, trending: Trending, store: ItemStore, n: int = 10) -> None:
         self.trending = trending
         self.store = store
         self.n = n
         self._members: dict[int, tuple[int, np.ndarray]] = {}  # cid -> (version, rows)
-        self._top: dict[int, tuple[int, tuple[np.ndarray, np.ndarray]]] = {}
+        #: cid -> ((trending refreshes, members version), (rows, scores))
+        self._top: dict[int, tuple[tuple[int, int], tuple[np.ndarray, np.ndarray]]] = {}
 
     def top(self, cid: int) -> tuple[np.ndarray, np.ndarray]:
         """(rows, scores normalised to the best) of category `cid`."""
         t = self.trending
+        key = (t.refreshes, self.store.member_changes.get(cid, 0))
         cached = self._top.get(cid)
-        if cached is not None:
-            threshold = max(t.refresh_every, len(t) // 50)
-            if len(cached[1][0]) < self.n:  # a young category: cheap to refresh, and it grows
-                threshold = min(threshold, max(1, len(cached[1][0])))
-            if t.adds - cached[0] < threshold:
-                return cached[1]
+        if cached is not None and cached[0] == key:
+            return cached[1]
         members = self._members_of(cid)
-        rows, scores = best_rows(t.scores(members), self.n, self.store.tiebreak, members)
+        scores = t.refreshed_scores(members)
+        rows, scores = best_rows(scores, self.n, self.store.tiebreak, members)
         out = (rows, scores / scores[0] if len(scores) else scores)
-        self._top[cid] = (t.adds, out)
+        self._top[cid] = (key, out)
         return out
-
-    def state(self) -> dict[str, np.ndarray]:
-        """The cached top lists (when each was made, its rows and scores), flattened."""
-        cids = sorted(self._top)
-        tops = [self._top[c] for c in cids]
-        return {
-            "cids": np.array(cids, dtype=np.int64),
-            "adds": np.array([t[0] for t in tops], dtype=np.int64),
-            "lengths": np.array([len(t[1][0]) for t in tops], dtype=np.int64),
-            "rows": np.concatenate([t[1][0] for t in tops]) if tops else np.zeros(0, np.int64),
-            "scores": np.concatenate([t[1][1] for t in tops]) if tops else np.zeros(0),
-        }
-
-    def restore(
-        self, state: dict[str, np.ndarray], rows_of: np.ndarray, cids_of: np.ndarray
-    ) -> None:
-        """Cached lists of a `state`, its rows and category ids mapped onto this store's."""
-        self._top = {}
-        ends = np.cumsum(state["lengths"])
-        starts = ends - state["lengths"]
-        for cid, adds, a, b in zip(state["cids"].tolist(), state["adds"].tolist(),
-                                   starts.tolist(), ends.tolist(), strict=True):  # fmt: skip
-            rows = rows_of[state["rows"][a:b]]
-            self._top[int(cids_of[cid])] = (adds, (rows, state["scores"][a:b]))
 
     def _members_of(self, cid: int) -> np.ndarray:
         version = self.store.member_changes.get(cid, 0)

@@ -173,7 +173,7 @@ class Recommender(CandidatePool, FeatureBuilder, Explainer):
         self.trending.add(row, weight, ts)
         self.trending_long.add(row, weight, ts)
         self.covisit.add(row, session_rows, weight)
-        self.factors.on_learned(self.covisit, len(self.items))
+        self.factors.on_learned(self.covisit, len(self.items), key=self.items.tiebreak)
         self.regression.add(row, self.regression.pairs(row, recent_rows))
         self.regression.on_learned(len(self.items))
         if self.sequence_anchors:  # off: nothing to learn (it costs per event)

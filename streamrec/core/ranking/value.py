@@ -62,20 +62,23 @@ class ValueModel:
             "days_since_order": (now - p.last_seen) / DAY_MS if p.orders and p.last_seen else 0.0,
         }
 
-    def observe_purchase(
-        self, p: Profile, amount: float, ts: int
-    ) -> tuple[list[float], float] | None:
-        """Learn from one purchase; `p` is the profile *before* it.
-
-        Returns what was learned, (features in `FEATURES` order, target), for
-        other workers to learn too (`core/sharing.py`); None for nothing.
-        """
+    def example(self, p: Profile, amount: float, ts: int) -> tuple[list[float], float] | None:
+        """What one purchase teaches, learned nowhere yet: (features in `FEATURES` order,
+        log order value), from `p`, the profile *before* it; None for nothing. It is
+        learned through the item log (`core/item_log.py`), here and at every worker."""
         if not amount > 0 or not math.isfinite(amount):
             return None
         x = self._features(p, ts)
-        target = min(math.log1p(amount), MAX_LOG_ORDER_VALUE)
-        self.learn_example(x, target)
-        return [x[name] for name in FEATURES], target
+        return [x[name] for name in FEATURES], min(math.log1p(amount), MAX_LOG_ORDER_VALUE)
+
+    def observe_purchase(
+        self, p: Profile, amount: float, ts: int
+    ) -> tuple[list[float], float] | None:
+        """Learn from one purchase (`example`, then `learn_example`); what was learned."""
+        example = self.example(p, amount, ts)
+        if example is not None:
+            self.learn_example(dict(zip(FEATURES, example[0], strict=True)), example[1])
+        return example
 
     def learn_example(self, x: dict[str, float], target: float) -> None:
         """One (features, log order value) example: a purchase here or at another worker."""
@@ -106,3 +109,12 @@ class ValueModel:
         tenure = max(self.min_tenure_days, (now - p.first_seen) / DAY_MS if p.first_seen else 0.0)
         rate = p.orders / tenure
         return self.expected_order_value(p, now) * rate * self.horizon_days
+
+    def user_value(self, p: Profile, now: int) -> float:
+        """The estimate a list carries (`Recommendation.user_value`): made when the list
+        is, from the user's profile and the model as it has learned by then. Not kept in
+        the profile: a stored estimate would depend on when the model learned other
+        users' purchases, and so on timing, where a profile depends on the user's own
+        events only."""
+        value = self.estimate(p, now)
+        return value if math.isfinite(value) else 0.0
