@@ -82,7 +82,7 @@ def measure(broker: EmbeddedBroker, n: int, work: Path) -> dict[str, Any]:
     try:
         first = one_start(stack, shop, f"first-{tag}", log)
         stack.stop_worker(stack.workers.pop())  # SIGTERM: snapshots written
-        again = one_start(stack, shop, f"again-{tag}", stack.log_dir / "worker-1.log")
+        again = one_start(stack, shop, f"again-{tag}", log)  # the same log, appended
     finally:
         stack.stop()
     return {"items": n, "published_s": round(published_s, 1), "first_start": first,

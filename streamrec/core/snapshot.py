@@ -229,13 +229,21 @@ def capture(rec: Recommender) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         **{f"trending.{k}": np.asarray(short[k]) for k in _TRENDING_ARRAYS},
         **{f"trending_long.{k}": np.asarray(long[k]) for k in _TRENDING_ARRAYS},
         **{f"{name}.{k}": np.asarray(g[k]) for name, g in graphs.items() for k in _GRAPH_ARRAYS},
-        **{f"{name}.mass": np.asarray(g["mass"])[: len(rec.items)] for name, g in graphs.items()},
+        **{f"{name}.mass": _per_position(g["mass"], len(rec.items)) for name, g in graphs.items()},
         "ranker.eval": evals,
         **{f"ranker.{k}": v for k, v in offers.items()},
         "factors.q": rec.factors.q[: len(rec.items)],
         **{f"regression.{k}": v for k, v in rec.regression.arrays(len(rec.items)).items()},
     }
     return header, arrays
+
+
+def _per_position(column: Any, n: int) -> np.ndarray:
+    """A per-row column as exactly `n` positions (rows never touched are 0)."""
+    out = np.zeros(n, dtype=np.float64)
+    values = np.asarray(column)[:n]
+    out[: len(values)] = values
+    return out
 
 
 def restore(rec: Recommender, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:

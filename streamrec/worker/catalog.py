@@ -126,6 +126,21 @@ class CatalogFollower:
         left = {tp: end for tp, end in ends.items() if at[tp] < end}
         total = sum(end - at[tp] for tp, end in left.items())
         stats = self.caught_up
+        with self.engine.item_vectors.bulk():  # the indexes built once, at the end
+            await self._read_to(consumer, left, total, t0)
+        stats.items = len(self.engine.catalog)
+        stats.vectors = len(self.engine.item_vectors)
+        stats.seconds = time.monotonic() - t0
+        stats.done = True
+        log.info("catalog read back: %d items, %d item vectors, %d records in %.1f s",
+                 stats.items, stats.vectors, stats.records, stats.seconds)  # fmt: skip
+        return stats
+
+    async def _read_to(
+        self, consumer: AIOKafkaConsumer, left: dict[Any, int], total: int, t0: float
+    ) -> None:
+        """Fetch and apply until every partition in `left` reaches its end there."""
+        stats = self.caught_up
         last_log = quiet_since = time.monotonic()
         while left:
             batches = await consumer.getmany(*left, timeout_ms=1000, max_records=5000)
@@ -141,21 +156,14 @@ class CatalogFollower:
                 # short of its end: nothing more is coming there.
                 short = sorted(f"{tp.topic}[{tp.partition}]" for tp in left)
                 log.warning("catalog read back: no records for %.0f s from %s; going on",
-                            now - quiet_since, short)  # fmt: skip
+                                now - quiet_since, short)  # fmt: skip
                 break
             if now - last_log >= 5.0:
                 last_log = now
                 rate = stats.records / max(now - t0, 1e-9)
                 eta = (total - stats.records) / max(rate, 1e-9)
                 log.info("catalog read back: %d of %d records (%.0f/s, about %.0f s left)",
-                         stats.records, total, rate, eta)  # fmt: skip
-        stats.items = len(self.engine.catalog)
-        stats.vectors = len(self.engine.item_vectors)
-        stats.seconds = time.monotonic() - t0
-        stats.done = True
-        log.info("catalog read back: %d items, %d item vectors, %d records in %.1f s",
-                 stats.items, stats.vectors, stats.records, stats.seconds)  # fmt: skip
-        return stats
+                             stats.records, total, rate, eta)  # fmt: skip
 
     async def run(self) -> None:
         if self._consumer is None:

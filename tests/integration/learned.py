@@ -57,3 +57,45 @@ def where_are(s: Settings, events, refs: set[str], ref) -> str:
              for r in read_all(consumer, 2.0) for i in ids if i in r.value]  # fmt: skip
     consumer.close()
     return f"{len(refs)} events without a list; on the topic: {found or 'none of them'}\n"
+
+
+def learned_models(rec) -> tuple[dict, dict]:
+    """(header, arrays) of every model `rec` learned: the snapshot's, without the
+    per-user parts (the ranker's pending offers) and online quality."""
+    header, arrays = snapshot.capture(rec)
+    header = {
+        k: v for k, v in header.items() if k not in ("format", "version", "categories", "ranker")
+    }
+    arrays = {k: v for k, v in arrays.items() if not k.startswith(("ranker."))}  # fmt: skip
+    return header, arrays
+
+
+def assert_close(got, want, where: str = "") -> None:
+    """Equal, floats to 1e-9 (relative), however deep."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and got.keys() == want.keys(), where
+        for k in want:
+            assert_close(got[k], want[k], f"{where}.{k}")
+    elif isinstance(want, (list, tuple)):
+        assert len(got) == len(want), where
+        for i, (a, b) in enumerate(zip(got, want, strict=True)):
+            assert_close(a, b, f"{where}[{i}]")
+    elif isinstance(want, np.ndarray):
+        got = np.asarray(got)
+        assert got.shape == want.shape, f"{where}: shape {got.shape} != {want.shape}"
+        if want.dtype.kind == "f":
+            np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12, err_msg=where)
+        else:
+            np.testing.assert_array_equal(got, want, err_msg=where)
+    elif isinstance(want, float):
+        assert abs(got - want) <= 1e-9 * max(1.0, abs(want)), f"{where}: {got} != {want}"
+    else:
+        assert got == want, f"{where}: {got!r} != {want!r}"
+
+
+def worker_models(s: Settings):
+    """The learned models in a stopped worker's snapshot (written at its shutdown)."""
+    rec = build_recommender(s)
+    path = Path(s.data_dir) / f"{s.app_id}-learned.npz"
+    snapshot.restore(rec, *snapshot.from_bytes(path.read_bytes()))
+    return rec

@@ -94,3 +94,32 @@ def test_unavailable_items_leave_the_index_and_come_back():
     assert store.search(unit(0, 1), 1)[0][0] == "a"
     store.set_available("a", True)  # idempotent
     assert len(store) == 2
+
+
+@pytest.mark.parametrize("hnsw_above", [10_000, 50])
+def test_a_bulk_load_answers_as_updates_one_at_a_time_do(hnsw_above):
+    """The catalog read back at start-up builds each index once, at the end: the same
+    vectors, removals, updates and parked items as when applied one at a time."""
+    rng = np.random.default_rng(1)
+    vecs = rng.normal(size=(300, 8)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+
+    def load(store: ItemVectors) -> None:
+        for i, v in enumerate(vecs):
+            store.upsert(f"i{i}", "v1", v)
+        for i in range(0, 300, 7):
+            store.remove(f"i{i}")
+        for i in range(1, 300, 11):
+            store.upsert(f"i{i}", "v1", -vecs[i])
+        store.set_available("i2", False)
+        store.mark_complete("v1", 0, ts=1)
+
+    one, bulk = ItemVectors(1, hnsw_above=hnsw_above), ItemVectors(1, hnsw_above=hnsw_above)
+    load(one)
+    with bulk.bulk():
+        load(bulk)
+    assert len(bulk) == len(one) and bulk.stats() == one.stats()
+    for q in vecs[:20]:
+        assert [h[0] for h in bulk.search(q, 10)] == [h[0] for h in one.search(q, 10)]
+    bulk.set_available("i2", True)  # after the load, updates go to the index at once
+    assert bulk.search(vecs[2], 1)[0][0] == "i2"

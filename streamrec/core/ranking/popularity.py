@@ -191,7 +191,7 @@ class Trending:
         scaled = np.asarray(state["scaled"], dtype=np.float64)
         t._scaled = np.zeros(max(1024, len(scaled)), dtype=np.float64)
         t._scaled[: len(scaled)] = scaled
-        t._rows = len(scaled)
+        t._rows = _used(scaled)  # rows past the last with a score are none of its business
         t._count = int(np.count_nonzero(scaled))
         t._origin, t._now = int(state["origin"]), int(state["now"])  # type: ignore[call-overload]
         if "top_rows" in state:
@@ -201,12 +201,17 @@ class Trending:
             t.refreshes = int(state.get("refreshes", 0))  # type: ignore[call-overload]
             # Absent from older snapshots: the scores now stand in for those at the refresh.
             refreshed = state.get("refreshed")
-            t._refreshed = (
-                np.asarray(refreshed, dtype=np.float64) if refreshed is not None else scaled.copy()
-            )
+            at = np.asarray(refreshed, dtype=np.float64) if refreshed is not None else scaled
+            t._refreshed = at[: _used(at)].copy()
         else:
             t._stale = t.refresh_every  # the first `top()` recomputes
         return t
+
+
+def _used(scores: np.ndarray) -> int:
+    """One past the last row with a score (0: none)."""
+    nz = np.flatnonzero(scores)
+    return int(nz[-1]) + 1 if len(nz) else 0
 
 
 def best_rows(

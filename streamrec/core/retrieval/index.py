@@ -64,12 +64,22 @@ class ItemIndex:
         self._live_matrix: np.ndarray | None = None
         self.hnsw = False
         self._index = self._new_index(hnsw=False)
+        #: While True (`ItemVectors.bulk`), updates reach the matrix only; `rebuild` ends it.
+        self.deferred = False
 
     # -- updates --------------------------------------------------------------
 
     def upsert(self, row: int, vector: np.ndarray) -> None:
         vec = np.asarray(vector, dtype=np.float32).reshape(1, self.dim)
         self._ensure(row)
+        if self.deferred:  # a bulk load: the index is built once, at its end
+            if not self._has[row]:
+                self._has[row] = True
+                self._live += 1
+                self._live_rows = None
+            self._matrix[row] = vec
+            self._live_matrix = None
+            return
         ids = np.array([row], dtype=np.int64)
         if self._has[row]:
             if self.hnsw:
@@ -105,6 +115,8 @@ class ItemIndex:
         self._has[row] = False
         self._live -= 1
         self._live_rows = self._live_matrix = None
+        if self.deferred:
+            return True
         if self.hnsw:
             self._stale += 1
             if self._stale > max(32, self._live // 4):
@@ -125,6 +137,7 @@ class ItemIndex:
 
     def rebuild(self, hnsw: bool | None = None) -> None:
         """Re-create the index from the live vectors (drops stale entries, picks the type)."""
+        self.deferred = False
         rows = self.live_rows()
         self._live = len(rows)
         self.hnsw = (self._live > self.hnsw_above) if hnsw is None else hnsw
