@@ -286,6 +286,11 @@ class Engine(BatchEdges, Retrieval, Erasure, Learning):
         categories = self.items.categories(row) if row is not None else ()
         counts = out.counters.counts
         sharing = self.sharing
+        # Its learning is in the state already (the previous owner of the partition, or
+        # this worker before a crash, delivered it): the profile may still need it, the
+        # models and the ranker's inputs do not (a restarted worker replays those).
+        known = sharing is not None and sharing.knows(msg.partition, msg.offset)
+        fresh = not (replayed or known)
         if replayed:
             counts["replayed"] += 1
             if sharing is not None and not sharing.knows(msg.partition, msg.offset):
@@ -296,12 +301,12 @@ class Engine(BatchEdges, Retrieval, Erasure, Learning):
                 counts["replayed_unlogged"] += 1
                 sharing.learn(msg.partition, msg.offset, row, event.type, event.ts, ())
         else:
-            rejected = self._learn(event, msg, row, profile, categories)
+            rejected = self._learn(event, msg, row, profile, categories, known)
             if rejected is not None:
                 return rejected
             profile.mark_applied(msg.partition, msg.offset)
         flags, hits, encoder_version, entry = self._vectors_for(event, query_hits, counts)
-        if event.type == "impression" and not replayed:
+        if event.type == "impression" and fresh:
             self.recommender.observe_impression(event, profile, ctx)
         if ctx.user_vector is not None:
             encoder_version = encoder_version or self.item_vectors.active_version
@@ -312,7 +317,7 @@ class Engine(BatchEdges, Retrieval, Erasure, Learning):
             query_hits=hits,
             ctx=ctx,
             variant=variant,
-            offered_ts=None if replayed else event.ts,
+            offered_ts=event.ts if fresh else None,
         )
         rec = Recommendation(
             user=event.user,

@@ -37,8 +37,10 @@ class Learning:
         row: int | None,
         profile: Profile,
         categories: tuple[str, ...],
+        known: bool = False,
     ) -> Rejection | None:
-        """Everything one event teaches: the profile, co-visitation, trending, value."""
+        """Everything one event teaches: the profile, co-visitation, trending, value, the
+        ranker's feedback; with `known`, the profile only (the rest is learned already)."""
         amount = 0.0
         if event.type == "purchase":
             # Checked before anything changes: state never takes a non-finite number.
@@ -64,10 +66,11 @@ class Learning:
             else []
         )
         sharing = self.sharing
-        self.recommender.observe_user(event)
-        # Items and value: with sharing, once per source offset across workers and restarts;
-        # one function either way (`item_log.learn`), the one that folds other workers'.
-        if sharing is None or not sharing.knows(msg.partition, msg.offset):
+        # Items, value and the ranker's feedback: with sharing, once per source offset across
+        # workers and restarts; items and value through one function either way
+        # (`item_log.learn`), the one that folds other workers'.
+        if not known:
+            self.recommender.observe_user(event)
             example = (
                 self.recommender.value.example(profile, amount, event.ts)
                 if event.type == "purchase"

@@ -122,6 +122,12 @@ class RankerSharing:
         self._applied.pop(self.by, None)
         self.rebase()
 
+    def absorb(self, workers: set[str]) -> None:
+        """Every record of `workers` is in this ranker already (this worker before a
+        restart, whose inputs it replayed from its journal): never apply one."""
+        for by in workers - {self.by}:
+            self._applied[by] = 2**62
+
     def _params(self) -> np.ndarray:
         return np.append(self.ranker.weights(), float(self.ranker.model.intercept))
 

@@ -40,7 +40,9 @@ from streamrec.contracts import (
 )
 from streamrec.core.engine import BatchOutput, Engine
 from streamrec.core.ingest import RawMessage
+from streamrec.core.item_log import ItemLog
 from streamrec.core.plan import Embed, Publish, batch_plan
+from streamrec.core.ranking.feedback import replay
 from streamrec.heap import freeze_startup
 from streamrec.prometheus import serve_until_stopped
 from streamrec.settings import Settings
@@ -59,6 +61,7 @@ from streamrec.worker.lifecycle import broker_lost_data, run_app
 from streamrec.worker.monitoring import WorkerMonitoring
 from streamrec.worker.outbox import Outbox
 from streamrec.worker.profile_store import TableProfileStore
+from streamrec.worker.ranker_journal import RankerJournal
 from streamrec.worker.readiness import Readiness
 from streamrec.worker.scorer_client import ScorerClient
 from streamrec.worker.shared import SharedStateFollower
@@ -92,6 +95,17 @@ class Worker:
             learned = "checkpoint" if restored else learned
         #: What the worker waits for before it applies an event (`worker/readiness.py`).
         self.readiness = Readiness(learned=learned, sharing=sharing is not None)
+        #: The ranker's inputs since the snapshot (`worker/ranker_journal.py`): exact only
+        #: with the ledger of shared learning, which says which of them are in the state.
+        self.journal = (
+            RankerJournal(Path(s.data_dir) / f"{s.app_id}-ranker.journal")
+            if sharing is not None and self.engine.recommender.ranker is not None
+            else None
+        )
+        if self.journal is not None and sharing is not None and sharing.ranker is not None:
+            # Before shared.state is folded: what earlier runs of this worker published of
+            # their ranker is replayed from the journal instead.
+            sharing.ranker.absorb(self.journal.writers(self.snapshots.journal_gen))
         # The follower writes its offsets into the dict the snapshot reads.
         self.shared = (
             SharedStateFollower(s, sharing, self.snapshots.shared_offsets) if sharing else None
@@ -189,6 +203,7 @@ class Worker:
                                 "batch will", exc)  # fmt: skip
                     in_sync = False
                 self.shared.need_sync = not in_sync
+            self._open_journal()
             self._synced.set()
             self.stall.assigned()
             # After a rebalance another worker may have written checkpoints: its next one
@@ -326,6 +341,12 @@ class Worker:
             delivery.add(await self.outbox.send(self.outbox.t_recs, user.encode(), None))
         for dead_key, dead in out.dead_letters:
             delivery.add(await self.outbox.dead_letter(dead_key, dead))
+        if out.deltas and self.journal is not None:  # its inputs on disk before its log goes
+            ranker = self.engine.recommender.ranker
+            assert ranker is not None and ranker.recording is not None
+            ranges = [r for d in out.deltas if isinstance(d, ItemLog) for r in d.ranges]
+            self.journal.append(self.worker_id, ranges, ranker.recording)
+            ranker.recording = []
         for delta in out.deltas:  # before the batch's profiles are stored, or acked
             fut = await self.outbox.send(self.outbox.t_shared, delta.key, delta.to_bytes())
             delivery.add(fut)
@@ -447,7 +468,35 @@ class Worker:
         the other workers would then never get)."""
         async with self._batch_lock:
             if await self._learning_delivered():
-                self.snapshots.write(self.engine, self.catalog.embedding_offsets)
+                self._write_snapshot()
+
+    def _write_snapshot(self) -> None:
+        """The snapshot, then a new generation of the ranker journal that continues it."""
+        if self.journal is None:
+            self.snapshots.write(self.engine, self.catalog.embedding_offsets)
+            return
+        if not self.journal.opened:  # not replayed yet: the journal on disk still continues it
+            gen = self.snapshots.journal_gen
+            self.snapshots.write(self.engine, self.catalog.embedding_offsets, journal_gen=gen)
+            return
+        gen = self.journal.gen + 1
+        self.snapshots.write(self.engine, self.catalog.embedding_offsets, journal_gen=gen)
+        self.journal.rotate(gen)
+
+    def _open_journal(self) -> None:
+        """Once, at the first assignment, after shared.state is folded: replay the
+        ranker's inputs since the snapshot whose batches the ledger covers, and record
+        from then on."""
+        journal, sharing = self.journal, self.engine.sharing
+        ranker = self.engine.recommender.ranker
+        if journal is None or sharing is None or ranker is None or ranker.recording is not None:
+            return
+        frames = journal.open(self.snapshots.journal_gen, sharing.ledger.covers_range)
+        for _by, ops in frames:
+            replay(ranker, ops)
+        ranker.recording = []
+        log.info("ranker journal: %d batches of inputs replayed (%d inputs)", len(frames),
+                 sum(len(ops) for _by, ops in frames))  # fmt: skip
 
     async def _learning_delivered(self, timeout_s: float = 10.0) -> bool:
         """Wait (with the batch lock held) for every learning log sent so far; False
@@ -502,4 +551,4 @@ class Worker:
                 await self.scorer.stop()
         except Exception as exc:
             log.warning("final metrics window not published: %s", exc)
-        self.snapshots.write(self.engine, self.catalog.embedding_offsets)
+        self._write_snapshot()

@@ -49,6 +49,9 @@ class Snapshots:
         self._vectors_written: dict[int, int] = {}
         #: shared.state partition -> next offset the restored state has not folded.
         self.shared_offsets: dict[int, int] = {}
+        #: The ranker journal's generation that continues the restored snapshot
+        #: (`worker/ranker_journal.py`; 0: none).
+        self.journal_gen = 0
 
     def load_learned(self, engine: Engine) -> bool:
         """Restore what `engine`'s recommender learned; True if a snapshot was found."""
@@ -74,6 +77,7 @@ class Snapshots:
         """Put a learned-state snapshot (a file's, or the shared checkpoint's) into `engine`."""
         header, arrays = snapshot.from_bytes(blob)
         snapshot.restore(engine.recommender, header, arrays)
+        self.journal_gen = int(header.get("ranker_journal", 0))
         self._restore_shared(engine, header.get("shared"))
         if engine.monitor is not None and "monitor" in header:
             engine.monitor.quality.restore(header["monitor"], _section(arrays, "monitor"))
@@ -106,15 +110,18 @@ class Snapshots:
         log.info("restored item vectors from %s: %s", path, engine.item_vectors.stats())
         return offsets
 
-    def encode(self, engine: Engine, users: bool = True) -> bytes:
+    def encode(self, engine: Engine, users: bool = True, journal_gen: int | None = None) -> bytes:
         """The learned-state snapshot; without `users`, none of the per-user state (each
-        user's last list, pending offers): what the shared checkpoint publishes."""
+        user's last list, pending offers): what the shared checkpoint publishes.
+        `journal_gen`: the ranker journal's generation that continues it."""
         header, arrays = snapshot.capture(engine.recommender)
         if not users:
             arrays = {k: v for k, v in arrays.items() if not k.startswith(PER_USER_ARRAYS)}
         elif engine.monitor is not None:  # online quality goes on counting after a restart
             header["monitor"], quality = engine.monitor.quality.state()
             arrays.update({f"monitor.{k}": v for k, v in quality.items()})
+        if users and journal_gen is not None:
+            header["ranker_journal"] = journal_gen
         if engine.sharing is not None:
             # Read back with the state it describes: both are taken in one step of the loop.
             header["shared"] = {
@@ -123,8 +130,13 @@ class Snapshots:
             }
         return snapshot.to_bytes(header, arrays)
 
-    def write(self, engine: Engine, embedding_offsets: dict[int, int] | None) -> None:
-        write_atomic(self.learned_path, self.encode(engine))
+    def write(
+        self,
+        engine: Engine,
+        embedding_offsets: dict[int, int] | None,
+        journal_gen: int | None = None,
+    ) -> None:
+        write_atomic(self.learned_path, self.encode(engine, journal_gen=journal_gen))
         # Item vectors are large (100k x 384 floats plus the index: hundreds of MB) and
         # change only with the catalog: written only when catalog.embeddings moved.
         if embedding_offsets is None or embedding_offsets == self._vectors_written:

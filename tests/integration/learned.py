@@ -60,14 +60,10 @@ def where_are(s: Settings, events, refs: set[str], ref) -> str:
 
 
 def learned_models(rec) -> tuple[dict, dict]:
-    """(header, arrays) of every model `rec` learned: the snapshot's, without the
-    per-user parts (the ranker's pending offers) and online quality."""
+    """(header, arrays) of every model `rec` learned, as its snapshot holds them: item
+    statistics, the factors, the value model, the ranker with its pending offers."""
     header, arrays = snapshot.capture(rec)
-    header = {
-        k: v for k, v in header.items() if k not in ("format", "version", "categories", "ranker")
-    }
-    arrays = {k: v for k, v in arrays.items() if not k.startswith(("ranker."))}  # fmt: skip
-    return header, arrays
+    return {k: v for k, v in header.items() if k not in ("format", "version", "categories")}, arrays
 
 
 def assert_close(got, want, where: str = "") -> None:

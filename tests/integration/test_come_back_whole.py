@@ -15,7 +15,6 @@ import time
 
 import pytest
 
-from streamrec import serde
 from streamrec.build import build_engine
 from streamrec.client import EventProducer, RecommendationReader, read_all, read_table, tail
 from streamrec.contracts import STOREFRONT_EVENTS

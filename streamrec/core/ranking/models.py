@@ -187,6 +187,9 @@ class OnlineRanker:
         self._pending: dict[str, deque[Offer]] = {}
         self._expiry: deque[tuple[int, str]] = deque()
         self._w: np.ndarray | None = None
+        #: Where its inputs are recorded for a replay after a restart (`feedback.py`);
+        #: None: not recorded.
+        self.recording: list[tuple[Any, ...]] | None = None
 
     @property
     def updates(self) -> int:
@@ -255,6 +258,10 @@ class OnlineRanker:
         """The storefront showed these items (features as ranked at that moment)."""
         if self.feedback == "lists" or not shown:
             return
+        if self.recording is not None:
+            self.recording.append(
+                ("impression", user, ts, list(shown), np.stack(list(shown.values())))
+            )
         if not self.impressions_seen:
             self.impressions_seen = True
             self._pending.clear()  # what lists offered: the storefront says what it showed
@@ -263,6 +270,8 @@ class OnlineRanker:
     def on_list(self, user: str, items: Sequence[str], x: np.ndarray, ts: int) -> None:
         """streamrec published `items` (features `x`, row per item) to `user`."""
         if items and self.learns_from_lists:
+            if self.recording is not None:
+                self.recording.append(("list", user, ts, list(items), x))
             self._offer(user, items, x, ts, self.list_negative_rate)
 
     def _offer(self, user: str, items: Sequence[str], x: np.ndarray, ts: int, rate: float) -> None:
@@ -280,6 +289,8 @@ class OnlineRanker:
         offers = self._pending.get(user)
         if not offers:
             return False
+        if self.recording is not None:
+            self.recording.append(("positive", user, item, ts))
         hit: tuple[Offer, int] | None = None
         for offer in reversed(offers):  # the newest offer of the item counts; it closes all
             i = offer.open.pop(item, None)
@@ -306,6 +317,8 @@ class OnlineRanker:
     def expire(self, now: int | None, force: int = 0) -> int:
         """Offers a whole window old close; pointwise, their untouched items become
         (sub-sampled) negatives."""
+        if self.recording is not None and now is not None and not force:
+            self.recording.append(("expire", now))
         learned = 0
         while self._expiry:
             ts, user = self._expiry[0]
@@ -330,6 +343,8 @@ class OnlineRanker:
     def forget(self, user: str) -> int:
         """Erasure: drop the user's pending offers (what they were shown, unlearned), and
         their place in the expiry queue, which snapshots keep too."""
+        if self.recording is not None:
+            self.recording.append(("forget", user))
         if any(u == user for _ts, u in self._expiry):
             self._expiry = deque((ts, u) for ts, u in self._expiry if u != user)
         return sum(len(o.open) for o in self._pending.pop(user, ()))
