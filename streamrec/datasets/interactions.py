@@ -6,7 +6,10 @@
   general first), `price`, `event_id`. Timestamps in seconds or milliseconds since
   the epoch (told apart by size) or ISO 8601.
 * "user item" lines (whitespace separated), already in time order; a third
-  column, if there, is the timestamp.
+  column, if there, is the timestamp. Without one the log has no times
+  (`InteractionLog.timed` is False): events are one second apart in file order.
+
+Any of them may be gzip-compressed (a name ending in `.gz`).
 
 A row with an item and no type is a click. A row with a query and no item is a
 search. A row with both is the search followed by the click on its result.
@@ -24,12 +27,13 @@ and skipped; the error names the first few with their line numbers.
 from __future__ import annotations
 
 import csv
+import gzip
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from streamrec import serde
 from streamrec.errors import DatasetError, SerdeError
@@ -56,6 +60,9 @@ class InteractionLog:
     name: str
     events: list[RawEvent]
     items: list[CatalogItem] = field(default_factory=list)
+    #: False for "user item" lines without times: there is no time to split on, so
+    #: `streamrec evaluate` splits by each user's last items instead.
+    timed: bool = True
     #: Rows that could not be read: (line number, why), the first 20.
     skipped: list[tuple[int, str]] = field(default_factory=list)
     skipped_count: int = 0
@@ -66,7 +73,7 @@ def read_interactions(path: Path, fmt: str | None = None) -> InteractionLog:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"no interaction log at {path}")
-    fmt = fmt or _guess_format(path)
+    fmt = fmt or _guess_format(path.with_suffix("") if path.suffix == ".gz" else path)
     rows: Iterator[tuple[int, dict[str, Any]]]
     if fmt == "csv":
         rows = _csv_rows(path)
@@ -76,10 +83,12 @@ def read_interactions(path: Path, fmt: str | None = None) -> InteractionLog:
         rows = _pair_rows(path)
     else:
         raise DatasetError(f"unknown log format {fmt!r}: use csv, jsonl or pairs")
-    log = InteractionLog(path.stem, [])
+    log = InteractionLog(path.name.removesuffix(".gz").rsplit(".", 1)[0], [])
     items: dict[str, CatalogItem] = {}
     timed: list[tuple[int, int, RawEvent]] = []
+    untimed = 0
     for line, row in rows:
+        untimed += bool(row.pop("_untimed", False))
         try:
             for ev in _events(row, line):
                 timed.append((ev.ts, len(timed), ev))
@@ -93,6 +102,7 @@ def read_interactions(path: Path, fmt: str | None = None) -> InteractionLog:
         raise DatasetError(f"{path} holds no readable interactions ({fmt}){why}")
     timed.sort(key=lambda t: (t[0], t[1]))
     log.events = [ev for _ts, _i, ev in timed]
+    log.timed = untimed < len(timed)
     log.items = list(items.values())
     return log
 
@@ -118,8 +128,15 @@ def _canonical(raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _open(path: Path) -> IO[str]:
+    """The file as text, decompressed if its name ends in .gz."""
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8", newline="")
+    return path.open(newline="", encoding="utf-8")
+
+
 def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(newline="", encoding="utf-8") as fh:
+    with _open(path) as fh:
         reader = csv.DictReader(fh)
         names = {str(n).strip().lower() for n in reader.fieldnames or ()}
         if not names & set(ALIASES["user"]) or not names & set(ALIASES["item"] + ALIASES["query"]):
@@ -132,7 +149,7 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open("rb") as fh:
+    with _open(path) as fh:
         for n, line in enumerate(fh, 1):
             if not line.strip():
                 continue
@@ -145,7 +162,7 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def _pair_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as fh:
+    with _open(path) as fh:
         for n, line in enumerate(fh, 1):
             parts = line.split()
             if not parts or parts[0].startswith("#"):
@@ -154,7 +171,10 @@ def _pair_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 yield n, {"_error": "expected 'user item [timestamp]'"}
                 continue
             row: dict[str, Any] = {"user": parts[0], "item": parts[1]}
-            row["ts"] = parts[2] if len(parts) > 2 else _BASE_TS_MS + n * 1000
+            if len(parts) > 2:
+                row["ts"] = parts[2]
+            else:
+                row["ts"], row["_untimed"] = _BASE_TS_MS + n * 1000, True
             yield n, row
 
 

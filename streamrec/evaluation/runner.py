@@ -117,6 +117,11 @@ def evaluate(
     within the validation half: it learns from the first half and scores only its
     second half (events N/4 to N/2), where the models are as warm, relative to
     what they have seen, as they are when "test" scores.
+
+    A log without times ("user item" lines) has no time to split on: its test
+    part is every user's last item (leave-last-out as the literature reports it),
+    its validation part every user's second-to-last (their last interaction left
+    out of the log), "validation-late" the same.
     """
     unknown = set(models) - set(MODELS) or set(protocols) - set(PROTOCOLS)
     if unknown:
@@ -129,6 +134,9 @@ def evaluate(
     half = len(log.events) // 2
     events = log.events[:half] if part.startswith("validation") else log.events
     scored_from = {"test": half, "validation-late": half // 2}.get(part, 0)
+    if not log.timed and part != "all":
+        events = without_last(log.events) if part.startswith("validation") else log.events
+        scored_from = 0
     ev_out = Evaluation(log.name)
     run = _ModelRuns(log, events, settings, ev_out, progress)
     ev_out.meta = {
@@ -143,6 +151,13 @@ def evaluate(
         "through_kafka": through_kafka,
         "repeats_counted": repeats,
         "part": part,
+        "split": (
+            "by time"
+            if log.timed or part == "all"
+            else "each user's second-to-last item"
+            if part.startswith("validation")
+            else "each user's last item"
+        ),
         "scored_events": [scored_from, len(events)],
         "protocols": {},
     }
@@ -187,6 +202,16 @@ def evaluate(
             "vs_best_baseline": versus_best_baseline(ev_out.runs["leave_last_out"]),
         }
     return ev_out
+
+
+def without_last(events: list[RawEvent]) -> list[RawEvent]:
+    """`events` without each user's last interaction (and anything of theirs after it):
+    a log whose leave-last-out holds out every user's second-to-last item."""
+    last: dict[str, int] = {}
+    for i, ev in enumerate(events):
+        if interacts(ev):
+            last[ev.user_id] = i
+    return [ev for i, ev in enumerate(events) if i < last.get(ev.user_id, len(events))]
 
 
 class _ModelRuns:

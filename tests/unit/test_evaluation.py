@@ -245,6 +245,38 @@ def test_a_validation_part_and_a_test_part_split_the_stream_by_time():
     assert test.runs["prequential"]["popular"].segments["all"]["n"] == 50
 
 
+def test_a_log_without_times_is_split_by_each_users_last_items(tmp_path):
+    """ "user item" lines have no time to split on: validation holds out each user's
+    second-to-last item, test their last (what the literature reports); gzip reads."""
+    import gzip
+
+    lines = [f"u{u} i{(u * 7 + k) % 40}" for u in range(30) for k in range(6)]
+    path = tmp_path / "shop.txt.gz"
+    with gzip.open(path, "wt") as fh:
+        fh.write("\n".join(lines) + "\n")
+    from streamrec.datasets.interactions import read_interactions
+
+    log = read_interactions(path)
+    assert not log.timed and log.name == "shop" and len(log.events) == 180
+
+    def held(part: str) -> dict[str, str]:
+        out = evaluate(log, Settings.from_env(), models=("popular",), part=part,
+                       protocols=("leave_last_out",), progress=False, say=lambda _m: None)  # fmt: skip
+        assert out.meta["protocols"]["leave_last_out"]["test_users"] == 30
+        return out.meta["split"]
+
+    assert held("validation") == "each user's second-to-last item"
+    assert held("test") == "each user's last item"
+    from streamrec.evaluation.runner import without_last
+
+    kept = without_last(log.events)
+    assert len(kept) == 150 and {e.item_id for e in kept if e.user_id == "u0"} == {
+        f"i{k}" for k in range(5)
+    }
+    _train, second = leave_last_out_split(kept)
+    assert second["u0"] == ("i4", 4)  # the second-to-last of i0..i5
+
+
 def test_biased_mf_learns_two_tastes_from_implicit_feedback():
     rng = random.Random(3)
     events = []
