@@ -259,9 +259,10 @@ def test_a_log_without_times_is_split_by_each_users_last_items(tmp_path):
     log = read_interactions(path)
     assert not log.timed and log.name == "shop" and len(log.events) == 180
 
-    def held(part: str) -> dict[str, str]:
+    def held(part: str) -> str:
         out = evaluate(log, Settings.from_env(), models=("popular",), part=part,
-                       protocols=("leave_last_out",), progress=False, say=lambda _m: None)  # fmt: skip
+                       protocols=("leave_last_out",), progress=False,
+                       say=lambda _m: None)  # fmt: skip
         assert out.meta["protocols"]["leave_last_out"]["test_users"] == 30
         return out.meta["split"]
 
