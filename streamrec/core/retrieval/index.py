@@ -64,8 +64,10 @@ class ItemIndex:
         self._live_matrix: np.ndarray | None = None
         self.hnsw = False
         self._index = self._new_index(hnsw=False)
-        #: While True (`ItemVectors.bulk`), updates reach the matrix only; `rebuild` ends it.
+        #: While True (`ItemVectors.bulk`), updates reach the matrix only (and set `dirty`);
+        #: `rebuild` ends it.
         self.deferred = False
+        self.dirty = False
 
     # -- updates --------------------------------------------------------------
 
@@ -73,6 +75,7 @@ class ItemIndex:
         vec = np.asarray(vector, dtype=np.float32).reshape(1, self.dim)
         self._ensure(row)
         if self.deferred:  # a bulk load: the index is built once, at its end
+            self.dirty = True
             if not self._has[row]:
                 self._has[row] = True
                 self._live += 1
@@ -116,6 +119,7 @@ class ItemIndex:
         self._live -= 1
         self._live_rows = self._live_matrix = None
         if self.deferred:
+            self.dirty = True
             return True
         if self.hnsw:
             self._stale += 1
@@ -137,7 +141,7 @@ class ItemIndex:
 
     def rebuild(self, hnsw: bool | None = None) -> None:
         """Re-create the index from the live vectors (drops stale entries, picks the type)."""
-        self.deferred = False
+        self.deferred = self.dirty = False
         rows = self.live_rows()
         self._live = len(rows)
         self.hnsw = (self._live > self.hnsw_above) if hnsw is None else hnsw
