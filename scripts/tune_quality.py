@@ -22,7 +22,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from streamrec.evaluation.runner import evaluate, load_dataset
 from streamrec.settings import Settings
@@ -33,7 +32,8 @@ METRIC = "ndcg@10"
 
 def splits(video: Path | None) -> list[tuple[str, str, str, str | None]]:
     """(label, dataset, protocol, format) of every split a candidate runs on."""
-    out = [("ml-100k prequential", "ml-100k", "prequential", None),
+    out: list[tuple[str, str, str, str | None]] = [
+           ("ml-100k prequential", "ml-100k", "prequential", None),
            ("ml-100k leave-last-out", "ml-100k", "leave_last_out", None)]  # fmt: skip
     if video is not None:
         out.append(("video games leave-last-out", str(video), "leave_last_out", "pairs"))
@@ -48,11 +48,13 @@ def ndcg(settings: Settings, dataset: str, protocol: str, fmt: str | None,
     return {m: run.segments["all"][METRIC] for m, run in result.runs[protocol].items()}
 
 
-def baselines(cache: Path, label: str, *args: Any) -> dict[str, float]:
+def baselines(
+    cache: Path, label: str, dataset: str, protocol: str, fmt: str | None
+) -> dict[str, float]:
     path = cache / f"{label.replace(' ', '-')}.json"
     if path.is_file():
-        return json.loads(path.read_text())
-    got = ndcg(Settings.from_env({}), *args, BASELINES)
+        return dict(json.loads(path.read_text()))
+    got = ndcg(Settings.from_env({}), dataset, protocol, fmt, BASELINES)
     cache.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(got, indent=2))
     return got

@@ -23,9 +23,10 @@ from streamrec.core.monitoring.monitor import Monitor
 from streamrec.core.monitoring.quality import OnlineQuality
 from streamrec.core.privacy import Pseudonymizer, Sealer
 from streamrec.core.profile import ProfileUpdater
-from streamrec.core.ranking.models import OnlineRanker
+from streamrec.core.ranking.models import FixedBlend, OnlineRanker
 from streamrec.core.ranking.recommender import Recommender
 from streamrec.core.ranking.regression import ItemRegression
+from streamrec.core.ranking.tuner import BlendTuner
 from streamrec.core.retrieval.interest import InterestModel
 from streamrec.core.retrieval.vectors import ItemVectors
 from streamrec.settings import Settings
@@ -90,6 +91,7 @@ def build_recommender(s: Settings) -> Recommender:
         covisit_max_neighbours=s.covisit_max_neighbours,
         covisit_distance_decay=s.covisit_distance_decay,
         covisit_type_weights=s.covisit_type_weights,
+        covisit_prior=s.covisit_prior,
         blend=s.blend_weight_map(),
         offer_pool=s.ranker_offers == "pool",
         anchors=s.covisit_anchors,
@@ -108,6 +110,16 @@ def build_recommender(s: Settings) -> Recommender:
         exclude_recent=s.exclude_recent,
         max_per_category=s.max_per_category,
         rank_pool=s.rank_pool,
+        tuner=(
+            BlendTuner(
+                FixedBlend(s.blend_weight_map()).weights(),
+                sample=s.blend_tuning_sample,
+                min_scored=s.blend_tuning_min_scored,
+                max_users=s.tracked_users,
+            )
+            if s.blend_tuning_sample > 0
+            else None
+        ),
         ranker=OnlineRanker(
             min_updates=s.ranker_min_updates,
             window_s=s.feedback_window_s,

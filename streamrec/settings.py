@@ -157,6 +157,11 @@ class Settings(KeyResolution):
     #: -> 0.0924 -> 0.0964; docs/evaluation.md).
     covisit_distance_decay: bool = False
     covisit_type_weights: bool = False
+    #: What each anchor's strongest pair weight is shrunk by when its neighbours are
+    #: summed (`CoVisitation.candidates`), for co-visitation and transitions alike: an
+    #: item seen with others once or twice is little evidence. 5 was chosen on the
+    #: validation splits of ml-100k and Amazon Video Games together (docs/evaluation.md).
+    covisit_prior: float = 5.0
     #: The co-visitation graph's leading factors (the "factors" feature): how many
     #: (0: off), and every how many learned events they are refreshed (two steps of
     #: subspace iteration, ~nnz x dim: 40 ms on ml-100k's graph). 32 every 1,000 with
@@ -189,6 +194,11 @@ class Settings(KeyResolution):
     sequence_anchors: int = 0
     #: The fixed blend's weights, JSON feature -> weight over the defaults ("" = them).
     blend_weights: str = ""
+    #: The blend tunes itself on the shop's stream (core/ranking/tuner.py): the share of
+    #: users whose lists are also ranked by neighbouring weightings in shadow (0: off),
+    #: and the scored events before a switch is considered.
+    blend_tuning_sample: float = 0.2
+    blend_tuning_min_scored: int = 2_000
     exclude_purchased: bool = True
     exclude_recent: bool = True
     #: Encoder: a local Hugging Face BERT-family directory ("" = all-MiniLM-L6-v2 from

@@ -24,8 +24,8 @@ taught nothing included), so the ledger can record them (`core/deltas.py`).
 ...     session = [a.items.row("x")] if item == "y" else []
 ...     _ = log.learn(a, 0, offset, row, "view", 1_000 + offset, session)
 >>> wire = log.take("w1", a.items.ids).to_bytes()
->>> for i, row, etype, ts, session, recent, value in ItemLog.from_bytes(wire).records(b.items):
-...     _ = learn(b, row, etype, ts, session, recent, value)
+>>> for _i, *record in ItemLog.from_bytes(wire).records(b.items):
+...     _ = learn(b, *record)
 >>> [rec.covisit.neighbours(rec.items.row("y"))[1].tolist() for rec in (a, b)]
 [[1.0], [1.0]]
 """
@@ -52,8 +52,10 @@ LOG_VERSION = 2
 #: A value-model example: its features in `VALUE_FEATURES` order, and log(1 + order value).
 ValueExample = tuple[list[float], float]
 #: One record read back: index, row (None: no item), event type, time, session rows,
-#: recent rows, value example.
-Record = tuple[int, int | None, str, int, list[int], list[int], ValueExample | None]
+#: recent rows, value example, the blend tuner's evidence.
+Record = tuple[
+    int, int | None, str, int, list[int], list[int], ValueExample | None, np.ndarray | None
+]
 
 
 def learn(
@@ -64,15 +66,19 @@ def learn(
     session_rows: Sequence[int],
     recent_rows: Sequence[int],
     value_example: ValueExample | None,
+    evidence: np.ndarray | None = None,
 ) -> float:
-    """What one record teaches: the value model's example, then the item's statistics
-    (`Recommender.learn_item`). The weight counted (0: none)."""
+    """What one record teaches: the value model's example, the item's statistics
+    (`Recommender.learn_item`), the blend tuner's evidence. The weight counted (0: none)."""
     if value_example is not None:
         x, y = value_example
         rec.value.learn_example(dict(zip(VALUE_FEATURES, x, strict=True)), y)
-    if row is None:
-        return 0.0
-    return rec.learn_item(row, event_type, ts, session_rows, recent_rows)
+    weight = (
+        rec.learn_item(row, event_type, ts, session_rows, recent_rows) if row is not None else 0.0
+    )
+    if evidence is not None:
+        rec.learn_evidence(evidence)
+    return weight
 
 
 def _b64(a: np.ndarray, dtype: str) -> str:
@@ -108,6 +114,11 @@ class ItemLog:
     value_at: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     value_x: np.ndarray = field(default_factory=lambda: np.zeros((0, len(VALUE_FEATURES))))
     value_y: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: The blend tuner's evidence: the record each vector belongs to, where each ends
+    #: in `evidence` (one NDCG per candidate weighting, `core/ranking/tuner.py`).
+    evidence_at: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    evidence_ends: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    evidence: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -124,11 +135,13 @@ class ItemLog:
         s_end, r_end = self.session_ends.tolist(), self.recent_ends.tolist()
         values = {int(i): n for n, i in enumerate(self.value_at.tolist())}
         vx, vy = self.value_x.tolist(), self.value_y.tolist()
+        found = {int(i): n for n, i in enumerate(self.evidence_at.tolist())}
+        e_end = self.evidence_ends.tolist()
         s0 = r0 = 0
         for i, (item, code, ts) in enumerate(
             zip(self.item.tolist(), self.etype.tolist(), self.ts.tolist(), strict=True)
         ):
-            v = values.get(i)
+            v, e = values.get(i), found.get(i)
             yield (
                 i,
                 rows[item] if item >= 0 else None,
@@ -137,6 +150,7 @@ class ItemLog:
                 [rows[j] for j in session[s0 : s_end[i]]],
                 [rows[j] for j in recent[r0 : r_end[i]]],
                 (vx[v], vy[v]) if v is not None else None,
+                self.evidence[(e_end[e - 1] if e else 0) : e_end[e]] if e is not None else None,
             )
             s0, r0 = s_end[i], r_end[i]
 
@@ -159,6 +173,10 @@ class ItemLog:
         if len(self.recent):  # only where the regression is on
             doc["recent"] = _b64(self.recent, "<i4")
             doc["recent_ends"] = _b64(self.recent_ends, "<i4")
+        if len(self.evidence_at):  # only from the users the blend tuner samples
+            doc["evidence_at"] = _b64(self.evidence_at, "<i4")
+            doc["evidence_ends"] = _b64(self.evidence_ends, "<i4")
+            doc["evidence"] = _b64(self.evidence, "<f8")
         if len(self.value_y):  # purchases are rare: most logs carry none
             doc["value_features"] = list(VALUE_FEATURES)
             doc["value_at"] = _b64(self.value_at, "<i4")
@@ -189,6 +207,7 @@ class ItemLog:
                     else np.zeros(len(_unb64(d["ts"], "<i8")), np.int32)
                 ),
                 **_value_examples(d),
+                **_evidence(d),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise DeltaError(f"malformed shared item log: {exc!r}") from exc
@@ -223,6 +242,13 @@ class ItemLog:
             raise DeltaError("malformed shared item log: a value example of no record")
         if not (np.isfinite(self.value_x).all() and np.isfinite(self.value_y).all()):
             raise DeltaError("malformed shared item log: a value example that is not finite")
+        ends = self.evidence_ends
+        if len(ends) != len(self.evidence_at) or (len(ends) and (
+            np.any(np.diff(ends) < 0) or ends[0] < 0 or ends[-1] != len(self.evidence)
+            or self.evidence_at.min() < 0 or self.evidence_at.max() >= n
+            or not np.isfinite(self.evidence).all()
+        )):  # fmt: skip
+            raise DeltaError("malformed shared item log: tuner evidence does not match")
 
 
 def _value_examples(d: dict[str, Any]) -> dict[str, Any]:
@@ -240,6 +266,15 @@ def _value_examples(d: dict[str, Any]) -> dict[str, Any]:
         if name in VALUE_FEATURES:
             ours[:, VALUE_FEATURES.index(name)] = x[:, j]
     return {"value_at": _unb64(d["value_at"], "<i4"), "value_x": ours, "value_y": y}
+
+
+def _evidence(d: dict[str, Any]) -> dict[str, Any]:
+    """The optional blend tuner's evidence (absent: none)."""
+    if "evidence_at" not in d:
+        return {}
+    return {"evidence_at": _unb64(d["evidence_at"], "<i4"),
+            "evidence_ends": _unb64(d["evidence_ends"], "<i4"),
+            "evidence": _unb64(d["evidence"], "<f8")}  # fmt: skip
 
 
 class LogBuilder:
@@ -260,6 +295,8 @@ class LogBuilder:
         self._value_at: list[int] = []
         self._value_x: list[list[float]] = []
         self._value_y: list[float] = []
+        self._evidence_at: list[int] = []
+        self._evidence: list[np.ndarray] = []
 
     def __bool__(self) -> bool:
         return bool(self._ranges)
@@ -275,6 +312,7 @@ class LogBuilder:
         session_rows: Sequence[int],
         recent_rows: Sequence[int] = (),
         value_example: ValueExample | None = None,
+        evidence: np.ndarray | None = None,
     ) -> float:
         """Learn one event (`learn`) and keep its record; the offset counts as covered
         whether or not the event taught anything."""
@@ -283,8 +321,9 @@ class LogBuilder:
             self._ranges[partition] = [offset, offset]
         else:
             span[0], span[1] = min(span[0], offset), max(span[1], offset)
-        weight = learn(rec, row, event_type, ts, session_rows, recent_rows, value_example)
-        if weight <= 0 and value_example is None:
+        weight = learn(rec, row, event_type, ts, session_rows, recent_rows, value_example,
+                       evidence)  # fmt: skip
+        if weight <= 0 and value_example is None and evidence is None:
             return weight  # nothing learned: nothing to record
         part, offsets, items, types, times = self._cols
         part.append(partition)
@@ -301,6 +340,9 @@ class LogBuilder:
             self._value_at.append(len(times) - 1)
             self._value_x.append(list(value_example[0]))
             self._value_y.append(value_example[1])
+        if evidence is not None:
+            self._evidence_at.append(len(times) - 1)
+            self._evidence.append(evidence)
         return weight
 
     def _index(self, row: int) -> int:
@@ -328,6 +370,13 @@ class LogBuilder:
                 len(self._value_y), len(VALUE_FEATURES)
             ),
             value_y=np.array(self._value_y, dtype=np.float64),
+            evidence_at=np.array(self._evidence_at, dtype=np.int32),
+            evidence_ends=np.cumsum([len(e) for e in self._evidence], dtype=np.int64).astype(
+                np.int32
+            ),
+            evidence=(
+                np.concatenate(self._evidence) if self._evidence else np.zeros(0, np.float64)
+            ),
         )
         self._clear()
         return log

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from streamrec.core.ingest import RawMessage, Rejection
 from streamrec.core.item_log import learn
 from streamrec.core.items import ItemStore
@@ -70,16 +72,28 @@ class Learning:
         # workers and restarts; items and value through one function either way
         # (`item_log.learn`), the one that folds other workers'.
         if not known:
-            self.recommender.observe_user(event)
+            rec = self.recommender
+            rec.observe_user(event)
             example = (
-                self.recommender.value.example(profile, amount, event.ts)
-                if event.type == "purchase"
-                else None
+                rec.value.example(profile, amount, event.ts) if event.type == "purchase" else None
             )
+            evidence = self._evidence(profile, row)
             if sharing is None:
-                learn(self.recommender, row, event.type, event.ts, session, recent, example)
+                learn(rec, row, event.type, event.ts, session, recent, example, evidence)
             else:
                 sharing.learn(msg.partition, msg.offset, row, event.type, event.ts, session,
-                              example, recent)  # fmt: skip
+                              example, recent, evidence)  # fmt: skip
         self.updater.update(profile, event, categories)
         return None
+
+    def _evidence(self, profile: Profile, row: int | None) -> np.ndarray | None:
+        """The blend tuner's evidence from this event: every candidate weighting's NDCG
+        for the user's last list, if the user is sampled and the item is new to them
+        (`core/ranking/tuner.py`)."""
+        tuner = self.recommender.tuner
+        if tuner is None or row is None or not tuner.sampled(profile.user):
+            return None
+        hashed = self.items.tiebreak[row : row + 1]
+        if profile.history.contains(hashed)[0]:
+            return None  # had before: no list shows it, none is judged by it
+        return tuner.score(profile.user, int(hashed[0]))

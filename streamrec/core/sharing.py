@@ -46,6 +46,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from streamrec.core.deltas import ItemDelta, Ledger, decode, fold_summed
 from streamrec.core.item_log import ItemLog, LogBuilder, ValueExample, learn
 from streamrec.core.ranker_sharing import DELTA_VERSION, RankerDelta, RankerSharing
@@ -114,11 +116,12 @@ class Sharing:
         session_rows: Sequence[int],
         value_example: ValueExample | None = None,
         recent_rows: Sequence[int] = (),
+        evidence: np.ndarray | None = None,
     ) -> None:
-        """Learn one event's items and value example here, and keep its record for the
-        batch's log (`take`)."""
+        """Learn one event's items, value example and tuner evidence here, and keep its
+        record for the batch's log (`take`)."""
         self._log.learn(self.rec, partition, offset, row, event_type, ts, session_rows,
-                        recent_rows, value_example)  # fmt: skip
+                        recent_rows, value_example, evidence)  # fmt: skip
 
     def take(self) -> list[ItemLog | RankerDelta]:
         """The batch's log (its offsets now in the ledger), and what the ranker learned
@@ -152,11 +155,11 @@ class Sharing:
             return "known"
         skipped = 0
         parts, offsets = record.part.tolist(), record.offset.tolist()
-        for i, row, etype, ts, session, recent, value in record.records(self.rec.items):
+        for i, row, etype, ts, session, recent, value, found in record.records(self.rec.items):
             if ledger.covers(parts[i], offsets[i]):
                 skipped += 1
                 continue
-            learn(self.rec, row, etype, ts, session, recent, value)
+            learn(self.rec, row, etype, ts, session, recent, value, found)
         for p, first, last in record.ranges:
             ledger.add(p, first, last)
         kind = "overlap" if skipped else "applied"

@@ -15,6 +15,9 @@ A snapshot is arrays plus a small JSON header (`.npz`, no pickled objects):
 * ``regression.gram`` / ``regression.b``: the regression's co-occurrence counts
   and its weights as of its last refresh, per position (absent from older
   snapshots, which learn them from the restart on);
+* ``tuner.*`` and the header's ``tuner``: the blend tuner's candidate weightings,
+  their evidence since the last switch, the switches, and each sampled user's
+  kept shadow tops (`core/ranking/tuner.py`);
 * ``ranker.offers.*`` / ``ranker.expiry.*``: what users were offered and have not
   answered yet (per offer: user, time, sampling rate, its open items and their
   features by name), so a restarted worker still learns from the clicks on
@@ -223,6 +226,10 @@ def capture(rec: Recommender) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         "factors": rec.factors.state(),
         "regression": rec.regression.state(),
     }
+    if rec.tuner is not None:
+        header["tuner"], tuned = rec.tuner.state()
+    else:
+        tuned = {}
     arrays: dict[str, np.ndarray] = {
         "ids": ids,
         "ids.ends": ends,
@@ -234,6 +241,7 @@ def capture(rec: Recommender) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         **{f"ranker.{k}": v for k, v in offers.items()},
         "factors.q": rec.factors.q[: len(rec.items)],
         **{f"regression.{k}": v for k, v in rec.regression.arrays(len(rec.items)).items()},
+        **{f"tuner.{k}": v for k, v in tuned.items()},
     }
     return header, arrays
 
@@ -302,6 +310,11 @@ def restore(rec: Recommender, header: dict[str, Any], arrays: dict[str, np.ndarr
     rec.factors.restore(header.get("factors", {}), arrays.get("factors.q"), rows)
     gram, b = arrays.get("regression.gram"), arrays.get("regression.b")
     rec.regression.restore(header.get("regression", {}), gram, b, rows)
+    if rec.tuner is not None and "tuner" in header:  # absent from older snapshots
+        tuned = {k[6:]: v for k, v in arrays.items() if k.startswith("tuner.")}
+        rec.tuner.restore(header["tuner"], tuned)
+        if rec.ranker is not None:
+            rec.ranker.baseline = rec.tuner.blend
     if header.get("ranker") is not None:
         offers = {
             k[7:]: v for k, v in arrays.items() if k.startswith("ranker.") and k != "ranker.eval"

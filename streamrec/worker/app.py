@@ -97,11 +97,15 @@ class Worker:
         self.readiness = Readiness(learned=learned, sharing=sharing is not None)
         #: The ranker's inputs since the snapshot (`worker/ranker_journal.py`): exact only
         #: with the ledger of shared learning, which says which of them are in the state.
+        rec = self.engine.recommender
         self.journal = (
             RankerJournal(Path(s.data_dir) / f"{s.app_id}-ranker.journal")
-            if sharing is not None and self.engine.recommender.ranker is not None
+            if sharing is not None and (rec.ranker is not None or rec.tuner is not None)
             else None
         )
+        #: The per-user inputs recorded since the last batch's journal frame (the
+        #: ranker's and the tuner's, in the order they came).
+        self._inputs: list[Any] = []
         if self.journal is not None and sharing is not None and sharing.ranker is not None:
             # Before shared.state is folded: what earlier runs of this worker published of
             # their ranker is replayed from the journal instead.
@@ -342,11 +346,9 @@ class Worker:
         for dead_key, dead in out.dead_letters:
             delivery.add(await self.outbox.dead_letter(dead_key, dead))
         if out.deltas and self.journal is not None:  # its inputs on disk before its log goes
-            ranker = self.engine.recommender.ranker
-            assert ranker is not None and ranker.recording is not None
             ranges = [r for d in out.deltas if isinstance(d, ItemLog) for r in d.ranges]
-            self.journal.append(self.worker_id, ranges, ranker.recording)
-            ranker.recording = []
+            self.journal.append(self.worker_id, ranges, self._inputs)
+            self._inputs.clear()
         for delta in out.deltas:  # before the batch's profiles are stored, or acked
             fut = await self.outbox.send(self.outbox.t_shared, delta.key, delta.to_bytes())
             delivery.add(fut)
@@ -488,13 +490,15 @@ class Worker:
         ranker's inputs since the snapshot whose batches the ledger covers, and record
         from then on."""
         journal, sharing = self.journal, self.engine.sharing
-        ranker = self.engine.recommender.ranker
-        if journal is None or sharing is None or ranker is None or ranker.recording is not None:
+        ranker, tuner = self.engine.recommender.ranker, self.engine.recommender.tuner
+        if journal is None or sharing is None or journal.opened:
             return
         frames = journal.open(self.snapshots.journal_gen, sharing.ledger.covers_range)
         for _by, ops in frames:
-            replay(ranker, ops)
-        ranker.recording = []
+            replay(ranker, ops, tuner)
+        for part in (ranker, tuner):
+            if part is not None:
+                part.recording = self._inputs
         log.info("ranker journal: %d batches of inputs replayed (%d inputs)", len(frames),
                  sum(len(ops) for _by, ops in frames))  # fmt: skip
 

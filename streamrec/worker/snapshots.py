@@ -36,8 +36,9 @@ log = logging.getLogger(__name__)
 VECTORS_FORMAT = "streamrec-item-vectors"
 VECTORS_VERSION = 1
 #: Arrays of a learned-state snapshot that hold users (pseudonyms): the ranker's
-#: pending offers and their expiry queue (monitoring has its own header section).
-PER_USER_ARRAYS = ("ranker.offers.", "ranker.expiry.")
+#: pending offers and their expiry queue, the blend tuner's kept tops (monitoring has
+#: its own header section).
+PER_USER_ARRAYS = ("ranker.offers.", "ranker.expiry.", "tuner.pending")
 
 
 class Snapshots:
@@ -117,6 +118,9 @@ class Snapshots:
         header, arrays = snapshot.capture(engine.recommender)
         if not users:
             arrays = {k: v for k, v in arrays.items() if not k.startswith(PER_USER_ARRAYS)}
+            if "tuner" in header:  # its kept tops are per user too
+                header["tuner"] = {**header["tuner"], "pending_users": [],
+                                   "pending_generations": []}  # fmt: skip
         elif engine.monitor is not None:  # online quality goes on counting after a restart
             header["monitor"], quality = engine.monitor.quality.state()
             arrays.update({f"monitor.{k}": v for k, v in quality.items()})

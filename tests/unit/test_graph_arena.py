@@ -88,8 +88,9 @@ def test_a_row_written_in_two_runs_takes_the_later_weights():
     assert dict(zip(rows.tolist(), scores.tolist(), strict=True)) == {5: 2 / 9, 6: 1.0, 8: 0.5 / 9}
 
 
-def test_candidates_are_the_sums_of_the_anchors_neighbours():
-    graph = CoVisitation(window=5, max_neighbours=30)
+@pytest.mark.parametrize("prior", [0.0, 3.0])
+def test_candidates_are_the_sums_of_the_anchors_neighbours(prior):
+    graph = CoVisitation(window=5, max_neighbours=30, prior=prior)
     _learn_with_reference(graph, 8_000, 600, seed=2)
     rng = np.random.default_rng(4)
     for _ in range(200):
@@ -101,7 +102,7 @@ def test_candidates_are_the_sums_of_the_anchors_neighbours():
             nbr, w = graph.neighbours(a)
             if len(nbr):
                 parts_r.append(nbr), parts_w.append(w), ranks.append(rank)
-                maxes.append(float(w.max())), used.append(a)
+                maxes.append(float(w.max()) + prior), used.append(a)
         if not parts_r:
             assert all(len(x) == 0 for x in got)
             continue

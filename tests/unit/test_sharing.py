@@ -467,9 +467,11 @@ def learned_arrays(e: Engine) -> dict[str, object]:
     the snapshot's arrays and header, but for the per-user parts."""
     header, arrays = snapshot.capture(e.recommender)
     ids = e.recommender.items.ids
-    out: dict[str, object] = {"header": {k: v for k, v in header.items() if k != "ranker"}}
+    header = {k: v for k, v in header.items() if k != "ranker"}
+    header["tuner"] = {k: v for k, v in header["tuner"].items() if not k.startswith("pending")}
+    out: dict[str, object] = {"header": header}
     for name, a in arrays.items():
-        if name.startswith(("ranker.", "ids")) or name.endswith(".ends"):
+        if name.startswith(("ranker.", "ids", "tuner.pending")) or name.endswith(".ends"):
             continue
         out[name] = a
     out["ids"] = list(ids)

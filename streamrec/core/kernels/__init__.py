@@ -81,7 +81,7 @@ def warm() -> None:
     for how in range(3):
         graph_add(rows, rows + 1, ones, 0, how, np.zeros(2), *arena)
     graph_learn(0, rows + 1, 1.0, True, 0, 0, np.zeros(2), *arena)
-    graph_candidates(rows, 1, start, n, top, nbr, w, np.ones(2), True, slot)
+    graph_candidates(rows, 1, start, n, top, nbr, w, np.ones(2), True, slot, 0.0)
     graph_pairs(order, 1, start, n, nbr, w)
     graph_compact(order, 1, start, n, cap, nbr, w, nbr.copy(), w.copy())
     no_history = np.zeros(0, dtype=np.uint32)

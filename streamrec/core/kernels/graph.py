@@ -263,13 +263,15 @@ def graph_candidates(
     mass: np.ndarray,
     cosine: bool,
     slot: np.ndarray,
+    prior: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The neighbours of the newest `anchors` of `recent` (oldest first): (rows sorted,
     sums over the best, the newest anchor that led to each, cosine sums over their best:
     empty without `cosine`).
 
-    An anchor of age `r` (0: the newest) counts 1 / (1 + r) over its strongest weight;
-    anchors with no neighbours keep their age and add nothing (`covisit_merge` sums).
+    An anchor of age `r` (0: the newest) counts 1 / (1 + r) over its strongest weight
+    plus `prior`; anchors with no neighbours keep their age and add nothing
+    (`covisit_merge` sums).
     """
     k = min(anchors, recent.shape[0])
     used = np.empty(k, dtype=np.int64)
@@ -302,6 +304,6 @@ def graph_candidates(
         maxes[i] = top[a]
     recency = 1.0 / (1.0 + ranks[:g])
     rows, sums, first, cos = covisit_merge(
-        rows_all, w_all, sizes, recency / maxes, recency, used[:g], mass, cosine, slot
+        rows_all, w_all, sizes, recency / (maxes + prior), recency, used[:g], mass, cosine, slot
     )
     return rows, _to_one(sums), first, _to_one(cos)

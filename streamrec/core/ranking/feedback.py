@@ -1,13 +1,15 @@
-"""The online ranker's inputs, recorded in order so they can be replayed exactly.
+"""Per-user learning inputs, recorded in order so they can be replayed exactly.
 
-What the ranker learns from is per-user and short-lived: what each user was
-offered (a published list's pool, an impression), then what they picked
-among it. A worker's snapshot holds the pending offers as of its writing; the
+What the online ranker learns from is per-user and short-lived: what each
+user was offered (a published list's pool, an impression), then what they
+picked among it; the blend tuner's kept shadow tops are too
+(`core/ranking/tuner.py`). A worker's snapshot holds the pending offers as of its writing; the
 inputs since are recorded here (`FeedbackLog`) and kept by the worker in a
 journal beside the snapshot (`worker/ranker_journal.py`). A restarted worker
 replays them (`replay`) through the same methods, in the same order, from the
 snapshot's state, random draws included: its ranker is then the one it had,
-weights, evaluation window and pending offers alike.
+weights, evaluation window and pending offers alike, and the tuner's kept
+tops.
 
 >>> import numpy as np
 >>> from streamrec.core.ranking.models import FEATURES, OnlineRanker
@@ -30,18 +32,34 @@ import numpy as np
 
 if TYPE_CHECKING:
     from streamrec.core.ranking.models import OnlineRanker
+    from streamrec.core.ranking.tuner import BlendTuner
 
 #: One input: ("list" | "impression", user, ts, items, features), ("positive", user,
-#: item, ts), ("expire", ts) or ("forget", user).
+#: item, ts), ("expire", ts) or ("forget", user) for the ranker; ("shadow", user,
+#: generation, tops) or ("scored", user) for the tuner.
 Op = tuple[Any, ...]
 
 
-def replay(ranker: OnlineRanker, ops: Sequence[Op]) -> None:
-    """Feed recorded inputs to `ranker` again, as they first came (not recorded again)."""
-    recording, ranker.recording = ranker.recording, None
+def replay(ranker: OnlineRanker | None, ops: Sequence[Op], tuner: BlendTuner | None = None) -> None:
+    """Feed recorded inputs to `ranker` and `tuner` again, as they first came (not
+    recorded again)."""
+    parts = [p for p in (ranker, tuner) if p is not None]
+    recordings = [p.recording for p in parts]
+    for p in parts:
+        p.recording = None
     try:
         for op in ops:
             kind = op[0]
+            if kind == "shadow":
+                if tuner is not None:
+                    tuner.keep(op[1], op[2], op[3])
+                continue
+            if kind == "scored":
+                if tuner is not None:
+                    tuner.drop(op[1])
+                continue
+            if ranker is None:
+                continue
             if kind == "list":
                 ranker.on_list(op[1], op[3], op[4], op[2])
             elif kind == "impression":
@@ -55,7 +73,8 @@ def replay(ranker: OnlineRanker, ops: Sequence[Op]) -> None:
             else:
                 raise ValueError(f"unknown ranker input {kind!r}")
     finally:
-        ranker.recording = recording
+        for p, recording in zip(parts, recordings, strict=True):
+            p.recording = recording
 
 
 def ops_to_wire(ops: Sequence[Op]) -> list[Any]:
@@ -66,6 +85,10 @@ def ops_to_wire(ops: Sequence[Op]) -> list[Any]:
             x = np.ascontiguousarray(op[4], dtype="<f8")
             out.append([op[0], op[1], op[2], list(op[3]), x.shape[1] if x.ndim == 2 else 0,
                         base64.b64encode(x.tobytes()).decode("ascii")])  # fmt: skip
+        elif op[0] == "shadow":
+            tops = np.ascontiguousarray(op[3], dtype="<i8")
+            out.append(["shadow", op[1], op[2], list(tops.shape),
+                        base64.b64encode(tops.tobytes()).decode("ascii")])  # fmt: skip
         else:
             out.append(list(op))
     return out
@@ -78,6 +101,10 @@ def ops_from_wire(doc: Sequence[Any]) -> list[Op]:
             kind, user, ts, items, width, data = op
             x = np.frombuffer(base64.b64decode(data), dtype="<f8").copy()
             out.append((kind, user, int(ts), list(items), x.reshape(len(items), width)))
+        elif op[0] == "shadow":
+            _kind, user, generation, shape, data = op
+            tops = np.frombuffer(base64.b64decode(data), dtype="<i8").reshape(shape).copy()
+            out.append(("shadow", user, int(generation), tops))
         else:
             out.append(tuple(op))
     return out

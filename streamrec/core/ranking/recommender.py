@@ -54,6 +54,7 @@ from streamrec.core.ranking.features import (
 from streamrec.core.ranking.models import POSITIVE_TYPES, FixedBlend, OnlineRanker
 from streamrec.core.ranking.popularity import CategoryTop, Trending
 from streamrec.core.ranking.regression import ItemRegression
+from streamrec.core.ranking.tuner import BlendTuner
 from streamrec.core.ranking.value import ValueModel
 from streamrec.core.ranking.variants import Variant
 from streamrec.core.retrieval.index import Hits
@@ -85,6 +86,7 @@ class Recommender(CandidatePool, FeatureBuilder, Explainer):
         covisit_max_neighbours: int = 30,
         covisit_distance_decay: bool = True,
         covisit_type_weights: bool = True,
+        covisit_prior: float = 0.0,
         anchors: int = 3,
         sequence_anchors: int = 0,
         blend: dict[str, float] | None = None,
@@ -99,6 +101,7 @@ class Recommender(CandidatePool, FeatureBuilder, Explainer):
         factors_every: int = 5_000,
         factors_history: int = 5,
         regression: ItemRegression | None = None,
+        tuner: BlendTuner | None = None,
     ) -> None:
         self.items = store if store is not None else ItemStore()
         self.top_k = top_k
@@ -110,12 +113,15 @@ class Recommender(CandidatePool, FeatureBuilder, Explainer):
         self.trending = Trending(trending_half_life_s, trending_pool, store=self.items)
         # Seven times slower: the baseline that "growth" compares today's popularity with.
         self.trending_long = Trending(trending_half_life_s * 7, trending_pool, store=self.items)
-        graph = {"distance_decay": covisit_distance_decay, "type_weights": covisit_type_weights}
-        self.covisit = CoVisitation(covisit_window, covisit_max_neighbours, **graph)
+
+        def graph(directed: bool) -> CoVisitation:
+            return CoVisitation(covisit_window, covisit_max_neighbours, directed,
+                                distance_decay=covisit_distance_decay,
+                                type_weights=covisit_type_weights, prior=covisit_prior)  # fmt: skip
+
+        self.covisit = graph(directed=False)
         #: Directed: what users touched after an item ("sequence" candidates).
-        self.transitions = CoVisitation(
-            covisit_window, covisit_max_neighbours, directed=True, **graph
-        )
+        self.transitions = graph(directed=True)
         self.sequence_anchors = sequence_anchors
         #: The co-visitation graph's leading factors ("factors"); dim 0: off.
         self.factors = GraphFactors(factors_dim, factors_every, history=factors_history)
@@ -129,9 +135,11 @@ class Recommender(CandidatePool, FeatureBuilder, Explainer):
         self.offer_pool = offer_pool
         self.value = ValueModel()
         self.blend = FixedBlend(blend)
+        #: Tunes the blend on the shop's own stream (`tuner.py`); None: the fixed blend.
+        self.tuner = tuner
         self.ranker = ranker
         if ranker is not None:
-            ranker.baseline = self.blend  # judged against the blend it would replace
+            ranker.baseline = self.live_blend  # judged against the blend it would replace
         #: Scratch of the kernels (`core/kernels/`): one int64 per row, -1 between calls.
         self._slot = np.full(1024, -1, dtype=np.int64)
 
@@ -202,9 +210,24 @@ class Recommender(CandidatePool, FeatureBuilder, Explainer):
         self.ranker.on_impression(event.user, dict(zip(items, features, strict=True)), event.ts)
 
     def forget(self, user: str) -> int:
-        """Erasure: per-user learning state (the ranker's pending feedback). Item state
-        (trending, co-visitation) holds counts by item, with no user in it."""
+        """Erasure: per-user learning state (the ranker's pending feedback, the tuner's
+        kept lists). Item state (trending, co-visitation) holds counts by item, with no
+        user in it."""
+        if self.tuner is not None:
+            self.tuner.drop(user)
         return self.ranker.forget(user) if self.ranker is not None else 0
+
+    @property
+    def live_blend(self) -> FixedBlend:
+        """The blend that ranks when the online ranker does not: the tuner's live one."""
+        return self.tuner.blend if self.tuner is not None else self.blend
+
+    def learn_evidence(self, evidence: np.ndarray) -> None:
+        """A scored event's NDCG per candidate weighting (`tuner.py`); a switch moves the
+        live blend, which the ranker is judged against from then on."""
+        tuner = self.tuner
+        if tuner is not None and tuner.learn(evidence) is not None and self.ranker is not None:
+            self.ranker.baseline = tuner.blend
 
     @property
     def ranking_version(self) -> str:
@@ -216,7 +239,7 @@ class Recommender(CandidatePool, FeatureBuilder, Explainer):
         v = variant or _NO_VARIANT
         if self.ranker is not None and self.ranker.ready and v.ranker is not False:
             return self.ranker
-        return v.blend or self.blend
+        return v.blend or self.live_blend
 
     # -- serving ----------------------------------------------------------------
 
@@ -284,6 +307,8 @@ class Recommender(CandidatePool, FeatureBuilder, Explainer):
         chosen = self._choose(ranked, store.leaf[cand], k, v)
         if not chosen:
             return []
+        if offered_ts is not None and self.tuner is not None:
+            self.tuner.shadow(profile.user, x, store.tiebreak[cand])
         if offered_ts is not None and self.ranker is not None and self.ranker.learns_from_lists:
             offered = ranked if self.offer_pool else np.asarray(chosen)
             self.ranker.on_list(
