@@ -31,6 +31,9 @@ class MetricsWindow:
     events_per_s: float = 0.0
     #: Publish -> fold delay of the other workers' shared-state deltas (`LogHistogram`).
     shared_lag_hist: dict[str, Any] = field(default_factory=dict)
+    #: The self-tuning blend: the live weighting and its evidence (`BlendTuner.stats`),
+    #: and the switches made in this window (`Switch.to_dict`) as "new_switches".
+    blend: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -39,13 +39,18 @@ class MonitorView:
     detections: deque[DriftStat] = field(default_factory=lambda: deque(maxlen=20))
     alerts: deque[Alert] = field(default_factory=lambda: deque(maxlen=50))
     firing: dict[tuple[str, str], Alert] = field(default_factory=dict)
+    #: The self-tuning blend's switches seen (newest last), with their evidence.
+    switches: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=20))
     unreadable: int = 0
 
     def add(self, topic: str, value: bytes) -> None:
         try:
             doc = serde.loads(value)
             if topic == METRICS:
-                self.windows.append(MetricsWindow.from_dict(doc))
+                window = MetricsWindow.from_dict(doc)
+                self.windows.append(window)
+                for sw in window.blend.get("new_switches", ()):
+                    self.switches.append({**sw, "worker": window.worker, "ts": window.window_end})
             elif topic == DRIFT_STATS:
                 stat = DriftStat.from_dict(doc)
                 if stat.immediate:
@@ -84,6 +89,8 @@ class MonitorView:
             "detections": [d.to_dict() for d in self.detections],
             "alerts_firing": [a.to_dict() for a in self.firing.values()],
             "alerts_recent": [a.to_dict() for a in list(self.alerts)[-10:]],
+            "blend": {w: latest[w].blend for w in sorted(latest) if latest[w].blend},
+            "blend_switches": list(self.switches),
             "unreadable": self.unreadable,
         }
 
@@ -156,7 +163,13 @@ def render(snap: dict[str, Any]) -> Any:
     for name, d in snap["drift"].items():
         flag = Text("DRIFT", style="bold red") if d["drift"] else Text("ok", style="green")
         drift.add_row(name, d["detector"], fmt(d.get("statistic")), fmt(d["threshold"]), flag)
-    parts: list[Any] = [head, variants, drift]
+    parts: list[Any] = [head, variants, drift, _blend_table(snap)]
+    for sw in snap["blend_switches"][-5:]:
+        gain = sw["ndcg_after"] - sw["ndcg_before"]
+        parts.append(Text(f"blend switch ({sw['worker']}): {sw['before']} -> {sw['after']} after "
+                          f"{sw['scored']:,} scored events, NDCG {sw['ndcg_before']:.4f} -> "
+                          f"{sw['ndcg_after']:.4f} (+{gain:.4f} +- {sw['se']:.4f})",
+                          style="cyan"))  # fmt: skip
     for d in snap["detections"][-5:]:
         parts.append(Text(f"drift: {d.get('message', d['name'])}", style="yellow"))
     for a in snap["alerts_firing"]:
@@ -164,6 +177,22 @@ def render(snap: dict[str, Any]) -> Any:
     if not snap["alerts_firing"]:
         parts.append(Text("no alerts firing", style="green"))
     return Group(*parts)
+
+
+def _blend_table(snap: dict[str, Any]) -> Any:
+    """The self-tuning blend per worker: what ranks now, and how the best neighbour does."""
+    from rich.table import Table
+
+    table = Table(title="self-tuning blend (latest window per worker)")
+    for col in ("worker", "live", "switches", "scored", "NDCG live", "best", "NDCG best",
+                "weights"):  # fmt: skip
+        table.add_column(col)
+    for worker, b in snap["blend"].items():
+        weights = ", ".join(f"{k} {v:g}" for k, v in b.get("weights", {}).items())
+        table.add_row(worker, b["live"], str(b["switches"]), f"{b['scored']:,}",
+                      f"{b['ndcg_live']:.4f}", b["best"], f"{b['ndcg_best']:.4f}",
+                      weights)  # fmt: skip
+    return table
 
 
 def run_monitor(args: argparse.Namespace, settings: Settings) -> int:

@@ -57,6 +57,8 @@ class WorkerMonitoring:
         self.t_drift = settings.topic(DRIFT_STATS)
         self.t_alerts = settings.topic(ALERTS)
         self._window_start = now_ms()
+        #: Switches of the blend tuner already published.
+        self._switches_seen = 0
 
     async def publish_window(self) -> None:
         window = self.engine.counters.reset()
@@ -77,6 +79,7 @@ class WorkerMonitoring:
         record.scorer["item_vectors"] = len(self.engine.item_vectors)
         record.scorer["encoder_version"] = self.engine.item_vectors.active_version
         record.shared_lag_hist.update(self.shared_lag())
+        self._blend(record)
         self._window_start = end
         await self.send(self.t_metrics, self.worker_id, record.to_dict())
         summary = merge_windows([record]).summary()
@@ -101,6 +104,21 @@ class WorkerMonitoring:
                 summary["hit_rate"],
                 summary["ctr"],
             )
+
+    def _blend(self, record: MetricsWindow) -> None:
+        """The self-tuning blend's state and its switches since the last window."""
+        tuner = self.engine.recommender.tuner
+        if tuner is None:
+            return
+        new = tuner.switches[self._switches_seen :]
+        self._switches_seen = len(tuner.switches)
+        for sw in new:
+            log.info("blend switched: %s -> %s after %d scored events (NDCG@%d %.4f -> %.4f, "
+                     "gain %.4f +- %.4f): %s", sw.before, sw.after, sw.scored, tuner.k,
+                     sw.ndcg_before, sw.ndcg_after, sw.ndcg_after - sw.ndcg_before, sw.se,
+                     sw.weights)  # fmt: skip
+        record.blend.update(tuner.stats(), new_switches=[sw.to_dict() for sw in new])
+        self.state.gauges["blend_switches"] = float(len(tuner.switches))
 
     async def publish_detection(self, d: Detection) -> None:
         """A drift, the moment it is detected: drift.stats, then its alert rules."""
