@@ -31,7 +31,7 @@ from streamrec.core.engine import DictProfileStore
 from streamrec.core.ranking.covisit import CoVisitation
 from streamrec.datasets.synthetic import SyntheticShop
 from streamrec.settings import Settings
-from streamrec.tools.bench import shop_messages
+from streamrec.tools.rank_bench import shop_messages
 
 
 def _best(fn: Callable[[], object], repeat: int = 5) -> float:

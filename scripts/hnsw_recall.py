@@ -4,7 +4,7 @@
     python scripts/hnsw_recall.py --items 20000 --ef 64,128
 
 Builds FAISS HNSW as `core/retrieval/index.py` does (M 32, efConstruction 80,
-inner product) over `bench.synthetic_vectors`, asks 500 interest-like queries
+inner product) over `rank_bench.synthetic_vectors`, asks 500 interest-like queries
 (each the normalised sum of five items' vectors), one at a time on one thread,
 and compares with an exact `IndexFlatIP` search. Random vectors are HNSW's worst
 case; run it on real item vectors before choosing efSearch (docs/benchmarks.md).
@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from streamrec.tools.bench import synthetic_vectors
+from streamrec.tools.rank_bench import synthetic_vectors
 
 
 def main() -> None:

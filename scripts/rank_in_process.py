@@ -33,7 +33,7 @@ from streamrec.core.profile import Profile
 from streamrec.datasets.synthetic import SyntheticShop
 from streamrec.heap import freeze_startup
 from streamrec.settings import Settings
-from streamrec.tools.bench import shop_messages, synthetic_vectors
+from streamrec.tools.rank_bench import shop_messages, synthetic_vectors
 
 
 class EncodingStore(DictProfileStore):

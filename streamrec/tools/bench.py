@@ -34,20 +34,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from streamrec import serde
-from streamrec.build import build_engine
 from streamrec.client import EventProducer, RecommendationReader
 from streamrec.contracts import CATALOG_EMBEDDINGS, partitions_for
-from streamrec.core.engine import DictProfileStore
-from streamrec.core.ingest import RawMessage
 from streamrec.core.monitoring.histogram import LogHistogram
 from streamrec.datasets.synthetic import SyntheticShop
-from streamrec.heap import freeze_startup
 from streamrec.records import RawEvent
 from streamrec.settings import Settings
 from streamrec.tools.admin import admin_client
+from streamrec.tools.rank_bench import (
+    measure_rank_latency,
+    synthetic_vectors,
+    tuning_cost,
+)
 from streamrec.tools.stack import LocalStack, interrupt_on_signals
 from streamrec.worker import passthrough
 
@@ -110,6 +109,14 @@ def _measure(
     for n_items in rank_items:
         _log(f"rank stage latency in process, {n_items:,} items with 384-d vectors")
         rank_latency[str(n_items)] = measure_rank_latency(settings, n_items)
+        if settings.blend_tuning_sample > 0:
+            _log("the same without the self-tuning blend, for its cost")
+            untuned = measure_rank_latency(
+                settings.with_overrides(blend_tuning_sample=0.0), n_items
+            )
+            rank_latency[str(n_items)]["blend_tuning"] = tuning_cost(
+                rank_latency[str(n_items)], untuned, settings.blend_tuning_sample
+            )
     _log(f"throughput: {args.events:,} events as a backlog")
     throughput = measure_throughput(settings, shop, args.events)
     ranked: dict[str, Any] | None = None
@@ -178,72 +185,6 @@ def _measure(
             "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE") or "detected",
         },
     }
-
-
-def shop_messages(shop: SyntheticShop, n: int, now: int, step_ms: int = 1) -> list[RawMessage]:
-    """`n` of the shop's events ending at `now`, `step_ms` apart, as the worker receives
-    them (the in-process benches' input)."""
-    events = shop.events(n, start_ts=now - n * step_ms, step_ms=step_ms)
-    return [
-        RawMessage(serde.dumps(e.to_dict()), e.user_id.encode(), 0, i, now)
-        for i, e in enumerate(events)
-    ]
-
-
-def synthetic_vectors(n: int, dim: int = 384, seed: int = 0) -> np.ndarray:
-    v = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
-
-
-def measure_rank_latency(
-    settings: Settings, n_items: int, events: int = 3_000, dim: int = 384
-) -> dict[str, Any]:
-    """Per-event latency of the core stage (ingest, profile, retrieval, ranking), in process.
-
-    A synthetic shop with `n_items` items and random unit vectors (HNSW above
-    STREAMREC_INDEX_HNSW_ABOVE); the first half of the events warms profiles,
-    trending and co-visitation, the second half is timed one event at a time.
-    """
-    s = settings.with_overrides(partitions=1)
-    if s.rank_threads > 0:  # as in the worker process (numpy's own pool is fixed at import)
-        import faiss
-
-        faiss.omp_set_num_threads(s.rank_threads)
-    import faiss  # loaded before the baseline: a library, not per-item memory
-
-    faiss.IndexFlatIP(dim)
-    rss0 = _rss_bytes()
-    engine = build_engine(s)
-    shop = SyntheticShop(users=5_000, items=n_items, seed=1)
-    for item in shop.catalog:
-        engine.catalog.upsert(item)
-    vectors = synthetic_vectors(n_items, dim)  # freed below, before the second reading
-    t0 = time.perf_counter()
-    engine.item_vectors.add_many([it.item_id for it in shop.catalog], "synthetic@1", vectors)
-    engine.item_vectors.mark_complete("synthetic@1", 0, ts=1)
-    build_s = time.perf_counter() - t0
-    del vectors
-    per_item = (_rss_bytes() - rss0) / n_items - dim * 4
-    now = int(time.time() * 1000)
-    msgs = shop_messages(shop, events, now, step_ms=50)
-    store = DictProfileStore()
-    freeze_startup()  # as a worker does before its first event (`streamrec.heap`)
-    half = events // 2
-    for i in range(0, half, 200):
-        engine.process_batch(msgs[i : i + 200], store, now)
-    hist = LogHistogram()
-    for m in msgs[half:]:
-        t = time.perf_counter()
-        engine.process_batch([m], store, now)
-        hist.record((time.perf_counter() - t) * 1000)
-    return {
-        "items": n_items,
-        "index": "hnsw" if n_items > s.index_hnsw_above else "flat",
-        "index_build_s": round(build_s, 1),
-        # Catalog record, item-store columns, index structures: what an item costs
-        # on top of its float32 vector (RSS growth while loading, per item).
-        "bytes_per_item_beyond_vector": round(per_item),
-    } | hist.summary((50, 95, 99))
 
 
 def publish_shop_vectors(settings: Settings, shop: SyntheticShop, dim: int = 384) -> None:
@@ -394,15 +335,6 @@ async def raw_passthrough(settings: Settings, n: int, size: int = 400) -> float:
         await producer.stop()
 
 
-def _rss_bytes() -> int:
-    """Resident set size of this process now (Linux), 0 where unknown."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):
-        return 0
-
-
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -428,6 +360,11 @@ def _print_human(r: dict[str, Any]) -> None:
         print(f"rank stage, {int(n):,} items ({rl['index']}): p50 {rl['p50']:.2f} ms, "
               f"p99 {rl['p99']:.2f} ms, index build {rl['index_build_s']} s, "
               f"{rl['bytes_per_item_beyond_vector']:,} B/item beyond its vector")  # fmt: skip
+        if rl.get("blend_tuning"):
+            bt = rl["blend_tuning"]
+            print(f"  self-tuning blend ({bt['sample']:.0%} of users in shadow): "
+                  f"{bt['share_of_core']:+.1%} of the rank stage "
+                  f"({rl['mean']:.2f} ms, {bt['mean_ms_without']:.2f} ms without)")  # fmt: skip
     if r.get("events_per_s_ranked"):
         print(f"ranked throughput      {r['events_per_s_ranked']:>10,.0f} events/s")
     if r["raw_passthrough_per_s"]:

@@ -17,7 +17,7 @@ from streamrec.core.ingest import RawMessage
 from streamrec.core.profile import Profile
 from streamrec.datasets.synthetic import SyntheticShop
 from streamrec.settings import Settings
-from streamrec.tools.bench import synthetic_vectors
+from streamrec.tools.rank_bench import synthetic_vectors
 from streamrec.worker.snapshots import Snapshots
 
 NOW = int(time.time() * 1000)
