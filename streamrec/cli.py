@@ -96,6 +96,9 @@ def _add_operations(sub: Any) -> None:
     )
     _kafka_flags(sp)
     sp.add_argument("--file", help="JSONL or CSV event log (default: the MovieLens-100k sample)")
+    sp.add_argument("--format", choices=("csv", "jsonl", "pairs"),
+                    help="read --file as `evaluate` reads logs (aliases, "
+                         "'user item [ts]' lines, .gz); its items as the catalog")  # fmt: skip
     sp.add_argument("--limit", type=int, help="only the first N events (in time order)")
     sp.add_argument("--speed", type=float, help="real time x SPEED (default: as fast as possible)")
     sp.add_argument("--no-catalog", action="store_true", help="do not publish catalog items first")

@@ -133,7 +133,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     s = _settings(args)
     with EventProducer(s) as producer:
-        if args.file:
+        if args.file and getattr(args, "format", None):
+            from streamrec.datasets.interactions import read_interactions
+
+            log = read_interactions(Path(args.file), args.format)
+            events = log.events[: args.limit] if args.limit else log.events
+            stats = replay(
+                producer,
+                events,
+                items=[] if args.no_catalog else log.items,
+                speed=args.speed,
+                progress=not args.quiet,
+            )
+        elif args.file:
             rows = load_log(Path(args.file))
             rows = rows[: args.limit] if args.limit else rows
             stats = replay(producer, rows, speed=args.speed, progress=not args.quiet)

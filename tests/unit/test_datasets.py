@@ -33,3 +33,43 @@ def test_jsonl_and_csv_logs(tmp_path):
     parsed = [eventlog.serde.loads(v) for _, v, _ in eventlog.read_events(csv)]
     assert parsed[0]["shown"] == ["a", "b"] and parsed[0]["ts"] == 7 and "price" not in parsed[0]
     assert parsed[1]["price"] == 2.5
+
+
+def test_replay_sends_a_user_item_log_as_events_after_its_catalog(tmp_path, monkeypatch):
+    import gzip
+
+    from streamrec import client
+    from streamrec.cli import build_parser
+
+    log = tmp_path / "shop.txt.gz"
+    with gzip.open(log, "wt") as fh:
+        fh.write("u1 game-1\nu2 game-2\nu1 game-2\nbroken\n")
+    sent: list[tuple[str, object]] = []
+
+    class Recording:
+        def __init__(self, settings):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def publish_item(self, item):
+            sent.append(("item", item.item_id))
+
+        def send_event(self, event):
+            sent.append(("event", (event.user_id, event.item_id)))
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr(client, "EventProducer", Recording)
+    args = build_parser().parse_args(["replay", "--file", str(log), "--format", "pairs", "--quiet"])
+    assert args.func(args) == 0
+    items = [v for kind, v in sent if kind == "item"]
+    events = [v for kind, v in sent if kind == "event"]
+    assert sorted(items) == ["game-1", "game-2"]
+    assert events == [("u1", "game-1"), ("u2", "game-2"), ("u1", "game-2")]
+    assert sent.index(("item", items[-1])) < sent.index(("event", events[0]))

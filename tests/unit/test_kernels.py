@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from streamrec.core.history import MASK, WIRE, ItemHistory
+from streamrec.core.items import ItemStore
 from streamrec.core.kernels import (
     best_per_row,
     choose_capped,
@@ -130,6 +131,23 @@ def reference_pool(sources, cov_cos, available, tiebreak, history, excluded, k, 
     return cand, per_source
 
 
+def hash_rank(tiebreak: np.ndarray, n: int) -> np.ndarray:
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.lexsort((np.arange(n), tiebreak[:n]))] = np.arange(n)
+    return rank
+
+
+def test_the_item_store_ranks_rows_in_tiebreak_order_and_catches_up_as_it_grows():
+    store = ItemStore()
+    store.rows([f"sku-{i}" for i in range(1_000)])
+    rank = store.hash_rank()
+    assert np.array_equal(rank, hash_rank(store.tiebreak, 1_000))
+    store.rows([f"new-{i}" for i in range(10)])
+    assert len(store.hash_rank()) == 1_000  # a few new rows: those fall back
+    store.rows([f"more-{i}" for i in range(100)])
+    assert np.array_equal(store.hash_rank(), hash_rank(store.tiebreak, 1_110))
+
+
 @pytest.mark.parametrize("pool", [0, 5, 30])
 def test_pool_cut_equals_the_numpy_pool_bit_for_bit(pool):
     rng = np.random.default_rng(11)
@@ -137,6 +155,9 @@ def test_pool_cut_equals_the_numpy_pool_bit_for_bit(pool):
     slot = np.full(n_rows, -1, dtype=np.int64)
     tiebreak = rng.integers(-(2**62), 2**62, n_rows)
     tiebreak[:20] = tiebreak[20:40]  # equal hashes: row order decides
+    # Each row's place in the (hash, row) order, as ItemStore.hash_rank keeps it: for
+    # every row, for the first 200 only (rows added since have none), or for none.
+    ranks = [hash_rank(tiebreak, n_rows), hash_rank(tiebreak, 200), hash_rank(tiebreak, 0)]
     for trial in range(300):
         sources = []
         for _ in range(len(SOURCES) - 1):
@@ -152,7 +173,7 @@ def test_pool_cut_equals_the_numpy_pool_bit_for_bit(pool):
         cand, per_source = pool_cut(
             np.concatenate([s[0] for s in sources]), np.concatenate([s[1] for s in sources]),
             np.array([len(s[0]) for s in sources], dtype=np.int64), len(SOURCES), cov_cos,
-            available, tiebreak, history, excluded, slot, 2 * k, pool,
+            available, tiebreak, history, excluded, slot, 2 * k, pool, ranks[trial % 3],
         )  # fmt: skip
         want = reference_pool(sources, cov_cos, available, tiebreak, history, excluded, k, pool)
         assert np.array_equal(cand, want[0])

@@ -88,7 +88,7 @@ def warm() -> None:
     flags = np.ones(2, dtype=np.bool_)
     hashes = np.zeros(2, dtype=np.int64)
     sizes = np.ones(1, dtype=np.int64)
-    pool_cut(rows, ones, sizes, 2, ones, flags, hashes, no_history, rows[:0], slot, 1, 1)
+    pool_cut(rows, ones, sizes, 2, ones, flags, hashes, no_history, rows[:0], slot, 1, 1, rows)
     covisit_keep(rows, ones, ones, rows, flags, hashes, no_history, rows[:0], slot, 1)
     x = np.zeros((1, 8))
     cols = np.arange(8, dtype=np.int64)

@@ -54,11 +54,57 @@ def covisit_merge(
             if cosine:
                 cos[g] += w / math.sqrt(mass[ar] * mass[r] + 1e-12) * rec
             i += 1
-    for j in range(k):
-        slot[uniq[j]] = -1
-    order = np.argsort(uniq[:k])
+    order = _scan_order(uniq[:k], slot)
     out_cos = cos[:k][order] if cosine else cos
     return uniq[:k][order], sums[:k][order], first[:k][order], out_cos
+
+
+@njit(cache=True, nogil=True)
+def _scan_order(keys: np.ndarray, slot: np.ndarray) -> np.ndarray:
+    """Positions of the distinct `keys` in ascending order, given `slot[keys[i]] == i`;
+    leaves `slot` at -1 for them.
+
+    A sort of thousands of keys costs ~40 ns each here; when they fill a good share
+    of their range, reading the range of `slot` in order costs under 1 ns a cell.
+    """
+    m = keys.shape[0]
+    if m == 0:
+        return np.zeros(0, dtype=np.int64)
+    lo = keys.min()
+    hi = keys.max()
+    if m < 64 or hi - lo + 1 > 64 * m:
+        for i in range(m):
+            slot[keys[i]] = -1
+        return np.argsort(keys)
+    out = np.empty(m, dtype=np.int64)
+    t = 0
+    for key in range(lo, hi + 1):
+        i = slot[key]
+        if i >= 0:
+            out[t] = i
+            t += 1
+            slot[key] = -1
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _order_by_rank(
+    rows: np.ndarray, rank: np.ndarray, tiebreak: np.ndarray, slot: np.ndarray
+) -> np.ndarray:
+    """`_order_by_hash` of distinct `rows`, through each row's precomputed place in
+    the (hash, row) order (`ItemStore.hash_rank`); rows without one fall back."""
+    m = rows.shape[0]
+    if m < 64:
+        return _order_by_hash(rows, tiebreak)
+    keys = np.empty(m, dtype=np.int64)
+    for i in range(m):
+        r = rows[i]
+        if r >= rank.shape[0] or rank[r] < 0:
+            return _order_by_hash(rows, tiebreak)
+        keys[i] = rank[r]
+    for i in range(m):
+        slot[keys[i]] = i
+    return _scan_order(keys, slot)
 
 
 @njit(cache=True, nogil=True)
@@ -238,6 +284,7 @@ def pool_cut(
     slot: np.ndarray,
     trending_max: int,
     pool: int,
+    hash_rank: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The union of the sources' rows, what may be shown of it, cut to `pool`.
 
@@ -316,7 +363,7 @@ def pool_cut(
     kept = np.flatnonzero(keep)
     if kept.shape[0] == 0:
         return cand[:0].copy(), per_source[:, :0].copy()
-    kept = kept[_order_by_hash(cand[kept], tiebreak)]
+    kept = kept[_order_by_rank(cand[kept], hash_rank, tiebreak, slot)]
     if pool and kept.shape[0] > pool:
         kept = kept[pool_columns(np.ascontiguousarray(per_source[:, kept]), pool)]
     return cand[kept], np.ascontiguousarray(per_source[:, kept])

@@ -102,6 +102,7 @@ class CandidatePool:
             slot,
             2 * k,
             pool,
+            store.hash_rank(),
         )
         return (cand, per_source) if len(cand) else None
 
