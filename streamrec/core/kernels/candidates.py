@@ -133,11 +133,25 @@ def allowed(
     for r in excluded:
         slot[r] = 0
     keep = np.empty(rows.shape[0], dtype=np.bool_)
+    # A search of the history per candidate cost more than the rest of the pool cut:
+    # a 64k-bit filter on the hashes' low 16 bits answers most of them "not had".
+    filtered = history.shape[0] > 8 and rows.shape[0] > 32
+    bits = np.zeros(1024 if filtered else 0, dtype=np.uint64)
+    if filtered:
+        for x in history:
+            v = np.int64(x) & 0xFFFF
+            bits[v >> 6] |= np.uint64(1) << np.uint64(v & 63)
     for c in range(rows.shape[0]):
         r = rows[c]
         ok = available[r] and slot[r] < 0
         if ok and history.shape[0]:
-            ok = not _in_sorted(history, tiebreak[r] & 0xFFFFFFFF)
+            key = tiebreak[r] & 0xFFFFFFFF
+            if filtered:
+                v = key & 0xFFFF
+                if bits[v >> 6] & (np.uint64(1) << np.uint64(v & 63)):
+                    ok = not _in_sorted(history, key)
+            else:
+                ok = not _in_sorted(history, key)
         keep[c] = ok
     for r in excluded:
         slot[r] = -1
