@@ -180,19 +180,23 @@ def render(snap: dict[str, Any]) -> Any:
 
 
 def _blend_table(snap: dict[str, Any]) -> Any:
-    """The self-tuning blend per worker: what ranks now, and how the best neighbour does."""
+    """The self-tuning blend per worker: what ranks now, and how the best neighbour does;
+    the live weights below the table (a column of them would squeeze the others)."""
+    from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="self-tuning blend (latest window per worker)")
-    for col in ("worker", "live", "switches", "scored", "NDCG live", "best", "NDCG best",
-                "weights"):  # fmt: skip
+    for col in ("worker", "live", "switches", "scored", "NDCG live", "best", "NDCG best"):
         table.add_column(col)
+    lines = []
     for worker, b in snap["blend"].items():
-        weights = ", ".join(f"{k} {v:g}" for k, v in b.get("weights", {}).items())
         table.add_row(worker, b["live"], str(b["switches"]), f"{b['scored']:,}",
-                      f"{b['ndcg_live']:.4f}", b["best"], f"{b['ndcg_best']:.4f}",
-                      weights)  # fmt: skip
-    return table
+                      f"{b['ndcg_live']:.4f}", b["best"], f"{b['ndcg_best']:.4f}")  # fmt: skip
+        weights = ", ".join(f"{k} {v:g}" for k, v in b.get("weights", {}).items())
+        if weights:
+            lines.append(Text(f"live weights ({worker}): {weights}"))
+    return Group(table, *lines)
 
 
 def run_monitor(args: argparse.Namespace, settings: Settings) -> int:

@@ -377,10 +377,69 @@ def pool_cut(
     kept = np.flatnonzero(keep)
     if kept.shape[0] == 0:
         return cand[:0].copy(), per_source[:, :0].copy()
-    kept = kept[_order_by_rank(cand[kept], hash_rank, tiebreak, slot)]
     if pool and kept.shape[0] > pool:
+        # Only a column among some source's `pool` best can make the pool (each such
+        # column ranks below `pool` somewhere, and there are at least `pool` of them),
+        # and the ranks within a source do not change when the others are left out.
+        kept = source_tops(per_source, kept, cand, tiebreak, pool)
+        kept = kept[_order_by_rank(cand[kept], hash_rank, tiebreak, slot)]
         kept = kept[pool_columns(np.ascontiguousarray(per_source[:, kept]), pool)]
+    else:
+        kept = kept[_order_by_rank(cand[kept], hash_rank, tiebreak, slot)]
     return cand[kept], np.ascontiguousarray(per_source[:, kept])
+
+
+@njit(cache=True, nogil=True)
+def source_tops(
+    per_source: np.ndarray, cols: np.ndarray, cand: np.ndarray, tiebreak: np.ndarray, pool: int
+) -> np.ndarray:
+    """The `cols` among some source's `pool` best scores (NaN: absent), equal scores
+    in the tiebreak order (hash, then row), as `pool_columns` ranks them; in `cols`'
+    order."""
+    n_src = per_source.shape[0]
+    m = cols.shape[0]
+    chosen = np.zeros(per_source.shape[1], dtype=np.bool_)
+    vals = np.empty(m)
+    present = np.empty(m, dtype=np.int64)
+    for s in range(n_src):
+        row = per_source[s]
+        p = 0
+        for c in cols:
+            v = row[c]
+            if v == v:
+                vals[p] = v
+                present[p] = c
+                p += 1
+        if p <= pool:
+            for i in range(p):
+                chosen[present[i]] = True
+            continue
+        t = -np.partition(-vals[:p], pool - 1)[pool - 1]  # the pool-th best score
+        above = 0
+        n_ties = 0
+        for i in range(p):
+            if vals[i] > t:
+                chosen[present[i]] = True
+                above += 1
+            elif vals[i] == t:
+                n_ties += 1
+        ties = np.empty(n_ties, dtype=np.int64)
+        n_ties = 0
+        for i in range(p):
+            if vals[i] == t:
+                ties[n_ties] = present[i]
+                n_ties += 1
+        if n_ties > pool - above:
+            ties = ties[_order_by_hash(cand[ties], tiebreak)][: pool - above]
+        for c in ties:
+            chosen[c] = True
+    out = np.empty(m, dtype=np.int64)
+    n = 0
+    for c in cols:
+        if chosen[c]:
+            out[n] = c
+            n += 1
+    return out[:n]
 
 
 @njit(cache=True, nogil=True)
