@@ -269,7 +269,9 @@ def _add_benchmarks(sub: Any) -> None:
     sp.add_argument("--json", action="store_true", help="print one JSON object")
     sp.add_argument("--model", help="model directory (default: the packaged all-MiniLM-L6-v2)")
     sp.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    sp.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    sp.add_argument("--backend", choices=("auto", "torch", "onnx", "onnx-int8"),
+                    help="default: STREAMREC_ENCODER_BACKEND (auto: int8 ONNX on CPU)")  # fmt: skip
+    sp.add_argument("--threads", type=int, help="CPU threads (default: one per core)")
     sp.add_argument("--stream", type=int, default=20_000, help="queries in the Zipf stream")
     sp.add_argument("--rps", type=float, help="offered requests/s for the latency run")
     sp.add_argument("--seconds", type=float, default=10.0, help="duration of the latency run")

@@ -206,6 +206,8 @@ class Settings(KeyResolution):
     #: default); texts per forward pass; token limits (queries are short, titles longer).
     encoder_model_dir: str = ""
     encoder_device: str = "auto"
+    #: auto (int8 ONNX Runtime on CPU, torch on CUDA), torch, onnx (fp32) or onnx-int8.
+    encoder_backend: str = "auto"
     encoder_threads: int = 0
     encoder_batch_size: int = 64
     query_max_tokens: int = 32
@@ -359,6 +361,11 @@ class Settings(KeyResolution):
             raise ConfigError(f"STREAMREC_STORE must be 'rocksdb' or 'memory', not {self.store!r}")
         if self.top_k < 1 or self.batch_max < 1 or self.partitions < 0:
             raise ConfigError("STREAMREC_TOP_K and _BATCH_MAX must be >= 1, _PARTITIONS >= 0")
+        if self.encoder_backend not in ("auto", "torch", "onnx", "onnx-int8"):
+            raise ConfigError(
+                f"STREAMREC_ENCODER_BACKEND={self.encoder_backend!r}: "
+                "use auto, torch, onnx or onnx-int8"
+            )
         if self.query_max_tokens < 1 or self.title_max_tokens < 1 or self.encoder_batch_size < 1:
             raise ConfigError(
                 "STREAMREC_QUERY_MAX_TOKENS, _TITLE_MAX_TOKENS and _ENCODER_BATCH_SIZE must be >= 1"

@@ -25,6 +25,7 @@ from streamrec.core.ingest import RawMessage, Rejection, parse_document
 from streamrec.core.retrieval.vectors import encode_vectors
 from streamrec.records import CatalogEmbedding, CatalogItem
 from streamrec.scorer.embedder import Embedder, item_text, text_hash
+from streamrec.scorer.progress import EmbedProgress
 from streamrec.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class ScorerPart:
     known: dict[int, dict[str, dict[str, str]]]
     dirty: dict[str, dict[int, dict[str, None]]]
     marked: set[tuple[str, int]]
+    progress: EmbedProgress
 
     async def _send(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
@@ -109,8 +111,14 @@ class CatalogWork(ScorerPart):
                     for item_id in chunk:
                         del ids[item_id]
                     await self._embed_chunk(version, partition, chunk)
+                    line = self.progress.record(version, len(chunk), self._waiting(version))
+                    if line:
+                        log.info("%s", line)
                     return True
         return False
+
+    def _waiting(self, version: str) -> int:
+        return sum(len(ids) for ids in self.dirty.get(version, {}).values())
 
     async def _embed_chunk(self, version: str, partition: int, ids: list[str]) -> None:
         items = self.items.get(partition, {})

@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 
 from streamrec.core.lru import LRUCache
+from streamrec.errors import ConfigError
 from streamrec.records import CatalogItem
-from streamrec.scorer.encoder import TextEncoder
+from streamrec.scorer.encoder import Encoder, TextEncoder, select_device
 from streamrec.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class BatchStats:
     versions: dict[str, int] = field(default_factory=dict)
 
 
-LoadEncoder = Callable[[str | Path | None], TextEncoder]
+LoadEncoder = Callable[[str | Path | None], Encoder]
 
 
 class Embedder:
@@ -78,7 +79,7 @@ class Embedder:
 
     def __init__(
         self,
-        encoder: TextEncoder,
+        encoder: Encoder,
         *,
         query_max_tokens: int = 32,
         title_max_tokens: int = 128,
@@ -86,7 +87,7 @@ class Embedder:
     ) -> None:
         self.max_tokens = {"query": query_max_tokens, "item": title_max_tokens}
         self.cache_size = cache_size
-        self.encoders: dict[str, TextEncoder] = {}
+        self.encoders: dict[str, Encoder] = {}
         self.caches: dict[str, LRUCache[np.ndarray]] = {}
         self.current = self._add(encoder)
         self.previous: str | None = None
@@ -101,7 +102,7 @@ class Embedder:
             cache_size=s.scorer_cache_size,
         )
 
-    def _add(self, encoder: TextEncoder) -> str:
+    def _add(self, encoder: Encoder) -> str:
         self.encoders[encoder.version] = encoder
         self.caches.setdefault(encoder.version, LRUCache(self.cache_size))
         return encoder.version
@@ -112,7 +113,7 @@ class Embedder:
 
     # -- versions ---------------------------------------------------------------
 
-    def stage(self, encoder: TextEncoder) -> str:
+    def stage(self, encoder: Encoder) -> str:
         """Hold a new encoder next to the current one until `promote`; returns its version."""
         if encoder.version in self.encoders and encoder.version != self.staged:
             return encoder.version  # already current (or previous): nothing to stage
@@ -234,11 +235,41 @@ class Embedder:
         return {"size": len(cache), "hit_rate": round(cache.hit_rate, 4)}
 
 
-def load_encoder(s: Settings, model_dir: str | Path | None = None) -> TextEncoder:
+def load_encoder(s: Settings, model_dir: str | Path | None = None) -> Encoder:
     """The configured encoder (or `model_dir`); ModelLoadError says which path and why."""
-    return TextEncoder(
+    return make_encoder(
         model_dir or s.encoder_model_dir or None,
+        backend=s.encoder_backend,
         device=s.encoder_device,
         threads=s.encoder_threads or None,
         batch_size=s.encoder_batch_size,
+        cache_dir=s.cache_dir,
+    )
+
+
+def make_encoder(
+    model_dir: str | Path | None,
+    *,
+    backend: str = "auto",
+    device: str = "auto",
+    threads: int | None = None,
+    batch_size: int = 64,
+    cache_dir: str | Path | None = None,
+) -> Encoder:
+    """torch on CUDA and where asked for; ONNX Runtime (int8 under "auto") on CPU."""
+    from streamrec.scorer.onnx_encoder import OnnxEncoder, onnx_available
+
+    if backend == "auto":
+        on_cpu = select_device(device).type == "cpu"
+        backend = "onnx-int8" if on_cpu and onnx_available() else "torch"
+    if backend == "torch":
+        return TextEncoder(model_dir, device=device, threads=threads, batch_size=batch_size)
+    if device.startswith("cuda"):
+        raise ConfigError(f"encoder backend {backend!r} runs on CPU; use torch for {device}")
+    return OnnxEncoder(
+        model_dir,
+        cache_dir=cache_dir or Path.home() / ".cache" / "streamrec",
+        int8=backend == "onnx-int8",
+        threads=threads,
+        batch_size=batch_size,
     )

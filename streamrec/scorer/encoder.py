@@ -26,7 +26,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -77,6 +77,18 @@ class Encoded:
     valid: np.ndarray  # (n,) bool
 
 
+class Encoder(Protocol):
+    """What the scorer holds: `TextEncoder` (torch) or `OnnxEncoder` (ONNX Runtime)."""
+
+    model_dir: Path
+    version: str
+    dim: int
+    batch_size: int
+    backend: str
+
+    def encode(self, texts: Sequence[str], max_length: int) -> Encoded: ...
+
+
 class TextEncoder:
     """A BERT-family encoder with mean pooling and L2 normalisation.
 
@@ -95,6 +107,7 @@ class TextEncoder:
 
         self.model_dir = Path(model_dir) if model_dir else default_model_dir()
         self.batch_size = batch_size
+        self.backend = "torch"
         if threads:
             torch.set_num_threads(threads)
         self.device = select_device(device)
@@ -146,6 +159,10 @@ class TextEncoder:
         ids = self.tokenizer(unique, truncation=True, max_length=max_length)["input_ids"]
         order = sorted(range(len(unique)), key=lambda j: len(ids[j]))
         out = np.zeros((len(unique), self.dim), dtype=np.float32)
+        # On CUDA the results stay on the device until every batch is queued: the
+        # GPU runs batch k while the CPU pads batch k + 1, instead of waiting for
+        # each copy back. One copy at the end.
+        on_device: list[tuple[list[int], Any]] = []
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
@@ -157,8 +174,14 @@ class TextEncoder:
                 input_ids = self._to_device(batch["input_ids"])
                 mask = self._to_device(batch["attention_mask"])
                 hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
-                pooled = mean_pool(hidden.float(), mask)
-                out[chunk] = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
+                pooled = torch.nn.functional.normalize(mean_pool(hidden.float(), mask), dim=-1)
+                if self.device.type == "cpu":
+                    out[chunk] = pooled.numpy()
+                else:
+                    on_device.append((chunk, pooled))
+            if on_device:
+                done = torch.cat([v for _, v in on_device]).cpu().numpy()
+                out[[j for chunk, _ in on_device for j in chunk]] = done
         for i, slot in enumerate(where):
             if slot >= 0:
                 vectors[i] = out[slot]

@@ -68,6 +68,8 @@ class ScorerMetrics(ScorerPart):
             "model_version": self.embedder.current,
             "staged_version": self.embedder.staged,
             "catalog_pending": sum(len(i) for ps in self.dirty.values() for i in ps.values()),
+            # The version being embedded (a staged one first): its rate and time left.
+            **self._catalog_progress(),
         }
         window = MetricsWindow(
             worker=self.scorer_id,
@@ -80,6 +82,16 @@ class ScorerMetrics(ScorerPart):
         )
         self._reset_window()
         return window
+
+    def _catalog_progress(self) -> dict[str, Any]:
+        version = self.embedder.staged or self.embedder.current
+        waiting = sum(len(i) for i in self.dirty.get(version, {}).values())
+        rate = self.progress.rate(version)
+        left = self.progress.seconds_left(version, waiting)
+        return {
+            "catalog_rate_per_s": round(rate, 1) if rate else None,
+            "catalog_seconds_left": round(left, 1) if left is not None else None,
+        }
 
     async def publish_metrics(self) -> None:
         w = self.window()

@@ -69,6 +69,7 @@ from streamrec.records import (
 from streamrec.scorer.catalog_work import CatalogWork, Tracked
 from streamrec.scorer.embedder import BatchStats, Embedder
 from streamrec.scorer.hot_swap import HotSwap
+from streamrec.scorer.progress import EmbedProgress
 from streamrec.scorer.scorer_metrics import ScorerMetrics
 from streamrec.settings import Settings
 
@@ -108,6 +109,7 @@ class ScorerService(CatalogWork, HotSwap, ScorerMetrics):
         self.items: dict[int, dict[str, Tracked]] = {}
         self.known: dict[int, dict[str, dict[str, str]]] = {}  # p -> item -> version -> hash
         self.dirty: dict[str, dict[int, dict[str, None]]] = {}  # version -> p -> ordered ids
+        self.progress = EmbedProgress()
         self.catch_up_to: dict[int, int] = {}  # p -> end offset at assignment
         self.next_offset: dict[int, int] = {}
         self.marked: set[tuple[str, int]] = set()
@@ -168,10 +170,11 @@ class ScorerService(CatalogWork, HotSwap, ScorerMetrics):
         await self.consumer.start()
         self.consumer.subscribe([self.t_requests, self.t_catalog], listener=_Rebalance(self))
         log.info(
-            "scorer %s: encoder %s on %s (dim %d), group %s-scorer",
+            "scorer %s: encoder %s, %s on %s (dim %d), group %s-scorer",
             self.scorer_id,
             self.embedder.current,
-            self.embedder.encoders[self.embedder.current].device,
+            self.embedder.encoders[self.embedder.current].backend,
+            getattr(self.embedder.encoders[self.embedder.current], "device", "cpu"),
             self.embedder.dim,
             s.app_id,
         )
