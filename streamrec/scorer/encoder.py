@@ -138,24 +138,9 @@ class TextEncoder:
         """Encode `texts` (any order, duplicates, empties allowed) to unit vectors."""
         import torch
 
-        n = len(texts)
-        vectors = np.zeros((n, self.dim), dtype=np.float32)
-        valid = np.zeros(n, dtype=bool)
-        slot_of: dict[str, int] = {}
-        unique: list[str] = []
-        where: list[int] = []
-        for text in texts:
-            if not isinstance(text, str) or not text.strip():
-                where.append(-1)
-                continue
-            slot = slot_of.get(text)
-            if slot is None:
-                slot = slot_of[text] = len(unique)
-                unique.append(text)
-            where.append(slot)
+        unique, where = distinct_texts(texts)
         if not unique:
-            return Encoded(vectors, valid)
-
+            return scatter(np.zeros((0, self.dim), dtype=np.float32), where)
         ids = self.tokenizer(unique, truncation=True, max_length=max_length)["input_ids"]
         order = sorted(range(len(unique)), key=lambda j: len(ids[j]))
         out = np.zeros((len(unique), self.dim), dtype=np.float32)
@@ -182,14 +167,35 @@ class TextEncoder:
             if on_device:
                 done = torch.cat([v for _, v in on_device]).cpu().numpy()
                 out[[j for chunk, _ in on_device for j in chunk]] = done
-        for i, slot in enumerate(where):
-            if slot >= 0:
-                vectors[i] = out[slot]
-                valid[i] = True
-        return Encoded(vectors, valid)
+        return scatter(out, where)
 
     def _to_device(self, t: Any) -> Any:
         return t if self.device.type == "cpu" else t.to(self.device)
+
+
+def distinct_texts(texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """The distinct non-blank texts, first seen first, and each input's index among them
+    (-1: nothing to encode): a batch's duplicates are encoded once."""
+    slot_of: dict[str, int] = {}
+    unique: list[str] = []
+    where = np.full(len(texts), -1, dtype=np.int64)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            continue
+        slot = slot_of.get(text)
+        if slot is None:
+            slot = slot_of[text] = len(unique)
+            unique.append(text)
+        where[i] = slot
+    return unique, where
+
+
+def scatter(vectors: np.ndarray, where: np.ndarray) -> Encoded:
+    """The distinct texts' `vectors` back in input order (zeros and invalid for blanks)."""
+    out = np.zeros((len(where), vectors.shape[1]), dtype=np.float32)
+    valid = where >= 0
+    out[valid] = vectors[where[valid]]
+    return Encoded(out, valid)
 
 
 def mean_pool(hidden: Any, mask: Any) -> Any:

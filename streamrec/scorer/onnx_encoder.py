@@ -37,9 +37,11 @@ from streamrec.scorer.encoder import (
     Encoded,
     ModelLoadError,
     default_model_dir,
+    distinct_texts,
     load_pretrained,
     mean_pool,
     model_version,
+    scatter,
 )
 
 log = logging.getLogger("streamrec.scorer")
@@ -171,28 +173,11 @@ class OnnxEncoder:
 
     def encode(self, texts: Sequence[str], max_length: int) -> Encoded:
         """Encode `texts` (any order, duplicates, empties allowed) to unit vectors."""
-        n = len(texts)
-        vectors = np.zeros((n, self.dim), dtype=np.float32)
-        valid = np.zeros(n, dtype=bool)
-        slot_of: dict[str, int] = {}
-        unique: list[str] = []
-        where = np.full(n, -1, dtype=np.int64)
-        for i, text in enumerate(texts):
-            if not isinstance(text, str) or not text.strip():
-                continue
-            slot = slot_of.get(text)
-            if slot is None:
-                slot = slot_of[text] = len(unique)
-                unique.append(text)
-            where[i] = slot
+        unique, where = distinct_texts(texts)
         if not unique:
-            return Encoded(vectors, valid)
+            return scatter(np.zeros((0, self.dim), dtype=np.float32), where)
         ids = self.tokenizer(unique, truncation=True, max_length=max_length)["input_ids"]
-        out = self.encode_ids(ids)
-        hit = where >= 0
-        vectors[hit] = out[where[hit]]
-        valid[hit] = True
-        return Encoded(vectors, valid)
+        return scatter(self.encode_ids(ids), where)
 
     def encode_ids(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
         """Vectors of token id lists, in batches of similar length (less padding)."""
