@@ -92,6 +92,7 @@ class ScorerClient:
         self.stats = ClientStats()
         self._waiting: dict[str, _Waiting] = {}
         self._probe: str | None = None
+        self._probe_texts: list[str] = []
         self._seq = 0
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -160,6 +161,7 @@ class ScorerClient:
                 )
             self.up = False
             self._probe = request_id  # its late reply, if any, marks the scorer up
+            self._probe_texts = texts
             return None
 
     async def _send(
@@ -203,6 +205,23 @@ class ScorerClient:
             for records in batches.values():
                 for r in records:
                     self._take(r)
+            await self._probe_while_down()
+
+    async def _probe_while_down(self) -> None:
+        """Ask a scorer known to be down again, without waiting for traffic to do it.
+
+        A probe that is never answered (a scorer that joined its group after the
+        request was sent does not see it) expires, and the next one goes out: so
+        the first search after the scorer is back gets its vector, instead of
+        being the probe that finds out.
+        """
+        self._expire()
+        if self.up or self._probe is not None or not self._probe_texts:
+            return
+        try:
+            self._probe = await self._send(self._probe_texts, None, None)
+        except Exception as exc:  # the broker is away too: try again on the next round
+            log.debug("scorer probe not sent: %r", exc)
 
     def _take(self, r: Any) -> None:
         request_id = r.key.decode("utf-8", "replace") if r.key else ""
