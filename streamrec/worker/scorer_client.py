@@ -9,8 +9,9 @@ without vectors (flagged and counted). The contract:
 
 * a request waits at most `scorer_timeout_ms`;
 * after a timeout the scorer counts as *down*: later batches do not wait at
-  all; each sends its texts as a probe (at most one probe in flight), and the
-  first reply that arrives, late or probe, marks it up again;
+  all; a probe is sent (a batch's texts, or on its own every few seconds: at
+  most one in flight), and the first reply that arrives, late or probe, marks
+  it up again;
 * replies that arrive after their batch moved on are not wasted: they go to
   `on_late`, which puts the vectors in the worker's query cache.
 """
