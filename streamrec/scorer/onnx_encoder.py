@@ -61,12 +61,12 @@ def onnx_available() -> bool:
 
 def export(model_dir: Path, out: Path, *, int8: bool) -> Path:
     """`model.onnx` (fp32) and, with `int8`, `model.int8.onnx` in `out`; returns the one to run."""
-    import torch
-
     name = "model.int8.onnx" if int8 else "model.onnx"
     target = out / name
     if target.is_file():
-        return target
+        return target  # a cached export: torch is not even imported
+    import torch
+
     _tokenizer, model = load_pretrained(model_dir)
     model.eval()
 
