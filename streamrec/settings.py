@@ -266,8 +266,8 @@ class Settings(KeyResolution):
     #: Seconds between worker metrics windows and recommender snapshots.
     metrics_interval_s: float = 10.0
     snapshot_interval_s: float = 60.0
-    #: A worker with events waiting that receives none for this long logs a warning
-    #: with Faust's view of each partition (`worker/stall.py`); 0: never.
+    #: A partition with events waiting that delivers none for this long is logged with
+    #: Faust's view of it and sought to its next event (`worker/stall.py`); 0: never.
     stall_warn_s: float = 30.0
     #: Workers share what they learn about items over `shared.state` (core/sharing.py):
     #: N workers learn as one, and a restarted worker loses nothing of it.

@@ -151,6 +151,7 @@ class Worker:
         self.app = self.outbox.app = self._build_app()
         self.stall.app = self.app
         self.monitoring.repaired = self.store.take_repaired
+        self.monitoring.sought = self.stall.take_sought
         if self.shared is not None:
             self.monitoring.shared_lag = self.shared.take_lag
 

@@ -51,6 +51,8 @@ class WorkerMonitoring:
         self.repaired = repaired
         #: The shared-state follower's fold lag since the last call (`worker/shared.py`).
         self.shared_lag: Callable[[], dict[str, Any]] = dict
+        #: Stalled partitions sought back since the last call (`worker/stall.py`).
+        self.sought: Callable[[], int] = lambda: 0
         self.state = MetricsState(worker_id)
         self.alerts = AlertEngine(settings.alert_rule_set(), worker_id)
         self.t_metrics = settings.topic(METRICS)
@@ -65,6 +67,9 @@ class WorkerMonitoring:
         repaired = self.repaired()
         if repaired:
             window.counts["profiles_repaired"] += repaired
+        sought = self.sought()
+        if sought:
+            window.counts["partitions_sought"] += sought
         if self.engine.sharing is not None:  # deltas published and folded in (core/sharing.py)
             for name, n in self.engine.sharing.take_window().items():
                 window.counts[f"shared_{name}"] += n

@@ -40,6 +40,7 @@ def kafka_settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
         store="memory",
         metrics_interval_s=1.0,
         snapshot_interval_s=5.0,
+        stall_warn_s=10.0,  # a stalled partition is sought back well inside a test's wait
     )
 
 

@@ -23,8 +23,9 @@ from streamrec.core.monitoring.histogram import LogHistogram
 #: whose item has no vector in the active encoder version.
 VECTOR_COUNTS = ("query_vector", "no_query_vector", "no_item_vector")
 #: Counts of recovery work: events already applied to their profile before a restart
-#: (not learned twice), and stored profiles that could not be read as they were.
-RECOVERY_COUNTS = ("replayed", "profiles_repaired")
+#: (not learned twice), stored profiles that could not be read as they were, and
+#: partitions that stalled with events waiting and were sought back to them.
+RECOVERY_COUNTS = ("replayed", "profiles_repaired", "partitions_sought")
 #: Users erased (`forget` events; valid events without a list).
 PRIVACY_COUNTS = ("erasures",)
 MAIN_COUNTS = ("in", "valid", "dlq", "duplicates", "recommendations")
