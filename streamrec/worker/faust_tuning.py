@@ -33,7 +33,10 @@
    offset, which used to read as "the broker lost its data" and stopped the
    worker (seen in CI: a restarted worker stopped 30 events short of the end
    of a partition). `below_committed` tells the two apart by the partition's
-   high watermark: data that is still there is a redelivery, skipped.
+   high watermark: data that is still there is a redelivery, skipped. The
+   same race can leave Faust's read offset past events it never handed to the
+   agent, which it then drops as already read; `worker/stall.py` finds such a
+   partition (events waiting, none in flight, none delivered) and seeks it back.
 7. Commits never pass an event in flight: Faust's commit offset is the end of
    the first run of acked offsets, where offsets it counts as a gap (never
    delivered) also count as acked. Two of its rules let a commit pass an event

@@ -69,8 +69,11 @@ def make_stack(
         stack.stop()
 
 
-def metrics_totals(settings: Settings, expect_in: int, timeout_s: float = 30) -> dict[str, int]:
-    """Sum of every worker's windows, once they account for `expect_in` events."""
+def metrics_totals(
+    settings: Settings, expect_in: int, timeout_s: float = 30, more: tuple[str, ...] = ()
+) -> dict[str, int]:
+    """Sum of every worker's windows, once they account for `expect_in` events: the main
+    counts, and those named in `more`."""
     deadline = time.monotonic() + timeout_s
     consumer = tail(settings, METRICS)
     windows: list[MetricsWindow] = []
@@ -80,7 +83,8 @@ def metrics_totals(settings: Settings, expect_in: int, timeout_s: float = 30) ->
                 MetricsWindow.from_dict(serde.loads(r.value)) for r in read_all(consumer, max_s=5)
             ]
             totals = {
-                k: sum(w.counts[k] for w in windows) for k in ("in", "valid", "dlq", "duplicates")
+                k: sum(w.counts.get(k, 0) for w in windows)
+                for k in ("in", "valid", "dlq", "duplicates", *more)
             }
             if totals["in"] >= expect_in or time.monotonic() > deadline:
                 return totals
