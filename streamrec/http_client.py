@@ -1,4 +1,5 @@
-"""`RecommendationClient`: streamrec over HTTP (`streamrec serve`), standard library only.
+"""`RecommendationClient`: streamrec over HTTP (`streamrec serve`): the
+standard library's `http.client` and the project's JSON codec, no Kafka client.
 
 Use it where an app should not speak Kafka or hold every user's list in
 memory: web and mobile backends, other languages' services behind a proxy,

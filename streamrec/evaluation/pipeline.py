@@ -49,8 +49,7 @@ class RecordedModel:
         self.recorded = recorded
 
     def process(self, events: Sequence[RawEvent], k: int) -> list[list[str] | None]:
-        lists = self.recorded.lists
-        return [(got[:k] if (got := lists.get(ev.event_id)) is not None else None) for ev in events]
+        return self.recorded.process(events, k)
 
     def recommend(self, user: str, k: int) -> list[str]:
         raise StreamrecError("the pipeline publishes lists after events only: no leave-last-out")

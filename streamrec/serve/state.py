@@ -28,6 +28,7 @@ from streamrec import serde
 from streamrec.core.catalog import Catalog
 from streamrec.core.filters import Filters
 from streamrec.core.items import ItemStore
+from streamrec.core.monitoring.view import MonitorView
 from streamrec.core.monitoring.windows import merge_windows
 from streamrec.core.privacy import Pseudonymizer
 from streamrec.core.profile import EVENT_WEIGHTS
@@ -36,7 +37,6 @@ from streamrec.core.retrieval.vectors import ItemVectors
 from streamrec.errors import SerdeError
 from streamrec.records import CatalogItem
 from streamrec.serve.store import ListStore
-from streamrec.tools.dashboard import MonitorView
 
 
 class ServingState:

@@ -16,6 +16,7 @@ from streamrec.core.monitoring.abtest import compare_variants, two_proportion_te
 from streamrec.core.monitoring.alerts import AlertEngine, AlertRule, parse_rules
 from streamrec.core.monitoring.histogram import LogHistogram
 from streamrec.core.monitoring.quality import OnlineQuality, QualitySums
+from streamrec.core.monitoring.view import MonitorView
 from streamrec.core.monitoring.windows import merge_windows
 from streamrec.core.ranking.variants import Experiment
 from streamrec.errors import ConfigError
@@ -24,7 +25,7 @@ from streamrec.prometheus import MetricsState
 from streamrec.prometheus import render as prometheus_text
 from streamrec.records import CatalogItem, DriftStat, MetricsWindow, Recommendation
 from streamrec.settings import Settings
-from streamrec.tools.dashboard import MonitorView, render
+from streamrec.tools.dashboard import render
 from streamrec.worker import metrics_window
 
 T0 = 1_700_000_000_000

@@ -9,12 +9,13 @@ from streamrec.build import build_engine
 from streamrec.core import snapshot
 from streamrec.core.engine import DictProfileStore
 from streamrec.core.ingest import RawMessage
+from streamrec.core.monitoring.view import MonitorView
 from streamrec.core.ranking.feedback import ops_from_wire, ops_to_wire, replay
 from streamrec.core.ranking.models import FEATURES
 from streamrec.core.ranking.tuner import BlendTuner
 from streamrec.records import MetricsWindow, RawEvent
 from streamrec.settings import Settings
-from streamrec.tools.dashboard import MonitorView, render
+from streamrec.tools.dashboard import render
 
 NOW = 1_800_000_000_000
 
