@@ -10,7 +10,7 @@ for most of the run), and samples the worker's resident memory (RSS) every
 `soak.png` (RSS against events processed) to `--out`, and prints:
 
 * RSS at the start of the last quarter of the events and its highest value
-  in that quarter (the issue's bar: within 10%);
+  in that quarter (the bar: within 10%);
 * bytes per profile as stored (the changelog record) and per decoded profile
   in the worker's cache (measured with tracemalloc on profiles read back).
 """

@@ -1,8 +1,8 @@
 """The online ranker shared by every worker: what each one's learning changed, added by all.
 
 Each worker's river ranker learns from the lists its own partitions published.
-Two ways to make N of them learn as one (issue 16 asked to measure both:
-`scripts/ranker_sharing.py`, docs/scaling.md):
+Two ways to make N of them learn as one, both measured by
+`scripts/ranker_sharing.py` (docs/scaling.md):
 
 * ``sum`` (summed updates, the default): a worker publishes the change its own
   SGD steps made to the weights and intercept since its last record, and

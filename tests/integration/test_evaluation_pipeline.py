@@ -34,7 +34,7 @@ def test_pipeline_and_in_process_evaluation_agree_on_a_movielens_slice(make_stac
 
 
 def test_three_workers_rank_within_two_percent_of_one_worker_on_live_traffic(make_stack, tmp_path):
-    """Issue 16's bar, on events paced as a shop sends them (a backlog replay puts each
+    """Within 2% of one worker, on events paced as a shop sends them (a backlog replay puts each
     worker at its own point in event time: docs/scaling.md measures that case)."""
     stack = make_stack(workers=3, partitions=4)
     s = stack.settings

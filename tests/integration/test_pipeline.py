@@ -99,7 +99,7 @@ def test_client_reader_cold_start_and_catalog_rules(make_stack):
     ids = rec.item_ids
     assert set(ids) == {"hat", "scarf"}  # cold start: trending, never the unavailable item
     # From popularity: now (trending) or its rise (growth), which weigh the same in the
-    # blend since issue 15; either may lead for a new item.
+    # blend; either may lead for a new item.
     popular = {"trending", "rising in popularity"}
     assert all(i.reason in popular and "trending" in i.sources and i.score > 0 for i in rec.items)
     reader.close()

@@ -1,0 +1,63 @@
+"""House rules a reader relies on: the docs describe the system, not its history;
+the core is free of Kafka, HTTP and settings; links in the docs lead somewhere."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TEXT = (".py", ".md", ".sh", ".toml", ".yml", ".html", ".js")
+#: An issue, stop or session number: work tracking a reader cannot look up. Another
+#: project's issue, named with its project ("faust-streaming issue 606"), is a citation.
+TRACKING = re.compile(r"(?:(?P<before>\S*)\s|^)(?:[Ii]ssue|[Ss]top|[Ss]ession)s? #?\d+\b(?!/|\.\d)")
+
+
+def product_files() -> list[Path]:
+    roots = [ROOT / d for d in ("streamrec", "scripts", "tests", "docs", "topics")]
+    files = [p for r in roots for p in r.rglob("*") if p.suffix in TEXT and p.is_file()]
+    return [*files, ROOT / "README.md", ROOT / "pyproject.toml", ROOT / "docker-compose.yml"]
+
+
+def test_no_work_tracking_numbers_in_code_docs_or_tests():
+    found = []
+    for path in product_files():
+        for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            for m in TRACKING.finditer(line):
+                if not re.search(r"\w[-/]\w", m.group("before") or ""):  # not "<project> issue N"
+                    found.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()[:90]}")
+    assert found == [], "history belongs in CHANGELOG.md and git:\n" + "\n".join(found)
+
+
+def test_the_core_imports_no_kafka_http_or_settings():
+    banned = ("faust", "aiokafka", "kafka", "aiohttp", "streamrec.settings", "streamrec.worker")
+    found = []
+    for path in (ROOT / "streamrec" / "core").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            found += [
+                f"{path.relative_to(ROOT)}: {name}"
+                for name in names
+                if any(name == b or name.startswith(b + ".") for b in banned)
+            ]
+    assert found == []
+
+
+def test_links_in_the_docs_stay_inside_the_repository_and_resolve():
+    link = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+    broken = []
+    for doc in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+        for target in link.findall(doc.read_text()):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            resolved = (doc.parent / target).resolve()
+            if not resolved.is_relative_to(ROOT) or not resolved.exists():
+                broken.append(f"{doc.relative_to(ROOT)} -> {target}")
+    assert broken == []
