@@ -15,7 +15,8 @@ class RecItem(NamedTuple):
     item_id: str
     score: float
     reason: str
-    #: Candidate sources that proposed it: query, interest, covisit, trending.
+    #: Candidate sources that proposed it (`core.ranking.features.SOURCES`): query,
+    #: interest, covisit, covisit_idf, sequence, category, trending.
     sources: tuple[str, ...] = ()
     #: The (up to 3) features that contributed most to its score, with their share.
     features: tuple[tuple[str, float], ...] = ()

@@ -97,3 +97,34 @@ def test_dead_letters_are_kept_no_longer_than_the_input_they_come_from():
     assert "original" not in schema["properties"] and "sealed" in schema["required"]
     audit = load_contract("privacy.audit")
     assert audit.config["cleanup.policy"] == "compact"
+
+
+def test_the_lists_the_engine_publishes_keep_to_the_recommendations_contract():
+    """Every field of real lists, every candidate source included, against the schema a
+    consumer validates with."""
+    import time
+
+    from streamrec.build import build_engine
+    from streamrec.core.engine import DictProfileStore
+    from streamrec.core.ranking.features import SOURCES
+    from streamrec.datasets.synthetic import SyntheticShop
+    from streamrec.settings import Settings
+    from streamrec.tools.rank_bench import shop_messages
+
+    schema = load_contract("recommendations").value_schema
+    item = schema["properties"]["items"]["items"]["properties"]
+    assert set(item["sources"]["items"]["enum"]) == set(SOURCES)
+    validate = compile_validator(schema)
+    engine = build_engine(Settings.from_env({}).with_overrides(partitions=1))
+    shop = SyntheticShop(seed=3)
+    for it in shop.catalog:
+        engine.catalog.upsert(it)
+    now = int(time.time() * 1000)
+    msgs = shop_messages(shop, 3_000, now)
+    store = DictProfileStore()
+    seen: set[str] = set()
+    for i in range(0, len(msgs), 200):
+        for rec in engine.process_batch(msgs[i : i + 200], store, now).recommendations:
+            validate(serde.loads(serde.dumps(rec.to_dict())))
+            seen.update(s for it in rec.items for s in it.sources)
+    assert {"covisit", "trending", "sequence"} <= seen  # the sources a shop's lists carry
