@@ -33,9 +33,10 @@ workers, are still folded.
 >>> share_a, share_b = Sharing(a, "w1"), Sharing(b, "w2")
 >>> row = a.items.row("42")
 >>> share_a.learn(0, 7, row, "view", 1_000, [])
->>> [log.items for log in share_a.take()]  # published by w1 ...
-[('42',)]
->>> share_b.fold(decode(share_a.last[0].to_bytes()))  # ... folded by w2
+>>> (published,) = share_a.take()  # published by w1 ...
+>>> published.items
+('42',)
+>>> share_b.fold(decode(published.to_bytes()))  # ... folded by w2
 'applied'
 >>> round(b.trending.score(b.items.row("42")), 3), share_b.ledger.covers(0, 7)
 (1.0, True)
@@ -72,8 +73,6 @@ class Sharing:
         )
         self.ledger = Ledger()
         self._log = LogBuilder()
-        #: The records of the latest `take` (tests and the doctest read them).
-        self.last: list[ItemLog | RankerDelta] = []
         #: Records published, folded, skipped as known, folded in part (some of their
         #: events known), refused.
         self.counts = {"published": 0, "folded": 0, "known": 0, "overlap": 0, "bad": 0}
@@ -135,7 +134,6 @@ class Sharing:
         if self.ranker is not None and (model := self.ranker.take()) is not None:
             out.append(model)
         self.counts["published"] += len(out)
-        self.last = out
         return out
 
     # -- folding ----------------------------------------------------------------

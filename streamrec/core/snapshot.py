@@ -33,7 +33,7 @@ crash or a silent reset: an unknown format or version is an error that says so.
 >>> from streamrec.records import Event
 >>> rec = Recommender()
 >>> for i, item in enumerate("abcab"):
-...     rec.observe(Event(f"e{i}", "view", "u", 1_000 + i, item_id=item), rec.items.row(item), [])
+...     _ = rec.learn_item(rec.items.row(item), "view", 1_000 + i, [])
 >>> header, arrays = capture(rec)
 >>> back = Recommender()
 >>> restore(back, header, arrays)

@@ -17,7 +17,6 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -229,10 +228,6 @@ class Embedder:
             except Exception as exc:
                 results.append((it, None, f"{type(exc).__name__}: {exc}"))
         return results
-
-    def cache_stats(self) -> dict[str, Any]:
-        cache = self.caches[self.current]
-        return {"size": len(cache), "hit_rate": round(cache.hit_rate, 4)}
 
 
 def load_encoder(s: Settings, model_dir: str | Path | None = None) -> Encoder:

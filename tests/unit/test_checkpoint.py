@@ -90,8 +90,9 @@ def test_a_new_worker_starts_from_the_checkpoint_and_folds_on_from_its_offsets(t
     snaps = Snapshots(s)
     cut = None
     for start in range(0, len(msgs), 100):
-        log += writer.process_batch(msgs[start : start + 100], profiles, NOW).deltas
-        for d in log[len(log) - len(share.last) :]:
+        deltas = writer.process_batch(msgs[start : start + 100], profiles, NOW).deltas
+        log += deltas
+        for d in deltas:
             share.fold(decode(d.to_bytes()))  # its own coming back
         snaps.shared_offsets[0] = len(log)
         if start == 600:

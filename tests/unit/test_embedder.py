@@ -41,7 +41,7 @@ def test_query_cache_across_batches(enc_a):
     stats = BatchStats()
     e.answer([(["tv", "lamp", "sink"], "query", None)], stats)
     assert (stats.cache_hits, stats.cache_misses, stats.encoded) == (2, 1, 1)
-    assert e.cache_stats()["hit_rate"] > 0
+    assert e.caches[e.current].hit_rate > 0
 
 
 def test_versions_stage_promote_and_answer_what_was_asked(enc_a, enc_b):

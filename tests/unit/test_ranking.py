@@ -13,6 +13,7 @@ from streamrec.core.ranking.models import FEATURES, OnlineRanker
 from streamrec.core.ranking.recommender import SOURCES, RankContext, Recommender
 from streamrec.core.retrieval.interest import InterestModel, UserVectors
 from streamrec.records import CatalogItem, Event
+from tests.unit.learn import observe
 
 T0 = 1_700_000_000_000
 MIN = 60_000
@@ -61,7 +62,7 @@ def simulate(
         p = profiles[u]
         row = store.row(item) if item else None
         session = [] if up.is_new_session(p, ev) else store.rows(p.session_item_ids()).tolist()
-        rec.observe(ev, row, session)
+        observe(rec, ev, row, session)
         up.update(p, ev, store.categories(row) if row is not None else ())
         if etype == "impression":
             rec.observe_impression(ev, p, RankContext())
@@ -146,7 +147,7 @@ def test_candidates_are_merged_with_their_sources_and_explained():
     p = Profile.new("me")
     for n, item in enumerate(["i1", "i2", "i1", "i2"]):  # i1, i2 co-visited
         ev = Event(f"e{n}", "view", "me" if n >= 2 else "other", T0 + n, item_id=item)
-        rec.observe(ev, store.row(item), [store.row("i1")] if item == "i2" else [])
+        observe(rec, ev, store.row(item), [store.row("i1")] if item == "i2" else [])
         if ev.user == "me":
             up.update(p, ev, store.categories(store.row(item)))
     vec = {store.row(f"i{i}"): np.eye(4, dtype=np.float32)[i % 4] for i in range(40)}
@@ -178,7 +179,7 @@ def test_diversity_caps_items_per_category():
     rec = Recommender(top_k=10, max_per_category=2)
     pop = shop(rec.items, 80)
     for n, item in enumerate(pop * 2):
-        rec.observe(Event(f"e{n}", "view", f"u{n}", T0 + n, item_id=item), rec.items.row(item), [])
+        observe(rec, Event(f"e{n}", "view", f"u{n}", T0 + n, item_id=item), rec.items.row(item), [])
     top = rec.recommend(Profile.new("x"), None)
     cats = [category(rec.items, x.item_id) for x in top]
     assert len(top) == 10 and max(cats.count(c) for c in set(cats)) <= 2
@@ -209,7 +210,7 @@ def test_ranker_and_recommender_survive_a_snapshot_round_trip():
     assert (
         clone.ranker is not None
         and clone.ranker.ready
-        and clone.ranking_version == rec.ranking_version
+        and clone.model_for(None).version == rec.model_for(None).version
     )
     x = rng.random((7, len(FEATURES)))
     assert np.allclose(clone.ranker.score(x), ranker.score(x))
@@ -279,7 +280,7 @@ def test_a_pickled_snapshot_of_the_previous_version_is_migrated_and_serves_the_s
     for e, cats in legacy_events():
         p = profiles.setdefault(e.user, Profile.new(e.user))
         session = [] if up.is_new_session(p, e) else p.session_item_ids(10)
-        learned.observe(e, store.row(e.item_id), store.rows(session).tolist())
+        observe(learned, e, store.row(e.item_id), store.rows(session).tolist())
         if e.type == "purchase":
             learned.value.observe_purchase(p, e.price, e.ts)
         up.update(p, e, cats[e.item_id])

@@ -2,6 +2,7 @@ from streamrec.core import snapshot
 from streamrec.core.profile import Profile, ProfileUpdater
 from streamrec.core.ranking.recommender import Recommender
 from streamrec.records import CatalogItem, Event
+from tests.unit.learn import observe
 
 HOUR = 3_600_000
 T0 = 1_700_000_000_000
@@ -18,7 +19,7 @@ def feed(rec: Recommender, events, profiles=None):
     for e in events:
         p = profiles.setdefault(e.user, Profile.new(e.user))
         session = [] if up.is_new_session(p, e) else items.rows(p.session_item_ids()).tolist()
-        rec.observe(e, items.row(e.item_id), session)
+        observe(rec, e, items.row(e.item_id), session)
         up.update(p, e)
     return profiles
 
@@ -115,7 +116,7 @@ def _history_world(updater: ProfileUpdater, **kw: bool) -> tuple[Recommender, Pr
     events = [view(1, "me", "old", T0, "purchase", price=5.0)]
     events += [view(2 + i, "me", f"book-{i}", T0 + (1 + i) * 60_000) for i in range(1000)]
     for e in events:
-        rec.observe(e, rec.items.row(e.item_id), [])
+        observe(rec, e, rec.items.row(e.item_id), [])
         updater.update(me, e)
     now = T0 + 1001 * 60_000
     crowd = [view(5000 + i, f"c{i}", "old", now + i) for i in range(200)]

@@ -26,7 +26,7 @@ list is the same in every process, however rows were handed out.
 >>> store = ItemStore()
 >>> r = Recommender(store, top_k=2)
 >>> for i, item in enumerate(["a", "b", "a", "c"]):
-...     r.observe(Event(f"e{i}", "view", "u_1", 1_000 + i, item_id=item), store.row(item), [])
+...     _ = r.learn_item(store.row(item), "view", 1_000 + i, [])
 >>> [x.item_id for x in r.recommend(Profile.new("u_2"), None)]
 ['a', 'c']
 """
@@ -145,19 +145,6 @@ class Recommender(CandidatePool, FeatureBuilder, Explainer):
 
     # -- learning ---------------------------------------------------------------
 
-    def observe(
-        self,
-        event: Event,
-        row: int | None,
-        session_rows: Sequence[int],
-        recent_rows: Sequence[int] = (),
-    ) -> None:
-        """Learn from one event on item `row`; `session_rows` are the session's rows before
-        it, `recent_rows` the user's newest."""
-        self.observe_user(event)
-        if row is not None:
-            self.learn_item(row, event.type, event.ts, session_rows, recent_rows)
-
     def observe_user(self, event: Event) -> None:
         """What one event teaches about its user: feedback on what they were offered."""
         if self.ranker is not None:
@@ -228,10 +215,6 @@ class Recommender(CandidatePool, FeatureBuilder, Explainer):
         tuner = self.tuner
         if tuner is not None and tuner.learn(evidence) is not None and self.ranker is not None:
             self.ranker.baseline = tuner.blend
-
-    @property
-    def ranking_version(self) -> str:
-        return self.model_for(_NO_VARIANT).version
 
     def model_for(self, variant: Variant | None) -> FixedBlend | OnlineRanker:
         """What ranks for this variant: the online ranker while it is ready (unless the
