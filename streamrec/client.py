@@ -36,7 +36,7 @@ from streamrec.contracts import (
 )
 from streamrec.core.filters import Filters
 from streamrec.core.privacy import Pseudonymizer
-from streamrec.errors import BrokerError, StreamrecError
+from streamrec.errors import BrokerError, InvalidEvent
 from streamrec.http_client import RecommendationClient, ServeError
 from streamrec.records import AuditRecord, CatalogItem, RawEvent, Recommendation
 from streamrec.settings import Settings
@@ -115,10 +115,6 @@ def read_table(
         return latest_per_key((r.key, r.value) for r in read_all(consumer, idle_s=idle_s))
     finally:
         consumer.close()
-
-
-class InvalidEvent(StreamrecError, ValueError):
-    """`track()` was called with an event the worker would reject."""
 
 
 class EventProducer:

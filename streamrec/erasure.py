@@ -25,13 +25,9 @@ from streamrec import serde
 from streamrec.client import EventProducer, read_all, tail
 from streamrec.contracts import PRIVACY_AUDIT
 from streamrec.core.privacy import Pseudonymizer
-from streamrec.errors import StreamrecError
+from streamrec.errors import ErasureTimeout
 from streamrec.records import AuditRecord
 from streamrec.settings import Settings
-
-
-class ErasureTimeout(StreamrecError):
-    """No worker confirmed the erasure in time (the request stays queued)."""
 
 
 def forget_user(settings: Settings, user_id: str, *, timeout_s: float = 30.0) -> AuditRecord:

@@ -27,18 +27,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from streamrec import serde
-from streamrec.errors import StreamrecError
+from streamrec.errors import ServeError
 from streamrec.records import Recommendation
-
-
-class ServeError(StreamrecError):
-    """The service answered an error: `status`, `code` and what to do (`detail`)."""
-
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(f"HTTP {status} {code}: {detail}")
-        self.status = status
-        self.code = code
-        self.detail = detail
 
 
 class RecommendationClient:

@@ -27,7 +27,7 @@ import hmac
 import os
 import struct
 
-from streamrec.errors import StreamrecError
+from streamrec.errors import SealError
 
 
 def _derive(secret: bytes, purpose: bytes) -> bytes:
@@ -75,10 +75,6 @@ class Pseudonymizer:
 
     def __call__(self, user_id: str) -> str:
         return self._user(user_id)
-
-
-class SealError(StreamrecError):
-    """Sealed bytes could not be opened: another key, or they were altered."""
 
 
 _NO_KEY = 0xFFFFFFFF

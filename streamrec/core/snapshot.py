@@ -57,7 +57,7 @@ from streamrec.core.ranking.covisit import CoVisitation
 from streamrec.core.ranking.models import FEATURES, Offer, OnlineRanker
 from streamrec.core.ranking.popularity import CategoryTop, Trending
 from streamrec.core.ranking.recommender import Recommender
-from streamrec.errors import StreamrecError
+from streamrec.errors import SnapshotError
 
 log = logging.getLogger(__name__)
 _GRAPH_SETTINGS = ("window", "max_neighbours", "directed", "distance_decay", "type_weights")
@@ -66,10 +66,6 @@ _GRAPH_ARRAYS = ("src", "dst", "w")  # and "mass" per position (absent from olde
 FORMAT = "streamrec-learned-state"
 VERSION = 1
 _TRENDING_ARRAYS = ("scaled", "top_rows", "top_scores", "refreshed")
-
-
-class SnapshotError(StreamrecError):
-    """A snapshot file that is not a streamrec snapshot of a version this code reads."""
 
 
 # -- ids ----------------------------------------------------------------------

@@ -30,11 +30,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from streamrec.errors import ConfigError
-
-
-class ModelLoadError(ConfigError):
-    """The encoder directory is missing or not a loadable BERT-family model."""
+from streamrec.errors import ConfigError, ModelLoadError
 
 
 def default_model_dir() -> Path:

@@ -78,3 +78,21 @@ def test_links_in_the_docs_stay_inside_the_repository_and_resolve():
             if not resolved.is_relative_to(ROOT) or not resolved.exists():
                 broken.append(f"{doc.relative_to(ROOT)} -> {target}")
     assert broken == []
+
+
+def test_every_exception_streamrec_raises_on_purpose_is_in_the_one_tree():
+    from streamrec import errors
+
+    tree = errors.__doc__ or ""
+    defined = []
+    for path in (ROOT / "streamrec").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and any(
+                isinstance(b, ast.Name) and (b.id.endswith("Error") or b.id == "Exception")
+                for b in node.bases
+            ):
+                defined.append((path.relative_to(ROOT).as_posix(), node.name))
+    assert all(where == "streamrec/errors.py" for where, _ in defined), defined
+    for _, name in defined:
+        assert issubclass(getattr(errors, name), errors.StreamrecError), name
+        assert f"── {name} " in tree or f"── {name}\n" in tree or name == "StreamrecError", name
