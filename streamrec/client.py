@@ -38,6 +38,7 @@ from streamrec.core.filters import Filters
 from streamrec.core.privacy import Pseudonymizer
 from streamrec.errors import BrokerError, InvalidEvent
 from streamrec.http_client import RecommendationClient, ServeError
+from streamrec.offsets import end_offsets
 from streamrec.records import AuditRecord, CatalogItem, RawEvent, Recommendation
 from streamrec.settings import Settings
 
@@ -298,21 +299,18 @@ class RecommendationReader:
         return got
 
     def lag(self) -> int:
-        """Lists published but not yet read by this reader (cheap: offsets only).
-
-        On the embedded broker this can trail by the records of each partition's
-        newest batch: tansu reports end offsets up to the last batch.
-        """
+        """Lists published but not yet read by this reader (offsets only: nothing is
+        read into this reader; the partitions' ends come from `end_offsets`)."""
         tps = list(self._consumer.assignment())
-        ends = self._consumer.end_offsets(tps)
-        return sum(ends[tp] - self._consumer.position(tp) for tp in tps)
+        ends = end_offsets(self.settings, tps)
+        return sum(max(0, ends[tp] - self._consumer.position(tp)) for tp in tps)
 
     def wait_quiet(self, timeout_s: float, settle_polls: int = 3, interval_s: float = 0.5) -> int:
         """Block until the published count stops growing; returns the unread lag.
 
         Lets a backlog drain without reading it (reading competes for CPU with the
-        workers on a small machine). "Still" rather than "equal to N" because the
-        embedded broker's end offsets can trail by one batch (see `lag`).
+        workers on a small machine). "Still" rather than "equal to N": the caller
+        need not know how many lists a backlog makes.
         """
         deadline = time.monotonic() + timeout_s
         last, still = -1, 0

@@ -18,7 +18,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streamrec import serde
-from streamrec.aio import read_partition
+from streamrec.aio import end_offsets, read_partition
 from streamrec.clock import now_ms
 from streamrec.core.deadletters import DeadLetterWriter
 from streamrec.core.ingest import RawMessage, Rejection, parse_document
@@ -192,7 +192,7 @@ class CatalogWork(ScorerPart):
         catalog = [tp for tp in tps if tp.topic == self.t_catalog]
         if not catalog:
             return
-        ends = await self.consumer.end_offsets(catalog)
+        ends = await end_offsets(self.s, catalog)
         for tp in catalog:
             p = tp.partition
             self.known[p] = await self._read_embeddings(p)

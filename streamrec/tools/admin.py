@@ -14,6 +14,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from streamrec.contracts import all_contracts, partitions_for
 from streamrec.errors import BrokerError
+from streamrec.offsets import end_offsets
 from streamrec.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ def scan_deployment(
     tps = [TopicPartition(t, p) for t in names for p in consumer.partitions_for_topic(t) or ()]
     consumer.assign(tps)
     consumer.seek_to_beginning(*tps)
-    ends = {tp: n for tp, n in consumer.end_offsets(tps).items() if n > 0}
+    ends = {tp: n for tp, n in end_offsets(settings, tps).items() if n > 0}
 
     def records() -> Iterator[ConsumerRecord]:
         deadline = time.monotonic() + timeout_s

@@ -46,6 +46,7 @@ from streamrec import serde
 from streamrec.compaction import latest_per_key
 from streamrec.contracts import SHARED_CHECKPOINT
 from streamrec.errors import CheckpointError
+from streamrec.offsets import end_offsets
 from streamrec.settings import Settings
 from streamrec.worker.snapshots import Snapshots
 
@@ -167,7 +168,7 @@ def read_topic(settings: Settings) -> dict[bytes, bytes] | None:
         tp = TopicPartition(topic, 0)
         consumer.assign([tp])
         consumer.seek_to_beginning(tp)
-        end = consumer.end_offsets([tp])[tp]
+        end = end_offsets(settings, [tp])[tp]
         latest: dict[bytes, bytes] = {}
         deadline = time.monotonic() + settings.share_sync_timeout_s
         while consumer.position(tp) < end:

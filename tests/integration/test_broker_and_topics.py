@@ -57,3 +57,27 @@ def test_broker_command_runs_in_foreground_and_stops_cleanly(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_readers_lag_counts_every_unread_list_on_the_embedded_broker(kafka_settings):
+    """The broker's ListOffsets stops at each partition's newest record batch; the lag
+    a reader reports counts the records of that batch too."""
+    from kafka import KafkaProducer
+
+    from streamrec.client import RecommendationReader
+    from streamrec.contracts import RECOMMENDATIONS
+
+    s = kafka_settings
+    create_topics(s)
+    reader = RecommendationReader(s, from_beginning=False)
+    assert reader.lag() == 0
+    producer = KafkaProducer(bootstrap_servers=s.bootstrap_list(), linger_ms=50)
+    for _batch in range(3):  # several multi-record batches per partition
+        for i in range(25):
+            producer.send(s.topic(RECOMMENDATIONS), key=f"u{i}".encode(), value=b"{}")
+        producer.flush()
+    producer.close()
+    try:
+        assert reader.lag() == 75
+    finally:
+        reader.close()

@@ -108,7 +108,14 @@ def test_a_crashed_worker_loses_nothing(make_stack):
     while not want <= seen and time.monotonic() < deadline and restarted.poll() is None:
         seen.update(r.event_id for r in reader.poll(0.5))
     reader.close()
-    log = (stack.log_dir / "worker-1.log").read_text()
+    # The first worker may have answered every event before its kill: wait for the
+    # restarted one to have synced, which its log says once it has.
+    log_path = stack.log_dir / "worker-1.log"
+    while time.monotonic() < deadline and restarted.poll() is None:
+        if "shared state in sync" in log_path.read_text():
+            break
+        time.sleep(0.2)
+    log = log_path.read_text()
     assert restarted.poll() is None, log[-2000:]  # still running: nothing made it stop
     missing = want - seen  # at-least-once: re-processed, never lost
     assert not missing, where_are(s, ml.events, missing, reader.event_ref) + log[-2000:]

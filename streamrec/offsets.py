@@ -1,0 +1,54 @@
+"""Where a partition ends, read right on every broker (kafka-python).
+
+The embedded broker (tansu) answers ListOffsets with the first offset of a
+partition's newest record *batch*, not its end (a foreign client saw 1 for
+partitions holding 4 to 6 records), while its fetch responses carry the right
+high watermark. Anything that reads a topic "to its end" asks here;
+`streamrec.aio.end_offsets` is the same for asyncio.
+"""
+
+from __future__ import annotations
+
+import time
+
+from kafka import KafkaConsumer, TopicPartition
+
+from streamrec.settings import Settings
+
+
+def end_offsets(
+    settings: Settings, tps: list[TopicPartition], timeout_s: float = 10.0
+) -> dict[TopicPartition, int]:
+    """The true end of each partition: ListOffsets, checked against a fetch's high watermark.
+
+    The embedded broker answers ListOffsets with the first offset of a partition's
+    newest record batch, while its fetch responses carry the right high watermark
+    (`streamrec.aio.end_offsets` does the same for asyncio). On real Kafka the two agree.
+    """
+    if not tps:
+        return {}
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_list(),
+        enable_auto_commit=False,
+        fetch_max_wait_ms=10,
+        **settings.kafka_python_security(),
+    )
+    try:
+        ends = dict(consumer.end_offsets(tps))
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, ends[tp])
+        pending = set(tps)
+        deadline = time.monotonic() + timeout_s
+        while pending and time.monotonic() < deadline:
+            for tp, records in consumer.poll(timeout_ms=50, max_records=500).items():
+                if records:
+                    ends[tp] = max(ends[tp], records[-1].offset + 1)
+            for tp in list(pending):
+                high = consumer.highwater(tp)
+                if high is not None:
+                    ends[tp] = max(ends[tp], high)
+                    pending.discard(tp)
+        return ends
+    finally:
+        consumer.close()
