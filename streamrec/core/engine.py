@@ -58,8 +58,8 @@ from streamrec.core.ranking.recommender import NO_HITS, RankContext, Recommender
 from streamrec.core.ranking.variants import Experiment
 from streamrec.core.retrieval.index import Hits
 from streamrec.core.retrieval.interest import InterestModel
-from streamrec.core.retrieval.stage import Retrieval
 from streamrec.core.retrieval.vectors import ItemVectors
+from streamrec.core.retrieval_stage import Retrieval
 from streamrec.core.sharing import ItemLog, RankerDelta, Sharing
 from streamrec.records import CatalogItem, Event, Recommendation
 

@@ -96,3 +96,23 @@ def test_every_exception_streamrec_raises_on_purpose_is_in_the_one_tree():
     for _, name in defined:
         assert issubclass(getattr(errors, name), errors.StreamrecError), name
         assert f"── {name} " in tree or f"── {name}\n" in tree or name == "StreamrecError", name
+
+
+def test_the_packages_of_the_core_import_each_other_in_one_direction():
+    """A package that imports another is never imported by it, through any module."""
+    pkgs = {p.name for p in (ROOT / "streamrec" / "core").iterdir() if (p / "__init__.py").exists()}
+    edges: dict[str, set[str]] = {p: set() for p in pkgs}
+    for pkg in pkgs:
+        for path in (ROOT / "streamrec" / "core" / pkg).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    parts = node.module.split(".")
+                    if parts[:2] == ["streamrec", "core"] and len(parts) > 2 and parts[2] in pkgs:
+                        edges[pkg].add(parts[2])
+    edges = {p: {q for q in e if q != p} for p, e in edges.items()}
+
+    def reaches(a: str, b: str, seen: set[str]) -> bool:
+        return any(n == b or (n not in seen and reaches(n, b, seen | {n})) for n in edges[a])
+
+    cycles = sorted({tuple(sorted((a, b))) for a in pkgs for b in edges[a] if reaches(b, a, {b})})
+    assert cycles == [], f"core packages that import each other: {cycles}"
