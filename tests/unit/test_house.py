@@ -116,3 +116,14 @@ def test_the_packages_of_the_core_import_each_other_in_one_direction():
 
     cycles = sorted({tuple(sorted((a, b))) for a in pkgs for b in edges[a] if reaches(b, a, {b})})
     assert cycles == [], f"core packages that import each other: {cycles}"
+
+
+def test_the_module_map_names_every_module_as_its_docstring_says():
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "module_map.py"), "--check"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
