@@ -8,6 +8,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streamrec.offsets import take_highwaters
 from streamrec.settings import Settings
 
 
@@ -86,11 +87,7 @@ async def end_offsets(
         deadline = asyncio.get_running_loop().time() + timeout_s
         while pending and asyncio.get_running_loop().time() < deadline:
             await consumer.getmany(*pending, timeout_ms=50, max_records=1)
-            for tp in list(pending):
-                high = consumer.highwater(tp)
-                if high is not None:
-                    ends[tp] = max(ends[tp], high)
-                    pending.discard(tp)
+            take_highwaters(consumer, pending, ends)
         return ends
     finally:
         await consumer.stop()

@@ -10,6 +10,7 @@ high watermark. Anything that reads a topic "to its end" asks here;
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
@@ -44,11 +45,17 @@ def end_offsets(
             for tp, records in consumer.poll(timeout_ms=50, max_records=500).items():
                 if records:
                     ends[tp] = max(ends[tp], records[-1].offset + 1)
-            for tp in list(pending):
-                high = consumer.highwater(tp)
-                if high is not None:
-                    ends[tp] = max(ends[tp], high)
-                    pending.discard(tp)
+            take_highwaters(consumer, pending, ends)
         return ends
     finally:
         consumer.close()
+
+
+def take_highwaters(consumer: Any, pending: set[Any], ends: dict[Any, int]) -> None:
+    """Raise `ends` to each pending partition's fetch high watermark (kafka-python and
+    aiokafka consumers alike); a partition whose watermark is known is no longer pending."""
+    for tp in list(pending):
+        high = consumer.highwater(tp)
+        if high is not None:
+            ends[tp] = max(ends[tp], high)
+            pending.discard(tp)
