@@ -8,6 +8,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streamrec import clients
 from streamrec.offsets import take_highwaters
 from streamrec.settings import Settings
 
@@ -30,24 +31,23 @@ async def read_partition(
     Returns the offset to continue from.
     """
     s = settings
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=s.bootstrap_list(),
+    consumer = clients.aio_consumer(
+        s,
         enable_auto_commit=False,
         fetch_max_wait_ms=s.scorer_fetch_max_wait_ms,
-        **s.aiokafka_security(),
     )
     await consumer.start()
     try:
         tp = TopicPartition(topic, partition)
         consumer.assign([tp])
         await consumer.seek_to_beginning(tp)
-        end = (await consumer.end_offsets([tp]))[tp]
+        end = (await end_offsets(s, [tp]))[tp]
         position = await consumer.position(tp)
         while position < end:
             batch = await consumer.getmany(tp, timeout_ms=1000, max_records=5000)
             records = batch.get(tp, [])
             if not records:
-                break  # the end offset can trail on some brokers: nothing more is coming
+                break  # the partition was truncated under us: nothing more is coming
             for r in records:
                 take(r)
             position = records[-1].offset + 1
@@ -71,11 +71,10 @@ async def end_offsets(
         return {}
     tps = [TopicPartition(tp.topic, tp.partition) for tp in tps]  # Faust passes its own TP
     s = settings
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=s.bootstrap_list(),
+    consumer = clients.aio_consumer(
+        s,
         enable_auto_commit=False,
         fetch_max_wait_ms=10,
-        **s.aiokafka_security(),
     )
     await consumer.start()
     try:

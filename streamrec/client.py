@@ -23,9 +23,9 @@ from collections.abc import Callable
 from typing import Any
 
 import fastjsonschema
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
-from streamrec import serde
+from streamrec import clients, serde
 from streamrec.compaction import latest_per_key
 from streamrec.contracts import (
     CATALOG_EMBEDDINGS,
@@ -58,11 +58,10 @@ __all__ = [
 def tail(settings: Settings, topic: str, *, from_beginning: bool = True) -> KafkaConsumer:
     """A consumer assigned every partition of contract topic `topic` (no group)."""
     name = settings.topic(topic)
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_list(),
+    consumer = clients.consumer(
+        settings,
         enable_auto_commit=False,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
-        **settings.kafka_python_security(),
     )
     tps = [TopicPartition(name, p) for p in _wait_partitions(consumer, name)]
     consumer.assign(tps)
@@ -104,10 +103,9 @@ def read_table(
     `Profile.to_bytes()`. For operators and tests: it reads the whole topic.
     """
     topic = f"{settings.app_id}-{table}-changelog"
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_list(),
+    consumer = clients.consumer(
+        settings,
         enable_auto_commit=False,
-        **settings.kafka_python_security(),
     )
     try:
         tps = [TopicPartition(topic, p) for p in _wait_partitions(consumer, topic)]
@@ -128,14 +126,13 @@ class EventProducer:
         self._validate = load_contract(STOREFRONT_EVENTS).validator
         self._validate_item = load_contract(CATALOG_ITEMS).validator
         try:
-            self._producer = KafkaProducer(
-                bootstrap_servers=settings.bootstrap_list(),
+            self._producer = clients.producer(
+                settings,
                 # Idempotent producer (kafka-python's default with acks="all"): a retried
                 # send is neither duplicated nor reordered, so per-user order holds.
                 acks="all",
                 linger_ms=linger_ms,
                 batch_size=256 * 1024,
-                **settings.kafka_python_security(),
                 **kafka_kwargs,
             )
         except Exception as exc:

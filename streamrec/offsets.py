@@ -12,8 +12,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
+from streamrec import clients
 from streamrec.settings import Settings
 
 
@@ -28,11 +29,10 @@ def end_offsets(
     """
     if not tps:
         return {}
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_list(),
+    consumer = clients.consumer(
+        settings,
         enable_auto_commit=False,
         fetch_max_wait_ms=10,
-        **settings.kafka_python_security(),
     )
     try:
         ends = dict(consumer.end_offsets(tps))

@@ -11,9 +11,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
-from streamrec import serde
+from streamrec import clients, serde
 from streamrec.aio import read_partition
 from streamrec.clock import now_ms
 from streamrec.contracts import SCORER_CONTROL
@@ -99,11 +99,10 @@ class HotSwap(ScorerPart):
 
     async def _follow_control(self) -> None:
         s = self.s
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap_list(),
+        consumer = clients.aio_consumer(
+            s,
             enable_auto_commit=False,
             fetch_max_wait_ms=max(s.fetch_max_wait_ms, 100),
-            **s.aiokafka_security(),
         )
         await consumer.start()
         try:
@@ -128,9 +127,7 @@ class HotSwap(ScorerPart):
 async def send_control(settings: Settings, model_dir: str) -> ScorerControl:
     """Publish a load_model command (what `streamrec scorer load-model DIR` does)."""
     cmd = ScorerControl("load_model", uuid.uuid4().hex, now_ms(), model_dir)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_list(), **settings.aiokafka_security()
-    )
+    producer = clients.aio_producer(settings)
     await producer.start()
     try:
         await producer.send_and_wait(

@@ -48,7 +48,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 
-from streamrec import serde
+from streamrec import clients, serde
 from streamrec.build import build_dead_letters
 from streamrec.clock import now_ms
 from streamrec.contracts import (
@@ -148,16 +148,15 @@ class ScorerService(CatalogWork, HotSwap, ScorerMetrics):
 
     async def start(self) -> None:
         s = self.s
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=s.bootstrap_list(),
+        self.producer = clients.aio_producer(
+            s,
             linger_ms=1,
             acks="all",
-            **s.aiokafka_security(),
         )
         await self.producer.start()
         await self._start_on_latest_command()
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap_list(),
+        self.consumer = clients.aio_consumer(
+            s,
             group_id=f"{s.app_id}-scorer",
             enable_auto_commit=True,
             auto_offset_reset="latest",  # an old request is past its deadline anyway
@@ -165,7 +164,6 @@ class ScorerService(CatalogWork, HotSwap, ScorerMetrics):
             session_timeout_ms=int(s.session_timeout_s * 1000),
             heartbeat_interval_ms=int(s.heartbeat_interval_s * 1000),
             max_poll_interval_ms=300_000,
-            **s.aiokafka_security(),
         )
         await self.consumer.start()
         self.consumer.subscribe([self.t_requests, self.t_catalog], listener=_Rebalance(self))

@@ -11,8 +11,8 @@ import signal
 from pathlib import Path
 
 from aiohttp import web
-from aiokafka import AIOKafkaProducer
 
+from streamrec import clients
 from streamrec.contracts import (
     CATALOG_EMBEDDINGS,
     STOREFRONT_EVENTS,
@@ -95,12 +95,13 @@ async def serve(s: Settings, host: str, port: int, stop: asyncio.Event) -> None:
     keys = check_access(s, host)
     state = build_state(s, port)
     follower = Follower(s, state)
-    producer = AIOKafkaProducer(
+    producer = clients.aio_producer(
+        s,
         # acks=all; one request in flight per partition keeps a user's events in order
         # (aiokafka's sender), without the idempotent producer the embedded broker lacks.
-        bootstrap_servers=s.bootstrap_list(), acks="all",
-        linger_ms=s.producer_linger_ms, **s.aiokafka_security(),
-    )  # fmt: skip
+        acks="all",
+        linger_ms=s.producer_linger_ms,
+)  # fmt: skip
     scorer = ScorerClient(s, client_id=f"serve-{s.hostname()}-{port}")
     topic = s.topic(STOREFRONT_EVENTS)
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streamrec import clients
 from streamrec.aio import end_offsets, wait_partitions
 from streamrec.contracts import (
     ALERTS,
@@ -81,12 +82,11 @@ class Follower:
 
     async def start(self) -> None:
         s = self.s
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap_list(),
+        consumer = clients.aio_consumer(
+            s,
             enable_auto_commit=False,
             fetch_max_wait_ms=s.fetch_max_wait_ms,
             max_partition_fetch_bytes=4 << 20,
-            **s.aiokafka_security(),
         )
         await consumer.start()
         self.consumer = consumer

@@ -7,11 +7,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from streamrec import clients
 from streamrec.contracts import all_contracts, partitions_for
 from streamrec.errors import BrokerError
 from streamrec.offsets import end_offsets
@@ -82,10 +83,9 @@ def scan_deployment(
     """(topic names, every record on them) for one deployment: its prefixed topics and the
     worker's own `<app id>-...` topics, read up to their ends as they are now (metrics and
     the scorer's topics never go idle). For privacy probes and audits; reads everything."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_list(),
+    consumer = clients.consumer(
+        settings,
         enable_auto_commit=False,
-        **settings.kafka_python_security(),
     )
     names = sorted(
         t for t in consumer.topics() if t.startswith((settings.topic_prefix, settings.app_id))

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from streamrec import serde
+from streamrec import clients, serde
 from streamrec.client import EventProducer, RecommendationReader
 from streamrec.contracts import CATALOG_EMBEDDINGS, partitions_for
 from streamrec.core.monitoring.histogram import LogHistogram
@@ -281,7 +281,7 @@ def measure_freshness(
 
 async def raw_passthrough(settings: Settings, n: int, size: int = 400) -> float:
     """aiokafka consume -> produce on the same broker: the ceiling for any consumer here."""
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    from aiokafka import TopicPartition
     from kafka.admin import NewTopic
 
     tag = uuid.uuid4().hex[:8]
@@ -299,14 +299,14 @@ async def raw_passthrough(settings: Settings, n: int, size: int = 400) -> float:
             "context": {"page": "p" * max(0, size - 150)},
         }
     )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_list(), linger_ms=5)
+    producer = clients.aio_producer(settings, linger_ms=5)
     await producer.start()
     try:
         for i in range(n):
             await producer.send(src, payload, key=str(i % 1000).encode())
         await producer.flush()
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_list(),
+        consumer = clients.aio_consumer(
+            settings,
             enable_auto_commit=False,
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
             max_partition_fetch_bytes=4 * 1024 * 1024,

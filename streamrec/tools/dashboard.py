@@ -16,7 +16,7 @@ import argparse
 import time
 from typing import Any
 
-from streamrec import serde
+from streamrec import clients, serde
 from streamrec.contracts import ALERTS, DRIFT_STATS, METRICS
 from streamrec.core.monitoring.view import MonitorView
 from streamrec.settings import Settings
@@ -127,18 +127,17 @@ def _blend_table(snap: dict[str, Any]) -> Any:
 
 
 def run_monitor(args: argparse.Namespace, settings: Settings) -> int:
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
     view = MonitorView(
         since_s=args.since,
         control=settings.experiment_config().control.name,
         alpha=settings.ab_alpha,
     )
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_list(),
+    consumer = clients.consumer(
+        settings,
         enable_auto_commit=False,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
-        **settings.kafka_python_security(),
     )
     topics = {settings.topic(t): t for t in (METRICS, DRIFT_STATS, ALERTS)}
     tps = [

@@ -24,8 +24,8 @@ import logging
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from streamrec import clients
 from streamrec.contracts import STOREFRONT_EVENTS
 from streamrec.settings import Settings
 
@@ -56,9 +56,9 @@ async def repartition(
     """Copy `source` into storefront.events keyed by user id until `stop` is set."""
     dest = settings.topic(STOREFRONT_EVENTS)
     security: dict[str, Any] = settings.aiokafka_security()
-    consumer = AIOKafkaConsumer(
+    consumer = clients.aio_consumer(
+        settings,
         source,
-        bootstrap_servers=settings.bootstrap_list(),
         group_id=f"{settings.app_id}-repartition",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -67,8 +67,8 @@ async def repartition(
         heartbeat_interval_ms=int(settings.heartbeat_interval_s * 1000),
         **security,
     )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_list(),
+    producer = clients.aio_producer(
+        settings,
         linger_ms=settings.producer_linger_ms,
         acks="all",
         **security,

@@ -33,6 +33,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streamrec import clients
 from streamrec.aio import end_offsets, wait_partitions
 from streamrec.clock import now_ms
 from streamrec.contracts import (
@@ -197,13 +198,12 @@ class CatalogFollower:
 
     async def _start(self) -> AIOKafkaConsumer:
         s = self.settings
-        consumer = self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap_list(),
+        consumer = self._consumer = clients.aio_consumer(
+            s,
             # Only to commit how far catalog records were dead-lettered: no group is joined.
             group_id=f"{s.app_id}-catalog-dlq",
             enable_auto_commit=False,
             fetch_max_wait_ms=s.fetch_max_wait_ms,
-            **s.aiokafka_security(),
         )
         await consumer.start()
         tps = []

@@ -39,10 +39,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.errors import KafkaError
 
-from streamrec import serde
+from streamrec import clients, serde
 from streamrec.compaction import latest_per_key
 from streamrec.contracts import SHARED_CHECKPOINT
 from streamrec.errors import CheckpointError
@@ -152,11 +152,10 @@ def read_topic(settings: Settings) -> dict[bytes, bytes] | None:
     None when it cannot be read (logged)."""
     topic = settings.topic(SHARED_CHECKPOINT)
     try:
-        consumer = KafkaConsumer(
-            bootstrap_servers=settings.bootstrap_list(),
+        consumer = clients.consumer(
+            settings,
             enable_auto_commit=False,
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
-            **settings.kafka_python_security(),
         )
     except KafkaError as exc:  # the worker's own start reports an unreachable broker
         log.warning("%s not read (%r); starting without it", topic, exc)

@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from streamrec import serde
+from streamrec import clients, serde
 from streamrec.settings import Settings
 
 
@@ -61,7 +61,6 @@ def measure(
     import os
     import subprocess
 
-    from kafka import KafkaConsumer, KafkaProducer
     from kafka.admin import NewTopic
 
     from streamrec.contracts import STOREFRONT_EVENTS, partitions_for
@@ -73,13 +72,14 @@ def measure(
     admin = admin_client(settings)
     admin.create_topics([NewTopic(source, parts, 1), NewTopic(dest, parts, 1)])
     admin.close()
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_list(), linger_ms=5)
+    producer = clients.producer(settings, linger_ms=5)
     for key, value in messages:
         producer.send(source, value, key=key)
     producer.flush()
     producer.close()
-    consumer = KafkaConsumer(dest, bootstrap_servers=settings.bootstrap_list(),
-                             auto_offset_reset="earliest", enable_auto_commit=False)  # fmt: skip
+    consumer = clients.consumer(
+        settings, dest, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     env = {**os.environ, **settings.to_env()}
     log_path = Path(settings.data_dir) / f"faust-passthrough-{tag}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)

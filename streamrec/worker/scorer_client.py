@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streamrec import serde
+from streamrec import clients, serde
 from streamrec.aio import wait_partitions
 from streamrec.contracts import SCORER_REPLIES, SCORER_REQUESTS, load_contract
 from streamrec.core.engine import QueryVectors
@@ -102,15 +102,15 @@ class ScorerClient:
 
     async def start(self) -> None:
         s = self.s
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=s.bootstrap_list(), linger_ms=0, **s.aiokafka_security()
+        self._producer = clients.aio_producer(
+            s,
+            linger_ms=0,
         )
         await self._producer.start()
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap_list(),
+        self._consumer = clients.aio_consumer(
+            s,
             enable_auto_commit=False,
             fetch_max_wait_ms=s.scorer_fetch_max_wait_ms,
-            **s.aiokafka_security(),
         )
         await self._consumer.start()
         parts = await wait_partitions(self._consumer, self.t_replies)

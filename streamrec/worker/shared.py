@@ -25,6 +25,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streamrec import clients
 from streamrec.aio import end_offsets, wait_partitions
 from streamrec.contracts import SHARED_STATE
 from streamrec.core.monitoring.histogram import LogHistogram
@@ -52,11 +53,10 @@ class SharedStateFollower:
 
     async def run(self) -> None:
         s = self.settings
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap_list(),
+        consumer = clients.aio_consumer(
+            s,
             enable_auto_commit=False,
             fetch_max_wait_ms=s.fetch_max_wait_ms,
-            **s.aiokafka_security(),
         )
         await consumer.start()
         try:
