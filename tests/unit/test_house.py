@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXT = (".py", ".md", ".sh", ".toml", ".yml", ".html", ".js")
@@ -118,12 +122,11 @@ def test_the_packages_of_the_core_import_each_other_in_one_direction():
     assert cycles == [], f"core packages that import each other: {cycles}"
 
 
-def test_the_module_map_names_every_module_as_its_docstring_says():
-    import subprocess
-    import sys
-
+@pytest.mark.parametrize("script", ["module_map.py", "reference_docs.py"])
+def test_the_pages_generated_from_the_code_are_current(script):
+    """docs/modules.md (every module), docs/settings.md and docs/cli.md."""
     done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "module_map.py"), "--check"],
+        [sys.executable, str(ROOT / "scripts" / script), "--check"],
         capture_output=True, text=True,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
