@@ -97,15 +97,11 @@ async def wait_for_broker(settings: Settings, timeout_s: float) -> str | None:
 
     Returns None once one does, or the last connection error after `timeout_s`.
     """
-    from aiokafka.client import AIOKafkaClient
-
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while True:
-        client = AIOKafkaClient(
-            bootstrap_servers=settings.bootstrap_list(),
-            request_timeout_ms=max(1_000, int(min(timeout_s, 10.0) * 1000)),
-            **settings.aiokafka_security(),
+        client = clients.aio_client(
+            settings, request_timeout_ms=max(1_000, int(min(timeout_s, 10.0) * 1000))
         )
         try:
             await client.bootstrap()

@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from kafka import KafkaConsumer, KafkaProducer
+from aiokafka.client import AIOKafkaClient
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 from streamrec.settings import Settings
 
@@ -50,6 +51,24 @@ def aio_consumer(settings: Settings, *topics: str, **options: Any) -> AIOKafkaCo
 def aio_producer(settings: Settings, **options: Any) -> AIOKafkaProducer:
     """An aiokafka producer (start it on the loop that uses it)."""
     return AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_list(),
+        **settings.aiokafka_security(),
+        **options,
+    )
+
+
+def admin(settings: Settings, **options: Any) -> KafkaAdminClient:
+    """A kafka-python admin client (topics)."""
+    return KafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_list(),
+        **settings.kafka_python_security(),
+        **options,
+    )
+
+
+def aio_client(settings: Settings, **options: Any) -> AIOKafkaClient:
+    """aiokafka's bare client: metadata only (is a broker there?)."""
+    return AIOKafkaClient(
         bootstrap_servers=settings.bootstrap_list(),
         **settings.aiokafka_security(),
         **options,

@@ -33,12 +33,7 @@ def admin_client(settings: Settings, timeout_s: float = 30.0) -> KafkaAdminClien
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            return KafkaAdminClient(
-                bootstrap_servers=settings.bootstrap_list(),
-                client_id="streamrec-admin",
-                request_timeout_ms=30_000,
-                **settings.kafka_python_security(),
-            )
+            return clients.admin(settings, client_id="streamrec-admin", request_timeout_ms=30_000)
         except KafkaError as exc:
             if time.monotonic() > deadline:
                 raise BrokerError(

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 import orjson
 
@@ -55,7 +54,6 @@ async def repartition(
 ) -> int:
     """Copy `source` into storefront.events keyed by user id until `stop` is set."""
     dest = settings.topic(STOREFRONT_EVENTS)
-    security: dict[str, Any] = settings.aiokafka_security()
     consumer = clients.aio_consumer(
         settings,
         source,
@@ -65,13 +63,11 @@ async def repartition(
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         session_timeout_ms=int(settings.session_timeout_s * 1000),
         heartbeat_interval_ms=int(settings.heartbeat_interval_s * 1000),
-        **security,
     )
     producer = clients.aio_producer(
         settings,
         linger_ms=settings.producer_linger_ms,
         acks="all",
-        **security,
     )
     await producer.start()
     await consumer.start()

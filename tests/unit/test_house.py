@@ -130,3 +130,22 @@ def test_the_pages_generated_from_the_code_are_current(script):
         capture_output=True, text=True,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_kafka_clients_are_built_in_one_place_with_the_security_settings():
+    """Outside `streamrec/clients.py` nothing constructs a Kafka client or passes the
+    security settings (which the factories add: twice is a TypeError at start)."""
+    ctors = {"KafkaConsumer", "KafkaProducer", "KafkaAdminClient", "AIOKafkaConsumer",
+             "AIOKafkaProducer", "AIOKafkaClient"}  # fmt: skip
+    found = []
+    for path in (ROOT / "streamrec").rglob("*.py"):
+        if path.name == "clients.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            name = node.func.id if isinstance(node.func, ast.Name) else ""
+            spread = [ast.unparse(k.value) for k in node.keywords if k.arg is None]
+            if name in ctors or any("security" in s for s in spread):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)[:80]}")
+    assert found == []
