@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamrec.errors import ConfigError
 from streamrec.keys import KeyResolution, Secret
+from streamrec.settings_rules import check as check_rules
 
 if TYPE_CHECKING:
     from streamrec.core.monitoring.alerts import AlertRule
@@ -355,67 +356,12 @@ class Settings(KeyResolution):
         return changed
 
     def validate(self) -> None:
-        if self.mode not in {"dev", "production"}:
-            raise ConfigError(f"{ENV_MODE} must be 'dev' or 'production', not {self.mode!r}")
-        if self.store not in {"rocksdb", "memory"}:
-            raise ConfigError(f"STREAMREC_STORE must be 'rocksdb' or 'memory', not {self.store!r}")
-        if self.top_k < 1 or self.batch_max < 1 or self.partitions < 0:
-            raise ConfigError("STREAMREC_TOP_K and _BATCH_MAX must be >= 1, _PARTITIONS >= 0")
-        if self.encoder_backend not in ("auto", "torch", "onnx", "onnx-int8"):
-            raise ConfigError(
-                f"STREAMREC_ENCODER_BACKEND={self.encoder_backend!r}: "
-                "use auto, torch, onnx or onnx-int8"
-            )
-        if self.query_max_tokens < 1 or self.title_max_tokens < 1 or self.encoder_batch_size < 1:
-            raise ConfigError(
-                "STREAMREC_QUERY_MAX_TOKENS, _TITLE_MAX_TOKENS and _ENCODER_BATCH_SIZE must be >= 1"
-            )
-        if self.scorer_timeout_ms < 1 or self.scorer_batch_max_texts < 1:
-            raise ConfigError(
-                "STREAMREC_SCORER_TIMEOUT_MS and _SCORER_BATCH_MAX_TEXTS must be >= 1"
-            )
-        if self.quality_k < 1 or self.drift_psi_chunk < 4 or not 0 < self.ab_alpha < 1:
-            raise ConfigError(
-                "STREAMREC_QUALITY_K must be >= 1, _DRIFT_PSI_CHUNK >= 4, _AB_ALPHA in (0, 1)"
-            )
+        """The rules of `settings_rules`, then every value that parses on its own."""
+        check_rules(self)
         self.experiment_config()
         self.alert_rule_set()
         self.history_type_set()
         self.blend_weight_map()
-        if self.ranker_offers not in {"pool", "list"} or self.ranker_objective not in {
-            "pairwise",
-            "pointwise",
-        }:
-            raise ConfigError(
-                "STREAMREC_RANKER_OFFERS must be 'pool' or 'list', STREAMREC_RANKER_OBJECTIVE "
-                f"'pairwise' or 'pointwise' (not {self.ranker_offers!r}, "
-                f"{self.ranker_objective!r})"
-            )
-        if self.share_ranker not in {"sum", "average", "off"}:
-            raise ConfigError(
-                "STREAMREC_SHARE_RANKER must be 'sum', 'average' or 'off', "
-                f"not {self.share_ranker!r}"
-            )
-        if self.ranker_feedback not in {"auto", "lists", "impressions"}:
-            raise ConfigError(
-                "STREAMREC_RANKER_FEEDBACK must be 'auto', 'lists' or 'impressions', "
-                f"not {self.ranker_feedback!r}"
-            )
-        if self.factors_dim < 0 or self.factors_every < 1 or self.factors_history < 1:
-            raise ConfigError(
-                "STREAMREC_FACTORS_DIM must be >= 0, STREAMREC_FACTORS_EVERY and "
-                "STREAMREC_FACTORS_HISTORY >= 1"
-            )
-        if (self.regression_items < 0 or self.regression_every < 1 or self.regression_l2 <= 0
-                or self.regression_window < 1 or self.regression_history < 1):  # fmt: skip
-            raise ConfigError(
-                "STREAMREC_REGRESSION_ITEMS must be >= 0, STREAMREC_REGRESSION_L2 > 0, and "
-                "STREAMREC_REGRESSION_EVERY, _WINDOW and _HISTORY >= 1"
-            )
-        if self.session_timeout_s <= self.heartbeat_interval_s:
-            raise ConfigError(
-                "STREAMREC_SESSION_TIMEOUT_S must be larger than STREAMREC_HEARTBEAT_INTERVAL_S"
-            )
 
     def to_env(self) -> dict[str, str]:
         """The STREAMREC_* variables that reproduce these settings in a child process."""

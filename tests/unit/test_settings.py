@@ -130,3 +130,19 @@ def test_blend_weights_reach_the_recommender():
     s = Settings.from_env({"STREAMREC_BLEND_WEIGHTS": '{"sequence": 0.7}'})
     blend = build_engine(s).recommender.blend
     assert blend.w[FEATURES.index("sequence")] == 0.7
+
+
+def _breaking_values() -> list[tuple[str, str]]:
+    from streamrec.settings_rules import AT_LEAST, BETWEEN, CHOICES, POSITIVE
+
+    out = [(name, "nonsense") for name in CHOICES]
+    out += [(name, str(low - 1)) for name, low in AT_LEAST.items()]
+    out += [(name, str(high)) for name, (_low, high) in BETWEEN.items()]
+    out += [(name, "0") for name in POSITIVE]
+    return out
+
+
+@pytest.mark.parametrize(("name", "value"), _breaking_values())
+def test_every_rule_refuses_a_bad_value_naming_the_variable_and_the_value(name, value):
+    with pytest.raises(ConfigError, match=rf"STREAMREC_{name.upper()} must .*{value}"):
+        Settings.from_env({f"STREAMREC_{name.upper()}": value})
