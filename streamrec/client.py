@@ -38,7 +38,7 @@ from streamrec.core.filters import Filters
 from streamrec.core.privacy import Pseudonymizer
 from streamrec.errors import BrokerError, InvalidEvent
 from streamrec.http_client import RecommendationClient, ServeError
-from streamrec.offsets import end_offsets
+from streamrec.offsets import EndReader
 from streamrec.records import AuditRecord, CatalogItem, RawEvent, Recommendation
 from streamrec.settings import Settings
 
@@ -266,6 +266,8 @@ class RecommendationReader:
         self._latest: dict[str, Recommendation] = {}
         self.received = 0
         self._consumer = tail(settings, RECOMMENDATIONS, from_beginning=from_beginning)
+        #: Where the topic's partitions end (`lag`), made on first use.
+        self._ends: EndReader | None = None
 
     def pseudonym(self, user_id: str) -> str:
         return self._pseudonym(user_id)
@@ -297,9 +299,11 @@ class RecommendationReader:
 
     def lag(self) -> int:
         """Lists published but not yet read by this reader (offsets only: nothing is
-        read into this reader; the partitions' ends come from `end_offsets`)."""
+        read into this reader; the partitions' ends come from an `EndReader`)."""
         tps = list(self._consumer.assignment())
-        ends = end_offsets(self.settings, tps)
+        if self._ends is None:
+            self._ends = EndReader(self.settings)
+        ends = self._ends.ends(tps)
         return sum(max(0, ends[tp] - self._consumer.position(tp)) for tp in tps)
 
     def wait_quiet(self, timeout_s: float, settle_polls: int = 3, interval_s: float = 0.5) -> int:
@@ -355,6 +359,8 @@ class RecommendationReader:
 
     def close(self) -> None:
         self._consumer.close()
+        if self._ends is not None:
+            self._ends.close()
 
 
 def filter_items(

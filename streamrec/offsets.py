@@ -21,34 +21,46 @@ from streamrec.settings import Settings
 def end_offsets(
     settings: Settings, tps: list[TopicPartition], timeout_s: float = 10.0
 ) -> dict[TopicPartition, int]:
-    """The true end of each partition: ListOffsets, checked against a fetch's high watermark.
-
-    The embedded broker answers ListOffsets with the first offset of a partition's
-    newest record batch, while its fetch responses carry the right high watermark
-    (`streamrec.aio.end_offsets` does the same for asyncio). On real Kafka the two agree.
-    """
+    """The true end of each partition, once (`EndReader` for a caller that asks often)."""
     if not tps:
         return {}
-    consumer = clients.consumer(
-        settings,
-        enable_auto_commit=False,
-        fetch_max_wait_ms=10,
-    )
+    reader = EndReader(settings)
     try:
+        return reader.ends(tps, timeout_s)
+    finally:
+        reader.close()
+
+
+class EndReader:
+    """Finds partitions' true ends: ListOffsets, checked against what a fetch from there
+    returns. One consumer for its life: a caller that asks every second (a reader's
+    `lag`) does not open and close a connection each time."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.consumer = clients.consumer(settings, enable_auto_commit=False, fetch_max_wait_ms=10)
+
+    def ends(self, tps: list[TopicPartition], timeout_s: float = 10.0) -> dict[TopicPartition, int]:
+        if not tps:
+            return {}
+        consumer = self.consumer
         ends = dict(consumer.end_offsets(tps))
-        consumer.assign(tps)
+        if set(consumer.assignment()) != set(tps):
+            consumer.assign(tps)
         for tp in tps:
-            consumer.seek(tp, ends[tp])
-        pending = set(tps)
+            consumer.seek(tp, ends[tp])  # drops what was fetched before: the next fetch is new
+        pending, polls = set(tps), 0
         deadline = time.monotonic() + timeout_s
-        while pending and time.monotonic() < deadline:
+        while (pending or polls < 2) and time.monotonic() < deadline:
             for tp, records in consumer.poll(timeout_ms=50, max_records=500).items():
                 if records:
                     ends[tp] = max(ends[tp], records[-1].offset + 1)
-            take_highwaters(consumer, pending, ends)
+            polls += 1
+            if polls >= 2:  # a fetch since the seek has reported each watermark
+                take_highwaters(consumer, pending, ends)
         return ends
-    finally:
-        consumer.close()
+
+    def close(self) -> None:
+        self.consumer.close()
 
 
 def take_highwaters(consumer: Any, pending: set[Any], ends: dict[Any, int]) -> None:
