@@ -1,3 +1,5 @@
+"""`python -m streamrec`: the `streamrec` command."""
+
 import sys
 
 from streamrec.cli import main

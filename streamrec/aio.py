@@ -32,9 +32,7 @@ async def read_partition(
     """
     s = settings
     consumer = clients.aio_consumer(
-        s,
-        enable_auto_commit=False,
-        fetch_max_wait_ms=s.scorer_fetch_max_wait_ms,
+        s, enable_auto_commit=False, fetch_max_wait_ms=s.scorer_fetch_max_wait_ms
     )
     await consumer.start()
     try:
@@ -71,11 +69,7 @@ async def end_offsets(
         return {}
     tps = [TopicPartition(tp.topic, tp.partition) for tp in tps]  # Faust passes its own TP
     s = settings
-    consumer = clients.aio_consumer(
-        s,
-        enable_auto_commit=False,
-        fetch_max_wait_ms=10,
-    )
+    consumer = clients.aio_consumer(s, enable_auto_commit=False, fetch_max_wait_ms=10)
     await consumer.start()
     try:
         ends = dict(await consumer.end_offsets(tps))

@@ -59,9 +59,7 @@ def tail(settings: Settings, topic: str, *, from_beginning: bool = True) -> Kafk
     """A consumer assigned every partition of contract topic `topic` (no group)."""
     name = settings.topic(topic)
     consumer = clients.consumer(
-        settings,
-        enable_auto_commit=False,
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        settings, enable_auto_commit=False, fetch_max_wait_ms=settings.fetch_max_wait_ms
     )
     tps = [TopicPartition(name, p) for p in _wait_partitions(consumer, name)]
     consumer.assign(tps)
@@ -103,10 +101,7 @@ def read_table(
     `Profile.to_bytes()`. For operators and tests: it reads the whole topic.
     """
     topic = f"{settings.app_id}-{table}-changelog"
-    consumer = clients.consumer(
-        settings,
-        enable_auto_commit=False,
-    )
+    consumer = clients.consumer(settings, enable_auto_commit=False)
     try:
         tps = [TopicPartition(topic, p) for p in _wait_partitions(consumer, topic)]
         consumer.assign(tps)

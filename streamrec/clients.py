@@ -10,66 +10,56 @@ topics, group, offsets, batching.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.client import AIOKafkaClient
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 from streamrec.settings import Settings
 
+if TYPE_CHECKING:  # imported where used: the client SDK stays free of aiokafka
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka.client import AIOKafkaClient
+
+
+def _kafka_python(settings: Settings) -> dict[str, Any]:
+    return {"bootstrap_servers": settings.bootstrap_list(), **settings.kafka_python_security()}
+
+
+def _aiokafka(settings: Settings) -> dict[str, Any]:
+    return {"bootstrap_servers": settings.bootstrap_list(), **settings.aiokafka_security()}
+
 
 def consumer(settings: Settings, *topics: str, **options: Any) -> KafkaConsumer:
     """A kafka-python consumer of `topics` (none: assign partitions yourself)."""
-    return KafkaConsumer(
-        *topics,
-        bootstrap_servers=settings.bootstrap_list(),
-        **settings.kafka_python_security(),
-        **options,
-    )
+    return KafkaConsumer(*topics, **_kafka_python(settings), **options)
 
 
 def producer(settings: Settings, **options: Any) -> KafkaProducer:
     """A kafka-python producer."""
-    return KafkaProducer(
-        bootstrap_servers=settings.bootstrap_list(),
-        **settings.kafka_python_security(),
-        **options,
-    )
+    return KafkaProducer(**_kafka_python(settings), **options)
 
 
 def aio_consumer(settings: Settings, *topics: str, **options: Any) -> AIOKafkaConsumer:
     """An aiokafka consumer of `topics` (start it on the loop that uses it)."""
-    return AIOKafkaConsumer(
-        *topics,
-        bootstrap_servers=settings.bootstrap_list(),
-        **settings.aiokafka_security(),
-        **options,
-    )
+    from aiokafka import AIOKafkaConsumer
+
+    return AIOKafkaConsumer(*topics, **_aiokafka(settings), **options)
 
 
 def aio_producer(settings: Settings, **options: Any) -> AIOKafkaProducer:
     """An aiokafka producer (start it on the loop that uses it)."""
-    return AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_list(),
-        **settings.aiokafka_security(),
-        **options,
-    )
+    from aiokafka import AIOKafkaProducer
+
+    return AIOKafkaProducer(**_aiokafka(settings), **options)
 
 
 def admin(settings: Settings, **options: Any) -> KafkaAdminClient:
     """A kafka-python admin client (topics)."""
-    return KafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_list(),
-        **settings.kafka_python_security(),
-        **options,
-    )
+    return KafkaAdminClient(**_kafka_python(settings), **options)
 
 
 def aio_client(settings: Settings, **options: Any) -> AIOKafkaClient:
     """aiokafka's bare client: metadata only (is a broker there?)."""
-    return AIOKafkaClient(
-        bootstrap_servers=settings.bootstrap_list(),
-        **settings.aiokafka_security(),
-        **options,
-    )
+    from aiokafka.client import AIOKafkaClient
+
+    return AIOKafkaClient(**_aiokafka(settings), **options)

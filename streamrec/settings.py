@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 from streamrec.errors import ConfigError
 from streamrec.keys import KeyResolution, Secret
+from streamrec.settings_rules import PREFIX
 from streamrec.settings_rules import check as check_rules
 
 if TYPE_CHECKING:
     from streamrec.core.monitoring.alerts import AlertRule
     from streamrec.core.ranking.variants import Experiment
 
-PREFIX = "STREAMREC_"
 
 ENV_MODE = "STREAMREC_MODE"
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from streamrec.errors import ConfigError
 
+#: Every setting is the environment variable PREFIX + its field name in upper case.
 PREFIX = "STREAMREC_"
 
 #: Settings that take one of a few words.

@@ -100,9 +100,7 @@ class HotSwap(ScorerPart):
     async def _follow_control(self) -> None:
         s = self.s
         consumer = clients.aio_consumer(
-            s,
-            enable_auto_commit=False,
-            fetch_max_wait_ms=max(s.fetch_max_wait_ms, 100),
+            s, enable_auto_commit=False, fetch_max_wait_ms=max(s.fetch_max_wait_ms, 100)
         )
         await consumer.start()
         try:

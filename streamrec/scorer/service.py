@@ -148,11 +148,7 @@ class ScorerService(CatalogWork, HotSwap, ScorerMetrics):
 
     async def start(self) -> None:
         s = self.s
-        self.producer = clients.aio_producer(
-            s,
-            linger_ms=1,
-            acks="all",
-        )
+        self.producer = clients.aio_producer(s, linger_ms=1, acks="all")
         await self.producer.start()
         await self._start_on_latest_command()
         self.consumer = clients.aio_consumer(

@@ -78,10 +78,7 @@ def scan_deployment(
     """(topic names, every record on them) for one deployment: its prefixed topics and the
     worker's own `<app id>-...` topics, read up to their ends as they are now (metrics and
     the scorer's topics never go idle). For privacy probes and audits; reads everything."""
-    consumer = clients.consumer(
-        settings,
-        enable_auto_commit=False,
-    )
+    consumer = clients.consumer(settings, enable_auto_commit=False)
     names = sorted(
         t for t in consumer.topics() if t.startswith((settings.topic_prefix, settings.app_id))
     )

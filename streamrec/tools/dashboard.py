@@ -135,9 +135,7 @@ def run_monitor(args: argparse.Namespace, settings: Settings) -> int:
         alpha=settings.ab_alpha,
     )
     consumer = clients.consumer(
-        settings,
-        enable_auto_commit=False,
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        settings, enable_auto_commit=False, fetch_max_wait_ms=settings.fetch_max_wait_ms
     )
     topics = {settings.topic(t): t for t in (METRICS, DRIFT_STATS, ALERTS)}
     tps = [

@@ -64,11 +64,7 @@ async def repartition(
         session_timeout_ms=int(settings.session_timeout_s * 1000),
         heartbeat_interval_ms=int(settings.heartbeat_interval_s * 1000),
     )
-    producer = clients.aio_producer(
-        settings,
-        linger_ms=settings.producer_linger_ms,
-        acks="all",
-    )
+    producer = clients.aio_producer(settings, linger_ms=settings.producer_linger_ms, acks="all")
     await producer.start()
     await consumer.start()
     copied = 0

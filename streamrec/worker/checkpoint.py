@@ -153,9 +153,7 @@ def read_topic(settings: Settings) -> dict[bytes, bytes] | None:
     topic = settings.topic(SHARED_CHECKPOINT)
     try:
         consumer = clients.consumer(
-            settings,
-            enable_auto_commit=False,
-            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            settings, enable_auto_commit=False, fetch_max_wait_ms=settings.fetch_max_wait_ms
         )
     except KafkaError as exc:  # the worker's own start reports an unreachable broker
         log.warning("%s not read (%r); starting without it", topic, exc)

@@ -102,15 +102,10 @@ class ScorerClient:
 
     async def start(self) -> None:
         s = self.s
-        self._producer = clients.aio_producer(
-            s,
-            linger_ms=0,
-        )
+        self._producer = clients.aio_producer(s, linger_ms=0)
         await self._producer.start()
         self._consumer = clients.aio_consumer(
-            s,
-            enable_auto_commit=False,
-            fetch_max_wait_ms=s.scorer_fetch_max_wait_ms,
+            s, enable_auto_commit=False, fetch_max_wait_ms=s.scorer_fetch_max_wait_ms
         )
         await self._consumer.start()
         parts = await wait_partitions(self._consumer, self.t_replies)

@@ -54,9 +54,7 @@ class SharedStateFollower:
     async def run(self) -> None:
         s = self.settings
         consumer = clients.aio_consumer(
-            s,
-            enable_auto_commit=False,
-            fetch_max_wait_ms=s.fetch_max_wait_ms,
+            s, enable_auto_commit=False, fetch_max_wait_ms=s.fetch_max_wait_ms
         )
         await consumer.start()
         try:

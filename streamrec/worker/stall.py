@@ -26,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from streamrec.worker.faust_tuning import in_flight_floor
+from streamrec.worker.faust_tuning import committed_offsets, in_flight_floor
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class StallWatch:
         except Exception as exc:  # the broker is away: that is logged elsewhere
             log.debug("stall check: no partition ends (%r)", exc)
             return
-        committed = dict(consumer._committed_offset)
+        committed = dict(committed_offsets(self.app))
         behind = waiting({tp: ends[tp] for tp in quiet if tp in ends}, self.processed, committed)
         for tp in sorted(behind, key=lambda t: t.partition):
             await self._stalled(tp, quiet[tp], behind[tp], ends[tp], committed.get(tp))
@@ -135,7 +135,7 @@ class StallWatch:
         self, tp: Any, idle: float, behind: int, end: int, committed: int | None
     ) -> None:
         consumer = self.app.consumer
-        target = next_offset(tp, self.processed, {tp: committed})
+        target = end - behind  # the first offset not processed (`waiting`)
         paused = tp in (getattr(consumer, "_paused_partitions", ()) or ())
         in_flight = in_flight_floor(consumer._unacked_messages, tp, committed)
         view = (
@@ -144,7 +144,7 @@ class StallWatch:
             f"read {consumer._read_offset.get(tp)}, in flight from {in_flight}"
             f"{', paused' if paused else ''}"
         )
-        if paused or in_flight is not None or not consumer.flow_active or target is None:
+        if paused or in_flight is not None or not consumer.flow_active:
             # Faust is recovering or rebalancing, or the agent holds the partition's
             # events: the stall is not in the fetch, and seeking would not help.
             log.warning("%s (left as it is)", view)
