@@ -273,9 +273,10 @@ class RecommendationReader:
         return self._pseudonym.event_id(event_id)
 
     def answers(self, event_id: str) -> Callable[[Recommendation], bool]:
-        """A `wait_for(until=...)` test: the list made after event `event_id`."""
+        """A `wait_for(until=...)` test: the list that answers event `event_id` (made
+        after it, or after a later event of the same user in its micro-batch)."""
         ref = self.event_ref(event_id)
-        return lambda rec: rec.event_id == ref
+        return lambda rec: rec.answers(ref)
 
     def poll(self, timeout_s: float = 0.2) -> list[Recommendation]:
         """Fetch what has arrived; returns the lists read, in partition order."""
@@ -342,15 +343,21 @@ class RecommendationReader:
         timeout_s: float = 10.0,
         until: Callable[[Recommendation], bool] | None = None,
     ) -> Recommendation | None:
-        """Poll until `user_id` has a list (satisfying `until`, if given), or time out."""
+        """Poll until `user_id` has a list (satisfying `until`, if given), or time out.
+
+        Every list read meanwhile is tested, not only the newest: a list that a newer
+        one replaced within the same poll still counts.
+        """
         deadline = time.monotonic() + timeout_s
-        while True:
-            rec = self.latest(user_id)
-            if rec is not None and (until is None or until(rec)):
-                return rec
-            if time.monotonic() > deadline:
-                return None
-            self.poll(0.1)
+        rec = self.latest(user_id)
+        if rec is not None and (until is None or until(rec)):
+            return rec
+        user = self._pseudonym(user_id)
+        while time.monotonic() <= deadline:
+            for rec in self.poll(0.1):
+                if rec.user == user and (until is None or until(rec)):
+                    return rec
+        return None
 
     def close(self) -> None:
         self._consumer.close()

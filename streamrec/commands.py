@@ -189,7 +189,8 @@ def cmd_recs(args: argparse.Namespace) -> int:
     if rec is None:
         print(f"no recommendations for user {args.user_id!r} yet")
         return 1
-    print(f"user {args.user_id} ({rec.user}), after {rec.event_type} event {rec.event_id}:")
+    more = f" and {len(rec.covers)} earlier" if rec.covers else ""
+    print(f"user {args.user_id} ({rec.user}), after {rec.event_type} event {rec.event_id}{more}:")
     for rank, item in enumerate(rec.items[: args.k], 1):
         title = titles.get(item.item_id, item.item_id)
         print(f"  {rank:2d}. {title:<50} {item.score:6.3f}  {item.reason}")

@@ -82,11 +82,12 @@ class RecommendationClient:
     def wait_for(
         self, user_id: str, timeout_s: float = 10.0, event_ref: str | None = None
     ) -> Recommendation | None:
-        """Poll until the user has a list (the one made after `event_ref`, if given)."""
+        """Poll until the user has a list (the one that answers `event_ref`, if given:
+        made after that event, or after a later one of the same micro-batch)."""
         deadline = time.monotonic() + timeout_s
         while True:
             rec = self.latest(user_id)
-            if rec is not None and (event_ref is None or rec.event_id == event_ref):
+            if rec is not None and (event_ref is None or rec.answers(event_ref)):
                 return rec
             if time.monotonic() > deadline:
                 return None
@@ -156,7 +157,7 @@ class RecommendationClient:
 
     def track(self, type: str, user_id: str, **fields: Any) -> dict[str, Any]:
         """Send one event; returns its result (`event_id`, and `event_ref`: the id the
-        list made after it carries, for `wait_for`)."""
+        list that answers it carries, as `event_id` or in `covers`, for `wait_for`)."""
         event = {"type": type, "user_id": user_id, "event_id": uuid.uuid4().hex,
                  "ts": int(time.time() * 1000), **fields}  # fmt: skip
         result: dict[str, Any] = self.send_events([event])["results"][0]

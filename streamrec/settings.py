@@ -108,9 +108,13 @@ class Settings(KeyResolution):
     session_timeout_s: float = 6.0
     heartbeat_interval_s: float = 1.0
     producer_linger_ms: int = 5
-    #: Micro-batch of the main agent: at most this many events or this long.
+    #: Micro-batch of the main agent: at most this many events or this long. A batch
+    #: publishes one list per user, after the user's last event in it.
     batch_max: int = 500
     batch_within_ms: int = 10
+    #: Log every micro-batch's source offsets (`micro-batch 0:10-57 2:3-9`): which events
+    #: were answered together, to replay the same batches in process.
+    log_batches: bool = False
     #: Recommendations per user in each published list.
     top_k: int = 20
     #: Dead-letter any raw event larger than this.

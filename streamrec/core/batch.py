@@ -81,9 +81,10 @@ class BatchOutput:
     #: Pseudonyms whose latest list is to be deleted (a tombstone on `recommendations`):
     #: erased users without a newer list in the same batch.
     tombstones: list[str] = field(default_factory=list)
-    #: The source message of each recommendation (same order): what a list that
-    #: cannot be published is dead-lettered with.
-    sources: list[RawMessage] = field(default_factory=list)
+    #: The events each recommendation answers, with their source messages (same order;
+    #: oldest first, the list's own event last): what a list that cannot be published
+    #: is dead-lettered with.
+    sources: list[tuple[tuple[RawMessage, Event], ...]] = field(default_factory=list)
     #: Drift detected while processing the batch (published at once by the shell).
     drift: list[Detection] = field(default_factory=list)
     #: The batch's counts; added to the window once its output reached Kafka.

@@ -47,11 +47,13 @@ class BatchEdges:
         return wire
 
     def unpublish(self, out: BatchOutput, i: int, reason: str, detail: str, now_ms: int) -> None:
-        """The list `i` of `out` did not get out: its event goes to the dead letters."""
-        msg, event = out.sources[i], out.recommendations[i]
-        rejection = Rejection(reason, detail, event.event_id, event.event_type)
-        out.dead_letters.append(self.dead_letter(msg, rejection, now_ms))
-        out.counters.unpublish(reason, event.event_type)
+        """The list `i` of `out` did not get out: every event it answers goes to the
+        dead letters."""
+        answered = out.sources[i]
+        for msg, event in answered:
+            rejection = Rejection(reason, detail, event.event_id, event.type)
+            out.dead_letters.append(self.dead_letter(msg, rejection, now_ms))
+        out.counters.unpublish(reason, *(event.type for _m, event in answered))
 
     def ingest_batch(self, batch: Sequence[RawMessage], now_ms: int) -> Ingested:
         """Validate, pseudonymise and de-duplicate; nothing is learned yet."""

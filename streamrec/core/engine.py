@@ -57,7 +57,7 @@ from streamrec.core.profile import Profile, ProfileUpdater
 from streamrec.core.ranking.recommender import NO_HITS, RankContext, Recommender
 from streamrec.core.ranking.variants import Experiment
 from streamrec.core.retrieval.index import Hits
-from streamrec.core.retrieval.interest import InterestModel
+from streamrec.core.retrieval.interest import InterestModel, UserVectors
 from streamrec.core.retrieval.vectors import ItemVectors
 from streamrec.core.retrieval_stage import Retrieval
 from streamrec.core.sharing import ItemLog, RankerDelta, Sharing
@@ -74,6 +74,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: An event's vectors: (flags, query hits, encoder version, query cache entry).
+EventVectors = tuple[tuple[str, ...], Hits, str | None, tuple[str, np.ndarray] | None]
 
 
 class Engine(BatchEdges, Retrieval, Erasure, Learning):
@@ -188,26 +191,39 @@ class Engine(BatchEdges, Retrieval, Erasure, Learning):
     def _apply_batch(self, ingested: Ingested, store: ProfileStore, now_ms: int) -> BatchOutput:
         out = BatchOutput(dead_letters=list(ingested.dead_letters), counters=ingested.counters)
         counters = out.counters
+        accepted = ingested.accepted
         profiles: dict[str, tuple[Profile, int]] = {}
         # Judged against each profile as stored before this batch: an event it has
         # applied already (a replay after a crash) is answered but not learned twice.
         replayed = [
             self._profile(e.user, m.partition, store, profiles).applied(m.partition, m.offset)
-            for m, e in ingested.accepted
+            for m, e in accepted
         ]
-        query_hits = self._search_queries(ingested)
+        # One list per user: after the user's last event here, answering all of them.
+        last_of = {e.user: j for j, (_m, e) in enumerate(accepted)}
+        listed = [last_of[e.user] == j for j, (_m, e) in enumerate(accepted)]
+        query_hits = self._search_queries(ingested, listed)
         user_vectors, interest_hits, states = self._interest_pass(
-            ingested, store, profiles, replayed
+            ingested, store, profiles, replayed, listed
         )
         erased: set[str] = set()
-        for j, (msg, event) in enumerate(ingested.accepted):
-            if event.type == "forget":  # the last event of its run (`apply_batch`)
+        #: Valid events no list answers yet, per user (they wait for the user's last one).
+        unanswered: dict[str, list[tuple[RawMessage, Event, int]]] = {}
+        for j, (msg, event) in enumerate(accepted):
+            if event.type == "forget":  # the last event of its run (`apply_runs`)
                 self.forget(event, now_ms, out, ingested.keep_ids)
                 erased.add(event.user)
+                # No list for an erased user: their earlier events here end with the erasure.
+                if unlisted := unanswered.pop(event.user, ()):
+                    counters.counts["erased_unlisted"] += len(unlisted)
                 continue
             try:
                 ctx = self._rank_context(user_vectors[j], interest_hits[j])
-                rec = self._apply(event, msg, profiles, now_ms, query_hits, ctx, replayed[j], out)
+                waiting = unanswered.get(event.user, ())
+                covers = tuple(e.event_id for _m, e, _j in waiting) if listed[j] else None
+                rec = self._apply(
+                    event, msg, profiles, now_ms, query_hits, ctx, replayed[j], out, covers
+                )
             except Exception as exc:  # a bug must cost one event, never the worker
                 self._reject(out, msg, event, "processing_error", exc, now_ms)
                 continue
@@ -223,9 +239,18 @@ class Engine(BatchEdges, Retrieval, Erasure, Learning):
             if event.ingest_ts > 0:
                 counters.freshness.record(now_ms - event.ingest_ts)
             out.events.append(event)
+            if rec is None:
+                unanswered.setdefault(event.user, []).append((msg, event, j))
+                continue
             out.recommendations.append(rec)
-            out.sources.append(msg)
+            answered = unanswered.pop(event.user, ())
+            out.sources.append((*((m, e) for m, e, _j in answered), (msg, event)))
+        # A user whose last event failed: the newest valid one answers for the rest.
+        for waiting in unanswered.values():
+            self._answer_late(waiting, profiles, states, now_ms, out)
         counters.counts["recommendations"] += len(out.recommendations)
+        if covered := sum(len(r.covers) for r in out.recommendations):
+            counters.counts["covered"] += covered
         if self.monitor is not None and self.monitor.detections:
             out.drift = self.monitor.take_detections()
         for user, state in states.items():
@@ -239,6 +264,46 @@ class Engine(BatchEdges, Retrieval, Erasure, Learning):
         out.tombstones += erased  # and the latest list
         return out
 
+    def _answer_late(
+        self,
+        waiting: list[tuple[RawMessage, Event, int]],
+        profiles: dict[str, tuple[Profile, int]],
+        states: dict[str, UserVectors],
+        now_ms: int,
+        out: BatchOutput,
+    ) -> None:
+        """The list for a user's valid events whose last event of the batch failed: made
+        for the newest valid one, which was not searched for with the batch."""
+        _msg, event, _j = waiting[-1]
+        state = states.get(event.user)
+        version = self.item_vectors.active_version
+        vector = None
+        if state is not None and version is not None:
+            vector = self.interest.user_vector(state, event.ts, version)
+        hits = NO_HITS
+        if vector is not None:
+            wanted = self._hits_wanted(self.interest_candidates)
+            hits = self.item_vectors.search_rows(vector[None, :], wanted)[0]
+        covers = tuple(e.event_id for _m, e, _j in waiting[:-1])
+        try:
+            vectors = self._vectors_for(event, {}, Counter())  # counted with the event
+            rec = self._list(
+                event, profiles[event.user][0], now_ms, vectors, self._rank_context(vector, hits),
+                covers, fresh=False,
+            )  # fmt: skip
+        except Exception as exc:  # counted valid, yet no list answers them: dead letters
+            log.exception("list for event %s failed", event.event_id)
+            detail = f"{type(exc).__name__}: {exc}"
+            for m, e, _j in waiting:
+                rejection = Rejection("processing_error", detail, e.event_id, e.type)
+                out.dead_letters.append(self.dead_letter(m, rejection, now_ms))
+                out.counters.retract("processing_error", e.type)
+            return
+        if self.monitor is not None:
+            self.monitor.listed(rec.variant, rec)
+        out.recommendations.append(rec)
+        out.sources.append(tuple((m, e) for m, e, _j in waiting))
+
     def take_deltas(self) -> list[ItemLog | RankerDelta]:
         """What the batch taught, to publish with it (`core/sharing.py`); once per batch,
         at its end: a batch applied in parts (users waiting for the scorer, runs cut by
@@ -247,7 +312,7 @@ class Engine(BatchEdges, Retrieval, Erasure, Learning):
 
     def _vectors_for(
         self, event: Event, query_hits: dict[str, Hits], counts: Counter[str]
-    ) -> tuple[tuple[str, ...], Hits, str | None, tuple[str, np.ndarray] | None]:
+    ) -> EventVectors:
         """A search's query vector and hits, or the flag saying the event has no vector:
         (flags, hits, encoder version, query cache entry)."""
         if event.type == "search":
@@ -276,7 +341,10 @@ class Engine(BatchEdges, Retrieval, Erasure, Learning):
         ctx: RankContext,
         replayed: bool,
         out: BatchOutput,
-    ) -> Recommendation | Rejection | Duplicate:
+        covers: tuple[str, ...] | None,
+    ) -> Recommendation | Rejection | Duplicate | None:
+        """Learn one event; its list if it is the user's last of the batch (`covers`: the
+        earlier events the list answers too), else None."""
         profile = profiles[event.user][0]
         if not replayed and profile.has_seen(event.event_id):
             # Another offset with an event id this profile has applied: a producer's
@@ -305,21 +373,40 @@ class Engine(BatchEdges, Retrieval, Erasure, Learning):
             if rejected is not None:
                 return rejected
             profile.mark_applied(msg.partition, msg.offset)
-        flags, hits, encoder_version, entry = self._vectors_for(event, query_hits, counts)
+        vectors = self._vectors_for(event, query_hits, counts)
         if event.type == "impression" and fresh:
             self.recommender.observe_impression(event, profile, ctx)
+        rec = None if covers is None else self._list(event, profile, now_ms, vectors, ctx,
+                                                     covers, fresh)  # fmt: skip
+        if self.monitor is not None and not replayed:
+            variant = rec.variant if rec is not None else self.experiment.assign(event.user).name
+            self.monitor.observe(event, variant, rec, categories, vectors[3])
+        return rec
+
+    def _list(
+        self,
+        event: Event,
+        profile: Profile,
+        now_ms: int,
+        vectors: EventVectors,
+        ctx: RankContext,
+        covers: tuple[str, ...],
+        fresh: bool,
+    ) -> Recommendation:
+        """The user's list after `event` (their newest of the batch)."""
+        flags, hits, encoder_version, _entry = vectors
         if ctx.user_vector is not None:
             encoder_version = encoder_version or self.item_vectors.active_version
         variant = self.experiment.assign(event.user)
         items = self.recommender.recommend(
             profile,
-            row,
+            self.items.row(event.item_id) if event.item_id is not None else None,
             query_hits=hits,
             ctx=ctx,
             variant=variant,
             offered_ts=event.ts if fresh else None,
         )
-        rec = Recommendation(
+        return Recommendation(
             user=event.user,
             items=tuple(items),
             model_version=self.recommender.model_for(variant).version,
@@ -332,7 +419,5 @@ class Engine(BatchEdges, Retrieval, Erasure, Learning):
             flags=flags,
             user_value=self.recommender.value.user_value(profile, event.ts),
             variant=variant.name,
+            covers=covers,
         )
-        if self.monitor is not None and not replayed:
-            self.monitor.observe(event, variant.name, rec, categories, entry)
-        return rec

@@ -92,8 +92,10 @@ class Retrieval:
         store: ProfileStore,
         profiles: dict[str, tuple[Profile, int]],
         replayed: Sequence[bool],
+        listed: Sequence[bool],
     ) -> tuple[list[np.ndarray | None], list[Hits], dict[str, UserVectors]]:
-        """Each event's user vector (as after that event) and its FAISS hits: one search.
+        """The user vector (as after the event) of each event that gets a list or is an
+        impression, and the FAISS hits of those that get a list: one search.
 
         Only the user's own events move their vectors, so working them out ahead
         of the main pass gives the same vectors as one event at a time, however
@@ -115,8 +117,10 @@ class Retrieval:
                 state = states[event.user] = UserVectors.from_dict(profile.vectors)
             if not replayed[j]:
                 self._move_vectors(state, event, version)
+            if not listed[j] and event.type != "impression":
+                continue  # neither ranks nor learns what was shown: no vector needed
             vec = vectors[j] = self.interest.user_vector(state, event.ts, version)
-            if vec is not None:
+            if vec is not None and listed[j]:
                 rows.append(j)
                 queries.append(vec)
         if rows:
@@ -186,11 +190,12 @@ class Retrieval:
             pool = 0 if variant_pool == 0 else max(pool, variant_pool)
         return min(k, pool) if pool else k
 
-    def _search_queries(self, ingested: Ingested) -> dict[str, Hits]:
-        """Item hits for every distinct query of the batch that has a vector: one search."""
+    def _search_queries(self, ingested: Ingested, listed: Sequence[bool]) -> dict[str, Hits]:
+        """Item hits for every distinct query with a vector of a search that gets a list:
+        one search."""
         texts: dict[str, np.ndarray] = {}
-        for _msg, event in ingested.accepted:
-            if event.type == "search" and event.query and event.query not in texts:
+        for (_msg, event), wanted in zip(ingested.accepted, listed, strict=True):
+            if wanted and event.type == "search" and event.query and event.query not in texts:
                 entry = self._query_entry(event.query, count=False)
                 if entry is not None:
                     texts[event.query] = entry[1]

@@ -30,11 +30,17 @@ if TYPE_CHECKING:
     from streamrec.scorer.embedder import Embedder
 
 
+#: What a model answers for an event whose list a later event of the same micro-batch
+#: publishes (streamrec publishes one list per user per micro-batch): no list of its own.
+COVERED: list[str] = []
+
+
 class EvaluatedModel(Protocol):
     name: str
 
     def process(self, events: Sequence[RawEvent], k: int) -> list[list[str] | None]:
-        """The user's list after each event; None where the model published nothing."""
+        """The user's list after each event; None where the model published nothing,
+        `COVERED` where a later event of the same call publishes the list for it."""
         ...
 
     def recommend(self, user: str, k: int) -> list[str]:
@@ -120,7 +126,10 @@ class StreamrecModel:
             self._last_ts = max(self._last_ts, ev.ts)
         out = self.engine.process_batch(msgs, self.store, self.now_ms, embed=self._embed)
         self.lists_by_model.update(r.model_version.split("@")[0] for r in out.recommendations)
-        lists = {r.event_id: [i.item_id for i in r.items[:k]] for r in out.recommendations}
+        lists: dict[str, list[str]] = {}
+        for r in out.recommendations:
+            lists[r.event_id] = [i.item_id for i in r.items[:k]]
+            lists.update(dict.fromkeys(r.covers, COVERED))
         ref = self.engine.ingestor.pseudonymize.event_id  # lists carry hashed event ids
         return [lists.get(ref(ev.event_id)) for ev in events]
 

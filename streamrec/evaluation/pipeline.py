@@ -19,6 +19,7 @@ from tqdm import tqdm
 from streamrec.client import EventProducer, RecommendationReader
 from streamrec.core.monitoring.histogram import LogHistogram
 from streamrec.errors import StreamrecError
+from streamrec.evaluation.models import COVERED
 from streamrec.records import CatalogItem, RawEvent
 from streamrec.settings import Settings
 from streamrec.tools.stack import PROBE_USER, LocalStack
@@ -29,7 +30,8 @@ IDLE_S = 60.0
 
 @dataclass
 class PipelineLists:
-    """The pipeline's list for each answered event, and its event -> list latency."""
+    """The pipeline's list for each answered event (`COVERED` for an event a list of a
+    later one answers), and its event -> list latency."""
 
     lists: dict[str, list[str]]
     freshness: LogHistogram
@@ -114,11 +116,16 @@ def _collect(
         while len(lists) < len(wanted) and time.monotonic() < idle_until:
             for rec in reader.poll(0.5):
                 raw = wanted.get(rec.event_id)
-                if raw is not None and raw not in lists:
-                    lists[raw] = list(rec.item_ids)
-                    freshness.record(max(0, rec.produced_ts - rec.ingest_ts))
-                    bar.update(1)
-                    idle_until = time.monotonic() + IDLE_S
+                if raw is None or raw in lists:
+                    continue
+                lists[raw] = list(rec.item_ids)
+                for ref in rec.covers:  # answered by this list, published after the newest
+                    if (covered := wanted.get(ref)) is not None and covered not in lists:
+                        lists[covered] = COVERED
+                        bar.update(1)
+                freshness.record(max(0, rec.produced_ts - rec.ingest_ts))
+                bar.update(1)
+                idle_until = time.monotonic() + IDLE_S
         bar.close()
     finally:
         reader.close()

@@ -1,10 +1,13 @@
 """The two protocols: prequential (test-then-learn) and time-ordered leave-last-out.
 
-**Prequential.** Events go to a model one by one in time order. When a user
-interacts with an item they had not touched before, the list that counts is
-the one the model published for that user after their previous event; then the
-model learns the interaction and publishes the next list. A user's first event
-has no list before it and is not scored (the next one is, in `cold_1`).
+**Prequential.** Events go to a model in time order, in the micro-batches a
+worker would take (cut by event time, `micro_batches`). When a user interacts
+with an item they had not touched before, the list that counts is the last one
+the model published for that user before it: after their previous event, or,
+for a model that publishes one list per user per micro-batch (streamrec), after
+their last event of an earlier batch; none yet is a miss. Then the model learns
+the interaction. A user's first event has no list before it and is not scored
+(the next one is, in `cold_1`).
 
 **Leave-last-out.** Each user's last new-item interaction is held out, and so
 is everything of theirs after it. The model learns every other event in time
@@ -32,10 +35,11 @@ from streamrec.evaluation.metrics import (
     rank_of,
     segments_of,
 )
-from streamrec.evaluation.models import EvaluatedModel
+from streamrec.evaluation.models import COVERED, EvaluatedModel
 from streamrec.records import RawEvent
 
-#: Events per call into a model: the streamrec core works in micro-batches, as in a worker.
+#: Events per call into a model at most: the streamrec core works in micro-batches, as
+#: in a worker.
 CHUNK = 200
 
 ModelFactory = Callable[[], EvaluatedModel]
@@ -101,6 +105,32 @@ def _chunks(n: int, size: int) -> Iterator[tuple[int, int]]:
         yield start, min(n, start + size)
 
 
+def micro_batches(
+    events: Sequence[RawEvent], window_ms: int, size: int = CHUNK
+) -> Iterator[tuple[int, int]]:
+    """(lo, hi) of the micro-batches a worker would take if the events came at their
+    event times: a batch closes `window_ms` after its first event, at `size` events,
+    or before a second event of one user.
+
+    A person's two actions are further apart than a batch window (milliseconds), but
+    logs often time them in whole seconds; such ties keep their order and are taken as
+    the separate moments they were, each answered by its own list.
+    """
+    n = len(events)
+    lo = 0
+    while lo < n:
+        until = events[lo].ts + window_ms
+        users = {events[lo].user_id}
+        hi = lo + 1
+        while hi < n and hi - lo < size and events[hi].ts < until:
+            if events[hi].user_id in users:
+                break
+            users.add(events[hi].user_id)
+            hi += 1
+        yield lo, hi
+        lo = hi
+
+
 def _result(
     name: str,
     sums: Mapping[str, MetricSums],
@@ -131,8 +161,14 @@ def prequential(
     popularity: Mapping[str, int] | None = None,
     targets: Sequence[Target | None] | None = None,
     progress: Progress | None = None,
+    window_ms: int = 0,
 ) -> ModelRun:
-    """Test-then-learn over `events`; latency is per event, amortised over micro-batches."""
+    """Test-then-learn over `events`; latency is per event, amortised over micro-batches.
+
+    The micro-batches are cut by event time (`micro_batches`, `window_ms`). An event
+    that a later list of its batch answers (`COVERED`) leaves the user's last list as
+    it was: their next event is scored against the list that was really published.
+    """
     depth = max(KS)
     targets = targets if targets is not None else prequential_targets(events)
     popularity = popularity if popularity is not None else _popularity(events)
@@ -142,7 +178,7 @@ def prequential(
     scored: list[tuple[int, int, int, int]] = []
     unanswered = 0
     total_ms = 0.0
-    for lo, hi in _chunks(len(events), CHUNK):
+    for lo, hi in micro_batches(events, window_ms):
         chunk = events[lo:hi]
         t0 = time.perf_counter()
         lists = model.process(chunk, depth)
@@ -153,17 +189,18 @@ def prequential(
             latency.record(per_event_ms)
             target = targets[lo + j]
             if target is not None:
-                before = last.get(ev.user_id)
-                if before is not None:
-                    rank = rank_of(target.item, before, depth)
-                    for seg in target.segments:
-                        sums[seg].add(before, target.item, popularity, rank, found=True)
-                    scored.append(
-                        (target.index, target.events_before, rank or 0, user_code(ev.user_id))
-                    )
+                # No list yet (the user's earlier events were answered together with
+                # this one): a miss, so that every model is scored on the same targets.
+                before = last.get(ev.user_id, COVERED)
+                rank = rank_of(target.item, before, depth)
+                for seg in target.segments:
+                    sums[seg].add(before, target.item, popularity, rank, found=True)
+                scored.append(
+                    (target.index, target.events_before, rank or 0, user_code(ev.user_id))
+                )
             if after is None:
                 unanswered += 1
-            else:
+            elif after is not COVERED:
                 last[ev.user_id] = after
         if progress:
             progress(hi - lo)
@@ -210,12 +247,14 @@ def leave_last_out(
     popularity: Mapping[str, int] | None = None,
     split: tuple[list[RawEvent], dict[str, tuple[str, int]]] | None = None,
     progress: Progress | None = None,
+    window_ms: int = 0,
 ) -> ModelRun:
-    """Learn the training events, then one full-ranking list per user for their last item."""
+    """Learn the training events (in micro-batches, as `prequential`), then one
+    full-ranking list per user for their last item."""
     depth = max(KS)
     train, held = split if split is not None else leave_last_out_split(events)
     popularity = popularity if popularity is not None else _popularity(events)
-    for lo, hi in _chunks(len(train), CHUNK):
+    for lo, hi in micro_batches(train, window_ms):
         model.process(train[lo:hi], depth)
         if progress:
             progress(hi - lo)

@@ -24,6 +24,7 @@ from streamrec.evaluation.models import (
 )
 from streamrec.evaluation.pipeline import PipelineLists, RecordedModel, run_pipeline
 from streamrec.evaluation.protocols import (
+    CHUNK,
     ModelRun,
     leave_last_out,
     leave_last_out_split,
@@ -139,6 +140,8 @@ def evaluate(
         scored_from = 0
     ev_out = Evaluation(log.name)
     run = _ModelRuns(log, events, settings, ev_out, progress)
+    # The worker's batch window, in event time: the micro-batches of live traffic.
+    window = settings.batch_within_ms
     ev_out.meta = {
         "dataset": log.name,
         "events": len(events),
@@ -151,6 +154,7 @@ def evaluate(
         "through_kafka": through_kafka,
         "repeats_counted": repeats,
         "part": part,
+        "micro_batch": {"window_ms": window, "max_events": CHUNK},
         "split": (
             "by time"
             if log.timed or part == "all"
@@ -179,7 +183,9 @@ def evaluate(
                 *(("streamrec_in_process", make) if key == "streamrec" else (key, make)
                   for key, make in makers),
             ]  # fmt: skip
-        runs = run.models("prequential", prequential, len(events), makers, targets=targets)
+        runs = run.models(
+            "prequential", prequential, len(events), makers, targets=targets, window_ms=window
+        )
         if recorded is not None:
             _compare_with_pipeline(ev_out, runs, recorded)
         ev_out.runs["prequential"] = runs
@@ -195,6 +201,7 @@ def evaluate(
             len(split[0]) + len(split[1]),
             [run.maker(name) for name in models],
             split=split,
+            window_ms=window,
         )
         ev_out.meta["protocols"]["leave_last_out"] = {
             "train_events": len(split[0]),

@@ -45,6 +45,9 @@ class Recommendation:
     user_value: float = 0.0
     #: The A/B variant that made this list (stable per user).
     variant: str = "default"
+    #: The user's earlier events of the same micro-batch that this list answers too,
+    #: oldest first: a batch publishes one list per user, after the user's last event.
+    covers: tuple[str, ...] = ()
 
     def to_dict(self, finite: bool = False) -> dict[str, Any]:
         """The wire form. `finite=True` turns NaN and infinities into 0.0 (JSON has
@@ -82,6 +85,8 @@ class Recommendation:
             d["flags"] = list(self.flags)
         d["user_value"] = num(self.user_value, 2)
         d["variant"] = self.variant
+        if self.covers:
+            d["covers"] = list(self.covers)
         return d
 
     @classmethod
@@ -111,7 +116,17 @@ class Recommendation:
             flags=tuple(d.get("flags", ())),
             user_value=float(d.get("user_value", 0.0)),
             variant=d.get("variant", "default"),
+            covers=tuple(d.get("covers", ())),
         )
+
+    def answers(self, event_id: str) -> bool:
+        """Whether this list answers event `event_id`: its own, or one it covers."""
+        return event_id == self.event_id or event_id in self.covers
+
+    @property
+    def event_ids(self) -> tuple[str, ...]:
+        """Every event this list answers, oldest first (the newest is `event_id`)."""
+        return (*self.covers, self.event_id)
 
     @property
     def item_ids(self) -> list[str]:

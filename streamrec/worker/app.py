@@ -48,7 +48,7 @@ from streamrec.prometheus import serve_until_stopped
 from streamrec.settings import Settings
 from streamrec.worker.catalog import CatalogFollower
 from streamrec.worker.checkpoint import CheckpointWriter, read_topic, start_from_checkpoint
-from streamrec.worker.delivery import AckOrder, BatchDelivery, is_message_error
+from streamrec.worker.delivery import AckOrder, BatchDelivery, batch_ranges, is_message_error
 from streamrec.worker.faust_app import faust_app
 from streamrec.worker.faust_tuning import (
     defer_acks,
@@ -276,6 +276,8 @@ class Worker:
         if not fresh:
             return None  # the broker lost its data (stopping), or all of it was delivered before
         batch = fresh
+        if self.settings.log_batches:
+            log.info("micro-batch %s", batch_ranges(batch))
         msgs = [
             RawMessage(
                 value=ev.value,
@@ -339,7 +341,7 @@ class Worker:
             except ProducerSendError as exc:
                 if not is_message_error(exc):
                     raise
-                self.engine.unpublish(out, i, "publish_error", str(exc), now)  # this event only
+                self.engine.unpublish(out, i, "publish_error", str(exc), now)  # its events only
                 continue
             delivery.add(fut, out, i)
         for user in out.tombstones:  # erased users: their latest list goes too

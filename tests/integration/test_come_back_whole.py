@@ -2,9 +2,11 @@
 
 The reference is the in-process engine fed the very records the worker read
 (read back from storefront.events, restarts' probe events included), after the
-same catalog: with one partition there is one order, so every model that
-depends on the order of events (co-visitation's pruning, the factors' refresh
-points, the value model's and the ranker's SGD) has one right answer.
+same catalog, in the batches whose learning the worker delivered: with one
+partition there is one order, so every model that depends on the order of
+events (co-visitation's pruning, the factors' refresh points, the value model's
+and the ranker's SGD) has one right answer, and the batches decide which lists
+were offered.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from streamrec.records import CatalogItem
 from streamrec.tools.replay import replay
 
 from .learned import assert_close, learned_models, worker_models
+from .same_batches import learned_batches
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +37,7 @@ def answered(reader: RecommendationReader, want: set[str], seen: set[str], until
     """Poll lists into `seen` until `until` of `want` are answered (or 120 s pass)."""
     deadline = time.monotonic() + 120
     while len(seen & want) < until and time.monotonic() < deadline:
-        seen.update(r.event_id for r in reader.poll(0.2))
+        seen.update(ref for r in reader.poll(0.2) for ref in r.event_ids)
 
 
 def kill_and_restart(stack) -> None:
@@ -58,8 +61,10 @@ def reference(s, items: list[CatalogItem]):
         engine.upsert_item(item)
     now = int(time.time() * 1000)
     msgs = [RawMessage(r.value, r.key, r.partition, r.offset, r.timestamp) for r in records]
-    for start in range(0, len(msgs), 97):  # any batches: learning is per event
-        engine.process_batch(msgs[start : start + 97], store, now)
+    # The worker's batches: which lists were offered (what the ranker learns) depends
+    # on them, one list per user per batch.
+    for batch in learned_batches(s, msgs):
+        engine.process_batch(batch, store, now)
     return engine, store
 
 

@@ -39,7 +39,7 @@ def wait_lists(reader: RecommendationReader, event_ids: Iterable[str], timeout_s
     want = {reader.event_ref(e) for e in event_ids}
     deadline = time.monotonic() + timeout_s
     while want and time.monotonic() < deadline:
-        want -= {r.event_id for r in reader.poll(0.3)}
+        want -= {ref for r in reader.poll(0.3) for ref in r.event_ids}
     assert not want, f"{len(want)} events without a list"
 
 

@@ -12,12 +12,13 @@ from streamrec import serde
 from streamrec.build import build_engine
 from streamrec.client import EventProducer, RecommendationReader, read_all, tail
 from streamrec.contracts import METRICS
-from streamrec.core.engine import DictProfileStore
 from streamrec.core.ingest import RawMessage
 from streamrec.core.retrieval.vectors import decode_vectors, encode_vectors
 from streamrec.datasets.synthetic import SyntheticShop
 from streamrec.records import MetricsWindow, RawEvent
 from streamrec.settings import Settings
+
+from .same_batches import collect, in_process, logged_batches, next_offset, same_lists
 
 pytestmark = pytest.mark.integration
 
@@ -91,7 +92,8 @@ def synthetic_stream(shop: SyntheticShop, n: int, start_ts: int, seed: int = 5) 
 
 
 def test_in_process_core_and_the_pipeline_rank_the_same_with_vectors_and_learning(make_stack):
-    overrides = {"partitions": 1, "scorer_enabled": False, "ranker_min_updates": 40}
+    overrides = {"partitions": 1, "scorer_enabled": False, "ranker_min_updates": 40,
+                 "log_batches": True}  # fmt: skip
     stack = make_stack(workers=1, **overrides)
     s = stack.settings
     shop = SyntheticShop(users=40, items=120, seed=4)
@@ -114,20 +116,16 @@ def test_in_process_core_and_the_pipeline_rank_the_same_with_vectors_and_learnin
         RawMessage(serde.dumps(e.to_dict()), e.user_id.encode(), 0, i, now)
         for i, e in enumerate(events)
     ]
-    out = engine.process_batch(msgs, DictProfileStore(), now)
-    offline = {r.event_id: r.item_ids for r in out.recommendations}
-    assert engine.recommender.ranker is not None and engine.recommender.ranker.updates > 40
-    assert any("interest" in i.sources for r in out.recommendations for i in r.items)
-
+    log = stack.log_dir / "worker-0.log"
+    base = next_offset(log)
     reader = RecommendationReader(s, from_beginning=False)
     with EventProducer(s) as p:
         for e in events:
             p.send_event(e)
-    online: dict[str, list[str]] = {}
-    deadline = time.monotonic() + 120
-    while len(online) < len(events) and time.monotonic() < deadline:
-        online.update((r.event_id, r.item_ids) for r in reader.poll(0.5))
+    online = collect(reader, len(events), timeout_s=120)
     reader.close()
-    assert online.keys() == offline.keys()
-    differing = [k for k in offline if offline[k] != online[k]]
-    assert differing == [], f"{len(differing)} of {len(offline)} lists differ"
+
+    offline = in_process(engine, msgs, logged_batches(log), base, now)
+    assert engine.recommender.ranker is not None and engine.recommender.ranker.updates > 40
+    assert any("interest" in i.sources for r in offline.values() for i in r.items)
+    same_lists(offline, online)

@@ -45,8 +45,9 @@ def collect(reader: RecommendationReader, want: set[str], timeout_s: float) -> d
     deadline = time.monotonic() + timeout_s
     while not want <= seen.keys() and time.monotonic() < deadline:
         for r in reader.poll(0.5):
-            key = raw.get(r.event_id, r.event_id)
-            seen[key] = seen.get(key, 0) + 1
+            for ref in r.event_ids:  # its own event and those it covers
+                key = raw.get(ref, ref)
+                seen[key] = seen.get(key, 0) + 1
     return seen
 
 
@@ -148,7 +149,8 @@ def test_ten_restarts_onto_one_data_dir_lose_nothing_and_count_nothing_twice(mak
             wanted = {e.event_id for e in chunk}
             deadline = time.monotonic() + 30
             while len(answered & wanted) < len(wanted) // 3 and time.monotonic() < deadline:
-                answered |= {raw[r.event_id] for r in reader.poll(0.2) if r.event_id in raw}
+                refs = {ref for r in reader.poll(0.2) for ref in r.event_ids}
+                answered |= {raw[ref] for ref in refs if ref in raw}
             sig = signal.SIGKILL if n % 2 == 0 else signal.SIGTERM
             worker = stack.workers.pop()
             os.killpg(worker.pid, sig)

@@ -48,7 +48,7 @@ def test_events_keyed_by_session_reach_the_worker_keyed_by_user(make_stack):
         seen: set[str] = set()
         deadline = time.monotonic() + 90
         while len(seen) < len(events) and time.monotonic() < deadline:
-            seen.update(r.event_id for r in reader.poll(0.5))
+            seen.update(ref for r in reader.poll(0.5) for ref in r.event_ids)
         reader.close()
         assert seen == {reader.event_ref(e.event_id) for e in events}
 

@@ -6,7 +6,6 @@ from rocksdict import Options, Rdict
 from streamrec import serde
 from streamrec.build import build_engine
 from streamrec.client import EventProducer, RecommendationReader
-from streamrec.core.engine import DictProfileStore
 from streamrec.core.ingest import RawMessage
 from streamrec.datasets import movielens
 
@@ -17,6 +16,7 @@ from .learned import (
     learned_trending,
     where_are,
 )
+from .same_batches import collect, in_process, logged_batches, next_offset, same_lists
 
 pytestmark = pytest.mark.integration
 
@@ -55,33 +55,29 @@ def test_profiles_survive_a_worker_restart_through_the_changelog(make_stack, tmp
 
 
 def test_in_process_core_and_kafka_pipeline_give_the_same_lists(make_stack):
-    stack = make_stack(workers=1, partitions=1)
+    """The same batches give the same lists: the in-process core takes the batches the
+    worker logged (a backlog: many users with several events in one batch)."""
+    stack = make_stack(workers=1, partitions=1, log_batches=True)
     s = stack.settings
     ml = movielens.load(movielens.fetch(s.cache_dir, quiet=True), limit=1500)
-
-    engine = build_engine(s)
-    now = int(time.time() * 1000)
-    msgs = [
-        RawMessage(serde.dumps(e.to_dict()), e.user_id.encode(), 0, i, now)
-        for i, e in enumerate(ml.events)
-    ]
-    offline = {
-        r.event_id: r.item_ids
-        for r in engine.process_batch(msgs, DictProfileStore(), now).recommendations
-    }
+    log = stack.log_dir / "worker-0.log"
+    base = next_offset(log)
 
     reader = RecommendationReader(s, from_beginning=False)
     with EventProducer(s) as p:
         for e in ml.events:
             p.send_event(e)
-    online: dict[str, list[str]] = {}
-    deadline = time.monotonic() + 90
-    while len(online) < len(ml.events) and time.monotonic() < deadline:
-        online.update((r.event_id, r.item_ids) for r in reader.poll(0.5))
+    online = collect(reader, len(ml.events), timeout_s=90)
     reader.close()
-    assert online.keys() == offline.keys()
-    differing = [k for k in offline if offline[k] != online[k]]
-    assert differing == []
+    assert len(online) < len(ml.events)  # users' events answered together
+
+    now = int(time.time() * 1000)
+    msgs = [
+        RawMessage(serde.dumps(e.to_dict()), e.user_id.encode(), 0, i, now)
+        for i, e in enumerate(ml.events)
+    ]
+    offline = in_process(build_engine(s), msgs, logged_batches(log), base, now)
+    same_lists(offline, online)
 
 
 def test_a_crashed_worker_loses_nothing(make_stack):
@@ -99,14 +95,14 @@ def test_a_crashed_worker_loses_nothing(make_stack):
     # offsets: the restarted worker then sees a run delivered twice around its seek
     # to them (`faust_tuning`, point 6), which once stopped it short of the end.
     while len(seen) < 2500:
-        seen.update(r.event_id for r in reader.poll(0.2))
+        seen.update(ref for r in reader.poll(0.2) for ref in r.event_ids)
     stack.workers[0].kill()  # SIGKILL: no shutdown, no final commit
     stack.workers[0].wait()
     restarted = stack.start_worker()
     deadline = time.monotonic() + 120
     want = {reader.event_ref(e.event_id) for e in ml.events}
     while not want <= seen and time.monotonic() < deadline and restarted.poll() is None:
-        seen.update(r.event_id for r in reader.poll(0.5))
+        seen.update(ref for r in reader.poll(0.5) for ref in r.event_ids)
     reader.close()
     # The first worker may have answered every event before its kill: wait for the
     # restarted one to have synced, which its log says once it has.

@@ -55,7 +55,7 @@ def test_three_workers_learn_what_one_worker_learns(make_stack):
     seen: set[str] = set()
     deadline = time.monotonic() + 120
     while not want <= seen and time.monotonic() < deadline:
-        seen.update(r.event_id for r in reader.poll(0.5))
+        seen.update(ref for r in reader.poll(0.5) for ref in r.event_ids)
     reader.close()
     assert want - seen == set()
     counts = wait_all_folded(s, workers=3)
@@ -168,7 +168,7 @@ def send_and_wait_for_lists(s: Settings, events, timeout_s: float = 120) -> None
     seen: set[str] = set()
     deadline = time.monotonic() + timeout_s
     while not want <= seen and time.monotonic() < deadline:
-        seen.update(r.event_id for r in reader.poll(0.5))
+        seen.update(ref for r in reader.poll(0.5) for ref in r.event_ids)
     reader.close()
     assert want - seen == set()
 

@@ -21,7 +21,7 @@ def test_a_retry_after_a_restart_is_a_duplicate_and_a_replay_is_answered_again()
     profiles = DictProfileStore()  # what the changelog gives a restarted worker
     first = build_engine(Settings.from_env({}))
     out = first.process_batch([msg("ord-1", 5), msg("ord-2", 6)], profiles, NOW)
-    assert len(out.recommendations) == 2
+    assert [len(r.event_ids) for r in out.recommendations] == [2]  # one list per user
 
     restarted = build_engine(Settings.from_env({}))  # its in-memory window is empty
     out = restarted.process_batch(
@@ -30,8 +30,8 @@ def test_a_retry_after_a_restart_is_a_duplicate_and_a_replay_is_answered_again()
     c = restarted.counters.snapshot()
     assert c["in"] == 3 and c["duplicates"] == 1 and c["valid"] == 2 and c["replayed"] == 1
     # The replay (same offset) is answered again, the retry (new offset) is not.
-    assert [r.event_id for r in out.recommendations] == [
-        first.ingestor.pseudonymize.event_id(e) for e in ("ord-1", "ord-3")
+    assert [r.event_ids for r in out.recommendations] == [
+        tuple(first.ingestor.pseudonymize.event_id(e) for e in ("ord-1", "ord-3"))
     ]
     assert restarted.counters.per_type()["view"] == {
         "in": 3, "valid": 2, "dlq": 0, "duplicates": 1

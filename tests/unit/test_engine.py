@@ -25,19 +25,23 @@ def raw_batch(n=300, bad=11, seed=3):
     return msgs
 
 
-def test_counts_balance_and_every_valid_event_gets_a_list():
+def test_counts_balance_and_every_valid_event_is_answered_by_one_list_per_user():
     engine = build_engine(Settings.from_env({}))
     msgs = raw_batch()
     out = engine.process_batch(msgs, DictProfileStore(), NOW)
     c = engine.counters.snapshot()
     assert c["in"] == len(msgs) == c["valid"] + c["dlq"] + c["duplicates"]
     assert c["dlq"] == 11 and c["duplicates"] == 10
-    assert len(out.recommendations) == c["valid"] == len(out.events)
-    for ev, rec in zip(out.events, out.recommendations, strict=True):
-        assert rec.user == ev.user and rec.event_id == ev.event_id
-        assert rec.model_version
-    # Only the very first events of an empty system can have nothing to show.
-    assert all(r.items for r in out.recommendations[10:])
+    users = [e.user for e in out.events]
+    assert len(out.events) == c["valid"] and len(set(users)) < len(users)
+    # One list per user, after their last event, answering all of theirs in order.
+    assert c["recommendations"] == len(out.recommendations) == len(set(users))
+    by_user = {r.user: r for r in out.recommendations}
+    assert len(by_user) == len(out.recommendations)
+    for user, rec in by_user.items():
+        assert rec.event_ids == tuple(e.event_id for e in out.events if e.user == user)
+        assert rec.model_version and rec.items
+        assert rec.event_type == next(e.type for e in reversed(out.events) if e.user == user)
 
 
 def test_dead_letters_carry_reason_position_and_sealed_original_bytes():
@@ -84,21 +88,32 @@ def test_a_bug_costs_one_event_not_the_worker():
     engine.recommender.recommend = flaky  # type: ignore[method-assign]
     msgs = raw_batch(n=10, bad=0)[:10]
     out = engine.process_batch(msgs, DictProfileStore(), NOW)
-    assert len(out.recommendations) == 9
     ((_, dead),) = out.dead_letters
     assert dead.reason == "processing_error" and "boom" in dead.detail
+    answered = [e for r in out.recommendations for e in r.event_ids]
+    assert len(answered) == len(set(answered)) == 9 and dead.event_id not in answered
 
 
-def test_batching_does_not_change_the_lists():
+def _lists(msgs, size):
+    engine, store, lists = build_engine(Settings.from_env({})), DictProfileStore(), []
+    for i in range(0, len(msgs), size):
+        lists += engine.process_batch(msgs[i : i + size], store, NOW).recommendations
+    return lists
+
+
+def test_the_same_batches_give_the_same_lists():
     msgs = raw_batch(n=400, bad=0)
-    one = build_engine(Settings.from_env({}))
-    many = build_engine(Settings.from_env({}))
-    store1, store2 = DictProfileStore(), DictProfileStore()
-    a = one.process_batch(msgs, store1, NOW).recommendations
-    b = []
-    for i in range(0, len(msgs), 7):
-        b += many.process_batch(msgs[i : i + 7], store2, NOW).recommendations
-    assert [r.items for r in a] == [r.items for r in b]
+    a, b = _lists(msgs, 7), _lists(msgs, 7)
+    assert [(r.event_ids, r.items) for r in a] == [(r.event_ids, r.items) for r in b]
+
+
+def test_a_batchs_list_is_the_one_after_the_users_last_event_in_it():
+    msgs = raw_batch(n=400, bad=0)
+    one_by_one = {r.event_id: r.items for r in _lists(msgs, 1)}
+    batched = _lists(msgs, 25)
+    assert len(batched) < len(one_by_one)
+    assert sum(len(r.event_ids) for r in batched) == len(one_by_one)
+    assert [r.items for r in batched] == [one_by_one[r.event_id] for r in batched]
 
 
 # -- query vectors ----------------------------------------------------------------
@@ -175,8 +190,10 @@ def test_item_events_without_a_vector_are_flagged():
     view = {"event_id": "v1", "type": "view", "user_id": "u", "ts": NOW - 5, "item_id": "nope"}
     known = dict(view, event_id="v2", item_id="lamp-0")
     msgs = [RawMessage(serde.dumps(d), b"u", 0, i, NOW) for i, d in enumerate([view, known])]
-    out = engine.process_batch(msgs, DictProfileStore(), NOW)
+    out = engine.process_batch(msgs[:1], DictProfileStore(), NOW)
+    out.extend(engine.process_batch(msgs[1:], DictProfileStore(), NOW))
     assert [r.flags for r in out.recommendations] == [("no_item_vector",), ()]
+    assert engine.counters.snapshot()["no_item_vector"] == 1
 
 
 def test_only_users_waiting_for_a_query_vector_wait_and_their_order_holds():
@@ -198,6 +215,7 @@ def test_only_users_waiting_for_a_query_vector_wait_and_their_order_holds():
     out = engine.process_batch(msgs, store, NOW, embed=counting_embed)
     assert seen_at_embed == [2]  # b's two events were done before the scorer answered
     ref = engine.ingestor.pseudonymize.event_id  # lists carry hashed event ids
-    assert [r.event_id for r in out.recommendations] == [
-        ref(e) for e in ("v3", "v5", "v1", "e2", "v4")
+    assert [r.event_ids for r in out.recommendations] == [
+        (ref("v3"), ref("v5")),
+        (ref("v1"), ref("e2"), ref("v4")),
     ]

@@ -106,13 +106,16 @@ def test_a_whole_batch_never_raises_and_accounts_for_every_message(rows):
     out = ENGINE.process_batch(msgs[:half], store, NOW)
     out.extend(ENGINE.process_batch(msgs[half:], store, NOW))
     assert store.repaired == 0  # what the engine writes, it reads back as written
-    listed = {m.offset for m in out.sources}
+    listed = {m.offset for answered in out.sources for m, _e in answered}
     dead = {d.offset for _k, d in out.dead_letters}
     c = out.counters.snapshot()
-    # A valid event ends as a list, or, for a `forget`, as an erasure (no list).
-    assert len(listed) == len(out.recommendations) == c["recommendations"]
-    erased = c.get("erasures", 0)
-    assert c["valid"] == c["recommendations"] + erased == len(listed) + len(out.erasures)
+    # A valid event ends answered by its user's list of the batch, or, for a `forget`,
+    # as an erasure (no list), which also ends its user's earlier events of the batch.
+    assert len(out.sources) == len(out.recommendations) == c["recommendations"]
+    assert len({r.user for r in out.recommendations}) == len(out.recommendations) or half
+    erased = c.get("erasures", 0) + c.get("erased_unlisted", 0)
+    assert c["valid"] == len(listed) + erased == c["recommendations"] + c.get("covered", 0) + erased
+    assert c.get("erasures", 0) == len(out.erasures)
     assert len(dead) == len(out.dead_letters) == c["dlq"]
     assert not listed & dead  # one outcome per message
     assert c["in"] == len(msgs) == c["valid"] + c["dlq"] + c["duplicates"]

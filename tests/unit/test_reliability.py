@@ -7,6 +7,7 @@ own event only, and a failing batch-wide step falls back to one event at a time.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -74,7 +75,8 @@ def test_events_replayed_after_a_crash_are_answered_but_applied_once():
     out = run(e, crashed, msgs[250:])
     assert user_state(crashed) == user_state(once)
     assert out.counters.counts["replayed"] == 150
-    assert len(out.recommendations) == 350  # every replayed event still gets its list
+    # Every replayed event is answered again: by its user's list of its batch.
+    assert sum(len(r.event_ids) for r in out.recommendations) == 350
     assert e.counters.snapshot()["replayed"] == 150
 
 
@@ -136,7 +138,8 @@ def test_extreme_purchases_keep_every_number_finite():
     [dead] = [d for _k, d in out.dead_letters]
     ref = e.ingestor.pseudonymize.event_id
     assert dead.event_id == ref("inf") and dead.reason == "schema" and "price" in dead.detail
-    assert len(out.recommendations) == 51  # every other event answered
+    ((rec,),) = [out.recommendations]  # one list answers every other event
+    assert rec.event_ids == tuple(ref(d["event_id"]) for d in docs if d["event_id"] != "inf")
     p = next(iter(store.values()))
     assert math.isfinite(p.spend) and p.spend == 50 * 1e12 * 10_000
     for rec in out.recommendations:
@@ -148,7 +151,7 @@ def test_a_non_finite_number_never_reaches_the_wire_as_null():
     item = RecItem("a", float("nan"), "trending", features=(("covisit", float("inf")),))
     bad = Recommendation("u", (item,), "m", "e", "view", 1, 1, 1, user_value=float("inf"))
     ok = Recommendation("v", (RecItem("b", 0.5, "trending"),), "m", "f", "view", 1, 1, 1)
-    out = BatchOutput(recommendations=[bad, ok], sources=[RawMessage(b"", b"", 0, 0, 1)] * 2)
+    out = BatchOutput(recommendations=[bad, ok])
     wire = engine().encode(out, NOW)
     d = serde.loads(wire[0][1])
     assert d["user_value"] == 0.0 and d["items"][0]["score"] == 0.0
@@ -156,23 +159,25 @@ def test_a_non_finite_number_never_reaches_the_wire_as_null():
     assert serde.loads(wire[1][1]) == ok.to_dict()  # finite lists are written as they are
 
 
-def test_a_list_that_cannot_be_encoded_dead_letters_its_event_only():
+def test_a_list_that_cannot_be_encoded_dead_letters_the_events_it_answers_only():
     e, store = engine(), DictProfileStore()
-    msgs = messages(30)
+    msgs = messages(60, users=20)
     out = e.ingest_batch(msgs, NOW)
     result = e.apply_batch(out, store, NOW)
-    bad = result.recommendations[4]
-    result.recommendations[4] = Recommendation(  # an object orjson cannot encode
-        bad.user, bad.items, bad.model_version, bad.event_id, bad.event_type, bad.event_ts,
-        bad.ingest_ts, bad.produced_ts, encoder_version=object(),  # type: ignore[arg-type]
-    )  # fmt: skip
+    n = len(result.recommendations)
+    i = next(i for i, r in enumerate(result.recommendations) if len(r.event_ids) > 1)
+    bad = result.recommendations[i]
+    result.recommendations[i] = dataclasses.replace(  # an object orjson cannot encode
+        bad,
+        encoder_version=object(),  # type: ignore[arg-type]
+    )
     wire = e.encode(result, NOW)
-    assert len(wire) == 29 and all(i != 4 for _k, _v, i in wire)
-    [(_key, dead)] = result.dead_letters
-    assert dead.reason == "encode_error" and dead.event_id == bad.event_id
+    assert len(wire) == n - 1 and all(j != i for _k, _v, j in wire)
+    assert [d.event_id for _key, d in result.dead_letters] == list(bad.event_ids)
+    assert {d.reason for _key, d in result.dead_letters} == {"encode_error"}
     c = result.counters.snapshot()
-    assert c["in"] == 30 == c["valid"] + c["dlq"] + c["duplicates"] and c["dlq"] == 1
-    assert c["recommendations"] == 29
+    assert c["in"] == 60 == c["valid"] + c["dlq"] + c["duplicates"]
+    assert c["dlq"] == len(bad.event_ids) and c["recommendations"] == n - 1
 
 
 def test_a_failing_batch_step_falls_back_to_one_event_at_a_time():
@@ -180,16 +185,16 @@ def test_a_failing_batch_step_falls_back_to_one_event_at_a_time():
     real = e._search_queries
     calls = {"n": 0}
 
-    def fails_once(ingested):
+    def fails_once(ingested, listed):
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("index went away")
-        return real(ingested)
+        return real(ingested, listed)
 
     e._search_queries = fails_once  # type: ignore[method-assign]
     msgs = messages(40)
     out = e.process_batch(msgs, store, NOW)
-    assert len(out.recommendations) == 40 and not out.dead_letters
+    assert len(out.recommendations) == 40 and not out.dead_letters  # one at a time
     assert calls["n"] == 41  # the batch, then each event alone
 
 

@@ -45,8 +45,8 @@ def test_the_live_blend_moves_to_what_ranks_the_users_next_item_better():
     e = engine()
     store = DictProfileStore()
     msgs = journeys()
-    for start in range(0, len(msgs), 100):
-        e.process_batch(msgs[start : start + 100], store, NOW)
+    for msg in msgs:  # a journey's steps a millisecond apart: each its own batch
+        e.process_batch([msg], store, NOW)
     tuner = e.recommender.tuner
     assert tuner is not None and tuner.switches, tuner.stats()
     first = tuner.switches[0]

@@ -26,9 +26,14 @@ VECTOR_COUNTS = ("query_vector", "no_query_vector", "no_item_vector")
 #: (not learned twice), stored profiles that could not be read as they were, and
 #: partitions that stalled with events waiting and were sought back to them.
 RECOVERY_COUNTS = ("replayed", "profiles_repaired", "partitions_sought")
-#: Users erased (`forget` events; valid events without a list).
-PRIVACY_COUNTS = ("erasures",)
+#: Users erased (`forget` events; valid events without a list), and their events of
+#: the same batch before the erasure (valid, never listed).
+PRIVACY_COUNTS = ("erasures", "erased_unlisted")
 MAIN_COUNTS = ("in", "valid", "dlq", "duplicates", "recommendations")
+#: Valid events answered by a list made after a later event of their user in the same
+#: batch (one list per user per batch): valid = recommendations + covered + erasures
+#: + erased_unlisted.
+LIST_COUNTS = ("covered",)
 #: Invalid catalog records this worker read, and those it dead-lettered as their owner.
 CATALOG_COUNTS = ("catalog_invalid", "catalog_dead_lettered")
 #: Shared learned item state (`core/sharing.py`): deltas this worker published,
@@ -51,7 +56,8 @@ class Counters:
     def snapshot(self) -> dict[str, int]:
         return {k: self.counts.get(k, 0) for k in MAIN_COUNTS} | {
             k: self.counts[k]
-            for k in VECTOR_COUNTS
+            for k in LIST_COUNTS
+            + VECTOR_COUNTS
             + RECOVERY_COUNTS
             + PRIVACY_COUNTS
             + SHARED_COUNTS
@@ -76,10 +82,18 @@ class Counters:
         self.dlq_reasons[reason] += 1
         self.rejected_by_type[(event_type or "unknown", "dlq")] += 1
 
-    def unpublish(self, reason: str, event_type: str) -> None:
-        """An event counted valid whose list could not be encoded or published: a dead letter."""
-        self.counts["valid"] -= 1
+    def unpublish(self, reason: str, *event_types: str) -> None:
+        """A list that could not be encoded or published: the events it answers (counted
+        valid, one type each) become dead letters."""
         self.counts["recommendations"] -= 1
+        if len(event_types) > 1:
+            self.counts["covered"] -= len(event_types) - 1
+        for event_type in event_types:
+            self.retract(reason, event_type)
+
+    def retract(self, reason: str, event_type: str) -> None:
+        """An event counted valid becomes a dead letter after all."""
+        self.counts["valid"] -= 1
         self.by_type[event_type] -= 1
         if not self.by_type[event_type]:
             del self.by_type[event_type]

@@ -35,11 +35,12 @@ class Monitor:
         self,
         event: Event,
         variant: str,
-        rec: Recommendation,
+        rec: Recommendation | None,
         categories: tuple[str, ...] = (),
         query: tuple[str, np.ndarray] | None = None,
     ) -> None:
-        """`categories` of the event's item; `query`: (encoder version, vector) of a search."""
+        """`rec`: the list after this event (None: a later event of the batch answers it);
+        `categories` of the event's item; `query`: (encoder version, vector) of a search."""
         q = self.quality
         d = self.drift
         q.expire(event.ts)
@@ -49,8 +50,8 @@ class Monitor:
                 self._keep(d.hit(hit))
         elif event.type == "impression" and event.shown:
             q.observe_impression(event.user, event.shown, event.ts, variant)
-        items = rec.items
-        q.published(event.user, tuple([i.item_id for i in items]), variant)
+        if rec is not None:
+            self.listed(variant, rec)
         if d is None:
             q.ctr_outcomes.clear()
             return
@@ -58,12 +59,17 @@ class Monitor:
             for outcome in q.ctr_outcomes:
                 self._keep(d.ctr(outcome))
             q.ctr_outcomes.clear()
-        if items:
-            self._keep(d.top_score(items[0].score, rec.model_version))
         if categories:
             self._keep(d.category(categories[0]))
         if query is not None:
             self._keep(d.query(query[1], query[0]))
+
+    def listed(self, variant: str, rec: Recommendation) -> None:
+        """A list was published: the user's next positives are scored against it."""
+        items = rec.items
+        self.quality.published(rec.user, tuple([i.item_id for i in items]), variant)
+        if self.drift is not None and items:
+            self._keep(self.drift.top_score(items[0].score, rec.model_version))
 
     def _keep(self, detection: Detection | None) -> None:
         if detection is not None:
