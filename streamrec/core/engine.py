@@ -222,8 +222,9 @@ class Engine(BatchEdges, Retrieval, Erasure, Learning):
                 waiting = unanswered.get(event.user, ())
                 covers = tuple(e.event_id for _m, e, _j in waiting) if listed[j] else None
                 rec = self._apply(
-                    event, msg, profiles, now_ms, query_hits, ctx, replayed[j], out, covers
-                )
+                    event, msg, profiles, now_ms, query_hits, ctx, replayed[j], out, covers,
+                    follows=bool(waiting),
+                )  # fmt: skip
             except Exception as exc:  # a bug must cost one event, never the worker
                 self._reject(out, msg, event, "processing_error", exc, now_ms)
                 continue
@@ -342,9 +343,11 @@ class Engine(BatchEdges, Retrieval, Erasure, Learning):
         replayed: bool,
         out: BatchOutput,
         covers: tuple[str, ...] | None,
+        follows: bool = False,
     ) -> Recommendation | Rejection | Duplicate | None:
         """Learn one event; its list if it is the user's last of the batch (`covers`: the
-        earlier events the list answers too), else None."""
+        earlier events the list answers too), else None. `follows`: the user's previous
+        event is in this batch."""
         profile = profiles[event.user][0]
         if not replayed and profile.has_seen(event.event_id):
             # Another offset with an event id this profile has applied: a producer's
@@ -380,7 +383,7 @@ class Engine(BatchEdges, Retrieval, Erasure, Learning):
                                                      covers, fresh)  # fmt: skip
         if self.monitor is not None and not replayed:
             variant = rec.variant if rec is not None else self.experiment.assign(event.user).name
-            self.monitor.observe(event, variant, rec, categories, vectors[3])
+            self.monitor.observe(event, variant, rec, categories, vectors[3], follows)
         return rec
 
     def _list(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from streamrec import batch_log
 from streamrec.client import EventProducer, RecommendationReader
 from streamrec.core.monitoring.histogram import LogHistogram
 from streamrec.errors import StreamrecError
@@ -36,10 +37,15 @@ class PipelineLists:
     lists: dict[str, list[str]]
     freshness: LogHistogram
     seconds: float
+    #: The worker's micro-batches as (lo, hi) index ranges into the events, when one
+    #: worker on one partition took them (its log): an in-process run in the same
+    #: batches publishes the same lists.
+    batches: list[tuple[int, int]] | None = None
 
     def process(self, events: Sequence[RawEvent], k: int) -> list[list[str] | None]:
         return [
-            (got[:k] if (got := self.lists.get(ev.event_id)) is not None else None) for ev in events
+            got if (got := self.lists.get(ev.event_id)) is None or got is COVERED else got[:k]
+            for ev in events
         ]
 
 
@@ -75,12 +81,23 @@ def run_pipeline(
     a backlog, in which each worker runs at its own point in event time).
     """
     if stack is not None:
-        return _collect(events, items, stack.settings, scorer, progress, rate)
+        return _collect(events, items, stack.settings, scorer, progress, rate, _batch_log(stack))
     tag = uuid.uuid4().hex[:8]
-    s = settings.with_overrides(app_id=f"streamrec-eval-{tag}", data_dir=log_dir / "data")
+    s = settings.with_overrides(
+        app_id=f"streamrec-eval-{tag}", data_dir=log_dir / "data", log_batches=True
+    )
     with LocalStack(s, workers=workers, scorers=int(scorer), log_dir=log_dir) as started:
         started.wait_ready(timeout_s=120)
-        return _collect(events, items, started.settings, scorer, progress, rate)
+        return _collect(
+            events, items, started.settings, scorer, progress, rate, _batch_log(started)
+        )
+
+
+def _batch_log(stack: LocalStack) -> Path | None:
+    """The log that names the worker's batches, if they can be replayed in process."""
+    s = stack.settings
+    one = len(stack.workers) == 1 and s.partitions == 1 and s.log_batches
+    return stack.log_dir / "worker-0.log" if one else None
 
 
 def _collect(
@@ -90,6 +107,7 @@ def _collect(
     scorer: bool,
     progress: bool,
     rate: float = 0.0,
+    log: Path | None = None,
 ) -> PipelineLists:
     reader = RecommendationReader(s, from_beginning=False)
     t0 = time.monotonic()
@@ -102,6 +120,7 @@ def _collect(
                 _wait_for_item_vectors(producer, reader)
             else:
                 time.sleep(2.0)  # the worker's catalog follower reads the catalog first
+            base = batch_log.next_offset(log) if log is not None else 0
             start = time.monotonic()
             for i, ev in enumerate(tqdm(events, desc="replay", unit="ev", disable=not progress)):
                 if rate > 0 and (ahead := start + i / rate - time.monotonic()) > 0:
@@ -129,7 +148,8 @@ def _collect(
         bar.close()
     finally:
         reader.close()
-    return PipelineLists(lists, freshness, time.monotonic() - t0)
+    batches = batch_log.index_batches(log, base, len(events)) if log is not None else None
+    return PipelineLists(lists, freshness, time.monotonic() - t0, batches)
 
 
 def _wait_for_item_vectors(

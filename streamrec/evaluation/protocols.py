@@ -2,12 +2,13 @@
 
 **Prequential.** Events go to a model in time order, in the micro-batches a
 worker would take (cut by event time, `micro_batches`). When a user interacts
-with an item they had not touched before, the list that counts is the last one
-the model published for that user before it: after their previous event, or,
-for a model that publishes one list per user per micro-batch (streamrec), after
-their last event of an earlier batch; none yet is a miss. Then the model learns
-the interaction. A user's first event has no list before it and is not scored
-(the next one is, in `cold_1`).
+with an item they had not touched before, the list that counts is the one the
+model published for that user after their previous event; then the model
+learns the interaction and publishes the next list. A user's first event has no
+list before it and is not scored (the next one is, in `cold_1`). Nor is an
+event whose previous event has no list of its own: streamrec publishes one list
+per user per micro-batch, so both are in one batch, answered by one list, and
+no list came between them.
 
 **Leave-last-out.** Each user's last new-item interaction is held out, and so
 is everything of theirs after it. The model learns every other event in time
@@ -162,12 +163,14 @@ def prequential(
     targets: Sequence[Target | None] | None = None,
     progress: Progress | None = None,
     window_ms: int = 0,
+    batches: Sequence[tuple[int, int]] | None = None,
 ) -> ModelRun:
     """Test-then-learn over `events`; latency is per event, amortised over micro-batches.
 
-    The micro-batches are cut by event time (`micro_batches`, `window_ms`). An event
-    that a later list of its batch answers (`COVERED`) leaves the user's last list as
-    it was: their next event is scored against the list that was really published.
+    The micro-batches are cut by event time (`micro_batches`, `window_ms`), or given
+    as (lo, hi) index ranges (`batches`: a pipeline's own). An event that a later list
+    of its batch answers (`COVERED`) leaves the user's last list as it was, and the
+    user's next event, in the same batch, is not scored: no list came between them.
     """
     depth = max(KS)
     targets = targets if targets is not None else prequential_targets(events)
@@ -175,10 +178,13 @@ def prequential(
     sums = {seg: MetricSums() for seg in SEGMENTS}
     latency = LogHistogram()
     last: dict[str, list[str]] = {}
+    #: Users whose previous event a later list of its batch answered: no list came
+    #: between that event and their next one (in the same batch).
+    covered: set[str] = set()
     scored: list[tuple[int, int, int, int]] = []
     unanswered = 0
     total_ms = 0.0
-    for lo, hi in micro_batches(events, window_ms):
+    for lo, hi in batches if batches is not None else micro_batches(events, window_ms):
         chunk = events[lo:hi]
         t0 = time.perf_counter()
         lists = model.process(chunk, depth)
@@ -188,9 +194,8 @@ def prequential(
         for j, (ev, after) in enumerate(zip(chunk, lists, strict=True)):
             latency.record(per_event_ms)
             target = targets[lo + j]
-            if target is not None:
-                # No list yet (the user's earlier events were answered together with
-                # this one): a miss, so that every model is scored on the same targets.
+            if target is not None and ev.user_id not in covered:
+                # No list yet (a list lost on its way): a miss.
                 before = last.get(ev.user_id, COVERED)
                 rank = rank_of(target.item, before, depth)
                 for seg in target.segments:
@@ -198,9 +203,13 @@ def prequential(
                 scored.append(
                     (target.index, target.events_before, rank or 0, user_code(ev.user_id))
                 )
+            if after is COVERED:
+                covered.add(ev.user_id)
+                continue
+            covered.discard(ev.user_id)
             if after is None:
                 unanswered += 1
-            elif after is not COVERED:
+            else:
                 last[ev.user_id] = after
         if progress:
             progress(hi - lo)

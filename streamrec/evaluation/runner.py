@@ -173,19 +173,22 @@ def evaluate(
         targets = prequential_targets(events, repeats, scored_from)
         makers = [run.maker(name) for name in models]
         recorded = None
+        batches = None
         if through_kafka and "streamrec" in models:
             recorded = _through_kafka(
                 log, events, settings, vectors, progress, ev_out, workers, rate
             )
             pipeline_model = RecordedModel("streamrec", recorded)
+            batches = recorded.batches  # one worker: in process in the worker's batches
             makers = [
                 ("streamrec", lambda: pipeline_model),
                 *(("streamrec_in_process", make) if key == "streamrec" else (key, make)
                   for key, make in makers),
             ]  # fmt: skip
         runs = run.models(
-            "prequential", prequential, len(events), makers, targets=targets, window_ms=window
-        )
+            "prequential", prequential, len(events), makers,
+            targets=targets, window_ms=window, batches=batches,
+        )  # fmt: skip
         if recorded is not None:
             _compare_with_pipeline(ev_out, runs, recorded)
         ev_out.runs["prequential"] = runs

@@ -31,6 +31,7 @@ from typing import Any, cast
 import faust
 from faust.exceptions import ProducerSendError
 
+from streamrec import batch_log
 from streamrec.aio import end_offsets
 from streamrec.build import build_engine
 from streamrec.clock import now_ms
@@ -48,7 +49,7 @@ from streamrec.prometheus import serve_until_stopped
 from streamrec.settings import Settings
 from streamrec.worker.catalog import CatalogFollower
 from streamrec.worker.checkpoint import CheckpointWriter, read_topic, start_from_checkpoint
-from streamrec.worker.delivery import AckOrder, BatchDelivery, batch_ranges, is_message_error
+from streamrec.worker.delivery import AckOrder, BatchDelivery, is_message_error
 from streamrec.worker.faust_app import faust_app
 from streamrec.worker.faust_tuning import (
     defer_acks,
@@ -277,7 +278,7 @@ class Worker:
             return None  # the broker lost its data (stopping), or all of it was delivered before
         batch = fresh
         if self.settings.log_batches:
-            log.info("micro-batch %s", batch_ranges(batch))
+            log.info("%s", batch_log.describe(batch_log.ranges_of(batch)))
         msgs = [
             RawMessage(
                 value=ev.value,

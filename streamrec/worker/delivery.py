@@ -115,13 +115,3 @@ class AckOrder:
     async def wait(previous: asyncio.Future[None] | None) -> None:
         if previous is not None:
             await previous
-
-
-def batch_ranges(events: Sequence[Any]) -> str:
-    """A batch's source offsets, per partition: `0:10-57 2:3-9` (Faust events)."""
-    ranges: dict[int, tuple[int, int]] = {}
-    for ev in events:
-        p, o = ev.message.partition, ev.message.offset
-        lo, hi = ranges.get(p, (o, o))
-        ranges[p] = (min(lo, o), max(hi, o))
-    return " ".join(f"{p}:{lo}-{hi}" for p, (lo, hi) in sorted(ranges.items()))

@@ -4,11 +4,11 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from streamrec import batch_log
 from streamrec.client import RecommendationReader, read_all, tail
 from streamrec.contracts import SHARED_STATE
 from streamrec.core.deltas import decode
@@ -18,23 +18,17 @@ from streamrec.core.item_log import ItemLog
 from streamrec.records import Recommendation
 from streamrec.settings import Settings
 
-_LINE = re.compile(r"micro-batch ((?:\d+:\d+-\d+ ?)+)")
-
 
 def logged_batches(log: Path) -> list[tuple[int, int]]:
     """(first, last) offset of each micro-batch the worker logged, on partition 0."""
-    out = []
-    for m in _LINE.finditer(log.read_text() if log.exists() else ""):
-        ranges = dict(part.split(":") for part in m.group(1).split())
-        assert set(ranges) == {"0"}, "one partition only"
-        lo, hi = ranges["0"].split("-")
-        out.append((int(lo), int(hi)))
-    return out
+    batches = batch_log.read(log)
+    assert all(set(r) == {0} for r in batches), "one partition only"
+    return [r[0] for r in batches]
 
 
 def next_offset(log: Path) -> int:
     """The offset the next event will get: past every batch logged so far (the probe's)."""
-    return max((hi + 1 for _lo, hi in logged_batches(log)), default=0)
+    return batch_log.next_offset(log)
 
 
 def collect(reader: RecommendationReader, n: int, timeout_s: float) -> dict[str, Recommendation]:

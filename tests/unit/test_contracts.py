@@ -10,7 +10,7 @@ from streamrec.contracts import (
     partitions_for,
 )
 from streamrec.datasets.malformed import malformed_events
-from streamrec.records import EVENT_TYPES
+from streamrec.records import EVENT_TYPES, Recommendation
 
 REQUIRED_TOPICS = {"storefront.events", "catalog.items", "events.dlq", "recommendations", "metrics"}
 
@@ -123,8 +123,14 @@ def test_the_lists_the_engine_publishes_keep_to_the_recommendations_contract():
     msgs = shop_messages(shop, 3_000, now)
     store = DictProfileStore()
     seen: set[str] = set()
+    covering = 0
     for i in range(0, len(msgs), 200):
         for rec in engine.process_batch(msgs[i : i + 200], store, now).recommendations:
-            validate(serde.loads(serde.dumps(rec.to_dict())))
+            wire = serde.loads(serde.dumps(rec.to_dict()))
+            validate(wire)
+            back = Recommendation.from_dict(wire)
+            assert (back.event_ids, back.item_ids) == (rec.event_ids, rec.item_ids)
             seen.update(s for it in rec.items for s in it.sources)
+            covering += bool(rec.covers)
     assert {"covisit", "trending", "sequence"} <= seen  # the sources a shop's lists carry
+    assert covering  # lists that answer several events of their user

@@ -21,6 +21,7 @@ from streamrec.evaluation.protocols import (
     ModelRun,
     leave_last_out,
     leave_last_out_split,
+    micro_batches,
     prequential,
     prequential_targets,
 )
@@ -114,6 +115,41 @@ def test_prequential_scores_the_list_published_after_the_users_previous_event():
     assert right.segments["all"]["hr@10"] == 1.0
     assert right.segments["all"]["mrr@10"] == 1.0
     assert late.segments["all"]["hr@10"] < 0.05
+
+
+class OneListPerUser(Foresight):
+    """Foresight that publishes one list per user per call, after their last event."""
+
+    def process(self, events: Sequence[RawEvent], k: int) -> list[list[str] | None]:
+        lists = super().process(events, k)
+        last = {e.user_id: i for i, e in enumerate(events)}
+        return [lst if last[e.user_id] == i else COVERED for i, (e, lst) in enumerate(
+            zip(events, lists, strict=True))]  # fmt: skip
+
+
+def test_micro_batches_close_at_the_window_the_size_and_a_users_second_event():
+    events = [ev(0, "a"), ev(0, "b"), ev(0, "a"), ev(5, "c"), ev(5, "d"), ev(5, "e")]
+    assert list(micro_batches(events, window_ms=1_000)) == [(0, 2), (2, 3), (3, 6)]
+    assert list(micro_batches(events, window_ms=1_000, size=2)) == [(0, 2), (2, 3), (3, 5), (5, 6)]
+    assert list(micro_batches(events, window_ms=10_000)) == [(0, 2), (2, 6)]
+
+
+def test_a_users_event_answered_with_the_previous_one_by_one_list_is_not_scored():
+    events = _log()
+    targets = prequential_targets(events)
+    batches = [(lo, min(lo + 40, len(events))) for lo in range(0, len(events), 40)]
+    every = prequential(events, Foresight(events, 1), catalog_size=300, batches=batches)  # type: ignore[arg-type]
+    coalesced = prequential(events, OneListPerUser(events, 1), catalog_size=300, batches=batches)  # type: ignore[arg-type]
+    assert every.segments["all"]["n"] == sum(t is not None for t in targets)
+    # Scored: a user's first event of each batch, against the list after their last
+    # event of an earlier batch (which names it: a hit every time).
+    first_in_batch = sum(
+        targets[i] is not None and all(e.user_id != events[i].user_id for e in events[lo:i])
+        for lo, hi in batches
+        for i in range(lo, hi)
+    )
+    assert coalesced.segments["all"]["n"] == first_in_batch < every.segments["all"]["n"]
+    assert coalesced.segments["all"]["hr@10"] == 1.0 and coalesced.unanswered == 0
 
 
 def test_prequential_targets_skip_first_events_and_repeats_and_mark_searches():

@@ -192,6 +192,21 @@ def test_online_hit_rate_and_ndcg_equal_an_offline_computation_on_the_same_event
     assert online.rr / online.trials == pytest.approx(result["mrr@10"], abs=1e-9)
 
 
+def test_a_click_in_the_batch_of_the_users_previous_event_is_no_trial_of_the_lists():
+    """One list answers both events of a batch: none was shown between them."""
+    e, store = engine(), DictProfileStore()
+
+    def click(n: int, item: str) -> RawMessage:
+        doc = {"event_id": f"c{n}", "type": "click", "user_id": "u", "ts": T0 + n * 1000,
+               "item_id": item}  # fmt: skip
+        return raw(doc, n)
+
+    e.process_batch([click(0, "a")], store, now_ms=T0 + 10**6)  # a list: after a
+    e.process_batch([click(1, "b"), click(2, "c")], store, now_ms=T0 + 10**6)
+    window = e.monitor.reset().quality["default"]
+    assert (window.trials, window.lists) == (1, 2)  # b against a's list; c follows b
+
+
 def test_ctr_counts_an_impression_once_and_only_within_the_feedback_window():
     q = OnlineQuality(k=10, window_s=60)
     q.observe_impression("u", ("a", "b"), ts=0, variant="v")

@@ -38,14 +38,17 @@ class Monitor:
         rec: Recommendation | None,
         categories: tuple[str, ...] = (),
         query: tuple[str, np.ndarray] | None = None,
+        follows: bool = False,
     ) -> None:
         """`rec`: the list after this event (None: a later event of the batch answers it);
-        `categories` of the event's item; `query`: (encoder version, vector) of a search."""
+        `categories` of the event's item; `query`: (encoder version, vector) of a search;
+        `follows`: the user's previous event is in the same batch (no list came between,
+        so a positive is no trial of the lists)."""
         q = self.quality
         d = self.drift
         q.expire(event.ts)
         if event.item_id is not None and event.type in POSITIVE_TYPES:
-            hit = q.observe_positive(event.user, event.item_id, event.ts, variant)
+            hit = q.observe_positive(event.user, event.item_id, event.ts, variant, not follows)
             if hit is not None and d is not None:
                 self._keep(d.hit(hit))
         elif event.type == "impression" and event.shown:

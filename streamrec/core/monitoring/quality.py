@@ -109,8 +109,14 @@ class OnlineQuality:
         if len(last) > self.max_users:
             del last[next(iter(last))]
 
-    def observe_positive(self, user: str, item: str, ts: int, variant: str) -> int | None:
-        """Score a click / cart / purchase against the user's last list: 1 hit, 0 miss, None."""
+    def observe_positive(
+        self, user: str, item: str, ts: int, variant: str, scored: bool = True
+    ) -> int | None:
+        """Score a click / cart / purchase against the user's last list: 1 hit, 0 miss, None.
+
+        `scored` False: no list can have been shown since the user's previous event (both
+        are in one micro-batch, answered by one list), so it is no trial; a click on an
+        impression still counts."""
         imp = self._impressions.get(user)
         if (
             imp is not None
@@ -122,7 +128,7 @@ class OnlineQuality:
             self.sums(imp.variant).clicks += 1
             self.ctr_outcomes.append(1)
         items = self._last.get(user)
-        if items is None:
+        if items is None or not scored:
             return None
         s = self.sums(variant)
         s.trials += 1
