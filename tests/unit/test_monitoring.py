@@ -168,7 +168,7 @@ def test_a_metrics_window_from_a_newer_worker_still_reads():
 def test_online_hit_rate_and_ndcg_equal_an_offline_computation_on_the_same_events():
     events = _stream(3000, seed=11)
     e = engine()
-    recs = run(e, events, 200)
+    recs = run(e, events, 50)
     online = e.monitor.reset().quality["default"]
     # Offline: replay the published lists; every click/cart is scored against the
     # list published after that user's previous event (the evaluation code's metrics).
