@@ -165,6 +165,9 @@ def _add_measuring(sub: Any) -> None:
     sp.add_argument("--limit", type=int, default=None, help="replay only the first N events")
     sp.add_argument("--workers", type=int, default=1)
     sp.add_argument("--no-scorer", action="store_true", help="run without the BERT scorer")
+    sp.add_argument(
+        "--live-rate", type=int, default=1000, help="events/s of the live phase (default 1000)"
+    )
     sp.set_defaults(func=c.cmd_demo)
 
     sp = sub.add_parser(

@@ -100,13 +100,26 @@ def read_table(
     The profile table's changelog is `<app id>-profiles-changelog`; values are
     `Profile.to_bytes()`. For operators and tests: it reads the whole topic.
     """
+    return latest_per_key((r.key, r.value) for r in _changelog(settings, table, idle_s))
+
+
+def changelog_written(
+    settings: Settings, table: str = "profiles", idle_s: float = 2.0
+) -> tuple[int, int]:
+    """(records, value bytes) a worker table's changelog holds: everything written to it
+    (the embedded broker keeps every record; a compacted topic elsewhere, fewer)."""
+    sizes = [len(r.value or b"") for r in _changelog(settings, table, idle_s)]
+    return len(sizes), sum(sizes)
+
+
+def _changelog(settings: Settings, table: str, idle_s: float) -> list[Any]:
     topic = f"{settings.app_id}-{table}-changelog"
     consumer = clients.consumer(settings, enable_auto_commit=False)
     try:
         tps = [TopicPartition(topic, p) for p in _wait_partitions(consumer, topic)]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
-        return latest_per_key((r.key, r.value) for r in read_all(consumer, idle_s=idle_s))
+        return read_all(consumer, idle_s=idle_s)
     finally:
         consumer.close()
 

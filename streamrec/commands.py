@@ -224,7 +224,9 @@ def cmd_dlq(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from streamrec.tools.demo import run_demo
 
-    return run_demo(limit=args.limit, workers=args.workers, scorer=not args.no_scorer)
+    return run_demo(
+        limit=args.limit, workers=args.workers, scorer=not args.no_scorer, live_rate=args.live_rate
+    )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

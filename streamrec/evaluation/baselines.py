@@ -1,4 +1,4 @@
-"""Baselines, run in the same protocol as streamrec: a list per user after every event.
+"""Baselines, run in the same protocol as streamrec: a list for the user after every event.
 
 Every baseline leaves out the items the user has already interacted with (as
 RecBole's full-ranking evaluation masks history) and fills a short list with

@@ -3,7 +3,7 @@
 1. start the embedded broker, create the topics, start the worker(s);
 2. replay MovieLens-100k (catalog first), with malformed events and retried
    duplicates mixed in, as fast as the producer goes (the worker runs flat out);
-3. a live phase at a steady 300 events/s, to show freshness when caught up;
+3. a live phase at a steady 1,000 events/s, to show freshness when caught up;
 4. print users with their top-5 and titles, in / valid / DLQ / duplicates,
    events/s and event -> recommendation latency;
 5. `streamrec serve` runs alongside from the start (a curl line is printed):
@@ -24,7 +24,14 @@ import numpy as np
 
 from streamrec import serde
 from streamrec.broker import free_port
-from streamrec.client import EventProducer, RecommendationReader, read_all, read_table, tail
+from streamrec.client import (
+    EventProducer,
+    RecommendationReader,
+    changelog_written,
+    read_all,
+    read_table,
+    tail,
+)
 from streamrec.contracts import METRICS
 from streamrec.core.monitoring.histogram import LogHistogram
 from streamrec.core.monitoring.windows import WindowTotals, merge_windows
@@ -37,7 +44,7 @@ from streamrec.tools.bench import measure_freshness
 from streamrec.tools.replay import replay
 from streamrec.tools.stack import LocalStack, interrupt_on_signals
 
-LIVE_RATE = 300
+LIVE_RATE = 1000
 LIVE_SECONDS = 5.0
 
 
@@ -45,7 +52,9 @@ def say(msg: str) -> None:
     print(f"==> {msg}", flush=True)
 
 
-def run_demo(limit: int | None = None, workers: int = 1, scorer: bool = True) -> int:
+def run_demo(
+    limit: int | None = None, workers: int = 1, scorer: bool = True, live_rate: int = LIVE_RATE
+) -> int:
     interrupt_on_signals()
     base = Settings.from_env()
     with tempfile.TemporaryDirectory(prefix="streamrec-demo-") as tmp:
@@ -70,7 +79,7 @@ def run_demo(limit: int | None = None, workers: int = 1, scorer: bool = True) ->
             http = _start_serve(stack, ml)
             reader = RecommendationReader(settings, from_beginning=False)
             try:
-                code = _run(settings, ml, titles, reader)
+                code = _run(settings, ml, titles, reader, live_rate)
                 if scorer:
                     _cold_start(settings, titles, reader)
                 _show_serve(http, _pick_users(ml), scorer)
@@ -85,6 +94,7 @@ def _run(
     ml: movielens.MovieLens,
     titles: dict[str, str],
     reader: RecommendationReader,
+    live_rate: int = LIVE_RATE,
 ) -> int:
     now = int(time.time() * 1000)
     bad = malformed_events(25, now)
@@ -123,14 +133,15 @@ def _run(
         f"in {time.time() - t0:.1f} s"
     )
 
-    say(f"live phase: {LIVE_RATE} events/s for {LIVE_SECONDS:.0f} s, stamped with the current time")
+    say(f"live phase: {live_rate} events/s for {LIVE_SECONDS:.0f} s, stamped with the current time")
     sample = ml.events[-2000:]
 
     def live_event(i: int) -> RawEvent:
         ev = sample[i % len(sample)]
         return replace(ev, event_id=f"live-{i}", ts=int(time.time() * 1000))
 
-    live = measure_freshness(settings, live_event, LIVE_RATE, LIVE_SECONDS, reader=reader)["e2e_ms"]
+    live = measure_freshness(settings, live_event, live_rate, LIVE_SECONDS, reader=reader)["e2e_ms"]
+    live["rate"] = live_rate
 
     merged = merge_windows(_metrics(settings))
     totals = {k: merged.counts.get(k, 0) for k in ("in", "valid", "dlq", "duplicates")}
@@ -138,7 +149,7 @@ def _run(
 
     sent += live["count"] + 1  # the live phase and the readiness probe
     _summary(reader, ml, titles, totals, reasons, sent, backlog_rate, recs, live)
-    _profile_sizes(settings)
+    _profile_sizes(settings, totals["valid"])
     _online_quality(merged)
     ok = totals["in"] == totals["valid"] + totals["dlq"] + totals["duplicates"]
     return 0 if ok else 1
@@ -198,7 +209,7 @@ def _summary(
         f"throughput       {backlog_rate:>9,.0f} events/s  (worker flat out on the replay backlog)"
     )
     print(
-        f"latency, live at {LIVE_RATE}/s: p50 {live['p50']:.0f} ms, "
+        f"latency, live at {live['rate']:,.0f}/s: p50 {live['p50']:.0f} ms, "
         f"p99 {live['p99']:.0f} ms  (event produced -> recommendation received, "
         f"{live['count']:.0f} events)"
     )
@@ -210,14 +221,20 @@ def _summary(
     print("=" * 78)
 
 
-def _profile_sizes(settings: Settings) -> None:
-    """Bytes per user profile as stored (the changelog's latest value per user)."""
+def _profile_sizes(settings: Settings, events: int) -> None:
+    """Bytes per user profile as stored (the changelog's latest value per user), and what
+    the changelog took per event (a profile is written once per batch it is in)."""
     sizes = np.array([len(v) for v in read_table(settings).values() if v is not None])
     if not len(sizes):
         return
     print(
         f"profiles stored  {len(sizes):>9,}  bytes each: mean {sizes.mean():,.0f}, "
         f"p99 {np.percentile(sizes, 99):,.0f}  (changelog records, {sizes.sum() / 2**20:.1f} MiB)"
+    )
+    records, written = changelog_written(settings)
+    print(
+        f"changelog        {records:>9,}  records, {written / 2**20:.1f} MiB written: "
+        f"{written / max(events, 1):,.0f} bytes per valid event"
     )
 
 
