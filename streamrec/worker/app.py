@@ -3,18 +3,16 @@
 storefront.events --(take_events micro-batch)--> the engine (core)
     --> recommendations (keyed by pseudonym), events.dlq, the profile changelog
 
-The agent decodes nothing itself: it hands raw bytes to the core and sends
-what the core returns, then settles each batch in the background: its events
-are acked (so Faust may commit past them) and its counts join the metrics
-window only once the broker has every message it produced
-(`worker.delivery`). Each Faust hop costs ~300 us of CPU per message here, so
-there is exactly one on the main path. Around it, as app tasks and timers:
-the catalog follower (`worker.catalog`), the shared-state follower
-(`worker.shared`) and the shared checkpoint (`worker.checkpoint`), the scorer
-client (`scorer.client`), metrics/drift/alert publishing
-(`worker.monitoring`), Prometheus `/metrics`, and snapshots
-(`worker.snapshots`). Every send goes through `worker.outbox`; starting and
-stopping the process is `worker.lifecycle`.
+The agent hands raw bytes to the core and sends what it returns, then settles
+each batch in the background: its events are acked (so Faust may commit past
+them) and its counts join the metrics window only once the broker has every
+message it produced (`worker.delivery`). A Faust hop costs ~300 us of CPU per
+message here: there is one on the main path. Around it, as tasks and timers:
+the catalog and shared-state followers (`worker.catalog`, `worker.shared`),
+the scorer client, metrics/drift/alerts (`worker.monitoring`), Prometheus
+`/metrics`, snapshots, the ranker journal and the shared checkpoint
+(`worker.learned_state`). Sends go through `worker.outbox`; starting and
+stopping is `worker.lifecycle`.
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import faust
 from faust.exceptions import ProducerSendError
@@ -41,16 +39,14 @@ from streamrec.contracts import (
 )
 from streamrec.core.engine import BatchOutput, Engine
 from streamrec.core.ingest import RawMessage
-from streamrec.core.item_log import ItemLog
 from streamrec.core.plan import Embed, Publish, batch_plan
-from streamrec.core.ranking.feedback import replay
 from streamrec.heap import freeze_startup
 from streamrec.prometheus import serve_until_stopped
 from streamrec.settings import Settings
 from streamrec.worker.catalog import CatalogFollower
 from streamrec.worker.checkpoint import CheckpointWriter, read_topic, start_from_checkpoint
 from streamrec.worker.delivery import AckOrder, BatchDelivery, is_message_error
-from streamrec.worker.faust_app import faust_app
+from streamrec.worker.faust_app import faust_app, profile_table
 from streamrec.worker.faust_tuning import (
     defer_acks,
     guard_commits,
@@ -58,11 +54,11 @@ from streamrec.worker.faust_tuning import (
     set_fetch_max_wait_ms,
     sort_delivered,
 )
+from streamrec.worker.learned_state import LearnedState
 from streamrec.worker.lifecycle import broker_lost_data, run_app
 from streamrec.worker.monitoring import WorkerMonitoring
 from streamrec.worker.outbox import Outbox
 from streamrec.worker.profile_store import TableProfileStore
-from streamrec.worker.ranker_journal import RankerJournal
 from streamrec.worker.readiness import Readiness
 from streamrec.worker.scorer_client import ScorerClient
 from streamrec.worker.shared import SharedStateFollower
@@ -70,8 +66,6 @@ from streamrec.worker.snapshots import Snapshots
 from streamrec.worker.stall import StallWatch
 
 log = logging.getLogger(__name__)
-
-MiB = 1_048_576
 
 
 class Worker:
@@ -96,21 +90,6 @@ class Worker:
             learned = "checkpoint" if restored else learned
         #: What the worker waits for before it applies an event (`worker/readiness.py`).
         self.readiness = Readiness(learned=learned, sharing=sharing is not None)
-        #: The ranker's inputs since the snapshot (`worker/ranker_journal.py`): exact only
-        #: with the ledger of shared learning, which says which of them are in the state.
-        rec = self.engine.recommender
-        self.journal = (
-            RankerJournal(Path(s.data_dir) / f"{s.app_id}-ranker.journal")
-            if sharing is not None and (rec.ranker is not None or rec.tuner is not None)
-            else None
-        )
-        #: The per-user inputs recorded since the last batch's journal frame (the
-        #: ranker's and the tuner's, in the order they came).
-        self._inputs: list[Any] = []
-        if self.journal is not None and sharing is not None and sharing.ranker is not None:
-            # Before shared.state is folded: what earlier runs of this worker published of
-            # their ranker is replayed from the journal instead.
-            sharing.ranker.absorb(self.journal.writers(self.snapshots.journal_gen))
         # The follower writes its offsets into the dict the snapshot reads.
         self.shared = (
             SharedStateFollower(s, sharing, self.snapshots.shared_offsets) if sharing else None
@@ -138,10 +117,10 @@ class Worker:
         self._store_order = AckOrder()
         #: Held while a batch is processed (snapshots take it: never half a batch).
         self._batch_lock = asyncio.Lock()
+        self.learned = LearnedState(s, self.engine, self.snapshots, self.worker_id,
+                                    self._batch_lock, self.catalog, self.checkpoints)  # fmt: skip
         #: Set once the latest assignment's shared state is folded (or failed to be).
         self._synced = asyncio.Event()
-        #: Learning logs sent and not yet acknowledged (a snapshot waits for them).
-        self._learning_sent: set[asyncio.Future[Any]] = set()
         #: The metrics / readiness HTTP server, started with the worker (`start_up`).
         self._http: asyncio.Future[None] | None = None
         #: Set when the worker must stop (it cannot deliver, or the broker lost its data).
@@ -170,22 +149,7 @@ class Worker:
             value_serializer="raw",
             partitions=partitions,
         )
-        self.profiles = app.Table(
-            "profiles",
-            default=None,
-            # bytes types make Faust pick the raw codec for store and changelog alike
-            # (a Schema would leave the store on JSON); the core owns the encoding.
-            key_type=bytes,
-            value_type=bytes,
-            partitions=partitions,
-            # Per partition's RocksDB: Faust's defaults (64 MB x 3 write buffers, a 2 GB
-            # block cache) let one worker grow to gigabytes; profiles are small.
-            options={
-                "write_buffer_size": s.store_write_buffer_mb * MiB,
-                "max_write_buffer_number": 2,
-                "block_cache_size": s.store_block_cache_mb * MiB,
-            },
-        )
+        self.profiles = profile_table(app, s, partitions)
         self.store = TableProfileStore(self.profiles, s.profile_cache_size)
         self.changelog_topic = self.profiles.changelog_topic.get_topic_name()
 
@@ -197,19 +161,11 @@ class Worker:
         async def _assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
             self.readiness.assigning()
             self._synced.clear()
-            in_sync = True
-            if self.shared is not None:
-                # Fold what the previous owners published before any of their events come
-                # again. Faust's table recovery may resume the streams while this runs,
-                # so batches wait for it too (`_synced`).
-                try:
-                    in_sync = await self.shared.sync()
-                except Exception as exc:
-                    log.warning("shared state not synced at assignment (%r); the first "
-                                "batch will", exc)  # fmt: skip
-                    in_sync = False
-                self.shared.need_sync = not in_sync
-            self._open_journal()
+            # Fold what the previous owners published before any of their events come
+            # again. Faust's table recovery may resume the streams while this runs, so
+            # batches wait for it too (`_synced`).
+            in_sync = await self.shared.sync_assigned() if self.shared is not None else True
+            self.learned.open_journal()
             self._synced.set()
             self.stall.assigned()
             # After a rebalance another worker may have written checkpoints: its next one
@@ -238,9 +194,9 @@ class Worker:
         app.timer(s.metrics_interval_s)(self.monitoring.publish_window)
         if s.stall_warn_s > 0:
             app.timer(s.stall_warn_s / 3)(self.stall.check)
-        app.timer(s.snapshot_interval_s)(self.save_snapshot)
+        app.timer(s.snapshot_interval_s)(self.learned.save_snapshot)
         if self.shared is not None and s.share_checkpoint_interval_s > 0:
-            app.timer(s.share_checkpoint_interval_s)(self.publish_checkpoint)
+            app.timer(s.share_checkpoint_interval_s)(self.learned.publish_checkpoint)
         return app
 
     async def handle_batch(
@@ -349,16 +305,12 @@ class Worker:
             delivery.add(await self.outbox.send(self.outbox.t_recs, user.encode(), None))
         for dead_key, dead in out.dead_letters:
             delivery.add(await self.outbox.dead_letter(dead_key, dead))
-        if out.deltas and self.journal is not None:  # its inputs on disk before its log goes
-            ranges = [r for d in out.deltas if isinstance(d, ItemLog) for r in d.ranges]
-            self.journal.append(self.worker_id, ranges, self._inputs)
-            self._inputs.clear()
+        self.learned.before_log(out.deltas)  # its inputs on disk before its log goes
         for delta in out.deltas:  # before the batch's profiles are stored, or acked
             fut = await self.outbox.send(self.outbox.t_shared, delta.key, delta.to_bytes())
             delivery.add(fut)
             delivery.learning.append(fut)
-            self._learning_sent.add(fut)
-            fut.add_done_callback(self._learning_sent.discard)
+            self.learned.log_sent(fut)
         delivery.outputs.append(out)
         for detection in out.drift:
             await self.monitoring.publish_detection(detection)
@@ -384,7 +336,7 @@ class Worker:
                     # Before the forget event can be committed past: a restart from an
                     # older snapshot would bring back what it holds of the user (their
                     # pending offers, last list).
-                    await self.save_snapshot()
+                    await self.learned.save_snapshot()
                 await ack(delivery.events)
                 for out in delivery.outputs:
                     self.engine.count(out.counters)
@@ -411,7 +363,7 @@ class Worker:
             for key, value, partition in self.store.store(delivery.writes):
                 delivery.add(
                     await self.outbox.send(
-                        self.changelog_topic, key, value, partition, self._on_changelog_sent
+                        self.changelog_topic, key, value, partition, self.store.persisted
                     )
                 )
         finally:
@@ -433,14 +385,6 @@ class Worker:
             self.fatal("a dead letter could not be delivered; the batch is not acked")
             return False
         return True
-
-    def _on_changelog_sent(self, fut: asyncio.Future[Any]) -> None:
-        # What Faust's own table writes do: remember the changelog offset in the
-        # local store, so a restarted node resumes recovery there instead of
-        # re-reading the whole changelog.
-        if not fut.cancelled() and fut.exception() is None:
-            md = fut.result()
-            cast(Any, self.profiles.data).set_persisted_offset(md.topic_partition, md.offset)
 
     def fatal(self, message: str, code: int = 1) -> None:
         """Stop the worker: log why once, exit non-zero (events not acked are redone)."""
@@ -467,68 +411,6 @@ class Worker:
             )
             self._http = asyncio.ensure_future(serving)
         await self.catalog.catch_up()
-
-    async def save_snapshot(self) -> None:
-        """The learned state, between batches, once every learning log it includes is
-        on the broker: a restart from it never holds learning the topic lacks (which
-        the other workers would then never get)."""
-        async with self._batch_lock:
-            if await self._learning_delivered():
-                self._write_snapshot()
-
-    def _write_snapshot(self) -> None:
-        """The snapshot, then a new generation of the ranker journal that continues it."""
-        if self.journal is None:
-            self.snapshots.write(self.engine, self.catalog.embedding_offsets)
-            return
-        if not self.journal.opened:  # not replayed yet: the journal on disk still continues it
-            gen = self.snapshots.journal_gen
-            self.snapshots.write(self.engine, self.catalog.embedding_offsets, journal_gen=gen)
-            return
-        gen = self.journal.gen + 1
-        self.snapshots.write(self.engine, self.catalog.embedding_offsets, journal_gen=gen)
-        self.journal.rotate(gen)
-
-    def _open_journal(self) -> None:
-        """Once, at the first assignment, after shared.state is folded: replay the
-        ranker's inputs since the snapshot whose batches the ledger covers, and record
-        from then on."""
-        journal, sharing = self.journal, self.engine.sharing
-        ranker, tuner = self.engine.recommender.ranker, self.engine.recommender.tuner
-        if journal is None or sharing is None or journal.opened:
-            return
-        frames = journal.open(self.snapshots.journal_gen, sharing.ledger.covers_range)
-        for _by, ops in frames:
-            replay(ranker, ops, tuner)
-        for part in (ranker, tuner):
-            if part is not None:
-                part.recording = self._inputs
-        log.info("ranker journal: %d batches of inputs replayed (%d inputs)", len(frames),
-                 sum(len(ops) for _by, ops in frames))  # fmt: skip
-
-    async def _learning_delivered(self, timeout_s: float = 10.0) -> bool:
-        """Wait (with the batch lock held) for every learning log sent so far; False
-        if the broker has not taken them all in time: no snapshot then, the next one
-        comes at the next interval."""
-        if not self._learning_sent:
-            return True
-        _done, waiting = await asyncio.wait(set(self._learning_sent), timeout=timeout_s)
-        if waiting:
-            log.warning("snapshot skipped: %d learning logs not on the broker after %.0f s",
-                        len(waiting), timeout_s)  # fmt: skip
-        return not waiting
-
-    async def publish_checkpoint(self) -> None:
-        """The shared state whole, by one worker (the owner of events partition 0)."""
-        if self.catalog.owns(0):
-            try:
-                async with self._batch_lock:
-                    if not await self._learning_delivered():
-                        return
-                    blob = self.snapshots.encode(self.engine, users=False)
-                await self.checkpoints.write(blob)
-            except Exception as exc:  # the next interval tries again
-                log.warning("shared checkpoint not published: %r", exc)
 
     # -- running ----------------------------------------------------------------
 
@@ -559,4 +441,4 @@ class Worker:
                 await self.scorer.stop()
         except Exception as exc:
             log.warning("final metrics window not published: %s", exc)
-        self._write_snapshot()
+        self.learned.write_snapshot()

@@ -5,12 +5,15 @@ settings from `Settings`, raw keys and values (the core owns the encoding)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import faust
 
 from streamrec.contracts import STOREFRONT_EVENTS, partitions_for
 from streamrec.settings import Settings
 from streamrec.worker.lifecycle import faust_credentials
+
+MiB = 1_048_576
 
 
 def faust_app(s: Settings, app_id: str) -> faust.App:
@@ -34,4 +37,25 @@ def faust_app(s: Settings, app_id: str) -> faust.App:
         web_port=s.web_port,
         key_serializer="raw",
         value_serializer="raw",
+    )
+
+
+def profile_table(app: faust.App, s: Settings, partitions: int) -> Any:
+    """The profile table: raw bytes in the store and the changelog (the core owns the
+    encoding), RocksDB sized for small values."""
+    return app.Table(
+        "profiles",
+        default=None,
+        # bytes types make Faust pick the raw codec for store and changelog alike
+        # (a Schema would leave the store on JSON).
+        key_type=bytes,
+        value_type=bytes,
+        partitions=partitions,
+        # Per partition's RocksDB: Faust's defaults (64 MB x 3 write buffers, a 2 GB
+        # block cache) let one worker grow to gigabytes; profiles are small.
+        options={
+            "write_buffer_size": s.store_write_buffer_mb * MiB,
+            "max_write_buffer_number": 2,
+            "block_cache_size": s.store_block_cache_mb * MiB,
+        },
     )

@@ -107,6 +107,16 @@ class SharedStateFollower:
         for tp in self._tps:
             consumer.seek(tp, saved[tp.partition])
 
+    async def sync_assigned(self) -> bool:
+        """`sync` at an assignment; a failure leaves it to the first batch (`need_sync`)."""
+        try:
+            in_sync = await self.sync()
+        except Exception as exc:
+            log.warning("shared state not synced at assignment (%r); the first batch will", exc)
+            in_sync = False
+        self.need_sync = not in_sync
+        return in_sync
+
     async def sync(self) -> bool:
         """Wait until every delta published before now is folded in (bounded); True once
         it is, False if it was not within STREAMREC_SHARE_SYNC_TIMEOUT_S."""

@@ -152,3 +152,12 @@ def test_the_client_sdk_imports_neither_aiokafka_nor_faust():
     code = "import sys, streamrec.client; print(sorted({'aiokafka', 'faust'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_no_module_grows_past_450_lines():
+    """Small modules named for what they do: one past 450 lines is two parts in one."""
+    sizes = {
+        str(p.relative_to(ROOT)): len(p.read_text().splitlines())
+        for p in (ROOT / "streamrec").rglob("*.py")
+    }
+    assert {p: n for p, n in sizes.items() if n > 450} == {}

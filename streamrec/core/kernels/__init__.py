@@ -1,8 +1,8 @@
 """Compiled kernels for the per-list hot path (numba, nopython, cached on disk).
 
-A list is ranked for every event, and the state it reads changes with every
-event, so its steps cannot be shared across a batch without making lists
-depend on batch boundaries. What costs is not arithmetic but the number of
+A list is ranked for the state right after its event (a user's last of the
+batch), and that state changes with every event, so its steps are not shared
+across a batch's lists. What costs is not arithmetic but the number of
 numpy calls per list (each 2-10 us here): a step that took 15-40 of them is
 one kernel call here. Every kernel adds and multiplies in the same order as
 the numpy code it replaced, so lists are identical to the last bit (the
@@ -14,7 +14,7 @@ list.
 
 `graph`: the co-visitation graph's arena (learning a pair, an anchor's
 neighbours). `candidates`: co-visitation sums, what a user may be shown, the
-pool cut.
+pool cut; `tops`: each source's best rows, the best score per row.
 `ranking`: the gathered feature columns, the per-category cap, the numbers
 behind the explanations. `search`: the exact top k of a batch's vector scores.
 """
@@ -25,7 +25,6 @@ import numpy as np
 
 from streamrec.core.kernels.candidates import (
     allowed,
-    best_per_row,
     covisit_keep,
     covisit_merge,
     pool_cut,
@@ -39,6 +38,7 @@ from streamrec.core.kernels.graph import (
 )
 from streamrec.core.kernels.ranking import choose_capped, explain_numbers, item_features
 from streamrec.core.kernels.search import top_k_rows
+from streamrec.core.kernels.tops import best_per_row
 
 __all__ = [
     "allowed",
