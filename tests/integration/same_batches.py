@@ -72,21 +72,21 @@ def same_lists(offline: dict[str, Recommendation], online: dict[str, Recommendat
 
 
 def learned_batches(s: Settings, msgs: Sequence[RawMessage]) -> list[list[RawMessage]]:
-    """`msgs` (records of storefront.events) in the batches whose learning the worker
-    delivered, read from its logs on shared.state: after a kill -9, a batch whose log
-    never got out was learned again in the restarted worker's batches. An event is in
-    the first batch that covers it (a restarted worker answers replays again, learned
-    once)."""
+    """`msgs` (records of storefront.events, one partition) in the batches whose
+    learning the worker delivered, read from its logs on shared.state: after a kill -9,
+    a batch whose log never got out was learned again in the restarted worker's
+    batches. A log covers the offsets its batch learned, so the logs are disjoint; in
+    offset order (each incarnation of the worker has its own key, so the topic does not
+    hold them in one order), an event is in the first batch that covers it (a restarted
+    worker answers replays again, learned once)."""
     consumer = tail(s, SHARED_STATE)
     records = read_all(consumer, idle_s=2.0)
     consumer.close()
     at = {(m.partition, m.offset): m for m in msgs}
     done: set[tuple[int, int]] = set()
     out = []
-    for r in records:
-        log = decode(r.value)
-        if not isinstance(log, ItemLog):
-            continue
+    logs = [log for r in records if isinstance(log := decode(r.value), ItemLog)]
+    for log in sorted(logs, key=lambda log: min(first for _p, first, _last in log.ranges)):
         batch = [
             (p, o)
             for p, first, last in log.ranges

@@ -89,7 +89,15 @@ def test_kill_9s_leave_every_profile_and_every_learned_model_as_an_uninterrupted
     stored = stored_profiles(s)
     assert stored.keys() == profiles.keys()
     differing = [u for u in profiles if Profile.from_bytes(stored[u])[0] != profiles[u]]
-    assert differing == [], f"{len(differing)} of {len(profiles)} profiles differ"
+    fields = sorted(
+        {
+            f
+            for u in differing
+            for f in Profile.__dataclass_fields__
+            if getattr(Profile.from_bytes(stored[u])[0], f) != getattr(profiles[u], f)
+        }
+    )
+    assert differing == [], f"{len(differing)} of {len(profiles)} profiles differ in {fields}"
     assert sum(bool(p.affinity) for p in profiles.values()) > 0.9 * len(profiles)
 
     got, want_models = learned_models(worker_models(s)), learned_models(engine.recommender)
